@@ -1,0 +1,134 @@
+//! The Tina4 chapter's chat room: `/ws/room/{roomName}` and a page for it at
+//! `GET /room/{roomName}`.
+//!
+//! Protocol (JSON text messages):
+//! - client → `{"type":"set-name","name":N}` renames the sender (everyone
+//!   starts as `Anonymous`); everyone in the room hears about it.
+//! - client → `{"type":"chat","text":T}` reaches everyone in the room, the
+//!   sender included, as `{"type":"chat","from":name,"text":T,"timestamp":"HH:MM:SS"}`.
+//! - joining and leaving are announced as `{"type":"system",...}` with the
+//!   room's `online` count.
+//! - anything else gets `{"type":"error","message":...}` back, to the sender only.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use tina4_guest::prelude::*;
+
+/// Longest display name, in characters.
+const MAX_NAME: usize = 40;
+
+thread_local! {
+    /// Display name per connection id (ids are unique, so rooms never clash).
+    static NAMES: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+fn routes(app: &mut Router) {
+    app.websocket("/ws/room/{roomName}", room);
+    app.get("/room/{roomName}", room_page);
+}
+
+tina4_guest::app!(routes);
+
+fn name_of(conn: &Connection) -> String {
+    NAMES.with_borrow(|names| names.get(conn.id()).cloned())
+        .unwrap_or_else(|| "Anonymous".to_string())
+}
+
+fn room(conn: &Connection, event: Event) -> Result<(), Error> {
+    let room = &conn.params()["roomName"];
+    match event {
+        Event::Open => {
+            NAMES.with_borrow_mut(|names| names.insert(conn.id().to_string(), "Anonymous".to_string()));
+            conn.send_json(&json!({
+                "type": "system",
+                "message": format!("Welcome to room: {room}. Set your name with: {{\"type\": \"set-name\", \"name\": \"YourName\"}}"),
+                "online": conn.connection_count(),
+            }))?;
+            conn.broadcast_json_except_self(&json!({
+                "type": "system",
+                "message": "A new user joined",
+                "online": conn.connection_count(),
+            }))
+        }
+        Event::Message(text) => on_message(conn, &text),
+        Event::Binary(_) => reply_error(conn, "binary messages are not supported; send JSON text"),
+        Event::Close { .. } => {
+            let name = NAMES
+                .with_borrow_mut(|names| names.remove(conn.id()))
+                .unwrap_or_else(|| "Anonymous".to_string());
+            conn.broadcast_json(&json!({
+                "type": "system",
+                "message": format!("{name} left the room"),
+                "online": conn.connection_count(),
+            }))
+        }
+    }
+}
+
+fn on_message(conn: &Connection, text: &str) -> Result<(), Error> {
+    let Ok(msg) = serde_json::from_str::<Value>(text) else {
+        return reply_error(conn, "messages must be JSON, e.g. {\"type\":\"chat\",\"text\":\"hi\"}");
+    };
+    match msg.get("type").and_then(Value::as_str).unwrap_or("chat") {
+        "set-name" => {
+            let Some(new_name) = msg.get("name").and_then(Value::as_str).map(str::trim) else {
+                return reply_error(conn, "set-name needs a \"name\" string");
+            };
+            if new_name.is_empty() || new_name.chars().count() > MAX_NAME {
+                return reply_error(conn, &format!("a name must be 1 to {MAX_NAME} characters"));
+            }
+            let old_name = NAMES
+                .with_borrow_mut(|names| names.insert(conn.id().to_string(), new_name.to_string()))
+                .unwrap_or_else(|| "Anonymous".to_string());
+            conn.broadcast_json(&json!({
+                "type": "system",
+                "message": format!("{old_name} changed their name to {new_name}"),
+            }))
+        }
+        "chat" => {
+            let text = msg.get("text").and_then(Value::as_str).unwrap_or("");
+            conn.broadcast_json(&json!({
+                "type": "chat",
+                "from": name_of(conn),
+                "text": text,
+                "timestamp": utc_time_of_day(),
+            }))
+        }
+        other => reply_error(conn, &format!("unknown message type {other:?}")),
+    }
+}
+
+fn reply_error(conn: &Connection, message: &str) -> Result<(), Error> {
+    conn.send_json(&json!({ "type": "error", "message": message }))
+}
+
+/// `HH:MM:SS` in UTC, as the chapter's timestamps.
+fn utc_time_of_day() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+fn room_page(req: &Request) -> Response {
+    let room = escape_html(&req.params()["roomName"]);
+    Response::html(include_str!("room.html").replace("{{room}}", &room))
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,14 @@
+//! `/ws/echo`: answers every text message with `"Echo: " + message`, and
+//! every binary message with the same bytes.
+
+use tina4_guest::prelude::*;
+
+fn routes(app: &mut Router) {
+    app.websocket("/ws/echo", |conn: &Connection, event: Event| match event {
+        Event::Message(text) => conn.send(&format!("Echo: {text}")),
+        Event::Binary(data) => conn.send_binary(&data),
+        Event::Open | Event::Close { .. } => Ok(()),
+    });
+}
+
+tina4_guest::app!(routes);

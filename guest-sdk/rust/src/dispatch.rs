@@ -1,0 +1,56 @@
+//! Glue between the exported world and the app's [`Router`]; used by
+//! [`app!`](crate::app), not by handlers.
+
+use std::cell::OnceCell;
+
+use crate::bindings::tina4::wasm::logging::{Level, log};
+use crate::bindings::tina4::wasm::types::{
+    Connection as WitConnection, HttpRequest, HttpResponse, Route, WsEvent,
+};
+use crate::connection::Connection;
+use crate::http::{IntoResponse, Request};
+use crate::router::{Handler, Router};
+
+thread_local! {
+    /// The app's routes, built on first use and kept for the instance's life.
+    static ROUTER: OnceCell<Router> = const { OnceCell::new() };
+}
+
+fn with_router<R>(build: fn(&mut Router), f: impl FnOnce(&Router) -> R) -> R {
+    ROUTER.with(|cell| {
+        let router = cell.get_or_init(|| {
+            let mut router = Router::default();
+            build(&mut router);
+            router
+        });
+        f(router)
+    })
+}
+
+/// The exported `routes`.
+pub fn routes(build: fn(&mut Router)) -> Vec<Route> {
+    with_router(build, |r| r.routes.iter().map(|(route, _)| route.clone()).collect())
+}
+
+/// The exported `handle-http`.
+pub fn handle_http(build: fn(&mut Router), route: u32, request: HttpRequest) -> HttpResponse {
+    with_router(build, |r| match r.routes.get(route as usize) {
+        Some((_, Handler::Http(handler))) => handler(&Request::from(request)).into(),
+        _ => {
+            log(Level::Error, &format!("no HTTP route {route}"));
+            crate::Error::Invalid(format!("no HTTP route {route}")).into_response().into()
+        }
+    })
+}
+
+/// The exported `on-websocket`.
+pub fn on_websocket(build: fn(&mut Router), route: u32, conn: WitConnection, event: WsEvent) {
+    with_router(build, |r| match r.routes.get(route as usize) {
+        Some((spec, Handler::WebSocket(handler))) => {
+            if let Some(err) = handler(&Connection::from(conn), event.into()) {
+                log(Level::Error, &format!("{}: {err}", spec.path));
+            }
+        }
+        _ => log(Level::Error, &format!("no WebSocket route {route}")),
+    })
+}

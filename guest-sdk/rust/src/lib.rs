@@ -1,0 +1,101 @@
+//! Write [tina4-wasm](https://github.com/tina4stack) apps in Rust, the Tina4 way.
+//!
+//! An app is a function that registers routes, and a line that exports it:
+//!
+//! ```ignore
+//! use tina4_guest::prelude::*;
+//!
+//! fn routes(app: &mut Router) {
+//!     app.websocket("/ws/echo", |conn: &Connection, event: Event| match event {
+//!         Event::Message(text) => conn.send(&format!("Echo: {text}")),
+//!         _ => Ok(()),
+//!     });
+//!     app.get("/hello/{name}", |req: &Request| {
+//!         Response::json(&json!({ "hello": req.param("name") }))
+//!     });
+//! }
+//!
+//! tina4_guest::app!(routes);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` and drop the
+//! `.wasm` into the apps folder of `tina4-wasm serve`.
+//!
+//! # Modules
+//!
+//! - [`router`]: [`Router`], where routes and their handlers are registered.
+//! - [`connection`]: [`Connection`] and [`Event`] for WebSocket handlers.
+//! - [`http`]: [`Request`], [`Response`] and [`IntoResponse`] for HTTP handlers.
+//! - [`error`]: the [`Error`] every fallible call returns.
+//! - [`log`]: lines in the host's log, tagged with the app.
+//!
+//! Handlers never see the generated WIT bindings; they live in the hidden
+//! `bindings` module for the [`app!`] macro.
+
+pub mod connection;
+pub mod error;
+pub mod http;
+pub mod log;
+pub mod router;
+
+#[doc(hidden)]
+pub mod dispatch;
+
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "handler",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_handler",
+        default_bindings_module: "tina4_guest::bindings",
+    });
+}
+
+pub use connection::{Connection, Event, Params, push_to_websocket};
+pub use error::Error;
+pub use http::{IntoResponse, Method, Request, Response};
+pub use router::Router;
+
+/// Everything a handler file usually needs, plus `serde_json`'s `json!`.
+pub mod prelude {
+    pub use crate::{
+        Connection, Error, Event, IntoResponse, Method, Params, Request, Response, Router,
+        push_to_websocket,
+    };
+    pub use serde_json::{Value, json};
+}
+
+/// Exports an app whose routes are registered by `$routes: fn(&mut Router)`.
+///
+/// Use it once per app crate, at the top level.
+#[macro_export]
+macro_rules! app {
+    ($routes:path) => {
+        struct Tina4App;
+
+        impl $crate::bindings::Guest for Tina4App {
+            fn routes() -> ::std::vec::Vec<$crate::bindings::Route> {
+                $crate::dispatch::routes($routes)
+            }
+
+            fn handle_http(
+                route: u32,
+                request: $crate::bindings::HttpRequest,
+            ) -> $crate::bindings::HttpResponse {
+                $crate::dispatch::handle_http($routes, route, request)
+            }
+
+            fn on_websocket(
+                route: u32,
+                conn: $crate::bindings::Connection,
+                event: $crate::bindings::WsEvent,
+            ) {
+                $crate::dispatch::on_websocket($routes, route, conn, event)
+            }
+        }
+
+        $crate::bindings::export_handler!(Tina4App with_types_in $crate::bindings);
+    };
+}

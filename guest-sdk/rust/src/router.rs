@@ -1,0 +1,98 @@
+//! [`Router`]: where an app registers its routes, Tina4 style.
+
+use crate::bindings::tina4::wasm::types::{Method as WitMethod, Route, RouteKind};
+use crate::connection::{Connection, Event};
+use crate::http::{IntoResponse, Method, Request, Response};
+
+/// What a WebSocket handler may return: nothing, or a `Result` whose error
+/// is logged (the connection stays open).
+pub trait HandlerResult {
+    /// The error to log, if any.
+    fn into_error(self) -> Option<String>;
+}
+
+impl HandlerResult for () {
+    fn into_error(self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: std::fmt::Display> HandlerResult for Result<(), E> {
+    fn into_error(self) -> Option<String> {
+        self.err().map(|e| e.to_string())
+    }
+}
+
+pub(crate) type HttpHandler = Box<dyn Fn(&Request) -> Response>;
+pub(crate) type WsHandler = Box<dyn Fn(&Connection, Event) -> Option<String>>;
+
+/// A registered handler.
+pub(crate) enum Handler {
+    Http(HttpHandler),
+    WebSocket(WsHandler),
+}
+
+/// The routes of an app. Patterns are `/`-separated segments where
+/// `{name}` binds any segment and `{name:int}` binds an integer.
+#[derive(Default)]
+pub struct Router {
+    /// Routes in registration order; the index is the route's id.
+    pub(crate) routes: Vec<(Route, Handler)>,
+}
+
+impl Router {
+    fn http<R, F>(&mut self, method: Method, path: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&Request) -> R + 'static,
+        R: IntoResponse,
+    {
+        let route = Route {
+            kind: RouteKind::Http(WitMethod::from(method)),
+            path: path.to_string(),
+        };
+        let handler = Box::new(move |req: &Request| handler(req).into_response());
+        self.routes.push((route, Handler::Http(handler)));
+        self
+    }
+
+    /// Answers `GET path` (and `HEAD path`).
+    pub fn get<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+        self.http(Method::Get, path, handler)
+    }
+
+    /// Answers `POST path`.
+    pub fn post<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+        self.http(Method::Post, path, handler)
+    }
+
+    /// Answers `PUT path`.
+    pub fn put<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+        self.http(Method::Put, path, handler)
+    }
+
+    /// Answers `PATCH path`.
+    pub fn patch<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+        self.http(Method::Patch, path, handler)
+    }
+
+    /// Answers `DELETE path`.
+    pub fn delete<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+        self.http(Method::Delete, path, handler)
+    }
+
+    /// Serves WebSocket connections on `path`; `handler` gets every event of
+    /// every connection: `Open`, each `Message`/`Binary`, then `Close`.
+    pub fn websocket<R, F>(&mut self, path: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&Connection, Event) -> R + 'static,
+        R: HandlerResult,
+    {
+        let route = Route {
+            kind: RouteKind::Websocket,
+            path: path.to_string(),
+        };
+        let handler = Box::new(move |conn: &Connection, event: Event| handler(conn, event).into_error());
+        self.routes.push((route, Handler::WebSocket(handler)));
+        self
+    }
+}

@@ -1,0 +1,79 @@
+//! Settings for `tina4-wasm serve`: flags, with `TINA4_*` environment
+//! variables (and a `.env` file in the working directory) as fallbacks.
+
+use std::net::IpAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Everything `serve` needs to know.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Folder of app components (`*.wasm`); each file is one app.
+    #[arg(default_value = "apps", env = "TINA4_APPS_DIR")]
+    pub apps_dir: PathBuf,
+
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0", env = "TINA4_HOST")]
+    pub host: IpAddr,
+
+    /// Port for HTTP and WebSocket alike (0 picks a free one).
+    #[arg(long, short, default_value_t = 7146, env = "TINA4_PORT")]
+    pub port: u16,
+
+    /// Limits that protect the host from apps and clients.
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Bounds on everything a guest or a client can make the host hold or do.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Largest WebSocket message accepted from a client or sent by an app, in bytes.
+    #[arg(long, default_value = "1048576", env = "TINA4_WS_MAX_FRAME_SIZE")]
+    pub max_message_bytes: NonZeroUsize,
+
+    /// Largest HTTP request body, in bytes (larger → 413).
+    #[arg(long, default_value = "8388608", env = "TINA4_MAX_BODY_SIZE")]
+    pub max_body_bytes: NonZeroUsize,
+
+    /// Messages queued for one connection before it counts as a slow
+    /// consumer and is closed with 1008.
+    #[arg(long, default_value = "1024", env = "TINA4_WS_OUTBOX")]
+    pub outbox_capacity: NonZeroUsize,
+
+    /// Events queued for one app before senders wait.
+    #[arg(long, default_value = "4096", env = "TINA4_APP_MAILBOX")]
+    pub mailbox_capacity: NonZeroUsize,
+
+    /// Wall-clock time one guest call may run before it is interrupted, in ms.
+    #[arg(long, default_value = "1000", env = "TINA4_EVENT_TIMEOUT_MS")]
+    pub event_timeout_ms: NonZeroU64,
+
+    /// Linear memory one app instance may grow to, in MiB.
+    #[arg(long, default_value = "64", env = "TINA4_APP_MEMORY_MB")]
+    pub app_memory_mb: NonZeroUsize,
+
+    /// How long an HTTP request may wait for its app's answer, in ms (→ 503).
+    #[arg(long, default_value = "30000", env = "TINA4_HTTP_TIMEOUT_MS")]
+    pub http_timeout_ms: NonZeroU64,
+}
+
+impl Limits {
+    /// The per-call CPU deadline.
+    pub fn event_timeout(&self) -> Duration {
+        Duration::from_millis(self.event_timeout_ms.get())
+    }
+
+    /// The HTTP answer deadline.
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms.get())
+    }
+
+    /// The linear memory cap in bytes.
+    pub fn app_memory_bytes(&self) -> usize {
+        self.app_memory_mb.get() << 20
+    }
+}

@@ -1,0 +1,165 @@
+//! HTTP requests: route them, read the body within its limit, ask the app,
+//! and turn its answer (or its failure) into a response.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use crate::router::{HttpMatch, Method, RequestPath};
+use crate::runtime::AppCallError;
+use crate::runtime::bindings::{HttpRequest, HttpResponse};
+use crate::server::ServerState;
+use crate::ws;
+
+/// The body type of every response the host sends.
+pub type Body = Full<Bytes>;
+
+/// Handles one request on the shared port: WebSocket upgrades go to
+/// [`ws::upgrade`], everything else to an app's HTTP route.
+pub async fn handle(
+    state: Arc<ServerState>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = match RequestPath::parse(request.uri().path()) {
+        Ok(path) => path,
+        Err(err) => return Ok(plain(StatusCode::BAD_REQUEST, &format!("bad path: {err}"))),
+    };
+    if ws::upgrade::is_upgrade_request(&request) {
+        return Ok(ws::upgrade::accept(&state, request, &path));
+    }
+    Ok(route(&state, request, &path).await)
+}
+
+async fn route(state: &ServerState, request: Request<Incoming>, path: &RequestPath) -> Response<Body> {
+    let Some(method) = Method::from_http(request.method()) else {
+        return plain(StatusCode::NOT_IMPLEMENTED, "method not supported");
+    };
+    let (target, params) = match state.routes.load().match_http(method, path) {
+        HttpMatch::Found(found) => (found.entry.target.clone(), found.params),
+        HttpMatch::MethodNotAllowed(allowed) => {
+            let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
+        HttpMatch::NotFound => return plain(StatusCode::NOT_FOUND, "not found"),
+    };
+
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, &parts.headers, state.limits.max_body_bytes.get()).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let app_request = HttpRequest {
+        method: method.into(),
+        path: path.decoded.clone(),
+        params,
+        query: query_pairs(parts.uri.query()),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_string(), value)
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+
+    let answer = tokio::time::timeout(
+        state.limits.http_timeout(),
+        target.app.http(target.index, app_request),
+    )
+    .await;
+    match answer {
+        Ok(Ok(response)) => to_response(response, method == Method::Head, &target.app.name),
+        Ok(Err(AppCallError::GuestFailed)) => {
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+        }
+        Ok(Err(AppCallError::Unavailable)) => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, "app unavailable")
+        }
+        Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "app did not answer in time"),
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes with 413.
+async fn read_body(
+    body: Incoming,
+    headers: &hyper::HeaderMap,
+    limit: usize,
+) -> Result<Bytes, Response<Body>> {
+    let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(plain(StatusCode::BAD_REQUEST, "could not read the request body")),
+    }
+}
+
+/// Decoded `name=value` pairs of a query string, in order.
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// Headers the host sets itself; an app's values for them are ignored.
+fn host_managed(name: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ]
+    .contains(name)
+}
+
+/// Converts an app's answer, refusing what HTTP cannot carry.
+fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
+    let Ok(status) = StatusCode::from_u16(answer.status) else {
+        tracing::error!(app, status = answer.status, "app answered with an invalid status");
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
+    };
+    let body = if head { Bytes::new() } else { Bytes::from(answer.body) };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    for (name, value) in answer.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(name), Ok(value)) if !host_managed(&name) => {
+                response.headers_mut().append(name, value);
+            }
+            (Ok(_), Ok(_)) => {}
+            _ => tracing::warn!(app, header = %name, "app sent an invalid header; dropped"),
+        }
+    }
+    response
+}
+
+/// A short plain-text response.
+pub fn plain(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

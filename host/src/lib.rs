@@ -1,0 +1,39 @@
+//! tina4-wasm: serve HTTP and WebSocket routes from sandboxed WebAssembly
+//! components.
+//!
+//! The host owns the sockets and the registry of WebSocket connections; apps
+//! are components built against the `tina4:wasm/handler` world (see `wit/`)
+//! that declare their routes, answer HTTP requests, and react to WebSocket
+//! events by calling back into the host (`send`, `broadcast`, `close`,
+//! `count`, `push`).
+//!
+//! # Map of the crate
+//!
+//! - [`cli`]: the command line (clap).
+//! - [`config`]: settings for `serve`, from flags, `TINA4_*` env and `.env`.
+//! - [`server`]: binds the port, accepts connections, shuts down cleanly.
+//! - [`http`]: one HTTP request → route → app → response.
+//! - [`router`]: route patterns (`{name}`, `{name:int}`) and the route table.
+//! - [`ws`]: the WebSocket upgrade, each connection's task, and the
+//!   [`ConnectionRegistry`](ws::registry::ConnectionRegistry) that groups
+//!   connections by concrete path.
+//! - [`runtime`]: wasmtime engine, loading components, host imports, and the
+//!   app actor that runs each app's instance on its own thread.
+//! - [`apps`]: loads the apps folder into a route table; the startup banner.
+//!
+//! # Life of a WebSocket message
+//!
+//! A client's frame is read by its connection task ([`ws::connection`]),
+//! which puts an event in its app's bounded mailbox. The app's actor thread
+//! calls the guest's `on-websocket`; the guest calls `broadcast`, which
+//! builds the frame once and queues it (by reference) on each recipient's
+//! bounded outbox ([`ws::registry`]); each recipient's task writes it out.
+
+pub mod apps;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod ws;

@@ -1,0 +1,51 @@
+//! Rust bindings of the `tina4:wasm/handler` world, generated from `wit/`,
+//! and conversions between them and the host's own types.
+
+use crate::router::{Method as RouteMethod, RouteKind};
+
+wasmtime::component::bindgen!({
+    world: "handler",
+    path: "../wit",
+});
+
+pub use self::tina4::wasm::logging::Level;
+pub use self::tina4::wasm::types::{
+    CloseInfo, Error as GuestApiError, Method, RouteKind as WitRouteKind,
+};
+
+impl From<Method> for RouteMethod {
+    fn from(m: Method) -> Self {
+        match m {
+            Method::Get => Self::Get,
+            Method::Post => Self::Post,
+            Method::Put => Self::Put,
+            Method::Patch => Self::Patch,
+            Method::Delete => Self::Delete,
+            Method::Head => Self::Head,
+            Method::Options => Self::Options,
+        }
+    }
+}
+
+impl From<RouteMethod> for Method {
+    fn from(m: RouteMethod) -> Self {
+        match m {
+            RouteMethod::Get => Self::Get,
+            RouteMethod::Post => Self::Post,
+            RouteMethod::Put => Self::Put,
+            RouteMethod::Patch => Self::Patch,
+            RouteMethod::Delete => Self::Delete,
+            RouteMethod::Head => Self::Head,
+            RouteMethod::Options => Self::Options,
+        }
+    }
+}
+
+impl From<WitRouteKind> for RouteKind {
+    fn from(kind: WitRouteKind) -> Self {
+        match kind {
+            WitRouteKind::Http(m) => Self::Http(m.into()),
+            WitRouteKind::Websocket => Self::WebSocket,
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! What an app's imports do: the store data of one app instance and its
+//! implementation of the `websocket` and `logging` interfaces.
+//!
+//! Every call is checked against the app's own routes and connections
+//! (tenancy) and the message size limit, and never blocks: delivery only
+//! queues onto outboxes.
+
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::Message;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::tina4::wasm::{logging, types, websocket};
+use super::bindings::{GuestApiError, Level};
+use crate::router::{RequestPath, RoutePattern};
+use crate::ws::connection::truncate_reason;
+use crate::ws::registry::{ConnectionHandle, ConnectionRegistry, RegistryError};
+
+/// The data of one app instance's `Store`.
+pub struct HostState {
+    /// The app's name: tags its log lines and owns its connections.
+    pub app: Arc<str>,
+    /// Patterns of the app's WebSocket routes: the only paths it may address.
+    /// Empty while `routes()` is being asked for.
+    pub ws_routes: Arc<[RoutePattern]>,
+    /// Where connections live.
+    pub registry: Arc<ConnectionRegistry>,
+    /// Largest message the app may send, in bytes.
+    pub max_message_bytes: usize,
+    /// WASI state: no files, no environment, no sockets; output goes to the log.
+    pub wasi: WasiCtx,
+    /// WASI resources (streams) the guest holds.
+    pub table: ResourceTable,
+    /// Memory and table caps, enforced by wasmtime.
+    pub limits: StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    /// Refuses a path unless it is a concrete path of one of the app's
+    /// WebSocket routes; returns the registry key for it.
+    fn own_path<'p>(&self, path: &'p str) -> Result<&'p str, GuestApiError> {
+        let owned = RequestPath::from_decoded(path)
+            .is_some_and(|p| self.ws_routes.iter().any(|r| r.matches_path(&p)));
+        if owned {
+            Ok(path)
+        } else {
+            Err(GuestApiError::NotPermitted(format!(
+                "{path:?} is not a path of this app's WebSocket routes"
+            )))
+        }
+    }
+
+    /// Refuses a connection id unless it is open and served by this app.
+    fn own_connection(&self, id: &str) -> Result<Arc<ConnectionHandle>, GuestApiError> {
+        match self.registry.get(id) {
+            Some(handle) if handle.app == self.app => Ok(handle),
+            Some(_) => Err(GuestApiError::NotPermitted(format!(
+                "connection {id} belongs to another app"
+            ))),
+            None => Err(GuestApiError::UnknownConnection(id.to_string())),
+        }
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), GuestApiError> {
+        if len > self.max_message_bytes {
+            Err(GuestApiError::TooLarge(
+                u32::try_from(self.max_message_bytes).unwrap_or(u32::MAX),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send_frame(&mut self, to: &str, len: usize, frame: Message) -> Result<(), GuestApiError> {
+        self.check_size(len)?;
+        self.own_connection(to)?;
+        self.registry.send(to, frame).map_err(Into::into)
+    }
+
+    fn broadcast_frame(
+        &mut self,
+        path: &str,
+        len: usize,
+        frame: Message,
+        exclude: Option<&str>,
+    ) -> Result<u32, GuestApiError> {
+        self.check_size(len)?;
+        let path = self.own_path(path)?;
+        Ok(self.registry.broadcast(path, &frame, exclude))
+    }
+}
+
+impl From<RegistryError> for GuestApiError {
+    fn from(err: RegistryError) -> Self {
+        match err {
+            RegistryError::UnknownConnection(id) => Self::UnknownConnection(id),
+        }
+    }
+}
+
+/// Close codes an application may put in a close frame (RFC 6455 §7.4).
+fn sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+impl types::Host for HostState {}
+
+impl websocket::Host for HostState {
+    fn send(&mut self, to: String, text: String) -> Result<(), GuestApiError> {
+        self.send_frame(&to, text.len(), Message::text(text))
+    }
+
+    fn send_binary(&mut self, to: String, data: Vec<u8>) -> Result<(), GuestApiError> {
+        self.send_frame(&to, data.len(), Message::binary(data))
+    }
+
+    fn broadcast(
+        &mut self,
+        path: String,
+        text: String,
+        exclude: Option<String>,
+    ) -> Result<(), GuestApiError> {
+        let len = text.len();
+        self.broadcast_frame(&path, len, Message::text(text), exclude.as_deref())
+            .map(drop)
+    }
+
+    fn broadcast_binary(
+        &mut self,
+        path: String,
+        data: Vec<u8>,
+        exclude: Option<String>,
+    ) -> Result<(), GuestApiError> {
+        let len = data.len();
+        self.broadcast_frame(&path, len, Message::binary(data), exclude.as_deref())
+            .map(drop)
+    }
+
+    fn close(&mut self, conn: String, code: u16, reason: String) -> Result<(), GuestApiError> {
+        if !sendable_close_code(code) {
+            return Err(GuestApiError::Invalid(format!(
+                "close code {code} may not be sent by an application"
+            )));
+        }
+        if truncate_reason(&reason).len() != reason.len() {
+            return Err(GuestApiError::Invalid(
+                "close reason longer than 123 bytes".to_string(),
+            ));
+        }
+        self.own_connection(&conn)?;
+        self.registry
+            .close(&conn, code, &reason)
+            .map_err(Into::into)
+    }
+
+    fn count(&mut self, path: String) -> Result<u32, GuestApiError> {
+        let path = self.own_path(&path)?;
+        Ok(self.registry.count(path))
+    }
+
+    fn push(&mut self, path: String, text: String) -> Result<u32, GuestApiError> {
+        let len = text.len();
+        self.broadcast_frame(&path, len, Message::text(text), None)
+    }
+}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let app = &*self.app;
+        match level {
+            Level::Trace => tracing::trace!(app, "{message}"),
+            Level::Debug => tracing::debug!(app, "{message}"),
+            Level::Info => tracing::info!(app, "{message}"),
+            Level::Warn => tracing::warn!(app, "{message}"),
+            Level::Error => tracing::error!(app, "{message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_follow_rfc_6455() {
+        for ok in [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
+            assert!(sendable_close_code(ok), "{ok}");
+        }
+        for bad in [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000] {
+            assert!(!sendable_close_code(bad), "{bad}");
+        }
+    }
+}

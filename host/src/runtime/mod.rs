@@ -1,0 +1,318 @@
+//! The WebAssembly side: the wasmtime engine, loading app components,
+//! instantiating them in a sandbox, and the actor that runs each app.
+
+pub mod actor;
+pub mod bindings;
+mod guest_output;
+mod host;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::add_to_linker_sync;
+
+pub use self::actor::{AppCallError, AppHandle};
+use self::actor::{AppActor, Instance};
+use self::bindings::{Connection, Handler, HandlerPre, WsEvent};
+use self::guest_output::{GuestOutput, Stream};
+pub use self::host::HostState;
+use crate::config::Limits;
+use crate::router::{RouteKind, RoutePattern};
+use crate::ws::registry::ConnectionRegistry;
+
+/// How often the engine's epoch advances; the granularity of CPU deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Where a route sends its requests: an app and the route's index in it.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    /// The app serving the route.
+    pub app: Arc<AppHandle>,
+    /// The route's index in the app's `routes()`.
+    pub index: u32,
+}
+
+impl RouteTarget {
+    /// Delivers a WebSocket event of `conn` to the app.
+    pub async fn dispatch(&self, conn: &Arc<Connection>, event: WsEvent) {
+        self.app.websocket_event(self.index, conn, event).await;
+    }
+}
+
+impl std::fmt::Display for RouteTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.app.fmt(f)
+    }
+}
+
+/// An app that loaded: its handle and the routes it asked for.
+pub struct LoadedApp {
+    /// The running app.
+    pub handle: Arc<AppHandle>,
+    /// Its routes, in `routes()` order (the index is the route id).
+    pub routes: Vec<(RouteKind, RoutePattern)>,
+}
+
+/// Compiles and instantiates apps; one per host process.
+pub struct Runtime {
+    /// The shared engine (compiled code, epoch counter).
+    engine: Engine,
+    /// Host imports: the tina4 interfaces and a capability-free WASI.
+    linker: Linker<HostState>,
+    /// The connection registry apps act on.
+    registry: Arc<ConnectionRegistry>,
+    /// Limits applied to every app.
+    limits: Limits,
+}
+
+impl Runtime {
+    /// An engine with epoch interruption, and a linker with the host imports.
+    pub fn new(registry: Arc<ConnectionRegistry>, limits: Limits) -> anyhow::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Component-model concurrency would roughly double the cost of a call.
+        config.concurrency_support(false);
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+        start_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        Handler::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)
+        .context("linking the tina4 host interfaces")?;
+        Ok(Self {
+            engine,
+            linker,
+            registry,
+            limits,
+        })
+    }
+
+    /// Loads one component file: compile, check it is a `handler`, instantiate
+    /// it, ask for its routes, and start its actor.
+    pub fn load(&self, file: &Path) -> anyhow::Result<LoadedApp> {
+        let name: Arc<str> = app_name(file)?.into();
+        let bytes = std::fs::read(file).context("cannot read the file")?;
+        check_is_component(&bytes)?;
+
+        let compile_started = Instant::now();
+        let component = Component::new(&self.engine, &bytes)
+            .map_err(anyhow::Error::from)
+            .context("not a valid WebAssembly component")?;
+        let compiled_in = compile_started.elapsed();
+
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component needs imports this host does not provide")?;
+        let pre = HandlerPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not implement the tina4:wasm/handler world")?;
+
+        let mut factory = InstanceFactory {
+            app: name.clone(),
+            pre,
+            registry: self.registry.clone(),
+            ws_routes: Arc::from([]),
+            limits: self.limits.clone(),
+            deadline_ticks: deadline_ticks(self.limits.event_timeout()),
+        };
+        let instantiate_started = Instant::now();
+        let mut instance = factory
+            .instantiate()
+            .map_err(anyhow::Error::from)
+            .context("instantiating the component failed")?;
+        let instantiated_in = instantiate_started.elapsed();
+
+        instance.store.set_epoch_deadline(factory.deadline_ticks);
+        let declared = instance
+            .handler
+            .call_routes(&mut instance.store)
+            .map_err(|e| anyhow::anyhow!("routes() failed: {}", describe_guest_error(&e)))?;
+        let mut routes = Vec::with_capacity(declared.len());
+        for route in declared {
+            let pattern: RoutePattern = route.path.parse()?;
+            routes.push((RouteKind::from(route.kind), pattern));
+        }
+        if u32::try_from(routes.len()).is_err() {
+            bail!("too many routes");
+        }
+        let ws_routes: Arc<[RoutePattern]> = routes
+            .iter()
+            .filter(|(kind, _)| *kind == RouteKind::WebSocket)
+            .map(|(_, pattern)| pattern.clone())
+            .collect();
+        instance.store.data_mut().ws_routes = ws_routes.clone();
+        factory.ws_routes = ws_routes;
+
+        tracing::info!(
+            app = %name,
+            file = %file.display(),
+            compile = ?compiled_in,
+            instantiate = ?instantiated_in,
+            routes = routes.len(),
+            "app loaded"
+        );
+        let handle = AppActor::spawn(
+            factory,
+            instance,
+            file.to_path_buf(),
+            self.limits.mailbox_capacity.get(),
+        )
+        .context("starting the app's thread")?;
+        Ok(LoadedApp { handle, routes })
+    }
+}
+
+/// Everything needed to make a fresh sandboxed instance of one app.
+pub struct InstanceFactory {
+    /// The app's name.
+    pub app: Arc<str>,
+    /// The pre-linked component.
+    pre: HandlerPre<HostState>,
+    /// Where the app's connections live.
+    pub registry: Arc<ConnectionRegistry>,
+    /// The app's WebSocket route patterns (tenancy for paths).
+    ws_routes: Arc<[RoutePattern]>,
+    /// Memory, size and time limits.
+    limits: Limits,
+    /// Epoch ticks one guest call may run.
+    pub deadline_ticks: u64,
+}
+
+impl InstanceFactory {
+    /// A new instance in a new store, with no capabilities beyond the host
+    /// imports: no files, no environment, no network; output to the log.
+    pub fn instantiate(&self) -> wasmtime::Result<Instance> {
+        let wasi = WasiCtxBuilder::new()
+            .stdout(GuestOutput::new(self.app.clone(), Stream::Stdout))
+            .stderr(GuestOutput::new(self.app.clone(), Stream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            app: self.app.clone(),
+            ws_routes: self.ws_routes.clone(),
+            registry: self.registry.clone(),
+            max_message_bytes: self.limits.max_message_bytes.get(),
+            wasi,
+            table: Default::default(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.app_memory_bytes())
+                .build(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks);
+        let handler = self.pre.instantiate(&mut store)?;
+        Ok(Instance { store, handler })
+    }
+}
+
+/// The app name of a component file: its file name without `.wasm`.
+pub fn app_name(file: &Path) -> anyhow::Result<String> {
+    file.file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .context("the file name is not valid UTF-8")
+}
+
+/// Rejects files that are not components before the compiler sees them, so
+/// the message says what is wrong in words a user can act on.
+fn check_is_component(bytes: &[u8]) -> anyhow::Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) || bytes.len() < 8 {
+        bail!("not a WebAssembly file");
+    }
+    if bytes[4..8] == CORE_MODULE {
+        bail!(
+            "a core WebAssembly module, not a component (build it with `--target wasm32-wasip2`)"
+        );
+    }
+    Ok(())
+}
+
+/// Epoch ticks for a deadline, rounded up, plus one for the partial tick in
+/// progress when the call starts.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for the life of the process.
+fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".to_string())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// One line saying why a guest call failed, for the log.
+pub fn describe_guest_error(err: &wasmtime::Error) -> String {
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => "it ran past its CPU time limit (epoch deadline)".to_string(),
+        Some(Trap::StackOverflow) => "stack overflow".to_string(),
+        Some(trap) => format!("trap: {trap}; {err:#}"),
+        None => format!("{err:#}"),
+    }
+}
+
+/// The `.wasm` files of a folder, sorted by name, so load order (and which
+/// of two conflicting apps wins) is stable.
+pub fn component_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the apps folder {}", dir.display()))?
+    {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_components_pass_the_header_check() {
+        assert!(check_is_component(b"hello").is_err());
+        let core = check_is_component(b"\0asm\x01\0\0\0").unwrap_err();
+        assert!(core.to_string().contains("core WebAssembly module"));
+        assert!(check_is_component(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn deadlines_round_up() {
+        assert_eq!(deadline_ticks(Duration::from_millis(1000)), 101);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+    }
+}

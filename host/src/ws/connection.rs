@@ -1,0 +1,228 @@
+//! One WebSocket connection's task: reads the client's frames into app
+//! events, and writes what the registry queued on its outbox.
+//!
+//! Lifecycle: register (so `count` includes it) → `open` event → frames in
+//! both directions → unregister (so `count` excludes it) → `close` event.
+//! Every connection that saw `open` gets exactly one `close`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::registry::{ConnectionHandle, ConnectionRegistry, Outgoing};
+use crate::runtime::RouteTarget;
+use crate::runtime::bindings::{CloseInfo, Connection, WsEvent};
+
+/// How long to wait for the peer's reply to our close frame.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Outgoing frames written before one flush, so a burst costs one syscall.
+const WRITE_BATCH: usize = 64;
+
+/// Close code when the peer vanished without a close frame (RFC 6455 §7.1.5).
+const ABNORMAL: u16 = 1006;
+/// Close code when the peer sent a close frame without a code.
+const NO_STATUS: u16 = 1005;
+
+/// Everything the connection task needs.
+pub struct ConnectionTask {
+    /// The registry entry (id, path, outbox sender, eviction signal).
+    pub handle: Arc<ConnectionHandle>,
+    /// The outbox the registry fills.
+    pub outbox: mpsc::Receiver<Outgoing>,
+    /// The connection as the app sees it, passed with every event.
+    pub info: Arc<Connection>,
+    /// The app and route that serve it.
+    pub target: RouteTarget,
+    /// Where it is registered.
+    pub registry: Arc<ConnectionRegistry>,
+}
+
+/// How the connection ended.
+struct Ending {
+    /// The close code reported to the app.
+    code: u16,
+    /// The close reason reported to the app.
+    reason: String,
+    /// A close frame we still owe the peer (we have not sent one yet).
+    send_close: bool,
+}
+
+impl Ending {
+    fn peer(code: u16, reason: String) -> Self {
+        Self {
+            code,
+            reason,
+            send_close: false,
+        }
+    }
+
+    fn ours(code: u16, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            send_close: true,
+        }
+    }
+}
+
+impl ConnectionTask {
+    /// Runs the connection until it closes.
+    pub async fn run<S>(self, ws: WebSocketStream<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Self {
+            handle,
+            mut outbox,
+            info,
+            target,
+            registry,
+        } = self;
+        registry.register(handle.clone());
+        target.dispatch(&info, WsEvent::Open).await;
+
+        let (mut sink, mut stream) = ws.split();
+        let ending = loop {
+            tokio::select! {
+                (code, reason) = handle.evicted() => break Ending::ours(code, reason),
+                item = outbox.recv() => {
+                    let Some(item) = item else { break Ending::ours(1011, "host error") };
+                    match write_burst(&mut sink, &mut outbox, item).await {
+                        Ok(None) => {}
+                        Ok(Some(ending)) => break ending,
+                        Err(_) => break Ending::peer(ABNORMAL, String::new()),
+                    }
+                }
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        target.dispatch(&info, WsEvent::Text(text.as_str().to_owned())).await;
+                    }
+                    Some(Ok(Message::Binary(data))) => {
+                        target.dispatch(&info, WsEvent::Binary(data.to_vec())).await;
+                    }
+                    // tungstenite answers pings itself; pongs need nothing.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, reason) = frame
+                            .map_or((NO_STATUS, String::new()), |f| (f.code.into(), f.reason.as_str().to_owned()));
+                        break Ending::peer(code, reason);
+                    }
+                    Some(Err(err)) => break ending_for_error(&err),
+                    None => break Ending::peer(ABNORMAL, String::new()),
+                }
+            }
+        };
+
+        // Out of the group first, so the app's `close` handler sees the new count.
+        registry.unregister(&handle.id);
+        let close_event = WsEvent::Close(CloseInfo {
+            code: ending.code,
+            reason: ending.reason.clone(),
+        });
+        target.dispatch(&info, close_event).await;
+        finish_close(sink, stream, &ending).await;
+    }
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once.
+/// Returns the ending if a close request was among them.
+async fn write_burst<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    outbox: &mut mpsc::Receiver<Outgoing>,
+    first: Outgoing,
+) -> Result<Option<Ending>, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(item) = next.take() {
+        match item {
+            Outgoing::Frame(frame) => sink.feed(frame).await?,
+            Outgoing::Close { code, reason } => {
+                sink.flush().await?;
+                return Ok(Some(Ending::ours(code, reason)));
+            }
+        }
+        written += 1;
+        if written < WRITE_BATCH {
+            next = outbox.try_recv().ok();
+        }
+    }
+    sink.flush().await?;
+    Ok(None)
+}
+
+/// Maps a read error to the close code RFC 6455 prescribes for it.
+fn ending_for_error(err: &WsError) -> Ending {
+    match err {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Ending::ours(1009, "message too big")
+        }
+        WsError::Capacity(_) => Ending::ours(1009, "frame too big"),
+        WsError::Utf8(_) => Ending::ours(1007, "invalid UTF-8 in text message"),
+        WsError::Protocol(ProtocolError::InvalidCloseSequence) => {
+            Ending::ours(1002, "invalid close sequence")
+        }
+        WsError::Protocol(_) => Ending::ours(1002, "protocol error"),
+        _ => Ending::peer(ABNORMAL, String::new()),
+    }
+}
+
+/// Sends our close frame if we owe one and waits (bounded) for the peer's
+/// reply, so the peer sees a clean close handshake.
+async fn finish_close<S>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    ending: &Ending,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = async {
+        if ending.send_close {
+            let frame = CloseFrame {
+                code: CloseCode::from(ending.code),
+                reason: truncate_reason(&ending.reason).into(),
+            };
+            if sink.send(Message::Close(Some(frame))).await.is_err() {
+                return;
+            }
+        }
+        // Reading on lets tungstenite flush its reply to a peer's close and
+        // receive the peer's reply to ours; it ends when the peer is done.
+        while let Some(Ok(_)) = stream.next().await {}
+    };
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, handshake).await;
+}
+
+/// A close reason must fit a control frame: at most 123 bytes of UTF-8.
+pub fn truncate_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_on_char_boundaries() {
+        let long = "é".repeat(100);
+        let cut = truncate_reason(&long);
+        assert!(cut.len() <= 123);
+        assert_eq!(cut.len() % 2, 0);
+        assert_eq!(truncate_reason("bye"), "bye");
+    }
+}

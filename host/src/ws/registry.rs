@@ -1,0 +1,340 @@
+//! The connection registry: every open WebSocket connection by id and by
+//! concrete path, and delivery into their outboxes.
+//!
+//! Delivery never blocks: a frame is built once and its (reference-counted)
+//! payload is queued on each recipient's bounded outbox. A recipient whose
+//! outbox is full is a slow consumer; it is evicted (closed with 1008) rather
+//! than allowed to stall the sender or the rest of its path group.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use indexmap::IndexMap;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Identifies a connection; unique across host instances (see [`ConnectionRegistry::next_id`]).
+pub type ConnectionId = Arc<str>;
+
+/// Close code for a connection evicted because its outbox filled up.
+pub const CLOSE_SLOW_CONSUMER: u16 = 1008;
+
+/// What a connection's writer is asked to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Send this frame (text or binary).
+    Frame(Message),
+    /// Send a close frame with this code and reason, then finish.
+    Close { code: u16, reason: String },
+}
+
+/// The registry's view of one open connection.
+#[derive(Debug)]
+pub struct ConnectionHandle {
+    /// Unique id, handed to apps.
+    pub id: ConnectionId,
+    /// The concrete path it connected to: its broadcast group.
+    pub path: Arc<str>,
+    /// Name of the app that serves it; only that app may address it.
+    pub app: Arc<str>,
+    /// Bounded queue drained by the connection's task.
+    outbox: mpsc::Sender<Outgoing>,
+    /// Wakes the connection's task when it must close without draining its
+    /// outbox (slow consumer, app unloaded).
+    evicted: Notify,
+    /// The close code and reason of an eviction, set once.
+    eviction: Mutex<Option<(u16, String)>>,
+}
+
+impl ConnectionHandle {
+    /// A handle plus the receiving end of its outbox, for the connection task.
+    pub fn new(
+        id: ConnectionId,
+        path: Arc<str>,
+        app: Arc<str>,
+        outbox_capacity: usize,
+    ) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
+        let (outbox, rx) = mpsc::channel(outbox_capacity);
+        let handle = Arc::new(Self {
+            id,
+            path,
+            app,
+            outbox,
+            evicted: Notify::new(),
+            eviction: Mutex::new(None),
+        });
+        (handle, rx)
+    }
+
+    /// Queues a frame or close request; evicts the connection if its outbox is full.
+    fn deliver(&self, item: Outgoing) {
+        match self.outbox.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.evict(CLOSE_SLOW_CONSUMER, "slow consumer: outbox full");
+            }
+            // The connection task has finished; nothing to deliver to.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Asks the connection's task to close now with `code`, skipping its queue.
+    pub fn evict(&self, code: u16, reason: &str) {
+        let mut eviction = self.eviction.lock().unwrap_or_else(|e| e.into_inner());
+        if eviction.is_none() {
+            tracing::warn!(connection = %self.id, path = %self.path, code, reason, "closing connection");
+            *eviction = Some((code, reason.to_string()));
+            self.evicted.notify_one();
+        }
+    }
+
+    /// Resolves once the connection has been evicted, with the close code and reason.
+    pub async fn evicted(&self) -> (u16, String) {
+        loop {
+            if let Some(found) = self
+                .eviction
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return found;
+            }
+            self.evicted.notified().await;
+        }
+    }
+}
+
+/// Why the registry could not act.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("no open connection {0}")]
+    UnknownConnection(String),
+}
+
+/// Every open connection on this host.
+#[derive(Debug)]
+pub struct ConnectionRegistry {
+    /// Random per-process prefix of connection ids, so ids stay unique when
+    /// several hosts share a backplane.
+    instance: String,
+    /// Sequence for the rest of the id.
+    next_seq: AtomicU64,
+    /// The connections, by id and by path.
+    inner: RwLock<Groups>,
+}
+
+#[derive(Debug, Default)]
+struct Groups {
+    /// Every connection by id (for `send` and `close`).
+    by_id: HashMap<ConnectionId, Arc<ConnectionHandle>>,
+    /// Connections grouped by concrete path (for `broadcast` and `count`);
+    /// an `IndexMap` for O(1) removal and contiguous iteration.
+    by_path: HashMap<Arc<str>, IndexMap<ConnectionId, Arc<ConnectionHandle>>>,
+}
+
+impl Default for ConnectionRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConnectionRegistry {
+    /// An empty registry with a fresh random instance id.
+    pub fn new() -> Self {
+        let mut bytes = [0u8; 6];
+        // Without OS randomness ids would still be unique on this host; fall
+        // back to the process id and time rather than refusing to start.
+        if getrandom::fill(&mut bytes).is_err() {
+            let fallback = u64::from(std::process::id())
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+            bytes.copy_from_slice(&fallback.to_le_bytes()[..6]);
+        }
+        let instance = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            instance,
+            next_seq: AtomicU64::new(1),
+            inner: RwLock::new(Groups::default()),
+        }
+    }
+
+    /// This host's instance id (the prefix of its connection ids).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// A new connection id: `<instance>-<sequence>`.
+    pub fn next_id(&self) -> ConnectionId {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{seq}", self.instance).into()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Groups> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Groups> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a connection; from now on it counts and receives broadcasts.
+    pub fn register(&self, handle: Arc<ConnectionHandle>) {
+        let mut groups = self.write();
+        groups
+            .by_path
+            .entry(handle.path.clone())
+            .or_default()
+            .insert(handle.id.clone(), handle.clone());
+        groups.by_id.insert(handle.id.clone(), handle);
+    }
+
+    /// Removes a connection; returns whether it was registered.
+    pub fn unregister(&self, id: &str) -> bool {
+        let mut groups = self.write();
+        let Some(handle) = groups.by_id.remove(id) else {
+            return false;
+        };
+        if let Some(group) = groups.by_path.get_mut(&handle.path) {
+            group.swap_remove(id);
+            if group.is_empty() {
+                groups.by_path.remove(&handle.path);
+            }
+        }
+        true
+    }
+
+    /// The handle of an open connection.
+    pub fn get(&self, id: &str) -> Option<Arc<ConnectionHandle>> {
+        self.read().by_id.get(id).cloned()
+    }
+
+    /// Queues a frame for one connection.
+    pub fn send(&self, id: &str, frame: Message) -> Result<(), RegistryError> {
+        let handle = self
+            .get(id)
+            .ok_or_else(|| RegistryError::UnknownConnection(id.to_string()))?;
+        handle.deliver(Outgoing::Frame(frame));
+        Ok(())
+    }
+
+    /// Queues a frame for every connection on `path` except `exclude`;
+    /// returns how many it was queued for.
+    pub fn broadcast(&self, path: &str, frame: &Message, exclude: Option<&str>) -> u32 {
+        let groups = self.read();
+        let Some(group) = groups.by_path.get(path) else {
+            return 0;
+        };
+        let mut queued = 0;
+        for (id, handle) in group {
+            if Some(&**id) != exclude {
+                handle.deliver(Outgoing::Frame(frame.clone()));
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    /// Asks one connection to close with `code` and `reason`, after the
+    /// frames already queued for it.
+    pub fn close(&self, id: &str, code: u16, reason: &str) -> Result<(), RegistryError> {
+        let handle = self
+            .get(id)
+            .ok_or_else(|| RegistryError::UnknownConnection(id.to_string()))?;
+        handle.deliver(Outgoing::Close {
+            code,
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    /// How many connections are open on `path`.
+    pub fn count(&self, path: &str) -> u32 {
+        self.read()
+            .by_path
+            .get(path)
+            .map_or(0, |g| u32::try_from(g.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Every open connection served by `app`.
+    pub fn connections_of(&self, app: &str) -> Vec<Arc<ConnectionHandle>> {
+        self.read()
+            .by_id
+            .values()
+            .filter(|h| &*h.app == app)
+            .cloned()
+            .collect()
+    }
+
+    /// Every open connection.
+    pub fn all(&self) -> Vec<Arc<ConnectionHandle>> {
+        self.read().by_id.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(
+        reg: &ConnectionRegistry,
+        path: &str,
+        capacity: usize,
+    ) -> (Arc<ConnectionHandle>, mpsc::Receiver<Outgoing>) {
+        let (handle, rx) = ConnectionHandle::new(reg.next_id(), path.into(), "app".into(), capacity);
+        reg.register(handle.clone());
+        (handle, rx)
+    }
+
+    fn text(rx: &mut mpsc::Receiver<Outgoing>) -> Option<String> {
+        match rx.try_recv().ok()? {
+            Outgoing::Frame(Message::Text(t)) => Some(t.to_string()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_and_carry_the_instance() {
+        let reg = ConnectionRegistry::new();
+        let a = reg.next_id();
+        let b = reg.next_id();
+        assert_ne!(a, b);
+        assert!(a.starts_with(reg.instance()));
+        assert_ne!(ConnectionRegistry::new().instance(), reg.instance());
+    }
+
+    #[test]
+    fn broadcast_is_scoped_to_the_path_and_honours_exclude() {
+        let reg = ConnectionRegistry::new();
+        let (a, mut rx_a) = connect(&reg, "/ws/chat/a", 8);
+        let (_b, mut rx_b) = connect(&reg, "/ws/chat/a", 8);
+        let (_c, mut rx_c) = connect(&reg, "/ws/chat/b", 8);
+        assert_eq!(reg.broadcast("/ws/chat/a", &Message::text("hi"), Some(&a.id)), 1);
+        assert_eq!(text(&mut rx_a), None);
+        assert_eq!(text(&mut rx_b).as_deref(), Some("hi"));
+        assert_eq!(text(&mut rx_c), None);
+        assert_eq!(reg.count("/ws/chat/a"), 2);
+        assert!(reg.unregister(&a.id));
+        assert!(!reg.unregister(&a.id));
+        assert_eq!(reg.count("/ws/chat/a"), 1);
+        assert_eq!(
+            reg.send(&a.id, Message::text("x")),
+            Err(RegistryError::UnknownConnection(a.id.to_string()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_evicts_only_that_connection() {
+        let reg = ConnectionRegistry::new();
+        let (slow, _rx_slow) = connect(&reg, "/p", 2);
+        let (_fast, mut rx_fast) = connect(&reg, "/p", 8);
+        for _ in 0..3 {
+            reg.broadcast("/p", &Message::text("m"), None);
+        }
+        assert_eq!(slow.evicted().await.0, CLOSE_SLOW_CONSUMER);
+        for _ in 0..3 {
+            assert_eq!(text(&mut rx_fast).as_deref(), Some("m"));
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The WebSocket handshake (RFC 6455 §4.2) on the shared HTTP port: validate
+//! the request, route it, answer 101, and hand the upgraded socket to a
+//! [`ConnectionTask`].
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::connection::ConnectionTask;
+use super::registry::ConnectionHandle;
+use crate::http::{Body, plain, query_pairs};
+use crate::router::RequestPath;
+use crate::runtime::bindings::Connection;
+use crate::server::ServerState;
+
+/// Upgrade-request headers an app gets to see on its connections.
+const SHARED_HEADERS: [&str; 7] = [
+    "origin",
+    "user-agent",
+    "cookie",
+    "authorization",
+    "accept-language",
+    "x-forwarded-for",
+    "sec-websocket-protocol",
+];
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value
+            .to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// Whether the request asks to switch to WebSocket.
+pub fn is_upgrade_request(request: &Request<Incoming>) -> bool {
+    let headers = request.headers();
+    header_has_token(headers, header::UPGRADE, "websocket")
+        && header_has_token(headers, header::CONNECTION, "upgrade")
+}
+
+/// Answers an upgrade request: 101 and a connection task, or a refusal
+/// without upgrading.
+pub fn accept(state: &Arc<ServerState>, mut request: Request<Incoming>, path: &RequestPath) -> Response<Body> {
+    if request.method() != hyper::Method::GET {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrades must use GET");
+    }
+    let headers = request.headers();
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut response = plain(StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version");
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return response;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    let accept_key = derive_accept_key(key.as_bytes());
+
+    let routes = state.routes.load();
+    let Some(found) = routes.match_websocket(path) else {
+        return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
+    };
+    let target = found.entry.target.clone();
+    let id = state.registry.next_id();
+    let info = Arc::new(Connection {
+        id: id.to_string(),
+        path: path.decoded.clone(),
+        params: found.params,
+        query: query_pairs(request.uri().query()),
+        headers: SHARED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = headers.get(*name)?;
+                Some((name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            })
+            .collect(),
+    });
+    drop(routes);
+
+    let (handle, outbox) = ConnectionHandle::new(
+        id,
+        path.decoded.as_str().into(),
+        target.app.name.clone(),
+        state.limits.outbox_capacity.get(),
+    );
+    let max = state.limits.max_message_bytes.get();
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let task = ConnectionTask {
+        handle,
+        outbox,
+        info,
+        target,
+        registry: state.registry.clone(),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                task.run(ws).await;
+            }
+            Err(err) => tracing::debug!("WebSocket upgrade failed: {err}"),
+        }
+    });
+
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(value) = HeaderValue::from_str(&accept_key) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    response
+}

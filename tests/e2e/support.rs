@@ -1,0 +1,312 @@
+//! Starting the real `tina4-wasm` binary on a free port with real
+//! components, and real WebSocket and HTTP clients to drive it.
+//!
+//! Every wait is bounded by [`WAIT`], so a broken server fails a test
+//! instead of hanging it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single step of a test may take.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Awaits `fut`, failing the test with `what` if it takes longer than [`WAIT`].
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+}
+
+/// `<target>/<profile>`, from where this test binary lives (`<target>/<profile>/deps/`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary is in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The host binary built alongside these tests.
+pub fn host_binary() -> PathBuf {
+    let bin = std::env::var_os("TINA4_WASM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| profile_dir().join("tina4-wasm"));
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A compiled app component, e.g. `component("chat")`.
+pub fn component(name: &str) -> PathBuf {
+    let dir = std::env::var_os("TINA4_WASM_COMPONENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            profile_dir()
+                .parent()
+                .expect("target dir")
+                .join("wasm32-wasip2/release")
+        });
+    let file = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        file.is_file(),
+        "{} not found: build the guests first (scripts/build-apps.sh)",
+        file.display()
+    );
+    file
+}
+
+/// A running `tina4-wasm serve`, killed when dropped.
+pub struct Server {
+    /// The process.
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its apps folder (deleted when dropped).
+    pub apps: tempfile::TempDir,
+    /// Everything it has logged so far.
+    log: Arc<Mutex<String>>,
+    /// Woken on every new log line.
+    logged: Arc<Notify>,
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct ServerOptions {
+    /// Components to copy into the apps folder, by example name.
+    pub apps: Vec<&'static str>,
+    /// Extra files to write into the apps folder: (file name, bytes).
+    pub files: Vec<(&'static str, Vec<u8>)>,
+    /// Extra command-line flags for `serve`.
+    pub args: Vec<String>,
+}
+
+impl Server {
+    /// Serves the named example/fixture apps.
+    pub async fn start(apps: &[&'static str]) -> Self {
+        Self::start_with(ServerOptions {
+            apps: apps.to_vec(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Serves with full control over the apps folder and flags.
+    pub async fn start_with(options: ServerOptions) -> Self {
+        let apps = tempfile::tempdir().expect("temp apps folder");
+        for name in &options.apps {
+            let target = apps.path().join(format!("{name}.wasm"));
+            std::fs::copy(component(name), target).expect("copying a component");
+        }
+        for (file, bytes) in &options.files {
+            std::fs::write(apps.path().join(file), bytes).expect("writing a file");
+        }
+        let mut child = Command::new(host_binary())
+            .arg("serve")
+            .arg(apps.path())
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(&options.args)
+            .env("RUST_LOG", "info")
+            .env_remove("TINA4_PORT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting tina4-wasm");
+
+        let log = Arc::new(Mutex::new(String::new()));
+        let logged = Arc::new(Notify::new());
+        let stderr = child.stderr.take().expect("stderr");
+        {
+            let (log, logged) = (log.clone(), logged.clone());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                    logged.notify_waiters();
+                }
+            });
+        }
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = within("the server to listen", async {
+            loop {
+                let line = lines.next_line().await.ok().flatten().unwrap_or_else(|| {
+                    panic!("tina4-wasm exited before listening; log:\n{}", log.lock().unwrap())
+                });
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    break addr.parse::<SocketAddr>().expect("listen address");
+                }
+            }
+        })
+        .await;
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            addr,
+            apps,
+            log,
+            logged,
+        }
+    }
+
+    /// `ws://addr/path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains every one of `needles`; returns that line.
+    pub async fn wait_for_log(&self, needles: &[&str]) -> String {
+        let find = || {
+            self.log
+                .lock()
+                .unwrap()
+                .lines()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+                .map(str::to_string)
+        };
+        within(&format!("a log line with {needles:?}"), async {
+            loop {
+                let notified = self.logged.notified();
+                if let Some(line) = find() {
+                    return line;
+                }
+                notified.await;
+            }
+        })
+        .await
+    }
+
+    /// Connects a WebSocket client to `path`.
+    pub async fn connect(&self, path: &str) -> Client {
+        Client::connect(&self.ws_url(path)).await
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("polling the server").is_none()
+    }
+}
+
+/// A WebSocket client.
+pub struct Client {
+    /// The socket.
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    /// Connects, failing the test if the handshake is refused.
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = within(&format!("connecting to {url}"), tokio_tungstenite::connect_async(url))
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        Self { ws }
+    }
+
+    /// Sends a text message.
+    pub async fn send(&mut self, text: &str) {
+        within("sending", self.ws.send(Message::text(text)))
+            .await
+            .expect("sending a message");
+    }
+
+    /// Sends `value` as JSON text.
+    pub async fn send_json(&mut self, value: Value) {
+        self.send(&value.to_string()).await;
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&mut self, data: &[u8]) {
+        within("sending", self.ws.send(Message::binary(data.to_vec())))
+            .await
+            .expect("sending a message");
+    }
+
+    /// The next data message (text or binary), skipping pings and pongs.
+    pub async fn next_message(&mut self) -> Message {
+        within("a message", async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(message)) => return message,
+                    Some(Err(err)) => panic!("connection failed: {err}"),
+                    None => panic!("connection ended"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next message, which must be text.
+    pub async fn recv(&mut self) -> String {
+        match self.next_message().await {
+            Message::Text(text) => text.to_string(),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// The next message, which must be JSON text.
+    pub async fn recv_json(&mut self) -> Value {
+        let text = self.recv().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// Reads until the server's close frame; returns its code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        match self.next_message().await {
+            Message::Close(Some(frame)) => (u16::from(frame.code), frame.reason.to_string()),
+            Message::Close(None) => (1005, String::new()),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// Closes from the client side with 1000 and waits for the server's reply.
+    pub async fn close(mut self) {
+        let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        within("closing", async {
+            let _ = self.ws.close(Some(frame)).await;
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+}
+
+/// An HTTP client that talks to loopback only.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .expect("HTTP client")
+}
