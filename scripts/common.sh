@@ -4,23 +4,30 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tina4-wasm/target}"
 # Two cores: more parallel jobs only thrash.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
-# The guest apps are WebAssembly components built by rustc's wasm32-wasip2 target.
-ensure_wasm_target() {
+# The example apps, and the apps the tests use on top of them.
+EXAMPLE_APPS=(echo chat notifications)
+TEST_APPS=(probe other-world)
+
+# rustup components and targets the build needs, installed when missing.
+ensure_toolchain() {
     if ! rustup target list --installed | grep -qx wasm32-wasip2; then
         echo "==> installing the wasm32-wasip2 Rust target"
         rustup target add wasm32-wasip2
     fi
+    for component in "$@"; do
+        if ! rustup component list --installed | grep -q "^$component"; then
+            echo "==> installing the $component Rust component"
+            rustup component add "$component"
+        fi
+    done
 }
 
-# Every guest crate in the workspace: the examples and the test fixtures.
-GUEST_PACKAGES=(echo chat notifications probe other-world)
-EXAMPLE_APPS=(echo chat notifications)
-
+# Builds guest crates (by package name) into components under
+# $CARGO_TARGET_DIR/wasm32-wasip2/release/.
 build_guests() {
-    ensure_wasm_target
-    echo "==> building the guest apps (wasm32-wasip2)"
+    echo "==> building the guest apps: $* (wasm32-wasip2)"
     local args=()
-    for p in "${GUEST_PACKAGES[@]}"; do args+=(-p "$p"); done
+    for p in "$@"; do args+=(-p "$p"); done
     cargo build --release --target wasm32-wasip2 "${args[@]}"
 }
 

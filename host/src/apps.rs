@@ -61,7 +61,12 @@ pub fn load_all(runtime: &Runtime, dir: &Path) -> anyhow::Result<AppSet> {
 pub fn banner(apps: &[LoadedApp]) -> String {
     let mut out = format!("tina4-wasm {}\n", env!("CARGO_PKG_VERSION"));
     for app in apps {
-        let file = app.handle.file.file_name().unwrap_or_default().to_string_lossy();
+        let file = app
+            .handle
+            .file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
         let _ = writeln!(out, "  app {} ({file})", app.handle.name);
         for (kind, pattern) in &app.routes {
             let _ = writeln!(out, "    {:<7} {pattern}", kind.to_string());

@@ -35,7 +35,11 @@ pub async fn handle(
     Ok(route(&state, request, &path).await)
 }
 
-async fn route(state: &ServerState, request: Request<Incoming>, path: &RequestPath) -> Response<Body> {
+async fn route(
+    state: &ServerState,
+    request: Request<Incoming>,
+    path: &RequestPath,
+) -> Response<Body> {
     let Some(method) = Method::from_http(request.method()) else {
         return plain(StatusCode::NOT_IMPLEMENTED, "method not supported");
     };
@@ -86,7 +90,10 @@ async fn route(state: &ServerState, request: Request<Incoming>, path: &RequestPa
         Ok(Err(AppCallError::Unavailable)) => {
             plain(StatusCode::SERVICE_UNAVAILABLE, "app unavailable")
         }
-        Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "app did not answer in time"),
+        Err(_) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "app did not answer in time",
+        ),
     }
 }
 
@@ -107,7 +114,10 @@ async fn read_body(
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(plain(StatusCode::BAD_REQUEST, "could not read the request body")),
+        Err(_) => Err(plain(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+        )),
     }
 }
 
@@ -131,11 +141,22 @@ fn host_managed(name: &HeaderName) -> bool {
 
 /// Converts an app's answer, refusing what HTTP cannot carry.
 fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
-    let Ok(status) = StatusCode::from_u16(answer.status) else {
-        tracing::error!(app, status = answer.status, "app answered with an invalid status");
+    let status = StatusCode::from_u16(answer.status)
+        .ok()
+        .filter(|_| (100..=599).contains(&answer.status));
+    let Some(status) = status else {
+        tracing::error!(
+            app,
+            status = answer.status,
+            "app answered with an invalid status"
+        );
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
     };
-    let body = if head { Bytes::new() } else { Bytes::from(answer.body) };
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(answer.body)
+    };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     for (name, value) in answer.headers {

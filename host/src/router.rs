@@ -95,7 +95,9 @@ impl Segment {
 pub enum PatternError {
     #[error("route path {0:?} must start with '/'")]
     NoLeadingSlash(String),
-    #[error("route path {path:?}: segment {segment:?} is not a valid parameter (use {{name}} or {{name:int}})")]
+    #[error(
+        "route path {path:?}: segment {segment:?} is not a valid parameter (use {{name}} or {{name:int}})"
+    )]
     BadParam { path: String, segment: String },
     #[error("route path {path:?}: parameter {name:?} appears twice")]
     DuplicateParam { path: String, name: String },
@@ -133,9 +135,9 @@ impl FromStr for RoutePattern {
                 })?,
             };
             if let Segment::Param(name) | Segment::IntParam(name) = &segment {
-                let seen = segments.iter().any(
-                    |s| matches!(s, Segment::Param(n) | Segment::IntParam(n) if n == name),
-                );
+                let seen = segments
+                    .iter()
+                    .any(|s| matches!(s, Segment::Param(n) | Segment::IntParam(n) if n == name));
                 if seen {
                     return Err(PatternError::DuplicateParam {
                         path: raw.to_string(),
@@ -390,9 +392,12 @@ impl<T> RouteTable<T> {
             let Some(params) = entry.pattern.matches(&path.segments) else {
                 continue;
             };
-            let better = best
-                .as_ref()
-                .is_none_or(|b| entry.pattern.specificity().gt(b.entry.pattern.specificity()));
+            let better = best.as_ref().is_none_or(|b| {
+                entry
+                    .pattern
+                    .specificity()
+                    .gt(b.entry.pattern.specificity())
+            });
             if better {
                 best = Some(RouteMatch { entry, params });
             }
@@ -538,7 +543,10 @@ mod tests {
         ));
         for bad in ["/a/{}", "/a/{x:float}", "/a/{x-y}", "/a/b{x}", "/a/{x"] {
             assert!(
-                matches!(bad.parse::<RoutePattern>(), Err(PatternError::BadParam { .. })),
+                matches!(
+                    bad.parse::<RoutePattern>(),
+                    Err(PatternError::BadParam { .. })
+                ),
                 "{bad}"
             );
         }

@@ -37,7 +37,10 @@ pub struct ServerState {
 /// `tina4-wasm serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if !config.apps_dir.is_dir() {
-        anyhow::bail!("the apps folder {} does not exist", config.apps_dir.display());
+        anyhow::bail!(
+            "the apps folder {} does not exist",
+            config.apps_dir.display()
+        );
     }
     let registry = Arc::new(ConnectionRegistry::new());
     let runtime = Runtime::new(registry.clone(), config.limits.clone())?;

@@ -78,7 +78,7 @@ pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Its apps folder (deleted when dropped).
-    pub apps: tempfile::TempDir,
+    _apps: tempfile::TempDir,
     /// Everything it has logged so far.
     log: Arc<Mutex<String>>,
     /// Woken on every new log line.
@@ -149,7 +149,10 @@ impl Server {
         let addr = within("the server to listen", async {
             loop {
                 let line = lines.next_line().await.ok().flatten().unwrap_or_else(|| {
-                    panic!("tina4-wasm exited before listening; log:\n{}", log.lock().unwrap())
+                    panic!(
+                        "tina4-wasm exited before listening; log:\n{}",
+                        log.lock().unwrap()
+                    )
                 });
                 if let Some(addr) = line.strip_prefix("listening on http://") {
                     break addr.parse::<SocketAddr>().expect("listen address");
@@ -162,7 +165,7 @@ impl Server {
         Self {
             child,
             addr,
-            apps,
+            _apps: apps,
             log,
             logged,
         }
@@ -225,9 +228,17 @@ pub struct Client {
 impl Client {
     /// Connects, failing the test if the handshake is refused.
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = within(&format!("connecting to {url}"), tokio_tungstenite::connect_async(url))
-            .await
-            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        let (ws, _) = within(
+            &format!("connecting to {url}"),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        Self { ws }
+    }
+
+    /// Wraps a socket connected by other means (custom headers).
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         Self { ws }
     }
 

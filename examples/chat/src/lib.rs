@@ -31,7 +31,8 @@ fn routes(app: &mut Router) {
 tina4_guest::app!(routes);
 
 fn name_of(conn: &Connection) -> String {
-    NAMES.with_borrow(|names| names.get(conn.id()).cloned())
+    NAMES
+        .with_borrow(|names| names.get(conn.id()).cloned())
         .unwrap_or_else(|| "Anonymous".to_string())
 }
 
@@ -39,7 +40,9 @@ fn room(conn: &Connection, event: Event) -> Result<(), Error> {
     let room = &conn.params()["roomName"];
     match event {
         Event::Open => {
-            NAMES.with_borrow_mut(|names| names.insert(conn.id().to_string(), "Anonymous".to_string()));
+            NAMES.with_borrow_mut(|names| {
+                names.insert(conn.id().to_string(), "Anonymous".to_string())
+            });
             conn.send_json(&json!({
                 "type": "system",
                 "message": format!("Welcome to room: {room}. Set your name with: {{\"type\": \"set-name\", \"name\": \"YourName\"}}"),
@@ -68,7 +71,10 @@ fn room(conn: &Connection, event: Event) -> Result<(), Error> {
 
 fn on_message(conn: &Connection, text: &str) -> Result<(), Error> {
     let Ok(msg) = serde_json::from_str::<Value>(text) else {
-        return reply_error(conn, "messages must be JSON, e.g. {\"type\":\"chat\",\"text\":\"hi\"}");
+        return reply_error(
+            conn,
+            "messages must be JSON, e.g. {\"type\":\"chat\",\"text\":\"hi\"}",
+        );
     };
     match msg.get("type").and_then(Value::as_str).unwrap_or("chat") {
         "set-name" => {

@@ -39,7 +39,11 @@ fn ship_order(req: &Request) -> Result<Response, Error> {
     let user_id = match &body["user_id"] {
         Value::Number(n) => n.to_string(),
         Value::String(s) if !s.is_empty() && !s.contains('/') => s.clone(),
-        _ => return Err(Error::bad_request("expected a JSON body like {\"user_id\": 42}")),
+        _ => {
+            return Err(Error::bad_request(
+                "expected a JSON body like {\"user_id\": 42}",
+            ));
+        }
     };
     let notification = json!({
         "type": "notification",

@@ -43,7 +43,10 @@ pub struct Params(Vec<(String, String)>);
 impl Params {
     /// The first value named `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every `(name, value)` pair, in order.
@@ -151,7 +154,10 @@ impl Connection {
     }
 
     /// [`broadcast_except_self`](Self::broadcast_except_self) of `value` as JSON.
-    pub fn broadcast_json_except_self<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+    pub fn broadcast_json_except_self<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<(), Error> {
         self.broadcast_except_self(&serde_json::to_string(value)?)
     }
 
@@ -185,4 +191,26 @@ impl Connection {
 /// connections it was queued for.
 pub fn push_to_websocket(path: &str, text: &str) -> Result<u32, Error> {
     websocket::push(path, text).map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_index_by_name() {
+        let p = Params::from(vec![
+            ("room".to_string(), "a".to_string()),
+            ("room".to_string(), "b".to_string()),
+        ]);
+        assert_eq!(&p["room"], "a");
+        assert_eq!(p.get("nope"), None);
+        assert_eq!(p.iter().count(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "no parameter named \"nope\"")]
+    fn a_missing_param_panics_with_its_name() {
+        let _ = &Params::default()["nope"];
+    }
 }

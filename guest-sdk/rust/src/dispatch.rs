@@ -29,7 +29,9 @@ fn with_router<R>(build: fn(&mut Router), f: impl FnOnce(&Router) -> R) -> R {
 
 /// The exported `routes`.
 pub fn routes(build: fn(&mut Router)) -> Vec<Route> {
-    with_router(build, |r| r.routes.iter().map(|(route, _)| route.clone()).collect())
+    with_router(build, |r| {
+        r.routes.iter().map(|(route, _)| route.clone()).collect()
+    })
 }
 
 /// The exported `handle-http`.
@@ -38,7 +40,9 @@ pub fn handle_http(build: fn(&mut Router), route: u32, request: HttpRequest) -> 
         Some((_, Handler::Http(handler))) => handler(&Request::from(request)).into(),
         _ => {
             log(Level::Error, &format!("no HTTP route {route}"));
-            crate::Error::Invalid(format!("no HTTP route {route}")).into_response().into()
+            crate::Error::Invalid(format!("no HTTP route {route}"))
+                .into_response()
+                .into()
         }
     })
 }

@@ -243,3 +243,44 @@ impl From<Response> for HttpResponse {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers_set_status_and_content_type() {
+        let r = Response::json(&serde_json::json!({"a": 1}));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+        assert_eq!(r.body, br#"{"a":1}"#);
+        assert_eq!(Response::html("<p>").status(201).status, 201);
+        assert_eq!(Response::not_found().status, 404);
+    }
+
+    #[test]
+    fn errors_answer_with_their_status() {
+        let bad: Result<Response, Error> = Err(Error::bad_request("no"));
+        assert_eq!(bad.into_response().status, 400);
+        assert_eq!(Error::Invalid("x".into()).into_response().status, 500);
+    }
+
+    #[test]
+    fn json_bodies_parse_or_are_bad_requests() {
+        let req = |body: &[u8]| Request {
+            method: Method::Post,
+            path: "/".into(),
+            params: Params::default(),
+            query: Params::default(),
+            headers: Params::default(),
+            body: body.to_vec(),
+        };
+        let v: serde_json::Value = req(br#"{"user_id": 7}"#).json().unwrap();
+        assert_eq!(v["user_id"], 7);
+        let err = req(b"nope").json::<serde_json::Value>().unwrap_err();
+        assert_eq!(err.status(), 400);
+    }
+}

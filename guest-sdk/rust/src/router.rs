@@ -56,27 +56,47 @@ impl Router {
     }
 
     /// Answers `GET path` (and `HEAD path`).
-    pub fn get<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+    pub fn get<R: IntoResponse, F: Fn(&Request) -> R + 'static>(
+        &mut self,
+        path: &str,
+        handler: F,
+    ) -> &mut Self {
         self.http(Method::Get, path, handler)
     }
 
     /// Answers `POST path`.
-    pub fn post<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+    pub fn post<R: IntoResponse, F: Fn(&Request) -> R + 'static>(
+        &mut self,
+        path: &str,
+        handler: F,
+    ) -> &mut Self {
         self.http(Method::Post, path, handler)
     }
 
     /// Answers `PUT path`.
-    pub fn put<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+    pub fn put<R: IntoResponse, F: Fn(&Request) -> R + 'static>(
+        &mut self,
+        path: &str,
+        handler: F,
+    ) -> &mut Self {
         self.http(Method::Put, path, handler)
     }
 
     /// Answers `PATCH path`.
-    pub fn patch<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+    pub fn patch<R: IntoResponse, F: Fn(&Request) -> R + 'static>(
+        &mut self,
+        path: &str,
+        handler: F,
+    ) -> &mut Self {
         self.http(Method::Patch, path, handler)
     }
 
     /// Answers `DELETE path`.
-    pub fn delete<R: IntoResponse, F: Fn(&Request) -> R + 'static>(&mut self, path: &str, handler: F) -> &mut Self {
+    pub fn delete<R: IntoResponse, F: Fn(&Request) -> R + 'static>(
+        &mut self,
+        path: &str,
+        handler: F,
+    ) -> &mut Self {
         self.http(Method::Delete, path, handler)
     }
 
@@ -91,7 +111,8 @@ impl Router {
             kind: RouteKind::Websocket,
             path: path.to_string(),
         };
-        let handler = Box::new(move |conn: &Connection, event: Event| handler(conn, event).into_error());
+        let handler =
+            Box::new(move |conn: &Connection, event: Event| handler(conn, event).into_error());
         self.routes.push((route, Handler::WebSocket(handler)));
         self
     }

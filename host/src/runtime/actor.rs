@@ -172,9 +172,10 @@ impl AppActor {
                     let _ = reply.send(Err(AppCallError::Unavailable));
                     return;
                 };
-                let result = instance
-                    .handler
-                    .call_handle_http(&mut instance.store, route, &request);
+                let result =
+                    instance
+                        .handler
+                        .call_handle_http(&mut instance.store, route, &request);
                 let answer = result.map_err(|err| {
                     self.fail(&err, "HTTP", &path);
                     AppCallError::GuestFailed

@@ -64,6 +64,10 @@ impl LineLogger {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            self.line.clear();
+            return;
+        }
         match self.sink.stream {
             Stream::Stdout => tracing::info!(app = %self.sink.app, "stdout: {text}"),
             Stream::Stderr => tracing::warn!(app = %self.sink.app, "stderr: {text}"),

@@ -16,8 +16,8 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::add_to_linker_sync;
 
-pub use self::actor::{AppCallError, AppHandle};
 use self::actor::{AppActor, Instance};
+pub use self::actor::{AppCallError, AppHandle};
 use self::bindings::{Connection, Handler, HandlerPre, WsEvent};
 use self::guest_output::{GuestOutput, Stream};
 pub use self::host::HostState;
@@ -272,13 +272,18 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawning the epoch ticker thread");
 }
 
-/// One line saying why a guest call failed, for the log.
+/// One line saying why a guest call failed, for the log. The wasm backtrace,
+/// if any, is logged separately at debug level.
 pub fn describe_guest_error(err: &wasmtime::Error) -> String {
+    tracing::debug!("guest error in full: {err:?}");
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => "it ran past its CPU time limit (epoch deadline)".to_string(),
         Some(Trap::StackOverflow) => "stack overflow".to_string(),
-        Some(trap) => format!("trap: {trap}; {err:#}"),
-        None => format!("{err:#}"),
+        Some(Trap::UnreachableCodeReached) => {
+            "trap: unreachable executed (a Rust panic or abort; see its stderr above)".to_string()
+        }
+        Some(trap) => format!("trap: {trap}"),
+        None => err.to_string(),
     }
 }
 

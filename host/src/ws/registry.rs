@@ -282,7 +282,8 @@ mod tests {
         path: &str,
         capacity: usize,
     ) -> (Arc<ConnectionHandle>, mpsc::Receiver<Outgoing>) {
-        let (handle, rx) = ConnectionHandle::new(reg.next_id(), path.into(), "app".into(), capacity);
+        let (handle, rx) =
+            ConnectionHandle::new(reg.next_id(), path.into(), "app".into(), capacity);
         reg.register(handle.clone());
         (handle, rx)
     }
@@ -310,7 +311,10 @@ mod tests {
         let (a, mut rx_a) = connect(&reg, "/ws/chat/a", 8);
         let (_b, mut rx_b) = connect(&reg, "/ws/chat/a", 8);
         let (_c, mut rx_c) = connect(&reg, "/ws/chat/b", 8);
-        assert_eq!(reg.broadcast("/ws/chat/a", &Message::text("hi"), Some(&a.id)), 1);
+        assert_eq!(
+            reg.broadcast("/ws/chat/a", &Message::text("hi"), Some(&a.id)),
+            1
+        );
         assert_eq!(text(&mut rx_a), None);
         assert_eq!(text(&mut rx_b).as_deref(), Some("hi"));
         assert_eq!(text(&mut rx_c), None);

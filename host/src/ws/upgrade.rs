@@ -47,19 +47,30 @@ pub fn is_upgrade_request(request: &Request<Incoming>) -> bool {
 
 /// Answers an upgrade request: 101 and a connection task, or a refusal
 /// without upgrading.
-pub fn accept(state: &Arc<ServerState>, mut request: Request<Incoming>, path: &RequestPath) -> Response<Body> {
+pub fn accept(
+    state: &Arc<ServerState>,
+    mut request: Request<Incoming>,
+    path: &RequestPath,
+) -> Response<Body> {
     if request.method() != hyper::Method::GET {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrades must use GET");
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket upgrades must use GET",
+        );
     }
     let headers = request.headers();
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_none_or(|v| v.as_bytes() != b"13")
     {
-        let mut response = plain(StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version");
-        response
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        let mut response = plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported WebSocket version",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return response;
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
@@ -82,7 +93,10 @@ pub fn accept(state: &Arc<ServerState>, mut request: Request<Incoming>, path: &R
             .iter()
             .filter_map(|name| {
                 let value = headers.get(*name)?;
-                Some((name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+                Some((
+                    name.to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                ))
             })
             .collect(),
     });
@@ -109,7 +123,12 @@ pub fn accept(state: &Arc<ServerState>, mut request: Request<Incoming>, path: &R
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
                 task.run(ws).await;
             }
             Err(err) => tracing::debug!("WebSocket upgrade failed: {err}"),

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the host and the example apps, then serves them on http://localhost:7146.
+# Extra arguments go to `tina4-wasm serve` (e.g. --port 8080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+ensure_toolchain
+build_guests "${EXAMPLE_APPS[@]}"
+build_host
+mkdir -p apps
+for app in "${EXAMPLE_APPS[@]}"; do
+    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$app.wasm" apps/
+done
+exec "$CARGO_TARGET_DIR/release/tina4-wasm" serve apps "$@"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, lints, unit tests, and the
+# end-to-end suite against the real binary and real components.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+ensure_toolchain rustfmt clippy
+echo "==> formatting"
+cargo fmt --all --check
+
+build_guests "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}"
+build_host
+
+echo "==> lints"
+cargo clippy --release --all-targets -- -D warnings
+guests=()
+for p in "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}"; do guests+=(-p "$p"); done
+cargo clippy --release --target wasm32-wasip2 "${guests[@]}" -- -D warnings
+
+echo "==> tests"
+cargo test --release

@@ -1,0 +1,68 @@
+//! Loading the apps folder: bad files and conflicting apps are reported by
+//! name and skipped; everything else still loads.
+
+use crate::support::{Server, ServerOptions, component};
+
+#[tokio::test]
+async fn bad_files_are_reported_by_name_and_the_rest_still_load() {
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["echo", "other-world"],
+        files: vec![
+            ("garbage.wasm", b"definitely not wasm".to_vec()),
+            ("core.wasm", b"\0asm\x01\0\0\0".to_vec()),
+            ("notes.txt", b"ignored: not a .wasm file".to_vec()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    server
+        .wait_for_log(&["garbage.wasm", "not a WebAssembly file"])
+        .await;
+    server
+        .wait_for_log(&["core.wasm", "core WebAssembly module, not a component"])
+        .await;
+    server
+        .wait_for_log(&[
+            "other-world.wasm",
+            "does not implement the tina4:wasm/handler world",
+        ])
+        .await;
+    assert!(!server.log().contains("notes.txt"));
+
+    let mut client = server.connect("/ws/echo").await;
+    client.send("hi").await;
+    assert_eq!(client.recv().await, "Echo: hi");
+}
+
+#[tokio::test]
+async fn the_second_app_claiming_a_route_is_refused_and_the_first_serves() {
+    let chat = std::fs::read(component("chat")).unwrap();
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["chat"],
+        files: vec![("chat2.wasm", chat)],
+        ..Default::default()
+    })
+    .await;
+    let line = server.wait_for_log(&["chat2.wasm", "app refused"]).await;
+    assert!(
+        line.contains("conflicts with /ws/room/{roomName} of app"),
+        "{line}"
+    );
+    let mut client = server.connect("/ws/room/x").await;
+    assert_eq!(client.recv_json().await["online"], 1);
+}
+
+#[tokio::test]
+async fn a_missing_apps_folder_is_a_clear_error() {
+    let output = tokio::process::Command::new(crate::support::host_binary())
+        .args(["serve", "/nonexistent/apps/folder", "--port", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/apps/folder") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `tina4-wasm` binary serving real compiled
+//! components, driven over real sockets by real WebSocket and HTTP clients.
+//!
+//! Build the host and the guests first (`scripts/test.sh` does both).
+
+mod chat;
+mod faults;
+mod http_routes;
+mod loading;
+mod notifications;
+mod support;
+mod websocket;
