@@ -53,6 +53,16 @@ async fn route(
             }
             return response;
         }
+        HttpMatch::NotFound if state.routes.load().match_websocket(path).is_some() => {
+            let mut response = plain(
+                StatusCode::UPGRADE_REQUIRED,
+                "this is a WebSocket route: connect with a WebSocket client",
+            );
+            response
+                .headers_mut()
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            return response;
+        }
         HttpMatch::NotFound => return plain(StatusCode::NOT_FOUND, "not found"),
     };
 

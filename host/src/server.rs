@@ -10,6 +10,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::apps;
 use crate::config::{Limits, ServeConfig};
@@ -20,7 +22,7 @@ use crate::ws::registry::ConnectionRegistry;
 /// Time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long shutdown waits for WebSocket close handshakes.
+/// How long shutdown waits for in-flight requests and close handshakes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What every request handler shares.
@@ -32,6 +34,11 @@ pub struct ServerState {
     pub registry: Arc<ConnectionRegistry>,
     /// Size, time and queue limits.
     pub limits: Limits,
+    /// Every connection task (HTTP and WebSocket), so shutdown can wait for
+    /// in-flight requests and close handshakes.
+    pub tasks: TaskTracker,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
 }
 
 /// `tina4-wasm serve`: runs until SIGINT or SIGTERM.
@@ -52,14 +59,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     print!("{}", apps::banner(&loaded.apps));
     println!("listening on http://{address}");
+    if address.ip().is_unspecified() {
+        println!("  open http://localhost:{}/ in a browser", address.port());
+    }
 
     let state = Arc::new(ServerState {
         routes: ArcSwap::from_pointee(loaded.routes),
         registry,
         limits: config.limits,
+        tasks: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
     });
     accept_until_shutdown(listener, state.clone()).await;
-    close_all(&state.registry).await;
+    shut_down(&state).await;
     Ok(())
 }
 
@@ -80,31 +92,48 @@ async fn accept_until_shutdown(listener: TcpListener, state: Arc<ServerState>) {
             },
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
+        let task_state = state.clone();
+        state.tasks.spawn(async move {
+            let state = task_state;
+            let shutdown = state.shutdown.clone();
             let service = service_fn(move |request| crate::http::handle(state.clone(), request));
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
-            if let Err(err) = connection.await {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = shutdown.cancelled() => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = ended {
                 tracing::debug!(%peer, "HTTP connection ended: {err}");
             }
         });
     }
 }
 
-/// Closes every WebSocket with 1001 and waits (bounded) for them to finish.
-async fn close_all(registry: &ConnectionRegistry) {
-    let open = registry.all();
-    tracing::info!(connections = open.len(), "shutting down");
+/// Stops cleanly: every WebSocket is closed with 1001, in-flight HTTP
+/// requests finish, idle keep-alive connections close; all within
+/// [`SHUTDOWN_GRACE`].
+async fn shut_down(state: &ServerState) {
+    let open = state.registry.all();
+    tracing::info!(websockets = open.len(), "shutting down");
+    state.shutdown.cancel();
     for handle in &open {
         handle.evict(1001, "server shutting down");
     }
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while !registry.all().is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    state.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish in time; closing them");
     }
 }
 

@@ -86,14 +86,14 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
         .unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
-    // A WebSocket route is not an HTTP route.
-    let status = client
+    // A WebSocket route is not an HTTP route: plain HTTP there is told to upgrade.
+    let response = client
         .get(server.url("/ws/notifications/1"))
         .send()
         .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 404);
+        .unwrap();
+    assert_eq!(response.status(), 426);
+    assert_eq!(response.headers()["upgrade"], "websocket");
 }
 
 #[tokio::test]

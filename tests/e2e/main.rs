@@ -6,6 +6,7 @@
 mod chat;
 mod faults;
 mod http_routes;
+mod lifecycle;
 mod loading;
 mod notifications;
 mod support;

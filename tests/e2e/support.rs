@@ -321,3 +321,19 @@ pub fn http() -> reqwest::Client {
         .build()
         .expect("HTTP client")
 }
+
+impl Server {
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().expect("server still running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
+        assert!(status.success());
+        within("the server to exit", self.child.wait())
+            .await
+            .expect("waiting for the server")
+            .code()
+    }
+}

@@ -120,7 +120,7 @@ pub fn accept(
         registry: state.registry.clone(),
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
+    state.tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
