@@ -23,9 +23,31 @@ pub struct ServeConfig {
     #[arg(long, short, default_value_t = 7146, env = "TINA4_PORT")]
     pub port: u16,
 
+    /// Folder for precompiled components, so restarts and swaps back to a
+    /// known version skip compiling [default: ~/.cache/tina4-wasm/components].
+    #[arg(long, env = "TINA4_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile every component afresh; keep nothing on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+
     /// Limits that protect the host from apps and clients.
     #[command(flatten)]
     pub limits: Limits,
+}
+
+impl ServeConfig {
+    /// The compile cache folder in effect, if any.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .clone()
+                .or_else(crate::runtime::cache::default_dir)
+        }
+    }
 }
 
 /// Bounds on everything a guest or a client can make the host hold or do.
@@ -34,6 +56,10 @@ pub struct Limits {
     /// Largest WebSocket message accepted from a client or sent by an app, in bytes.
     #[arg(long, default_value = "1048576", env = "TINA4_WS_MAX_FRAME_SIZE")]
     pub max_message_bytes: NonZeroUsize,
+
+    /// Largest value an app may attach to a connection, in bytes.
+    #[arg(long, default_value = "16384", env = "TINA4_WS_ATTACHMENT_MAX")]
+    pub max_attachment_bytes: NonZeroUsize,
 
     /// Largest HTTP request body, in bytes (larger → 413).
     #[arg(long, default_value = "8388608", env = "TINA4_MAX_BODY_SIZE")]

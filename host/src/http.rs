@@ -89,7 +89,7 @@ async fn route(
 
     let answer = tokio::time::timeout(
         state.limits.http_timeout(),
-        target.app.http(target.index, app_request),
+        target.app.http(target.route(), app_request),
     )
     .await;
     match answer {
@@ -97,6 +97,7 @@ async fn route(
         Ok(Err(AppCallError::GuestFailed)) => {
             plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
         }
+        Ok(Err(AppCallError::RouteGone)) => plain(StatusCode::NOT_FOUND, "not found"),
         Ok(Err(AppCallError::Unavailable)) => {
             plain(StatusCode::SERVICE_UNAVAILABLE, "app unavailable")
         }

@@ -17,9 +17,12 @@
 //! - [`ws`]: the WebSocket upgrade, each connection's task, and the
 //!   [`ConnectionRegistry`](ws::registry::ConnectionRegistry) that groups
 //!   connections by concrete path.
-//! - [`runtime`]: wasmtime engine, loading components, host imports, and the
-//!   app actor that runs each app's instance on its own thread.
-//! - [`apps`]: loads the apps folder into a route table; the startup banner.
+//! - [`runtime`]: wasmtime engine, the compile cache, loading components,
+//!   host imports, and the app actor that runs each app's instance on its
+//!   own thread.
+//! - [`apps`]: the serving apps and every change to them (load, swap,
+//!   unload); the only writer of the route table; the startup banner.
+//! - [`reload`]: watches the apps folder and feeds changed files to [`apps`].
 //!
 //! # Life of a WebSocket message
 //!
@@ -33,6 +36,7 @@ pub mod apps;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;

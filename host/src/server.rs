@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::apps;
+use crate::apps::AppManager;
 use crate::config::{Limits, ServeConfig};
+use crate::reload;
 use crate::router::RouteTable;
 use crate::runtime::{RouteTarget, Runtime};
 use crate::ws::registry::ConnectionRegistry;
@@ -50,26 +51,40 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let registry = Arc::new(ConnectionRegistry::new());
-    let runtime = Runtime::new(registry.clone(), config.limits.clone())?;
-    let loaded = apps::load_all(&runtime, &config.apps_dir)?;
+    let runtime = Arc::new(Runtime::new(
+        registry.clone(),
+        config.limits.clone(),
+        config.cache_dir(),
+    )?);
+    match runtime.cache().dir() {
+        Some(dir) => tracing::info!(dir = %dir.display(), "compile cache"),
+        None => tracing::info!("compile cache off"),
+    }
+    let state = Arc::new(ServerState {
+        routes: ArcSwap::from_pointee(RouteTable::default()),
+        registry,
+        limits: config.limits.clone(),
+        tasks: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
+    });
+
+    // Watch first, so a change during the initial load is not missed.
+    let watch = reload::watch(&config.apps_dir)?;
+    let mut apps = AppManager::new(runtime, state.clone());
+    apps.load_dir(&config.apps_dir).await?;
 
     let listener = TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let address = listener.local_addr()?;
-    print!("{}", apps::banner(&loaded.apps));
+    print!("{}", apps.banner());
     println!("listening on http://{address}");
+    tracing::info!(%address, "listening");
     if address.ip().is_unspecified() {
         println!("  open http://localhost:{}/ in a browser", address.port());
     }
+    tokio::spawn(watch.run(apps));
 
-    let state = Arc::new(ServerState {
-        routes: ArcSwap::from_pointee(loaded.routes),
-        registry,
-        limits: config.limits,
-        tasks: TaskTracker::new(),
-        shutdown: CancellationToken::new(),
-    });
     accept_until_shutdown(listener, state.clone()).await;
     shut_down(&state).await;
     Ok(())

@@ -64,7 +64,7 @@ async fn a_panicking_websocket_handler_closes_only_that_connection_with_1011() {
         .await;
 
     same_app.send("after").await;
-    assert_eq!(same_app.recv().await, "ok: after");
+    assert_eq!(same_app.recv().await, "v1: after");
     bystander.send("ping").await;
     assert_eq!(bystander.recv().await, "Echo: ping");
 }
@@ -87,5 +87,5 @@ async fn a_handler_stuck_in_a_loop_is_interrupted_at_its_deadline() {
     server.wait_for_log(&["CPU time limit", "probe"]).await;
     let mut again = server.connect("/ws/probe/x").await;
     again.send("alive").await;
-    assert_eq!(again.recv().await, "ok: alive");
+    assert_eq!(again.recv().await, "v1: alive");
 }

@@ -5,6 +5,7 @@
 
 mod chat;
 mod faults;
+mod hot_swap;
 mod http_routes;
 mod lifecycle;
 mod loading;

@@ -77,8 +77,10 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its apps folder (deleted when dropped).
-    _apps: tempfile::TempDir,
+    /// Holds its apps folder and compile cache (deleted when dropped).
+    _root: tempfile::TempDir,
+    /// The apps folder it serves.
+    apps: PathBuf,
     /// Everything it has logged so far.
     log: Arc<Mutex<String>>,
     /// Woken on every new log line.
@@ -94,6 +96,10 @@ pub struct ServerOptions {
     pub files: Vec<(&'static str, Vec<u8>)>,
     /// Extra command-line flags for `serve`.
     pub args: Vec<String>,
+    /// Serve this apps folder as it is instead of a fresh one.
+    pub apps_dir: Option<PathBuf>,
+    /// Use this compile cache folder instead of a fresh one.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -108,18 +114,29 @@ impl Server {
 
     /// Serves with full control over the apps folder and flags.
     pub async fn start_with(options: ServerOptions) -> Self {
-        let apps = tempfile::tempdir().expect("temp apps folder");
+        let root = tempfile::tempdir().expect("temp folder");
+        let apps = options
+            .apps_dir
+            .clone()
+            .unwrap_or_else(|| root.path().join("apps"));
+        let cache = options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| root.path().join("cache"));
+        std::fs::create_dir_all(&apps).expect("apps folder");
         for name in &options.apps {
-            let target = apps.path().join(format!("{name}.wasm"));
+            let target = apps.join(format!("{name}.wasm"));
             std::fs::copy(component(name), target).expect("copying a component");
         }
         for (file, bytes) in &options.files {
-            std::fs::write(apps.path().join(file), bytes).expect("writing a file");
+            std::fs::write(apps.join(file), bytes).expect("writing a file");
         }
         let mut child = Command::new(host_binary())
             .arg("serve")
-            .arg(apps.path())
+            .arg(&apps)
             .args(["--host", "127.0.0.1", "--port", "0"])
+            .arg("--cache-dir")
+            .arg(&cache)
             .args(&options.args)
             .env("RUST_LOG", "info")
             .env_remove("TINA4_PORT")
@@ -162,13 +179,22 @@ impl Server {
         .await;
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
+        let server = Self {
             child,
             addr,
-            _apps: apps,
+            _root: root,
+            apps,
             log,
             logged,
-        }
+        };
+        // Everything logged while starting has been read once this has.
+        server.wait_for_log(&["listening"]).await;
+        server
+    }
+
+    /// The apps folder it serves.
+    pub fn apps_dir(&self) -> &Path {
+        &self.apps
     }
 
     /// `ws://addr/path`.
@@ -188,15 +214,32 @@ impl Server {
 
     /// Waits until a log line contains every one of `needles`; returns that line.
     pub async fn wait_for_log(&self, needles: &[&str]) -> String {
+        self.wait_for_nth_log(needles, 1).await
+    }
+
+    /// How many log lines so far contain every one of `needles`.
+    pub fn count_log(&self, needles: &[&str]) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|line| needles.iter().all(|n| line.contains(n)))
+            .count()
+    }
+
+    /// Waits until the `n`th log line containing every one of `needles`
+    /// (counting from 1); returns that line.
+    pub async fn wait_for_nth_log(&self, needles: &[&str], n: usize) -> String {
         let find = || {
             self.log
                 .lock()
                 .unwrap()
                 .lines()
-                .find(|line| needles.iter().all(|n| line.contains(n)))
+                .filter(|line| needles.iter().all(|n| line.contains(n)))
+                .nth(n - 1)
                 .map(str::to_string)
         };
-        within(&format!("a log line with {needles:?}"), async {
+        within(&format!("log line #{n} with {needles:?}"), async {
             loop {
                 let notified = self.logged.notified();
                 if let Some(line) = find() {
@@ -336,4 +379,65 @@ impl Server {
             .expect("waiting for the server")
             .code()
     }
+}
+
+/// How a new version of a file is put in place, as users and tools do it.
+#[derive(Debug, Clone, Copy)]
+pub enum Install {
+    /// `cp new.wasm apps/app.wasm`: written in place, then closed.
+    CopyOver,
+    /// Written to a temporary name in the folder, then renamed over.
+    WriteThenRename,
+    /// Written elsewhere on the same filesystem, then moved in.
+    MoveIntoPlace,
+}
+
+impl Install {
+    pub const ALL: [Install; 3] = [Self::CopyOver, Self::WriteThenRename, Self::MoveIntoPlace];
+
+    /// Puts `bytes` at `dir/file` this way.
+    pub fn put(self, dir: &Path, file: &str, bytes: &[u8]) {
+        let target = dir.join(file);
+        match self {
+            Self::CopyOver => std::fs::write(&target, bytes).expect("writing in place"),
+            Self::WriteThenRename => {
+                let temporary = dir.join(format!("{file}.tmp"));
+                std::fs::write(&temporary, bytes).expect("writing a temporary file");
+                std::fs::rename(&temporary, &target).expect("renaming into place");
+            }
+            Self::MoveIntoPlace => {
+                let staging = dir.parent().expect("apps folder parent").join("staging");
+                std::fs::create_dir_all(&staging).expect("staging folder");
+                let staged = staging.join(file);
+                std::fs::write(&staged, bytes).expect("writing elsewhere");
+                std::fs::rename(&staged, &target).expect("moving into place");
+            }
+        }
+    }
+}
+
+/// The component `name` with a custom section appended: the same app,
+/// but different bytes (so a different version to the host).
+pub fn variant_of(name: &str, tag: &str) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut bytes = std::fs::read(component(name)).expect("reading a component");
+    let section_name = "tina4-test-variant";
+    let mut content = Vec::new();
+    leb128(section_name.len(), &mut content);
+    content.extend_from_slice(section_name.as_bytes());
+    content.extend_from_slice(tag.as_bytes());
+    bytes.push(0); // custom section id
+    leb128(content.len(), &mut bytes);
+    bytes.extend_from_slice(&content);
+    bytes
 }

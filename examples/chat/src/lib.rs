@@ -9,19 +9,18 @@
 //! - joining and leaving are announced as `{"type":"system",...}` with the
 //!   room's `online` count.
 //! - anything else gets `{"type":"error","message":...}` back, to the sender only.
-
-use std::cell::RefCell;
-use std::collections::HashMap;
+//!
+//! Each user's name is kept by the host with the connection (an
+//! attachment), not in this module's memory, so a hot swap of the app in
+//! the middle of a conversation forgets no names.
 
 use tina4_guest::prelude::*;
 
 /// Longest display name, in characters.
 const MAX_NAME: usize = 40;
 
-thread_local! {
-    /// Display name per connection id (ids are unique, so rooms never clash).
-    static NAMES: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
-}
+/// The name everyone starts with.
+const ANONYMOUS: &str = "Anonymous";
 
 fn routes(app: &mut Router) {
     app.websocket("/ws/room/{roomName}", room);
@@ -31,18 +30,16 @@ fn routes(app: &mut Router) {
 tina4_guest::app!(routes);
 
 fn name_of(conn: &Connection) -> String {
-    NAMES
-        .with_borrow(|names| names.get(conn.id()).cloned())
-        .unwrap_or_else(|| "Anonymous".to_string())
+    conn.attachment::<String>()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| ANONYMOUS.to_string())
 }
 
 fn room(conn: &Connection, event: Event) -> Result<(), Error> {
     let room = &conn.params()["roomName"];
     match event {
         Event::Open => {
-            NAMES.with_borrow_mut(|names| {
-                names.insert(conn.id().to_string(), "Anonymous".to_string())
-            });
             conn.send_json(&json!({
                 "type": "system",
                 "message": format!("Welcome to room: {room}. Set your name with: {{\"type\": \"set-name\", \"name\": \"YourName\"}}"),
@@ -57,9 +54,7 @@ fn room(conn: &Connection, event: Event) -> Result<(), Error> {
         Event::Message(text) => on_message(conn, &text),
         Event::Binary(_) => reply_error(conn, "binary messages are not supported; send JSON text"),
         Event::Close { .. } => {
-            let name = NAMES
-                .with_borrow_mut(|names| names.remove(conn.id()))
-                .unwrap_or_else(|| "Anonymous".to_string());
+            let name = name_of(conn);
             conn.broadcast_json(&json!({
                 "type": "system",
                 "message": format!("{name} left the room"),
@@ -84,9 +79,8 @@ fn on_message(conn: &Connection, text: &str) -> Result<(), Error> {
             if new_name.is_empty() || new_name.chars().count() > MAX_NAME {
                 return reply_error(conn, &format!("a name must be 1 to {MAX_NAME} characters"));
             }
-            let old_name = NAMES
-                .with_borrow_mut(|names| names.insert(conn.id().to_string(), new_name.to_string()))
-                .unwrap_or_else(|| "Anonymous".to_string());
+            let old_name = name_of(conn);
+            conn.set_attachment(new_name)?;
             conn.broadcast_json(&json!({
                 "type": "system",
                 "message": format!("{old_name} changed their name to {new_name}"),

@@ -3,6 +3,7 @@
 use std::ops::Index;
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::bindings::tina4::wasm::types::{Connection as WitConnection, WsEvent};
 use crate::bindings::tina4::wasm::websocket;
@@ -175,6 +176,24 @@ impl Connection {
     /// 3000-4999) and `reason` (at most 123 bytes).
     pub fn close_with(&self, code: u16, reason: &str) -> Result<(), Error> {
         websocket::close(self.id(), code, reason).map_err(Error::from)
+    }
+
+    /// Keeps a small value with this connection, held by the host (as
+    /// JSON): it survives the app being restarted or hot-swapped, and is
+    /// readable until this connection's `Close` event has been handled.
+    /// Limited in size (16 KiB by default; [`Error::TooLarge`] beyond).
+    pub fn set_attachment<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(value)?;
+        websocket::set_attachment(self.id(), &bytes).map_err(Error::from)
+    }
+
+    /// The value last kept with [`set_attachment`](Self::set_attachment),
+    /// if any.
+    pub fn attachment<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        match websocket::attachment(self.id())? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
     }
 
     /// How many connections are open on this path (this one included while

@@ -6,6 +6,11 @@
 //! dedicated thread keeps guest CPU off the async reactor; the epoch deadline
 //! bounds each call. Any guest error discards the `Store` (a trap poisons it)
 //! and the next event runs on a fresh instance.
+//!
+//! A hot swap is a command in the same mailbox: events queued before it run
+//! on the old version, events after it on the new one, so the switch falls
+//! between two events. Routes are named by [`RouteKey`], so an event routed
+//! under an older version still finds its route in the new one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,21 +20,34 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 
 use super::bindings::{Connection, Handler, HttpRequest, HttpResponse, WsEvent};
-use super::{InstanceFactory, describe_guest_error};
+use super::{InstanceFactory, PreparedApp, RouteKey, describe_guest_error};
+
+/// A route as named in a command: its index in the version that routed it,
+/// and its key to find it in a later version.
+#[derive(Debug, Clone)]
+pub struct RouteRef {
+    pub index: u32,
+    pub key: Arc<RouteKey>,
+}
 
 /// What an app is asked to do.
 pub enum AppCommand {
-    /// Answer an HTTP request on route `route`.
+    /// Answer an HTTP request on `route`.
     Http {
-        route: u32,
+        route: RouteRef,
         request: HttpRequest,
         reply: oneshot::Sender<Result<HttpResponse, AppCallError>>,
     },
-    /// Handle a WebSocket event of `conn` on route `route`.
+    /// Handle a WebSocket event of `conn` on `route`.
     WebSocket {
-        route: u32,
+        route: RouteRef,
         conn: Arc<Connection>,
         event: WsEvent,
+    },
+    /// Serve every later command with a new version; say so on `done`.
+    Swap {
+        version: Box<PreparedApp>,
+        done: oneshot::Sender<()>,
     },
 }
 
@@ -42,6 +60,9 @@ pub enum AppCallError {
     /// The app is gone (unloaded) or could not be instantiated.
     #[error("the app is not running")]
     Unavailable,
+    /// The app was updated to a version without this route.
+    #[error("the route no longer exists")]
+    RouteGone,
 }
 
 /// A loaded app, as the rest of the host sees it.
@@ -62,22 +83,26 @@ impl std::fmt::Display for AppHandle {
 }
 
 impl AppHandle {
-    /// Sends a WebSocket event to the app, waiting for mailbox space.
-    pub async fn websocket_event(&self, route: u32, conn: &Arc<Connection>, event: WsEvent) {
+    /// Sends a WebSocket event to the app, waiting for mailbox space;
+    /// false if the app is gone (unloaded), so the event went nowhere.
+    pub async fn websocket_event(
+        &self,
+        route: RouteRef,
+        conn: &Arc<Connection>,
+        event: WsEvent,
+    ) -> bool {
         let command = AppCommand::WebSocket {
             route,
             conn: conn.clone(),
             event,
         };
-        // A closed mailbox means the app was unloaded; its connections are
-        // being closed, so the event has nobody to go to.
-        let _ = self.mailbox.send(command).await;
+        self.mailbox.send(command).await.is_ok()
     }
 
     /// Asks the app to answer an HTTP request.
     pub async fn http(
         &self,
-        route: u32,
+        route: RouteRef,
         request: HttpRequest,
     ) -> Result<HttpResponse, AppCallError> {
         let (reply, answer) = oneshot::channel();
@@ -91,6 +116,21 @@ impl AppHandle {
             .await
             .map_err(|_| AppCallError::Unavailable)?;
         answer.await.map_err(|_| AppCallError::Unavailable)?
+    }
+
+    /// Hands the app a new version, which serves every command sent after
+    /// this one; resolves once the switch has happened.
+    pub async fn swap(&self, version: PreparedApp) -> Result<(), AppCallError> {
+        let (done, switched) = oneshot::channel();
+        let command = AppCommand::Swap {
+            version: Box::new(version),
+            done,
+        };
+        self.mailbox
+            .send(command)
+            .await
+            .map_err(|_| AppCallError::Unavailable)?;
+        switched.await.map_err(|_| AppCallError::Unavailable)
     }
 }
 
@@ -106,6 +146,8 @@ pub struct AppActor {
     factory: InstanceFactory,
     /// The current instance; `None` after a failure until re-instantiated.
     instance: Option<Instance>,
+    /// The current version's routes, by index.
+    keys: Vec<Arc<RouteKey>>,
 }
 
 impl AppActor {
@@ -113,6 +155,7 @@ impl AppActor {
     pub fn spawn(
         factory: InstanceFactory,
         instance: Instance,
+        keys: Vec<Arc<RouteKey>>,
         file: PathBuf,
         mailbox_capacity: usize,
     ) -> std::io::Result<Arc<AppHandle>> {
@@ -121,6 +164,7 @@ impl AppActor {
         let actor = Self {
             factory,
             instance: Some(instance),
+            keys,
         };
         std::thread::Builder::new()
             .name(format!("app-{name}"))
@@ -160,6 +204,15 @@ impl AppActor {
         Some(instance)
     }
 
+    /// The index of `route` in the current version, if it still has it.
+    fn resolve(&self, route: &RouteRef) -> Option<u32> {
+        let same = |k: &Arc<RouteKey>| Arc::ptr_eq(k, &route.key) || **k == *route.key;
+        if self.keys.get(route.index as usize).is_some_and(same) {
+            return Some(route.index);
+        }
+        self.keys.iter().position(same).map(|i| i as u32)
+    }
+
     fn handle(&mut self, command: AppCommand) {
         match command {
             AppCommand::Http {
@@ -167,48 +220,66 @@ impl AppActor {
                 request,
                 reply,
             } => {
-                let path = request.path.clone();
-                let Some(instance) = self.instance() else {
-                    let _ = reply.send(Err(AppCallError::Unavailable));
-                    return;
-                };
-                let result =
-                    instance
-                        .handler
-                        .call_handle_http(&mut instance.store, route, &request);
-                let answer = result.map_err(|err| {
-                    self.fail(&err, "HTTP", &path);
-                    AppCallError::GuestFailed
-                });
+                let answer = self.http(&route, &request);
                 let _ = reply.send(answer);
             }
             AppCommand::WebSocket { route, conn, event } => {
                 let is_close = matches!(event, WsEvent::Close(_));
-                let Some(instance) = self.instance() else {
-                    if !is_close {
-                        let _ = self
-                            .factory
-                            .registry
-                            .close(&conn.id, 1011, "app unavailable");
-                    }
-                    return;
-                };
-                let result =
-                    instance
-                        .handler
-                        .call_on_websocket(&mut instance.store, route, &conn, &event);
-                if let Err(err) = result {
-                    self.fail(&err, "WebSocket", &conn.path);
-                    // The connection whose event failed is closed; a close
-                    // event has no connection left to close.
-                    if !is_close {
-                        let _ = self
-                            .factory
-                            .registry
-                            .close(&conn.id, 1011, "internal error");
-                    }
+                self.websocket(&route, &conn, &event);
+                if is_close {
+                    // The close handler may read the attachment; now it goes.
+                    self.factory.registry.forget(&conn.id);
                 }
             }
+            AppCommand::Swap { version, done } => {
+                let version = *version;
+                self.keys = version.route_keys();
+                self.factory = version.factory;
+                self.instance = Some(version.instance);
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn http(
+        &mut self,
+        route: &RouteRef,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, AppCallError> {
+        let index = self.resolve(route).ok_or(AppCallError::RouteGone)?;
+        let instance = self.instance().ok_or(AppCallError::Unavailable)?;
+        instance
+            .handler
+            .call_handle_http(&mut instance.store, index, request)
+            .map_err(|err| {
+                self.fail(&err, "HTTP", &request.path);
+                AppCallError::GuestFailed
+            })
+    }
+
+    fn websocket(&mut self, route: &RouteRef, conn: &Connection, event: &WsEvent) {
+        let is_close = matches!(event, WsEvent::Close(_));
+        let registry = self.factory.registry.clone();
+        // Closing is moot for a close event: the connection is already gone.
+        let close = |code, reason| {
+            if !is_close {
+                let _ = registry.close(&conn.id, code, reason);
+            }
+        };
+        let Some(index) = self.resolve(route) else {
+            close(1001, "route removed by an update of the app");
+            return;
+        };
+        let Some(instance) = self.instance() else {
+            close(1011, "app unavailable");
+            return;
+        };
+        let result = instance
+            .handler
+            .call_on_websocket(&mut instance.store, index, conn, event);
+        if let Err(err) = result {
+            self.fail(&err, "WebSocket", &conn.path);
+            close(1011, "internal error");
         }
     }
 

@@ -29,6 +29,8 @@ pub struct HostState {
     pub registry: Arc<ConnectionRegistry>,
     /// Largest message the app may send, in bytes.
     pub max_message_bytes: usize,
+    /// Largest per-connection attachment, in bytes.
+    pub max_attachment_bytes: usize,
     /// WASI state: no files, no environment, no sockets; output goes to the log.
     pub wasi: WasiCtx,
     /// WASI resources (streams) the guest holds.
@@ -72,20 +74,9 @@ impl HostState {
         }
     }
 
-    fn check_size(&self, len: usize) -> Result<(), GuestApiError> {
-        if len > self.max_message_bytes {
-            Err(GuestApiError::TooLarge(
-                u32::try_from(self.max_message_bytes).unwrap_or(u32::MAX),
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
     fn send_frame(&mut self, to: &str, len: usize, frame: Message) -> Result<(), GuestApiError> {
-        self.check_size(len)?;
-        self.own_connection(to)?;
-        self.registry.send(to, frame).map_err(Into::into)
+        within_limit(len, self.max_message_bytes)?;
+        self.own_connection(to)?.send(frame).map_err(Into::into)
     }
 
     fn broadcast_frame(
@@ -95,7 +86,7 @@ impl HostState {
         frame: Message,
         exclude: Option<&str>,
     ) -> Result<u32, GuestApiError> {
-        self.check_size(len)?;
+        within_limit(len, self.max_message_bytes)?;
         let path = self.own_path(path)?;
         Ok(self.registry.broadcast(path, &frame, exclude))
     }
@@ -106,6 +97,16 @@ impl From<RegistryError> for GuestApiError {
         match err {
             RegistryError::UnknownConnection(id) => Self::UnknownConnection(id),
         }
+    }
+}
+
+fn within_limit(len: usize, limit: usize) -> Result<(), GuestApiError> {
+    if len > limit {
+        Err(GuestApiError::TooLarge(
+            u32::try_from(limit).unwrap_or(u32::MAX),
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -158,9 +159,8 @@ impl websocket::Host for HostState {
                 "close reason longer than 123 bytes".to_string(),
             ));
         }
-        self.own_connection(&conn)?;
-        self.registry
-            .close(&conn, code, &reason)
+        self.own_connection(&conn)?
+            .close(code, &reason)
             .map_err(Into::into)
     }
 
@@ -172,6 +172,16 @@ impl websocket::Host for HostState {
     fn push(&mut self, path: String, text: String) -> Result<u32, GuestApiError> {
         let len = text.len();
         self.broadcast_frame(&path, len, Message::text(text), None)
+    }
+
+    fn set_attachment(&mut self, conn: String, value: Vec<u8>) -> Result<(), GuestApiError> {
+        within_limit(value.len(), self.max_attachment_bytes)?;
+        self.own_connection(&conn)?.set_attachment(value);
+        Ok(())
+    }
+
+    fn attachment(&mut self, conn: String) -> Result<Option<Vec<u8>>, GuestApiError> {
+        Ok(self.own_connection(&conn)?.attachment())
     }
 }
 

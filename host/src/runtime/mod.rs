@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod bindings;
+pub mod cache;
 mod guest_output;
 mod host;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::add_to_linker_sync;
@@ -19,6 +20,7 @@ use wasmtime_wasi::p2::add_to_linker_sync;
 use self::actor::{AppActor, Instance};
 pub use self::actor::{AppCallError, AppHandle};
 use self::bindings::{Connection, Handler, HandlerPre, WsEvent};
+use self::cache::{ComponentCache, Origin, content_hash};
 use self::guest_output::{GuestOutput, Stream};
 pub use self::host::HostState;
 use crate::config::Limits;
@@ -28,19 +30,51 @@ use crate::ws::registry::ConnectionRegistry;
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Names a route across versions of an app: what it answers, and the shape
+/// of its path (parameter names erased). A hot swap keeps serving the open
+/// connections of every route whose key the new version still has.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteKey {
+    /// HTTP method or WebSocket.
+    pub kind: RouteKind,
+    /// [`RoutePattern::shape`] of the path.
+    pub shape: String,
+}
+
+impl RouteKey {
+    /// The key of a declared route.
+    pub fn of(kind: RouteKind, pattern: &RoutePattern) -> Self {
+        Self {
+            kind,
+            shape: pattern.shape(),
+        }
+    }
+}
+
 /// Where a route sends its requests: an app and the route's index in it.
 #[derive(Debug, Clone)]
 pub struct RouteTarget {
     /// The app serving the route.
     pub app: Arc<AppHandle>,
-    /// The route's index in the app's `routes()`.
+    /// The route's index in the `routes()` of the version that declared it.
     pub index: u32,
+    /// The route's identity, to find it again in a later version.
+    pub key: Arc<RouteKey>,
 }
 
 impl RouteTarget {
-    /// Delivers a WebSocket event of `conn` to the app.
-    pub async fn dispatch(&self, conn: &Arc<Connection>, event: WsEvent) {
-        self.app.websocket_event(self.index, conn, event).await;
+    /// Delivers a WebSocket event of `conn` to the app; false if the app
+    /// is gone and the event went nowhere.
+    pub async fn dispatch(&self, conn: &Arc<Connection>, event: WsEvent) -> bool {
+        self.app.websocket_event(self.route(), conn, event).await
+    }
+
+    /// The route as the app's actor resolves it.
+    pub fn route(&self) -> actor::RouteRef {
+        actor::RouteRef {
+            index: self.index,
+            key: self.key.clone(),
+        }
     }
 }
 
@@ -50,12 +84,43 @@ impl std::fmt::Display for RouteTarget {
     }
 }
 
-/// An app that loaded: its handle and the routes it asked for.
-pub struct LoadedApp {
-    /// The running app.
-    pub handle: Arc<AppHandle>,
+/// How long the steps of loading a version took.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadTimings {
+    /// Compiled now, or deserialized from the cache.
+    pub origin: Origin,
+    /// Compile (or deserialize) time.
+    pub compile: Duration,
+    /// Instantiate time, `routes()` included.
+    pub instantiate: Duration,
+}
+
+/// One version of an app, compiled and instantiated, not yet serving.
+pub struct PreparedApp {
+    /// The app's name (file name without `.wasm`).
+    pub name: Arc<str>,
+    /// The component file.
+    pub file: PathBuf,
+    /// SHA-256 of the file's bytes: the version's id.
+    pub hash: String,
     /// Its routes, in `routes()` order (the index is the route id).
     pub routes: Vec<(RouteKind, RoutePattern)>,
+    /// What loading took.
+    pub timings: LoadTimings,
+    /// Makes more instances of this version.
+    factory: InstanceFactory,
+    /// The instance `routes()` was asked on; it serves the first event.
+    instance: Instance,
+}
+
+impl PreparedApp {
+    /// The identities of its routes, in order.
+    pub fn route_keys(&self) -> Vec<Arc<RouteKey>> {
+        self.routes
+            .iter()
+            .map(|(kind, pattern)| Arc::new(RouteKey::of(*kind, pattern)))
+            .collect()
+    }
 }
 
 /// Compiles and instantiates apps; one per host process.
@@ -64,6 +129,8 @@ pub struct Runtime {
     engine: Engine,
     /// Host imports: the tina4 interfaces and a capability-free WASI.
     linker: Linker<HostState>,
+    /// Precompiled components on disk.
+    cache: ComponentCache,
     /// The connection registry apps act on.
     registry: Arc<ConnectionRegistry>,
     /// Limits applied to every app.
@@ -72,7 +139,11 @@ pub struct Runtime {
 
 impl Runtime {
     /// An engine with epoch interruption, and a linker with the host imports.
-    pub fn new(registry: Arc<ConnectionRegistry>, limits: Limits) -> anyhow::Result<Self> {
+    pub fn new(
+        registry: Arc<ConnectionRegistry>,
+        limits: Limits,
+        cache_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -93,30 +164,34 @@ impl Runtime {
         )
         .map_err(anyhow::Error::from)
         .context("linking the tina4 host interfaces")?;
+        let cache = ComponentCache::new(cache_dir, &engine);
         Ok(Self {
             engine,
             linker,
+            cache,
             registry,
             limits,
         })
     }
 
-    /// Loads one component file: compile, check it is a `handler`, instantiate
-    /// it, ask for its routes, and start its actor.
-    pub fn load(&self, file: &Path) -> anyhow::Result<LoadedApp> {
+    /// The compile cache.
+    pub fn cache(&self) -> &ComponentCache {
+        &self.cache
+    }
+
+    /// Prepares one component file: compile (or take from the cache), check
+    /// it is a `handler`, instantiate it and ask for its routes. Blocking:
+    /// call it off the async runtime.
+    pub fn prepare(&self, file: &Path) -> anyhow::Result<PreparedApp> {
         let name: Arc<str> = app_name(file)?.into();
         let bytes = std::fs::read(file).context("cannot read the file")?;
         check_is_component(&bytes)?;
-
-        let compile_started = Instant::now();
-        let component = Component::new(&self.engine, &bytes)
-            .map_err(anyhow::Error::from)
-            .context("not a valid WebAssembly component")?;
-        let compiled_in = compile_started.elapsed();
+        let hash = content_hash(&bytes);
+        let loaded = self.cache.load(&self.engine, &bytes, &hash)?;
 
         let instance_pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(&loaded.component)
             .map_err(anyhow::Error::from)
             .context("the component needs imports this host does not provide")?;
         let pre = HandlerPre::new(instance_pre)
@@ -136,20 +211,18 @@ impl Runtime {
             .instantiate()
             .map_err(anyhow::Error::from)
             .context("instantiating the component failed")?;
-        let instantiated_in = instantiate_started.elapsed();
-
-        instance.store.set_epoch_deadline(factory.deadline_ticks);
         let declared = instance
             .handler
             .call_routes(&mut instance.store)
             .map_err(|e| anyhow::anyhow!("routes() failed: {}", describe_guest_error(&e)))?;
+        let instantiate = instantiate_started.elapsed();
+        if u32::try_from(declared.len()).is_err() {
+            bail!("too many routes");
+        }
         let mut routes = Vec::with_capacity(declared.len());
         for route in declared {
             let pattern: RoutePattern = route.path.parse()?;
             routes.push((RouteKind::from(route.kind), pattern));
-        }
-        if u32::try_from(routes.len()).is_err() {
-            bail!("too many routes");
         }
         let ws_routes: Arc<[RoutePattern]> = routes
             .iter()
@@ -159,22 +232,32 @@ impl Runtime {
         instance.store.data_mut().ws_routes = ws_routes.clone();
         factory.ws_routes = ws_routes;
 
-        tracing::info!(
-            app = %name,
-            file = %file.display(),
-            compile = ?compiled_in,
-            instantiate = ?instantiated_in,
-            routes = routes.len(),
-            "app loaded"
-        );
-        let handle = AppActor::spawn(
+        Ok(PreparedApp {
+            name,
+            file: file.to_path_buf(),
+            hash,
+            routes,
+            timings: LoadTimings {
+                origin: loaded.origin,
+                compile: loaded.elapsed,
+                instantiate,
+            },
             factory,
             instance,
-            file.to_path_buf(),
+        })
+    }
+
+    /// Starts a prepared app on its own actor thread.
+    pub fn start(&self, app: PreparedApp) -> anyhow::Result<Arc<AppHandle>> {
+        let keys = app.route_keys();
+        AppActor::spawn(
+            app.factory,
+            app.instance,
+            keys,
+            app.file,
             self.limits.mailbox_capacity.get(),
         )
-        .context("starting the app's thread")?;
-        Ok(LoadedApp { handle, routes })
+        .context("starting the app's thread")
     }
 }
 
@@ -210,6 +293,7 @@ impl InstanceFactory {
             ws_routes: self.ws_routes.clone(),
             registry: self.registry.clone(),
             max_message_bytes: self.limits.max_message_bytes.get(),
+            max_attachment_bytes: self.limits.max_attachment_bytes.get(),
             wasi,
             table: Default::default(),
             limits: StoreLimitsBuilder::new()

@@ -2,8 +2,9 @@
 //! events, and writes what the registry queued on its outbox.
 //!
 //! Lifecycle: register (so `count` includes it) → `open` event → frames in
-//! both directions → unregister (so `count` excludes it) → `close` event.
-//! Every connection that saw `open` gets exactly one `close`.
+//! both directions → leave the path group (so `count` excludes it) → `close`
+//! event → forgotten (its attachment with it). Every connection that saw
+//! `open` gets exactly one `close`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,13 +123,16 @@ impl ConnectionTask {
             }
         };
 
-        // Out of the group first, so the app's `close` handler sees the new count.
-        registry.unregister(&handle.id);
+        // Out of the group first, so the app's `close` handler sees the new
+        // count; the app forgets the connection once it has handled `close`.
+        registry.leave(&handle.id);
         let close_event = WsEvent::Close(CloseInfo {
             code: ending.code,
             reason: ending.reason.clone(),
         });
-        target.dispatch(&info, close_event).await;
+        if !target.dispatch(&info, close_event).await {
+            registry.forget(&handle.id);
+        }
         finish_close(sink, stream, &ending).await;
     }
 }

@@ -7,7 +7,7 @@
 //! than allowed to stall the sender or the rest of its path group.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use indexmap::IndexMap;
@@ -45,6 +45,12 @@ pub struct ConnectionHandle {
     evicted: Notify,
     /// The close code and reason of an eviction, set once.
     eviction: Mutex<Option<(u16, String)>>,
+    /// False once the connection has left its path group: it no longer
+    /// counts and can no longer be sent to.
+    open: AtomicBool,
+    /// The app's small per-connection value; kept by the host so it
+    /// survives re-instantiation and hot swaps.
+    attachment: Mutex<Option<Vec<u8>>>,
 }
 
 impl ConnectionHandle {
@@ -63,8 +69,54 @@ impl ConnectionHandle {
             outbox,
             evicted: Notify::new(),
             eviction: Mutex::new(None),
+            open: AtomicBool::new(true),
+            attachment: Mutex::new(None),
         });
         (handle, rx)
+    }
+
+    /// Whether it is still open (in its path group).
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Queues a frame for this connection.
+    pub fn send(&self, frame: Message) -> Result<(), RegistryError> {
+        self.ensure_open()?;
+        self.deliver(Outgoing::Frame(frame));
+        Ok(())
+    }
+
+    /// Asks this connection to close with `code` and `reason`, after the
+    /// frames already queued for it.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), RegistryError> {
+        self.ensure_open()?;
+        self.deliver(Outgoing::Close {
+            code,
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    /// The value the app attached to this connection.
+    pub fn attachment(&self) -> Option<Vec<u8>> {
+        self.attachment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the value the app attached to this connection.
+    pub fn set_attachment(&self, value: Vec<u8>) {
+        *self.attachment.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+    }
+
+    fn ensure_open(&self) -> Result<(), RegistryError> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(RegistryError::UnknownConnection(self.id.to_string()))
+        }
     }
 
     /// Queues a frame or close request; evicts the connection if its outbox is full.
@@ -190,33 +242,40 @@ impl ConnectionRegistry {
         groups.by_id.insert(handle.id.clone(), handle);
     }
 
-    /// Removes a connection; returns whether it was registered.
-    pub fn unregister(&self, id: &str) -> bool {
+    /// Takes a connection out of its path group: from now on it does not
+    /// count, receives no broadcasts and cannot be sent to. Its handle (and
+    /// attachment) stay reachable by id until [`forget`](Self::forget), so
+    /// the app's `close` handler can still read the attachment.
+    pub fn leave(&self, id: &str) {
         let mut groups = self.write();
-        let Some(handle) = groups.by_id.remove(id) else {
-            return false;
+        let Some(handle) = groups.by_id.get(id).cloned() else {
+            return;
         };
+        handle.open.store(false, Ordering::Release);
         if let Some(group) = groups.by_path.get_mut(&handle.path) {
             group.swap_remove(id);
             if group.is_empty() {
                 groups.by_path.remove(&handle.path);
             }
         }
-        true
     }
 
-    /// The handle of an open connection.
+    /// Drops every trace of a connection (after its `close` event).
+    pub fn forget(&self, id: &str) {
+        self.leave(id);
+        self.write().by_id.remove(id);
+    }
+
+    /// The handle of a connection, open or closing.
     pub fn get(&self, id: &str) -> Option<Arc<ConnectionHandle>> {
         self.read().by_id.get(id).cloned()
     }
 
-    /// Queues a frame for one connection.
+    /// Queues a frame for one open connection.
     pub fn send(&self, id: &str, frame: Message) -> Result<(), RegistryError> {
-        let handle = self
-            .get(id)
-            .ok_or_else(|| RegistryError::UnknownConnection(id.to_string()))?;
-        handle.deliver(Outgoing::Frame(frame));
-        Ok(())
+        self.get(id)
+            .ok_or_else(|| RegistryError::UnknownConnection(id.to_string()))?
+            .send(frame)
     }
 
     /// Queues a frame for every connection on `path` except `exclude`;
@@ -236,17 +295,12 @@ impl ConnectionRegistry {
         queued
     }
 
-    /// Asks one connection to close with `code` and `reason`, after the
-    /// frames already queued for it.
+    /// Asks one open connection to close with `code` and `reason`, after
+    /// the frames already queued for it.
     pub fn close(&self, id: &str, code: u16, reason: &str) -> Result<(), RegistryError> {
-        let handle = self
-            .get(id)
-            .ok_or_else(|| RegistryError::UnknownConnection(id.to_string()))?;
-        handle.deliver(Outgoing::Close {
-            code,
-            reason: reason.to_string(),
-        });
-        Ok(())
+        self.get(id)
+            .ok_or_else(|| RegistryError::UnknownConnection(id.to_string()))?
+            .close(code, reason)
     }
 
     /// How many connections are open on `path`.
@@ -262,14 +316,19 @@ impl ConnectionRegistry {
         self.read()
             .by_id
             .values()
-            .filter(|h| &*h.app == app)
+            .filter(|h| &*h.app == app && h.is_open())
             .cloned()
             .collect()
     }
 
     /// Every open connection.
     pub fn all(&self) -> Vec<Arc<ConnectionHandle>> {
-        self.read().by_id.values().cloned().collect()
+        self.read()
+            .by_id
+            .values()
+            .filter(|h| h.is_open())
+            .cloned()
+            .collect()
     }
 }
 
@@ -319,13 +378,20 @@ mod tests {
         assert_eq!(text(&mut rx_b).as_deref(), Some("hi"));
         assert_eq!(text(&mut rx_c), None);
         assert_eq!(reg.count("/ws/chat/a"), 2);
-        assert!(reg.unregister(&a.id));
-        assert!(!reg.unregister(&a.id));
+        a.set_attachment(b"alice".to_vec());
+        reg.leave(&a.id);
         assert_eq!(reg.count("/ws/chat/a"), 1);
         assert_eq!(
             reg.send(&a.id, Message::text("x")),
             Err(RegistryError::UnknownConnection(a.id.to_string()))
         );
+        // Still readable while its close event is handled, then gone.
+        assert_eq!(
+            reg.get(&a.id).unwrap().attachment().as_deref(),
+            Some(&b"alice"[..])
+        );
+        reg.forget(&a.id);
+        assert!(reg.get(&a.id).is_none());
     }
 
     #[tokio::test]
