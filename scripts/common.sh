@@ -22,13 +22,16 @@ ensure_toolchain() {
     done
 }
 
-# Builds guest crates (by package name) into components under
-# $CARGO_TARGET_DIR/wasm32-wasip2/release/.
+# Where built components land: the workspace's `guest` profile (small
+# components compile faster when a version is first loaded).
+GUEST_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/guest"
+
+# Builds guest crates (by package name) into components in $GUEST_DIR.
 build_guests() {
     echo "==> building the guest apps: $* (wasm32-wasip2)"
     local args=()
     for p in "$@"; do args+=(-p "$p"); done
-    cargo build --release --target wasm32-wasip2 "${args[@]}"
+    cargo build --profile guest --target wasm32-wasip2 "${args[@]}"
 }
 
 build_host() {

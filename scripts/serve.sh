@@ -10,6 +10,6 @@ build_guests "${EXAMPLE_APPS[@]}"
 build_host
 mkdir -p apps
 for app in "${EXAMPLE_APPS[@]}"; do
-    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$app.wasm" apps/
+    cp "$GUEST_DIR/$app.wasm" apps/
 done
 exec "$CARGO_TARGET_DIR/release/tina4-wasm" serve apps "$@"

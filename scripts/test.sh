@@ -16,7 +16,7 @@ echo "==> lints"
 cargo clippy --release --all-targets -- -D warnings
 guests=()
 for p in "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}"; do guests+=(-p "$p"); done
-cargo clippy --release --target wasm32-wasip2 "${guests[@]}" -- -D warnings
+cargo clippy --profile guest --target wasm32-wasip2 "${guests[@]}" -- -D warnings
 
 echo "==> tests"
 cargo test --release

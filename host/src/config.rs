@@ -32,12 +32,34 @@ pub struct ServeConfig {
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
 
+    /// Compile about 40% faster (no optimizations, single-pass register
+    /// allocation) at the cost of slower guest code: for development.
+    #[arg(long, env = "TINA4_FAST_COMPILE")]
+    pub fast_compile: bool,
+
+    /// Rebuild apps from their Rust sources when those change. Searches the
+    /// given folders (default: the current one) with `cargo metadata` for
+    /// packages whose cdylib target builds a served app's file name; put
+    /// DIR before this flag (`serve apps --watch`).
+    #[arg(long, num_args = 0.., value_name = "SRC")]
+    pub watch: Option<Vec<PathBuf>>,
+
     /// Limits that protect the host from apps and clients.
     #[command(flatten)]
     pub limits: Limits,
 }
 
 impl ServeConfig {
+    /// The source folders `--watch` searches, if it was given.
+    pub fn watch_sources(&self) -> Option<Vec<PathBuf>> {
+        let sources = self.watch.clone()?;
+        Some(if sources.is_empty() {
+            vec![PathBuf::from(".")]
+        } else {
+            sources
+        })
+    }
+
     /// The compile cache folder in effect, if any.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         if self.no_cache {

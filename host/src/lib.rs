@@ -23,6 +23,7 @@
 //! - [`apps`]: the serving apps and every change to them (load, swap,
 //!   unload); the only writer of the route table; the startup banner.
 //! - [`reload`]: watches the apps folder and feeds changed files to [`apps`].
+//! - [`source_watch`]: `serve --watch`; rebuilds apps from their Rust sources.
 //!
 //! # Life of a WebSocket message
 //!
@@ -40,4 +41,5 @@ pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod source_watch;
 pub mod ws;

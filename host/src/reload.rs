@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::apps::AppManager;
 
 /// Debounce after a close-after-write or a rename into place.
-const SETTLED: Duration = Duration::from_millis(5);
+const SETTLED: Duration = Duration::from_millis(2);
 /// Wait after a deletion before unloading.
 const REMOVE_GRACE: Duration = Duration::from_millis(250);
 /// Fallback for writes that are never seen closing.

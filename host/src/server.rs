@@ -15,10 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::apps::AppManager;
 use crate::config::{Limits, ServeConfig};
-use crate::reload;
 use crate::router::RouteTable;
 use crate::runtime::{RouteTarget, Runtime};
 use crate::ws::registry::ConnectionRegistry;
+use crate::{reload, source_watch};
 
 /// Time a client has to send a complete request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,18 +43,24 @@ pub struct ServerState {
 }
 
 /// `tina4-wasm serve`: runs until SIGINT or SIGTERM.
-pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     if !config.apps_dir.is_dir() {
         anyhow::bail!(
             "the apps folder {} does not exist",
             config.apps_dir.display()
         );
     }
+    // One spelling of every path: the watcher reports absolute paths.
+    config.apps_dir = config
+        .apps_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", config.apps_dir.display()))?;
     let registry = Arc::new(ConnectionRegistry::new());
     let runtime = Arc::new(Runtime::new(
         registry.clone(),
         config.limits.clone(),
         config.cache_dir(),
+        config.fast_compile,
     )?);
     match runtime.cache().dir() {
         Some(dir) => tracing::info!(dir = %dir.display(), "compile cache"),
@@ -70,7 +76,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     // Watch first, so a change during the initial load is not missed.
     let watch = reload::watch(&config.apps_dir)?;
-    let mut apps = AppManager::new(runtime, state.clone());
+    let mut apps = AppManager::new(runtime.clone(), state.clone());
     apps.load_dir(&config.apps_dir).await?;
 
     let listener = TcpListener::bind((config.host, config.port))
@@ -83,10 +89,25 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if address.ip().is_unspecified() {
         println!("  open http://localhost:{}/ in a browser", address.port());
     }
+    if let Some(sources) = config.watch_sources() {
+        let apps_dir = config.apps_dir.clone();
+        let packages =
+            tokio::task::spawn_blocking(move || source_watch::discover(&sources, &apps_dir))
+                .await??;
+        if packages.is_empty() {
+            tracing::warn!("--watch: no Cargo package builds any of the served apps");
+        }
+        tokio::spawn(async move {
+            if let Err(err) = source_watch::run(packages).await {
+                tracing::error!("--watch stopped: {err:#}");
+            }
+        });
+    }
     tokio::spawn(watch.run(apps));
 
     accept_until_shutdown(listener, state.clone()).await;
     shut_down(&state).await;
+    tokio::task::spawn_blocking(move || runtime.cache().finish_writes()).await?;
     Ok(())
 }
 

@@ -10,5 +10,6 @@ mod http_routes;
 mod lifecycle;
 mod loading;
 mod notifications;
+mod source_watch;
 mod support;
 mod websocket;

@@ -30,6 +30,19 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
 }
 
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository")
+        .to_path_buf()
+}
+
+/// Cargo's target folder these tests were built in.
+pub fn target_dir() -> PathBuf {
+    profile_dir().parent().expect("target dir").to_path_buf()
+}
+
 /// `<target>/<profile>`, from where this test binary lives (`<target>/<profile>/deps/`).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -56,12 +69,7 @@ pub fn host_binary() -> PathBuf {
 pub fn component(name: &str) -> PathBuf {
     let dir = std::env::var_os("TINA4_WASM_COMPONENTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            profile_dir()
-                .parent()
-                .expect("target dir")
-                .join("wasm32-wasip2/release")
-        });
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip2/guest"));
     let file = dir.join(format!("{}.wasm", name.replace('-', "_")));
     assert!(
         file.is_file(),
@@ -100,6 +108,10 @@ pub struct ServerOptions {
     pub apps_dir: Option<PathBuf>,
     /// Use this compile cache folder instead of a fresh one.
     pub cache_dir: Option<PathBuf>,
+    /// Extra environment variables for the server.
+    pub env: Vec<(String, String)>,
+    /// Run the server in this folder.
+    pub cwd: Option<PathBuf>,
 }
 
 impl Server {
@@ -131,7 +143,12 @@ impl Server {
         for (file, bytes) in &options.files {
             std::fs::write(apps.join(file), bytes).expect("writing a file");
         }
-        let mut child = Command::new(host_binary())
+        let mut command = Command::new(host_binary());
+        if let Some(cwd) = &options.cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
+            .envs(options.env.iter().cloned())
             .arg("serve")
             .arg(&apps)
             .args(["--host", "127.0.0.1", "--port", "0"])
@@ -230,6 +247,11 @@ impl Server {
     /// Waits until the `n`th log line containing every one of `needles`
     /// (counting from 1); returns that line.
     pub async fn wait_for_nth_log(&self, needles: &[&str], n: usize) -> String {
+        self.wait_for_log_within(needles, n, WAIT).await
+    }
+
+    /// [`wait_for_nth_log`](Self::wait_for_nth_log) with another time limit.
+    pub async fn wait_for_log_within(&self, needles: &[&str], n: usize, limit: Duration) -> String {
         let find = || {
             self.log
                 .lock()
@@ -239,7 +261,7 @@ impl Server {
                 .nth(n - 1)
                 .map(str::to_string)
         };
-        within(&format!("log line #{n} with {needles:?}"), async {
+        let wait = async {
             loop {
                 let notified = self.logged.notified();
                 if let Some(line) = find() {
@@ -247,8 +269,13 @@ impl Server {
                 }
                 notified.await;
             }
+        };
+        tokio::time::timeout(limit, wait).await.unwrap_or_else(|_| {
+            panic!(
+                "timed out after {limit:?} waiting for log line #{n} with {needles:?}; log:\n{}",
+                self.log()
+            )
         })
-        .await
     }
 
     /// Connects a WebSocket client to `path`.

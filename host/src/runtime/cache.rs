@@ -56,6 +56,8 @@ pub struct ComponentCache {
     dir: Option<PathBuf>,
     /// Hex digest of the engine's compatibility hash, part of every key.
     engine_key: String,
+    /// Entries being written in the background, joined before exit.
+    writing: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// Lower-case hex of bytes.
@@ -81,7 +83,19 @@ impl ComponentCache {
                 None
             }
         });
-        Self { dir, engine_key }
+        Self {
+            dir,
+            engine_key,
+            writing: Default::default(),
+        }
+    }
+
+    /// Waits for entries still being written (at shutdown).
+    pub fn finish_writes(&self) {
+        let writing = std::mem::take(&mut *self.writing.lock().unwrap_or_else(|e| e.into_inner()));
+        for write in writing {
+            let _ = write.join();
+        }
     }
 
     /// The cache folder, if caching is on.
@@ -119,10 +133,17 @@ impl ComponentCache {
             .map_err(anyhow::Error::from)
             .context("not a valid WebAssembly component")?;
         let elapsed = started.elapsed();
-        if let Some(entry) = self.entry_path(hash)
-            && let Err(err) = write_entry(&component, &entry)
-        {
-            tracing::warn!(entry = %entry.display(), "cannot write a compile cache entry: {err:#}");
+        if let Some(entry) = self.entry_path(hash) {
+            // Off the critical path: the new version need not wait for it.
+            let component = component.clone();
+            let write = std::thread::spawn(move || {
+                if let Err(err) = write_entry(&component, &entry) {
+                    tracing::warn!(entry = %entry.display(), "cannot write a compile cache entry: {err:#}");
+                }
+            });
+            let mut writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            writing.retain(|w| !w.is_finished());
+            writing.push(write);
         }
         Ok(Loaded {
             component,

@@ -1,0 +1,87 @@
+//! `serve --watch`: editing an app's Rust source rebuilds it and swaps it in;
+//! a broken edit shows the build error and the running version keeps serving.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{Server, ServerOptions, component, repo_root, target_dir};
+
+/// The first build compiles the guest's dependencies; later runs reuse them.
+const BUILD: Duration = Duration::from_secs(600);
+
+fn write_source(dir: &Path, version: &str, extra: &str) {
+    let probe = repo_root().join("tests/fixtures/probe/src/probe.rs");
+    let source = format!(
+        "const VERSION: &str = {version:?};\ninclude!({:?});\n{extra}",
+        probe.display().to_string()
+    );
+    std::fs::write(dir.join("src/lib.rs"), source).unwrap();
+}
+
+#[tokio::test]
+async fn editing_an_apps_source_rebuilds_and_swaps_it() {
+    let root = tempfile::tempdir().unwrap();
+    let package = root.path().join("watched");
+    std::fs::create_dir_all(package.join("src")).unwrap();
+    let sdk = repo_root().join("guest-sdk/rust");
+    std::fs::write(
+        package.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"watched\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\ntina4-guest = {{ path = {:?} }}\nserde_json = \"1\"\n\n[workspace]\n",
+            sdk.display().to_string()
+        ),
+    )
+    .unwrap();
+    // The workspace's lock file: the same dependency versions, nothing to resolve.
+    std::fs::copy(repo_root().join("Cargo.lock"), package.join("Cargo.lock")).unwrap();
+    write_source(&package, "w1", "");
+    let apps = root.path().join("apps");
+    std::fs::create_dir_all(&apps).unwrap();
+    std::fs::copy(component("probe"), apps.join("watched.wasm")).unwrap();
+
+    let server = Server::start_with(ServerOptions {
+        apps_dir: Some(apps),
+        args: vec!["--watch".into(), package.display().to_string()],
+        // Its own target folder: the one these tests were built in is locked.
+        env: vec![(
+            "CARGO_TARGET_DIR".into(),
+            target_dir().join("e2e-watch").display().to_string(),
+        )],
+        ..Default::default()
+    })
+    .await;
+    server
+        .wait_for_log(&["watching the app's sources", "watched"])
+        .await;
+    let mut client = server.connect("/ws/probe/x").await;
+    client.send("before").await;
+    assert_eq!(client.recv().await, "v1: before");
+
+    write_source(&package, "w2", "");
+    server
+        .wait_for_log_within(&["app swapped to a new version", "watched"], 1, BUILD)
+        .await;
+    client.send("edited").await;
+    assert_eq!(client.recv().await, "w2: edited");
+
+    write_source(&package, "w3", "fn broken( {");
+    let failure = server
+        .wait_for_log_within(&["build of watched failed"], 1, BUILD)
+        .await;
+    assert!(
+        failure.contains("running version keeps serving"),
+        "{failure}"
+    );
+    server.wait_for_log(&["unclosed delimiter"]).await; // the compiler's message is shown
+    client.send("still").await;
+    assert_eq!(client.recv().await, "w2: still");
+
+    write_source(&package, "w3", "");
+    server
+        .wait_for_log_within(&["app swapped to a new version", "watched"], 2, BUILD)
+        .await;
+    client.send("fixed").await;
+    assert_eq!(client.recv().await, "w3: fixed");
+}
