@@ -47,6 +47,76 @@ pub struct ServeConfig {
     /// Limits that protect the host from apps and clients.
     #[command(flatten)]
     pub limits: Limits,
+
+    /// Who may connect, and how connections are kept alive.
+    #[command(flatten)]
+    pub edge: EdgePolicy,
+}
+
+/// The WebSocket edge: admission and liveness.
+#[derive(Debug, Clone, Args)]
+pub struct EdgePolicy {
+    /// Most WebSocket connections open at once; more → 503 before the upgrade.
+    #[arg(long, default_value = "10000", env = "TINA4_WS_MAX_CONNECTIONS")]
+    pub max_connections: NonZeroUsize,
+
+    /// Most WebSocket connections on one concrete path; more → 503.
+    #[arg(long, env = "TINA4_WS_MAX_CONNECTIONS_PER_PATH")]
+    pub max_connections_per_path: Option<NonZeroUsize>,
+
+    /// Origins allowed to open WebSockets, comma-separated (`*` for any).
+    /// Requests without an Origin (non-browser clients) and same-origin
+    /// requests are always allowed; any other origin gets 403.
+    #[arg(long, env = "TINA4_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Time a client has to send its request head, in ms (slowloris guard).
+    #[arg(long, default_value = "10000", env = "TINA4_HANDSHAKE_TIMEOUT_MS")]
+    pub handshake_timeout_ms: NonZeroU64,
+
+    /// Server ping interval, in ms. A peer that sends nothing (not even a
+    /// pong) for two intervals is dead and is dropped.
+    #[arg(long, default_value = "30000", env = "TINA4_WS_PING_INTERVAL_MS")]
+    pub ping_interval_ms: NonZeroU64,
+
+    /// Close (1001) a connection whose client has sent no message for this
+    /// many seconds; 0 keeps quiet listeners (the default).
+    #[arg(long, default_value_t = 0, env = "TINA4_WS_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: u64,
+}
+
+impl EdgePolicy {
+    /// The ping interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms.get())
+    }
+
+    /// The idle timeout, if on.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// The request-head timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms.get())
+    }
+
+    /// Whether a browser page at `origin` may connect to this server, which
+    /// the client reached as `host` (the Host header).
+    pub fn origin_allowed(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        let same_origin = host.is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+        });
+        same_origin
+            || self.allowed_origins.iter().any(|allowed| {
+                allowed == "*" || allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)
+            })
+    }
 }
 
 impl ServeConfig {
@@ -123,5 +193,40 @@ impl Limits {
     /// The linear memory cap in bytes.
     pub fn app_memory_bytes(&self) -> usize {
         self.app_memory_mb.get() << 20
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Edge {
+        #[command(flatten)]
+        edge: EdgePolicy,
+    }
+
+    fn policy(args: &[&str]) -> EdgePolicy {
+        Edge::parse_from(std::iter::once("test").chain(args.iter().copied())).edge
+    }
+
+    #[test]
+    fn origins_default_to_same_origin_and_non_browser_clients() {
+        let p = policy(&[]);
+        assert!(p.origin_allowed(None, Some("example.test:7146")));
+        assert!(p.origin_allowed(Some("http://example.test:7146"), Some("example.test:7146")));
+        assert!(!p.origin_allowed(Some("http://evil.test"), Some("example.test:7146")));
+        assert!(!p.origin_allowed(Some("http://example.test:7146"), None));
+    }
+
+    #[test]
+    fn origins_can_be_listed_or_opened_wide() {
+        let p = policy(&["--allowed-origins", "https://app.test,https://admin.test/"]);
+        assert!(p.origin_allowed(Some("https://admin.test"), Some("api.test")));
+        assert!(!p.origin_allowed(Some("https://evil.test"), Some("api.test")));
+        assert!(
+            policy(&["--allowed-origins", "*"]).origin_allowed(Some("https://evil.test"), None)
+        );
     }
 }

@@ -14,14 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::apps::AppManager;
-use crate::config::{Limits, ServeConfig};
+use crate::config::{EdgePolicy, Limits, ServeConfig};
 use crate::router::RouteTable;
 use crate::runtime::{RouteTarget, Runtime};
 use crate::ws::registry::ConnectionRegistry;
 use crate::{reload, source_watch};
-
-/// Time a client has to send a complete request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for in-flight requests and close handshakes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -35,6 +32,8 @@ pub struct ServerState {
     pub registry: Arc<ConnectionRegistry>,
     /// Size, time and queue limits.
     pub limits: Limits,
+    /// WebSocket admission (origins, connection caps) and liveness.
+    pub edge: EdgePolicy,
     /// Every connection task (HTTP and WebSocket), so shutdown can wait for
     /// in-flight requests and close handshakes.
     pub tasks: TaskTracker,
@@ -70,6 +69,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
         routes: ArcSwap::from_pointee(RouteTable::default()),
         registry,
         limits: config.limits.clone(),
+        edge: config.edge.clone(),
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
     });
@@ -132,10 +132,11 @@ async fn accept_until_shutdown(listener: TcpListener, state: Arc<ServerState>) {
         state.tasks.spawn(async move {
             let state = task_state;
             let shutdown = state.shutdown.clone();
+            let handshake_timeout = state.edge.handshake_timeout();
             let service = service_fn(move |request| crate::http::handle(state.clone(), request));
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(handshake_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(connection);

@@ -4,6 +4,7 @@
 //! Build the host and the guests first (`scripts/test.sh` does both).
 
 mod chat;
+mod edge;
 mod faults;
 mod hot_swap;
 mod http_routes;

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -45,6 +47,10 @@ pub struct ConnectionTask {
     pub target: RouteTarget,
     /// Where it is registered.
     pub registry: Arc<ConnectionRegistry>,
+    /// How often to ping; a peer silent for two intervals is dead.
+    pub ping_interval: Duration,
+    /// Close a connection whose client sends no message for this long.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// How the connection ended.
@@ -87,14 +93,38 @@ impl ConnectionTask {
             info,
             target,
             registry,
+            ping_interval,
+            idle_timeout,
         } = self;
         registry.register(handle.clone());
         target.dispatch(&info, WsEvent::Open).await;
 
         let (mut sink, mut stream) = ws.split();
+        // One timer per connection: pings, dead-peer and idle checks.
+        let period = idle_timeout.map_or(ping_interval, |idle| idle.min(ping_interval));
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut last_heard, mut last_message) = (Instant::now(), Instant::now());
+        let mut last_ping = Instant::now();
         let ending = loop {
             tokio::select! {
                 (code, reason) = handle.evicted() => break Ending::ours(code, reason),
+                now = ticks.tick() => {
+                    if idle_timeout.is_some_and(|idle| now - last_message >= idle) {
+                        break Ending::ours(1001, "idle timeout");
+                    }
+                    if now - last_heard >= ping_interval * 2 {
+                        // Nobody there to close with: drop it.
+                        tracing::debug!(connection = %handle.id, "peer stopped answering pings");
+                        break Ending::peer(ABNORMAL, "no answer to pings".to_string());
+                    }
+                    if now - last_ping >= ping_interval {
+                        last_ping = now;
+                        if sink.send(Message::Ping(Default::default())).await.is_err() {
+                            break Ending::peer(ABNORMAL, String::new());
+                        }
+                    }
+                }
                 item = outbox.recv() => {
                     let Some(item) = item else { break Ending::ours(1011, "host error") };
                     match write_burst(&mut sink, &mut outbox, item).await {
@@ -103,7 +133,12 @@ impl ConnectionTask {
                         Err(_) => break Ending::peer(ABNORMAL, String::new()),
                     }
                 }
-                frame = stream.next() => match frame {
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                        last_message = last_heard;
+                    }
+                    match frame {
                     Some(Ok(Message::Text(text))) => {
                         target.dispatch(&info, WsEvent::Text(text.as_str().to_owned())).await;
                     }
@@ -119,6 +154,7 @@ impl ConnectionTask {
                     }
                     Some(Err(err)) => break ending_for_error(&err),
                     None => break Ending::peer(ABNORMAL, String::new()),
+                    }
                 }
             }
         };

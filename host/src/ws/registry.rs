@@ -174,6 +174,8 @@ pub struct ConnectionRegistry {
     next_seq: AtomicU64,
     /// The connections, by id and by path.
     inner: RwLock<Groups>,
+    /// How many are open (in a path group), for admission control.
+    open: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +211,7 @@ impl ConnectionRegistry {
             instance,
             next_seq: AtomicU64::new(1),
             inner: RwLock::new(Groups::default()),
+            open: Default::default(),
         }
     }
 
@@ -240,6 +243,7 @@ impl ConnectionRegistry {
             .or_default()
             .insert(handle.id.clone(), handle.clone());
         groups.by_id.insert(handle.id.clone(), handle);
+        self.open.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes a connection out of its path group: from now on it does not
@@ -251,7 +255,9 @@ impl ConnectionRegistry {
         let Some(handle) = groups.by_id.get(id).cloned() else {
             return;
         };
-        handle.open.store(false, Ordering::Release);
+        if handle.open.swap(false, Ordering::AcqRel) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(group) = groups.by_path.get_mut(&handle.path) {
             group.swap_remove(id);
             if group.is_empty() {
@@ -309,6 +315,11 @@ impl ConnectionRegistry {
             .by_path
             .get(path)
             .map_or(0, |g| u32::try_from(g.len()).unwrap_or(u32::MAX))
+    }
+
+    /// How many connections are open (on every path).
+    pub fn open_count(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Every open connection served by `app`.
@@ -378,9 +389,11 @@ mod tests {
         assert_eq!(text(&mut rx_b).as_deref(), Some("hi"));
         assert_eq!(text(&mut rx_c), None);
         assert_eq!(reg.count("/ws/chat/a"), 2);
+        assert_eq!(reg.open_count(), 3);
         a.set_attachment(b"alice".to_vec());
         reg.leave(&a.id);
         assert_eq!(reg.count("/ws/chat/a"), 1);
+        assert_eq!(reg.open_count(), 2);
         assert_eq!(
             reg.send(&a.id, Message::text("x")),
             Err(RegistryError::UnknownConnection(a.id.to_string()))

@@ -38,6 +38,25 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
     })
 }
 
+/// A 503 if another connection (in all, or on this path) would exceed its cap.
+fn over_capacity(state: &ServerState, path: &RequestPath) -> Option<Response<Body>> {
+    let busy = |what: &str| {
+        let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, what);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        Some(response)
+    };
+    if state.registry.open_count() >= state.edge.max_connections.get() {
+        return busy("too many WebSocket connections");
+    }
+    let per_path = state.edge.max_connections_per_path?;
+    if state.registry.count(&path.decoded) as usize >= per_path.get() {
+        return busy("too many WebSocket connections on this path");
+    }
+    None
+}
+
 /// Whether the request asks to switch to WebSocket.
 pub fn is_upgrade_request(request: &Request<Incoming>) -> bool {
     let headers = request.headers();
@@ -77,6 +96,20 @@ pub fn accept(
         return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
     let accept_key = derive_accept_key(key.as_bytes());
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if !state
+        .edge
+        .origin_allowed(text(header::ORIGIN), text(header::HOST))
+    {
+        return plain(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    if let Some(refusal) = over_capacity(state, path) {
+        return refusal;
+    }
 
     let routes = state.routes.load();
     let Some(found) = routes.match_websocket(path) else {
@@ -118,6 +151,8 @@ pub fn accept(
         info,
         target,
         registry: state.registry.clone(),
+        ping_interval: state.edge.ping_interval(),
+        idle_timeout: state.edge.idle_timeout(),
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
     state.tasks.spawn(async move {
