@@ -79,6 +79,11 @@ pub struct EdgePolicy {
     #[arg(long, default_value = "30000", env = "TINA4_WS_PING_INTERVAL_MS")]
     pub ping_interval_ms: NonZeroU64,
 
+    /// Kernel send buffer per connection, in bytes: bounds the memory a
+    /// client that stops reading can pin, and lets the outbox notice it.
+    #[arg(long, default_value = "262144", env = "TINA4_SEND_BUFFER_BYTES")]
+    pub send_buffer_bytes: NonZeroUsize,
+
     /// Close (1001) a connection whose client has sent no message for this
     /// many seconds; 0 keeps quiet listeners (the default).
     #[arg(long, default_value_t = 0, env = "TINA4_WS_IDLE_TIMEOUT_SECS")]

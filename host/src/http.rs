@@ -114,7 +114,15 @@ async fn read_body(
     headers: &hyper::HeaderMap,
     limit: usize,
 ) -> Result<Bytes, Response<Body>> {
-    let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    let too_large = || {
+        // The rest of the body is never read, so the connection cannot be
+        // reused: tell the client before hyper closes it.
+        let mut response = plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -54,6 +54,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
         .apps_dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", config.apps_dir.display()))?;
+    let shutdown = shutdown_signal()?;
     let registry = Arc::new(ConnectionRegistry::new());
     let runtime = Arc::new(Runtime::new(
         registry.clone(),
@@ -105,14 +106,17 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     }
     tokio::spawn(watch.run(apps));
 
-    accept_until_shutdown(listener, state.clone()).await;
+    accept_until_shutdown(listener, state.clone(), shutdown).await;
     shut_down(&state).await;
     tokio::task::spawn_blocking(move || runtime.cache().finish_writes()).await?;
     Ok(())
 }
 
-async fn accept_until_shutdown(listener: TcpListener, state: Arc<ServerState>) {
-    let shutdown = shutdown_signal();
+async fn accept_until_shutdown(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -128,6 +132,8 @@ async fn accept_until_shutdown(listener: TcpListener, state: Arc<ServerState>) {
             },
         };
         let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream)
+            .set_send_buffer_size(state.edge.send_buffer_bytes.get());
         let task_state = state.clone();
         state.tasks.spawn(async move {
             let state = task_state;
@@ -174,18 +180,17 @@ async fn shut_down(state: &ServerState) {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing the SIGTERM handler");
+/// SIGINT or SIGTERM. The handlers are installed when this is created, so
+/// a signal that arrives while apps are still loading is not missed.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }

@@ -260,6 +260,11 @@ impl AppActor {
     fn websocket(&mut self, route: &RouteRef, conn: &Connection, event: &WsEvent) {
         let is_close = matches!(event, WsEvent::Close(_));
         let registry = self.factory.registry.clone();
+        if matches!(event, WsEvent::Open) {
+            // Into its path group now: `count` includes it in its own
+            // `open`, and nothing broadcast before reaches it.
+            registry.join(&conn.id);
+        }
         // Closing is moot for a close event: the connection is already gone.
         let close = |code, reason| {
             if !is_close {

@@ -96,7 +96,6 @@ impl ConnectionTask {
             ping_interval,
             idle_timeout,
         } = self;
-        registry.register(handle.clone());
         target.dispatch(&info, WsEvent::Open).await;
 
         let (mut sink, mut stream) = ws.split();

@@ -45,8 +45,8 @@ pub struct ConnectionHandle {
     evicted: Notify,
     /// The close code and reason of an eviction, set once.
     eviction: Mutex<Option<(u16, String)>>,
-    /// False once the connection has left its path group: it no longer
-    /// counts and can no longer be sent to.
+    /// True while the connection is in its path group: from its `open`
+    /// event until it leaves. Only then does it count and can be sent to.
     open: AtomicBool,
     /// The app's small per-connection value; kept by the host so it
     /// survives re-instantiation and hot swaps.
@@ -69,7 +69,7 @@ impl ConnectionHandle {
             outbox,
             evicted: Notify::new(),
             eviction: Mutex::new(None),
-            open: AtomicBool::new(true),
+            open: AtomicBool::new(false),
             attachment: Mutex::new(None),
         });
         (handle, rx)
@@ -174,8 +174,8 @@ pub struct ConnectionRegistry {
     next_seq: AtomicU64,
     /// The connections, by id and by path.
     inner: RwLock<Groups>,
-    /// How many are open (in a path group), for admission control.
-    open: std::sync::atomic::AtomicUsize,
+    /// How many are admitted and not yet forgotten, for admission control.
+    admitted: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +185,8 @@ struct Groups {
     /// Connections grouped by concrete path (for `broadcast` and `count`);
     /// an `IndexMap` for O(1) removal and contiguous iteration.
     by_path: HashMap<Arc<str>, IndexMap<ConnectionId, Arc<ConnectionHandle>>>,
+    /// Admitted connections per path, joined or not (for the per-path cap).
+    admitted_on: HashMap<Arc<str>, usize>,
 }
 
 impl Default for ConnectionRegistry {
@@ -211,7 +213,7 @@ impl ConnectionRegistry {
             instance,
             next_seq: AtomicU64::new(1),
             inner: RwLock::new(Groups::default()),
-            open: Default::default(),
+            admitted: Default::default(),
         }
     }
 
@@ -234,16 +236,42 @@ impl ConnectionRegistry {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a connection; from now on it counts and receives broadcasts.
-    pub fn register(&self, handle: Arc<ConnectionHandle>) {
+    /// Admits a connection at its handshake: it counts against the
+    /// connection cap from now on, but joins its path group (counts there,
+    /// receives broadcasts) only at its `open` event, so the first message it
+    /// gets is one its own `open` handler, or a later event, sent.
+    pub fn admit(&self, handle: Arc<ConnectionHandle>) {
         let mut groups = self.write();
-        groups
-            .by_path
-            .entry(handle.path.clone())
-            .or_default()
-            .insert(handle.id.clone(), handle.clone());
+        *groups.admitted_on.entry(handle.path.clone()).or_default() += 1;
         groups.by_id.insert(handle.id.clone(), handle);
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many connections are admitted on `path` (joined or not yet).
+    pub fn admitted_on(&self, path: &str) -> usize {
+        self.read().admitted_on.get(path).copied().unwrap_or(0)
+    }
+
+    /// Puts an admitted connection in its path group (its `open` event).
+    pub fn join(&self, id: &str) {
+        let mut groups = self.write();
+        let Some(handle) = groups.by_id.get(id).cloned() else {
+            return;
+        };
+        if !handle.open.swap(true, Ordering::AcqRel) {
+            groups
+                .by_path
+                .entry(handle.path.clone())
+                .or_default()
+                .insert(handle.id.clone(), handle);
+        }
+    }
+
+    /// [`admit`](Self::admit) and [`join`](Self::join) at once.
+    pub fn register(&self, handle: Arc<ConnectionHandle>) {
+        let id = handle.id.clone();
+        self.admit(handle);
+        self.join(&id);
     }
 
     /// Takes a connection out of its path group: from now on it does not
@@ -255,9 +283,7 @@ impl ConnectionRegistry {
         let Some(handle) = groups.by_id.get(id).cloned() else {
             return;
         };
-        if handle.open.swap(false, Ordering::AcqRel) {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-        }
+        handle.open.store(false, Ordering::Release);
         if let Some(group) = groups.by_path.get_mut(&handle.path) {
             group.swap_remove(id);
             if group.is_empty() {
@@ -269,7 +295,17 @@ impl ConnectionRegistry {
     /// Drops every trace of a connection (after its `close` event).
     pub fn forget(&self, id: &str) {
         self.leave(id);
-        self.write().by_id.remove(id);
+        let mut groups = self.write();
+        let Some(handle) = groups.by_id.remove(id) else {
+            return;
+        };
+        self.admitted.fetch_sub(1, Ordering::Relaxed);
+        if let Some(n) = groups.admitted_on.get_mut(&handle.path) {
+            *n -= 1;
+            if *n == 0 {
+                groups.admitted_on.remove(&handle.path);
+            }
+        }
     }
 
     /// The handle of a connection, open or closing.
@@ -317,9 +353,10 @@ impl ConnectionRegistry {
             .map_or(0, |g| u32::try_from(g.len()).unwrap_or(u32::MAX))
     }
 
-    /// How many connections are open (on every path).
-    pub fn open_count(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+    /// How many connections are admitted and not yet forgotten: the
+    /// number the connection cap applies to.
+    pub fn admitted(&self) -> usize {
+        self.admitted.load(Ordering::Relaxed)
     }
 
     /// Every open connection served by `app`.
@@ -389,11 +426,11 @@ mod tests {
         assert_eq!(text(&mut rx_b).as_deref(), Some("hi"));
         assert_eq!(text(&mut rx_c), None);
         assert_eq!(reg.count("/ws/chat/a"), 2);
-        assert_eq!(reg.open_count(), 3);
+        assert_eq!(reg.admitted(), 3);
         a.set_attachment(b"alice".to_vec());
         reg.leave(&a.id);
         assert_eq!(reg.count("/ws/chat/a"), 1);
-        assert_eq!(reg.open_count(), 2);
+        assert_eq!(reg.admitted(), 3, "still admitted until forgotten");
         assert_eq!(
             reg.send(&a.id, Message::text("x")),
             Err(RegistryError::UnknownConnection(a.id.to_string()))
@@ -405,6 +442,8 @@ mod tests {
         );
         reg.forget(&a.id);
         assert!(reg.get(&a.id).is_none());
+        assert_eq!(reg.admitted(), 2);
+        assert_eq!(reg.admitted_on("/ws/chat/a"), 1);
     }
 
     #[tokio::test]

@@ -47,11 +47,11 @@ fn over_capacity(state: &ServerState, path: &RequestPath) -> Option<Response<Bod
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         Some(response)
     };
-    if state.registry.open_count() >= state.edge.max_connections.get() {
+    if state.registry.admitted() >= state.edge.max_connections.get() {
         return busy("too many WebSocket connections");
     }
     let per_path = state.edge.max_connections_per_path?;
-    if state.registry.count(&path.decoded) as usize >= per_path.get() {
+    if state.registry.admitted_on(&path.decoded) >= per_path.get() {
         return busy("too many WebSocket connections on this path");
     }
     None
@@ -154,6 +154,10 @@ pub fn accept(
         ping_interval: state.edge.ping_interval(),
         idle_timeout: state.edge.idle_timeout(),
     };
+    // Admitted now, before answering, so the cap is exact; it joins its
+    // path group when the app handles its `open` event.
+    state.registry.admit(task.handle.clone());
+    let registry = state.registry.clone();
     let on_upgrade = hyper::upgrade::on(&mut request);
     state.tasks.spawn(async move {
         match on_upgrade.await {
@@ -166,7 +170,10 @@ pub fn accept(
                 .await;
                 task.run(ws).await;
             }
-            Err(err) => tracing::debug!("WebSocket upgrade failed: {err}"),
+            Err(err) => {
+                tracing::debug!("WebSocket upgrade failed: {err}");
+                registry.forget(&task.handle.id);
+            }
         }
     });
 
