@@ -6,6 +6,7 @@
 mod chat;
 mod edge;
 mod faults;
+mod hostile;
 mod hot_swap;
 mod http_routes;
 mod lifecycle;

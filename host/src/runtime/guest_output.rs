@@ -1,7 +1,9 @@
 //! Guest stdout and stderr, written line by line to the host log tagged with
-//! the app, so a `println!` in a handler is visible and attributable.
+//! the app, so a `println!` in a handler is visible and attributable — and
+//! rate-limited per app, so a guest cannot flood the host's log.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -9,6 +11,50 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Longest line kept; the rest of a longer line is cut off.
 const MAX_LINE: usize = 4096;
+/// Lines per second an app may log, on average.
+const LINES_PER_SECOND: f64 = 100.0;
+/// Lines an app may log in a burst.
+const BURST: f64 = 200.0;
+
+/// An app's allowance of log lines (a token bucket), shared by its stdout
+/// and stderr and by every instance of the app.
+#[derive(Debug)]
+pub struct OutputBudget {
+    /// Lines that may be logged now.
+    tokens: f64,
+    /// When `tokens` was last topped up.
+    refilled: Instant,
+    /// Lines dropped since the last report.
+    dropped: u64,
+}
+
+impl Default for OutputBudget {
+    fn default() -> Self {
+        Self {
+            tokens: BURST,
+            refilled: Instant::now(),
+            dropped: 0,
+        }
+    }
+}
+
+impl OutputBudget {
+    /// Takes one line's allowance; on success also returns how many lines
+    /// were dropped since the last line that got through.
+    fn take(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * LINES_PER_SECOND;
+        self.tokens = (self.tokens + earned).min(BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.dropped))
+        } else {
+            self.dropped += 1;
+            None
+        }
+    }
+}
 
 /// Which of the guest's streams this is.
 #[derive(Debug, Clone, Copy)]
@@ -24,11 +70,17 @@ pub struct GuestOutput {
     app: Arc<str>,
     /// stdout or stderr (stderr lines log at warn level).
     stream: Stream,
+    /// The app's allowance of lines.
+    budget: Arc<Mutex<OutputBudget>>,
 }
 
 impl GuestOutput {
-    pub fn new(app: Arc<str>, stream: Stream) -> Self {
-        Self { app, stream }
+    pub fn new(app: Arc<str>, stream: Stream, budget: Arc<Mutex<OutputBudget>>) -> Self {
+        Self {
+            app,
+            stream,
+            budget,
+        }
     }
 }
 
@@ -67,6 +119,24 @@ impl LineLogger {
         if text.trim().is_empty() {
             self.line.clear();
             return;
+        }
+        let allowed = self
+            .sink
+            .budget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match allowed {
+            None => {
+                self.line.clear();
+                return;
+            }
+            Some(0) => {}
+            Some(dropped) => tracing::warn!(
+                app = %self.sink.app,
+                dropped,
+                "guest output over its rate limit ({LINES_PER_SECOND} lines/s); lines dropped"
+            ),
         }
         match self.sink.stream {
             Stream::Stdout => tracing::info!(app = %self.sink.app, "stdout: {text}"),
@@ -111,5 +181,21 @@ impl Drop for LineLogger {
         if !self.line.is_empty() {
             self.emit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_allowed_then_lines_are_dropped_and_counted() {
+        let mut budget = OutputBudget::default();
+        let passed = (0..1000).filter(|_| budget.take().is_some()).count();
+        // The burst, plus whatever trickled in while the loop ran.
+        assert!((200..210).contains(&passed), "{passed}");
+        assert!(budget.dropped >= 790);
+        budget.refilled -= std::time::Duration::from_secs(1);
+        assert!(matches!(budget.take(), Some(d) if d >= 790));
     }
 }

@@ -212,6 +212,7 @@ impl Runtime {
             ws_routes: Arc::from([]),
             limits: self.limits.clone(),
             deadline_ticks: deadline_ticks(self.limits.event_timeout()),
+            output: Default::default(),
         };
         let instantiate_started = Instant::now();
         let mut instance = factory
@@ -282,6 +283,8 @@ pub struct InstanceFactory {
     limits: Limits,
     /// Epoch ticks one guest call may run.
     pub deadline_ticks: u64,
+    /// The app's log-line allowance, shared by all its instances.
+    output: Arc<std::sync::Mutex<guest_output::OutputBudget>>,
 }
 
 impl InstanceFactory {
@@ -289,8 +292,16 @@ impl InstanceFactory {
     /// imports: no files, no environment, no network; output to the log.
     pub fn instantiate(&self) -> wasmtime::Result<Instance> {
         let wasi = WasiCtxBuilder::new()
-            .stdout(GuestOutput::new(self.app.clone(), Stream::Stdout))
-            .stderr(GuestOutput::new(self.app.clone(), Stream::Stderr))
+            .stdout(GuestOutput::new(
+                self.app.clone(),
+                Stream::Stdout,
+                self.output.clone(),
+            ))
+            .stderr(GuestOutput::new(
+                self.app.clone(),
+                Stream::Stderr,
+                self.output.clone(),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)

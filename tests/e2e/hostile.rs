@@ -1,0 +1,123 @@
+//! Hostile apps: each attack of the `hostile` test app is contained with a
+//! clear log line, the app is re-instantiated when it trapped, and another
+//! app's open connection keeps answering throughout.
+
+use crate::support::{Client, Server, ServerOptions};
+
+/// A server with the hostile app, a bystander app (echo) and a neighbour
+/// tenant (probe).
+async fn arena() -> Server {
+    Server::start_with(ServerOptions {
+        apps: vec!["hostile", "echo", "probe"],
+        args: vec!["--app-memory-mb".into(), "32".into()],
+        ..Default::default()
+    })
+    .await
+}
+
+/// One round trip on the bystander: it must keep answering.
+async fn still_answers(bystander: &mut Client, tag: &str) {
+    bystander.send(tag).await;
+    assert_eq!(bystander.recv().await, format!("Echo: {tag}"));
+}
+
+/// The hostile app answers again on a new connection (fresh instance).
+async fn recovered(server: &Server) {
+    let mut client = server.connect("/ws/hostile").await;
+    client.send("env").await;
+    assert_eq!(client.recv().await, "0");
+}
+
+#[tokio::test]
+async fn traps_close_only_the_attacker_and_the_app_comes_back() {
+    let server = arena().await;
+    let mut bystander = server.connect("/ws/echo").await;
+    for (attack, log_says) in [
+        ("spin", "CPU time limit"),
+        ("memory", "guest failed"),
+        ("recurse", "stack overflow"),
+    ] {
+        let mut attacker = server.connect("/ws/hostile").await;
+        attacker.send(attack).await;
+        // While it spins, allocates or recurses, other apps answer.
+        still_answers(&mut bystander, attack).await;
+        assert_eq!(attacker.expect_close().await.0, 1011, "{attack}");
+        server.wait_for_log(&[log_says, "hostile"]).await;
+        recovered(&server).await;
+    }
+    still_answers(&mut bystander, "after all").await;
+}
+
+#[tokio::test]
+async fn an_output_flood_is_rate_limited() {
+    let server = arena().await;
+    let mut bystander = server.connect("/ws/echo").await;
+    let mut attacker = server.connect("/ws/hostile").await;
+    attacker.send("print").await;
+    still_answers(&mut bystander, "during the flood").await;
+    assert_eq!(attacker.recv().await, "printed");
+    attacker.send("print").await;
+    assert_eq!(attacker.recv().await, "printed");
+    // The second flood reports the lines the first one lost.
+    server.wait_for_log(&["lines dropped", "hostile"]).await;
+    let logged = server.count_log(&["flooding the log"]);
+    assert!(logged < 1_000, "{logged} of 200000 lines reached the log");
+}
+
+#[tokio::test]
+async fn a_broadcast_flood_evicts_only_its_own_slow_clients() {
+    let server = arena().await;
+    let mut bystander = server.connect("/ws/echo").await;
+    let mut neighbour = server.connect("/ws/probe/n").await;
+    let mut attacker = server.connect("/ws/hostile").await;
+    let _audience = server.connect("/ws/hostile").await; // never reads
+    attacker.send("broadcast").await;
+    still_answers(&mut bystander, "during the broadcast flood").await;
+    neighbour.send("fine").await;
+    assert_eq!(neighbour.recv().await, "v1: fine");
+    server
+        .wait_for_log(&["closing connection", "code=1008", "slow consumer"])
+        .await;
+    still_answers(&mut bystander, "after").await;
+}
+
+#[tokio::test]
+async fn another_tenants_paths_and_connections_are_out_of_reach() {
+    let server = arena().await;
+    let mut neighbour = server.connect("/ws/probe/n").await;
+    neighbour.send("id").await;
+    let neighbour_id = neighbour.recv().await;
+    let mut attacker = server.connect("/ws/hostile").await;
+    for attack in [
+        "push /ws/probe/n".to_string(),
+        format!("send {neighbour_id}"),
+        format!("close {neighbour_id}"),
+    ] {
+        attacker.send(&attack).await;
+        let outcome = attacker.recv().await;
+        assert!(
+            outcome.starts_with("Err(") && outcome.contains("NotPermitted("),
+            "{attack}: {outcome}"
+        );
+    }
+    // Nothing reached the neighbour, which is still open.
+    neighbour.send("untouched").await;
+    assert_eq!(neighbour.recv().await, "v1: untouched");
+}
+
+#[tokio::test]
+async fn files_sockets_and_environment_are_not_there() {
+    let server = arena().await;
+    let mut attacker = server.connect("/ws/hostile").await;
+    for attack in [
+        "file /etc/passwd".to_string(),
+        "file Cargo.toml".to_string(),
+        format!("socket {}", server.addr),
+    ] {
+        attacker.send(&attack).await;
+        let outcome = attacker.recv().await;
+        assert!(outcome.starts_with("Err("), "{attack}: {outcome}");
+    }
+    attacker.send("env").await;
+    assert_eq!(attacker.recv().await, "0");
+}
