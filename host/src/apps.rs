@@ -9,8 +9,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::router::{RouteEntry, RouteKind, RoutePattern, RouteTable};
-use crate::runtime::{AppHandle, PreparedApp, RouteKey, RouteTarget, Runtime, component_files};
+use crate::router::{RouteEntry, RouteKind, RouteTable};
+use crate::runtime::{
+    AppHandle, DeclaredRoute, PreparedApp, RouteKey, RouteTarget, Runtime, component_files,
+};
 use crate::server::ServerState;
 
 /// Close code for connections of an app that was removed or lost their route.
@@ -23,13 +25,13 @@ pub struct ServingApp {
     /// SHA-256 of the version serving now.
     pub hash: String,
     /// The routes of that version.
-    pub routes: Vec<(RouteKind, RoutePattern)>,
+    pub routes: Vec<DeclaredRoute>,
 }
 
 /// What the manager keeps of a version once its actor has it.
 struct Version {
     hash: String,
-    routes: Vec<(RouteKind, RoutePattern)>,
+    routes: Vec<DeclaredRoute>,
     keys: Vec<Arc<RouteKey>>,
     timings: crate::runtime::LoadTimings,
 }
@@ -204,13 +206,13 @@ impl AppManager {
 
     /// Closes the app's connections whose path no WebSocket route of the
     /// new version serves.
-    fn close_orphans(&self, handle: &AppHandle, routes: &[(RouteKind, RoutePattern)]) {
+    fn close_orphans(&self, handle: &AppHandle, routes: &[DeclaredRoute]) {
         for conn in self.state.registry.connections_of(&handle.name) {
             let still_served =
                 crate::router::RequestPath::from_decoded(&conn.path).is_some_and(|p| {
-                    routes.iter().any(|(kind, pattern)| {
-                        *kind == RouteKind::WebSocket && pattern.matches_path(&p)
-                    })
+                    routes
+                        .iter()
+                        .any(|r| r.kind == RouteKind::WebSocket && r.pattern.matches_path(&p))
                 });
             if !still_served {
                 conn.evict(GOING_AWAY, "route removed by an update of the app");
@@ -247,8 +249,8 @@ impl AppManager {
                 app.handle.name,
                 &app.hash[..12]
             );
-            for (kind, pattern) in &app.routes {
-                let _ = writeln!(out, "    {:<7} {pattern}", kind.to_string());
+            for route in &app.routes {
+                let _ = writeln!(out, "    {route}");
             }
         }
         out
@@ -262,13 +264,14 @@ fn entries(handle: &Arc<AppHandle>, version: &Version) -> Vec<RouteEntry<RouteTa
         .iter()
         .zip(&version.keys)
         .enumerate()
-        .map(|(index, ((kind, pattern), key))| RouteEntry {
-            kind: *kind,
-            pattern: pattern.clone(),
+        .map(|(index, (route, key))| RouteEntry {
+            kind: route.kind,
+            pattern: route.pattern.clone(),
             target: RouteTarget {
                 app: handle.clone(),
                 index: index as u32,
                 key: key.clone(),
+                secured: route.secured,
             },
         })
         .collect()

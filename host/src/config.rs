@@ -44,6 +44,11 @@ pub struct ServeConfig {
     #[arg(long, num_args = 0.., value_name = "SRC")]
     pub watch: Option<Vec<PathBuf>>,
 
+    /// The HS256 secret that tokens for secured routes are signed with.
+    /// Prefer the environment variable: flags show up in process lists.
+    #[arg(long, env = "TINA4_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
     /// Limits that protect the host from apps and clients.
     #[command(flatten)]
     pub limits: Limits,

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
+use crate::auth::{AuthError, TokenSource};
 use crate::router::{HttpMatch, Method, RequestPath};
 use crate::runtime::AppCallError;
 use crate::runtime::bindings::{HttpRequest, HttpResponse};
@@ -67,6 +68,11 @@ async fn route(
     };
 
     let (parts, body) = request.into_parts();
+    let query = query_pairs(parts.uri.query());
+    let claims = match authenticate(state, target.secured, &parts.headers, &query) {
+        Ok(claims) => claims.map(|(claims, _)| claims),
+        Err(refusal) => return refusal,
+    };
     let body = match read_body(body, &parts.headers, state.limits.max_body_bytes.get()).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -75,7 +81,8 @@ async fn route(
         method: method.into(),
         path: path.decoded.clone(),
         params,
-        query: query_pairs(parts.uri.query()),
+        query,
+        claims,
         headers: parts
             .headers
             .iter()
@@ -105,6 +112,31 @@ async fn route(
             StatusCode::SERVICE_UNAVAILABLE,
             "app did not answer in time",
         ),
+    }
+}
+
+/// For a secured route: the token's claims, or the 401 to answer with.
+pub fn authenticate(
+    state: &ServerState,
+    secured: bool,
+    headers: &hyper::HeaderMap,
+    query: &[(String, String)],
+) -> Result<Option<(String, TokenSource)>, Response<Body>> {
+    if !secured {
+        return Ok(None);
+    }
+    match state.auth.verify(headers, query) {
+        Ok(found) => Ok(Some(found)),
+        Err(err) => {
+            if err == AuthError::NoSecret {
+                tracing::warn!("refused a request to a secured route: {err}");
+            }
+            let mut response = plain(StatusCode::UNAUTHORIZED, &format!("unauthorized: {err}"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(response)
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`config`]: settings for `serve`, from flags, `TINA4_*` env and `.env`.
 //! - [`server`]: binds the port, accepts connections, shuts down cleanly.
 //! - [`http`]: one HTTP request → route → app → response.
+//! - [`auth`]: JWT verification for secured routes.
 //! - [`router`]: route patterns (`{name}`, `{name:int}`) and the route table.
 //! - [`ws`]: the WebSocket upgrade, each connection's task, and the
 //!   [`ConnectionRegistry`](ws::registry::ConnectionRegistry) that groups
@@ -34,6 +35,7 @@
 //! bounded outbox ([`ws::registry`]); each recipient's task writes it out.
 
 pub mod apps;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::apps::AppManager;
+use crate::auth::Authenticator;
 use crate::config::{EdgePolicy, Limits, ServeConfig};
 use crate::router::RouteTable;
 use crate::runtime::{RouteTarget, Runtime};
@@ -34,6 +35,8 @@ pub struct ServerState {
     pub limits: Limits,
     /// WebSocket admission (origins, connection caps) and liveness.
     pub edge: EdgePolicy,
+    /// Verifies tokens on secured routes.
+    pub auth: Authenticator,
     /// Every connection task (HTTP and WebSocket), so shutdown can wait for
     /// in-flight requests and close handshakes.
     pub tasks: TaskTracker,
@@ -71,6 +74,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
         registry,
         limits: config.limits.clone(),
         edge: config.edge.clone(),
+        auth: Authenticator::new(config.secret.as_deref()),
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
     });

@@ -3,6 +3,7 @@
 //!
 //! Build the host and the guests first (`scripts/test.sh` does both).
 
+mod auth;
 mod chat;
 mod edge;
 mod faults;

@@ -124,6 +124,11 @@ impl Connection {
         self.headers.get(name)
     }
 
+    /// On a secured route: the claims of the client's verified token.
+    pub fn claims(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.inner.claims.as_deref()?).ok()
+    }
+
     /// Sends a text message to this connection only.
     pub fn send(&self, text: &str) -> Result<(), Error> {
         websocket::send(self.id(), text).map_err(Error::from)

@@ -62,6 +62,8 @@ pub struct Request {
     headers: Params,
     /// The raw body.
     body: Vec<u8>,
+    /// On a secured route: the verified token's claims.
+    claims: Option<String>,
 }
 
 impl From<HttpRequest> for Request {
@@ -73,6 +75,7 @@ impl From<HttpRequest> for Request {
             query: req.query.into(),
             headers: req.headers.into(),
             body: req.body,
+            claims: req.claims,
         }
     }
 }
@@ -106,6 +109,11 @@ impl Request {
     /// One header (lower-case name).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
+    }
+
+    /// On a secured route: the claims of the client's verified token.
+    pub fn claims(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.claims.as_deref()?).ok()
     }
 
     /// The raw body.
@@ -277,6 +285,7 @@ mod tests {
             query: Params::default(),
             headers: Params::default(),
             body: body.to_vec(),
+            claims: None,
         };
         let v: serde_json::Value = req(br#"{"user_id": 7}"#).json().unwrap();
         assert_eq!(v["user_id"], 7);

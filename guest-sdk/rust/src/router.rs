@@ -49,6 +49,7 @@ impl Router {
         let route = Route {
             kind: RouteKind::Http(WitMethod::from(method)),
             path: path.to_string(),
+            secured: false,
         };
         let handler = Box::new(move |req: &Request| handler(req).into_response());
         self.routes.push((route, Handler::Http(handler)));
@@ -110,10 +111,27 @@ impl Router {
         let route = Route {
             kind: RouteKind::Websocket,
             path: path.to_string(),
+            secured: false,
         };
         let handler =
             Box::new(move |conn: &Connection, event: Event| handler(conn, event).into_error());
         self.routes.push((route, Handler::WebSocket(handler)));
+        self
+    }
+
+    /// Marks the route registered last as secured: the host lets through
+    /// only requests with a valid token (an HS256 JWT signed with the
+    /// server's `TINA4_SECRET`, not expired) and answers the rest with 401.
+    /// The token's claims reach the handler ([`Connection::claims`],
+    /// [`Request::claims`]).
+    ///
+    /// ```ignore
+    /// app.websocket("/ws/account", account).secured();
+    /// ```
+    pub fn secured(&mut self) -> &mut Self {
+        if let Some((route, _)) = self.routes.last_mut() {
+            route.secured = true;
+        }
         self
     }
 }

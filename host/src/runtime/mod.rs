@@ -51,6 +51,27 @@ impl RouteKey {
     }
 }
 
+/// A route as an app declared it.
+#[derive(Debug, Clone)]
+pub struct DeclaredRoute {
+    /// HTTP method or WebSocket.
+    pub kind: RouteKind,
+    /// Its path pattern.
+    pub pattern: RoutePattern,
+    /// Whether a valid token is required.
+    pub secured: bool,
+}
+
+impl std::fmt::Display for DeclaredRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:<7} {}", self.kind.to_string(), self.pattern)?;
+        if self.secured {
+            f.write_str("  (secured)")?;
+        }
+        Ok(())
+    }
+}
+
 /// Where a route sends its requests: an app and the route's index in it.
 #[derive(Debug, Clone)]
 pub struct RouteTarget {
@@ -60,6 +81,8 @@ pub struct RouteTarget {
     pub index: u32,
     /// The route's identity, to find it again in a later version.
     pub key: Arc<RouteKey>,
+    /// Whether a valid token is required.
+    pub secured: bool,
 }
 
 impl RouteTarget {
@@ -104,7 +127,7 @@ pub struct PreparedApp {
     /// SHA-256 of the file's bytes: the version's id.
     pub hash: String,
     /// Its routes, in `routes()` order (the index is the route id).
-    pub routes: Vec<(RouteKind, RoutePattern)>,
+    pub routes: Vec<DeclaredRoute>,
     /// What loading took.
     pub timings: LoadTimings,
     /// Makes more instances of this version.
@@ -118,7 +141,7 @@ impl PreparedApp {
     pub fn route_keys(&self) -> Vec<Arc<RouteKey>> {
         self.routes
             .iter()
-            .map(|(kind, pattern)| Arc::new(RouteKey::of(*kind, pattern)))
+            .map(|r| Arc::new(RouteKey::of(r.kind, &r.pattern)))
             .collect()
     }
 }
@@ -229,13 +252,16 @@ impl Runtime {
         }
         let mut routes = Vec::with_capacity(declared.len());
         for route in declared {
-            let pattern: RoutePattern = route.path.parse()?;
-            routes.push((RouteKind::from(route.kind), pattern));
+            routes.push(DeclaredRoute {
+                kind: RouteKind::from(route.kind),
+                pattern: route.path.parse()?,
+                secured: route.secured,
+            });
         }
         let ws_routes: Arc<[RoutePattern]> = routes
             .iter()
-            .filter(|(kind, _)| *kind == RouteKind::WebSocket)
-            .map(|(_, pattern)| pattern.clone())
+            .filter(|r| r.kind == RouteKind::WebSocket)
+            .map(|r| r.pattern.clone())
             .collect();
         instance.store.data_mut().ws_routes = ws_routes.clone();
         factory.ws_routes = ws_routes;

@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::connection::ConnectionTask;
 use super::registry::ConnectionHandle;
-use crate::http::{Body, plain, query_pairs};
+use crate::auth::TokenSource;
+use crate::http::{Body, authenticate, plain, query_pairs};
 use crate::router::RequestPath;
 use crate::runtime::bindings::Connection;
 use crate::server::ServerState;
@@ -116,12 +117,19 @@ pub fn accept(
         return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
     };
     let target = found.entry.target.clone();
+    let query = query_pairs(request.uri().query());
+    let (claims, subprotocol) = match authenticate(state, target.secured, headers, &query) {
+        Ok(Some((claims, source))) => (Some(claims), source == TokenSource::Subprotocol),
+        Ok(None) => (None, false),
+        Err(refusal) => return refusal,
+    };
     let id = state.registry.next_id();
     let info = Arc::new(Connection {
         id: id.to_string(),
         path: path.decoded.clone(),
         params: found.params,
-        query: query_pairs(request.uri().query()),
+        query,
+        claims,
         headers: SHARED_HEADERS
             .iter()
             .filter_map(|name| {
@@ -184,6 +192,13 @@ pub fn accept(
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(value) = HeaderValue::from_str(&accept_key) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    if subprotocol {
+        // The client offered `bearer, <jwt>`; a handshake must select one.
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("bearer"),
+        );
     }
     response
 }
