@@ -71,7 +71,7 @@ async fn route(
     let query = query_pairs(parts.uri.query());
     let claims = match authenticate(state, target.secured, &parts.headers, &query) {
         Ok(claims) => claims.map(|(claims, _)| claims),
-        Err(refusal) => return refusal,
+        Err(err) => return unauthorized(&err),
     };
     let body = match read_body(body, &parts.headers, state.limits.max_body_bytes.get()).await {
         Ok(body) => body,
@@ -115,29 +115,34 @@ async fn route(
     }
 }
 
-/// For a secured route: the token's claims, or the 401 to answer with.
+/// For a secured route: the token's claims and where it was found.
 pub fn authenticate(
     state: &ServerState,
     secured: bool,
     headers: &hyper::HeaderMap,
     query: &[(String, String)],
-) -> Result<Option<(String, TokenSource)>, Response<Body>> {
+) -> Result<Option<(String, TokenSource)>, AuthError> {
     if !secured {
         return Ok(None);
     }
-    match state.auth.verify(headers, query) {
-        Ok(found) => Ok(Some(found)),
-        Err(err) => {
-            if err == AuthError::NoSecret {
+    state
+        .auth
+        .verify(headers, query)
+        .map(Some)
+        .inspect_err(|err| {
+            if *err == AuthError::NoSecret {
                 tracing::warn!("refused a request to a secured route: {err}");
             }
-            let mut response = plain(StatusCode::UNAUTHORIZED, &format!("unauthorized: {err}"));
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(response)
-        }
-    }
+        })
+}
+
+/// The 401 answer to a request that failed authentication.
+pub fn unauthorized(err: &AuthError) -> Response<Body> {
+    let mut response = plain(StatusCode::UNAUTHORIZED, &format!("unauthorized: {err}"));
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 /// Reads the body, refusing more than `limit` bytes with 413.

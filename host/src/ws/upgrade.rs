@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use super::connection::ConnectionTask;
 use super::registry::ConnectionHandle;
 use crate::auth::TokenSource;
-use crate::http::{Body, authenticate, plain, query_pairs};
+use crate::http::{Body, authenticate, plain, query_pairs, unauthorized};
 use crate::router::RequestPath;
 use crate::runtime::bindings::Connection;
 use crate::server::ServerState;
@@ -121,7 +121,7 @@ pub fn accept(
     let (claims, subprotocol) = match authenticate(state, target.secured, headers, &query) {
         Ok(Some((claims, source))) => (Some(claims), source == TokenSource::Subprotocol),
         Ok(None) => (None, false),
-        Err(refusal) => return refusal,
+        Err(err) => return unauthorized(&err),
     };
     let id = state.registry.next_id();
     let info = Arc::new(Connection {
