@@ -20,3 +20,6 @@ cargo clippy --profile guest --target wasm32-wasip2 "${guests[@]}" -- -D warning
 
 echo "==> tests"
 cargo test --release
+
+echo "==> RFC 6455 conformance (Autobahn|Testsuite)"
+bash scripts/autobahn.sh
