@@ -31,6 +31,7 @@ pub struct ServingApp {
 /// What the manager keeps of a version once its actor has it.
 struct Version {
     hash: String,
+    max_connections: Option<usize>,
     routes: Vec<DeclaredRoute>,
     keys: Vec<Arc<RouteKey>>,
     timings: crate::runtime::LoadTimings,
@@ -40,6 +41,7 @@ impl Version {
     fn of(prepared: &PreparedApp) -> Self {
         Self {
             hash: prepared.hash.clone(),
+            max_connections: prepared.policy().max_connections,
             routes: prepared.routes.clone(),
             keys: prepared.route_keys(),
             timings: prepared.timings,
@@ -173,6 +175,7 @@ impl AppManager {
             tracing::error!(file = %file.display(), "app refused: {conflict}");
             return;
         }
+        handle.set_max_connections(version.max_connections);
         self.state.routes.store(Arc::new(table));
         version.log(&handle, &file, "app loaded");
         self.apps.insert(file, version.into_serving(handle));
@@ -197,6 +200,7 @@ impl AppManager {
             tracing::error!(file = %file.display(), "the app stopped before it could be swapped");
             return;
         }
+        handle.set_max_connections(version.max_connections);
         self.state.routes.store(Arc::new(table));
         self.close_orphans(&handle, &version.routes);
         version.log(&handle, file, "app swapped to a new version");

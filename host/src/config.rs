@@ -180,6 +180,11 @@ pub struct Limits {
     #[arg(long, default_value = "1000", env = "TINA4_EVENT_TIMEOUT_MS")]
     pub event_timeout_ms: NonZeroU64,
 
+    /// Meter fuel: each guest call may execute about this many instructions
+    /// (per-app `fuel` overrides). Off by default: metering costs speed.
+    #[arg(long, env = "TINA4_FUEL_PER_EVENT")]
+    pub fuel_per_event: Option<NonZeroU64>,
+
     /// Linear memory one app instance may grow to, in MiB.
     #[arg(long, default_value = "64", env = "TINA4_APP_MEMORY_MB")]
     pub app_memory_mb: NonZeroUsize,

@@ -104,6 +104,11 @@ fn is_component_file(path: &Path) -> bool {
     visible && path.extension().is_some_and(|e| e == "wasm")
 }
 
+/// Whether a path is an app's settings file (`<app>.toml`).
+fn is_settings_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml")
+}
+
 /// Records when each path touched by `event` should be looked at.
 fn note(pending: &mut HashMap<PathBuf, Instant>, event: &notify::Event) {
     let now = Instant::now();
@@ -125,10 +130,16 @@ fn note(pending: &mut HashMap<PathBuf, Instant>, event: &notify::Event) {
         _ => event.paths.iter().map(|p| (p, delay)).collect(),
     };
     for (path, delay) in paths {
-        if is_component_file(path) {
+        // An app's settings file is part of its version: reload the app.
+        let path = if is_settings_file(path) {
+            path.with_extension("wasm")
+        } else {
+            path.clone()
+        };
+        if is_component_file(&path) {
             // The latest event decides: a close after writes shortens the
             // wait, writes after a close lengthen it again.
-            pending.insert(path.clone(), now + delay);
+            pending.insert(path, now + delay);
         }
     }
 }

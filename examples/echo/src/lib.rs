@@ -12,11 +12,14 @@ fn routes(app: &mut Router) {
         Event::Binary(data) => conn.send_binary(&data),
         Event::Open | Event::Close { .. } => Ok(()),
     });
-    app.websocket("/ws/mirror", |conn: &Connection, event: Event| match event {
-        Event::Message(text) => conn.send(&text),
-        Event::Binary(data) => conn.send_binary(&data),
-        Event::Open | Event::Close { .. } => Ok(()),
-    });
+    app.websocket(
+        "/ws/mirror",
+        |conn: &Connection, event: Event| match event {
+            Event::Message(text) => conn.send(&text),
+            Event::Binary(data) => conn.send_binary(&data),
+            Event::Open | Event::Close { .. } => Ok(()),
+        },
+    );
 }
 
 tina4_guest::app!(routes);

@@ -74,6 +74,9 @@ pub struct AppHandle {
     pub file: PathBuf,
     /// The actor's mailbox.
     mailbox: mpsc::Sender<AppCommand>,
+    /// The most WebSocket connections the app may hold (0: no cap of its
+    /// own); follows the serving version's settings.
+    max_connections: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Display for AppHandle {
@@ -83,6 +86,20 @@ impl std::fmt::Display for AppHandle {
 }
 
 impl AppHandle {
+    /// The app's own connection cap, if it has one.
+    pub fn max_connections(&self) -> Option<usize> {
+        let max = self
+            .max_connections
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (max > 0).then_some(max)
+    }
+
+    /// Sets the app's own connection cap (from the serving version).
+    pub fn set_max_connections(&self, max: Option<usize>) {
+        self.max_connections
+            .store(max.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Sends a WebSocket event to the app, waiting for mailbox space;
     /// false if the app is gone (unloaded), so the event went nowhere.
     pub async fn websocket_event(
@@ -173,6 +190,7 @@ impl AppActor {
             name,
             file,
             mailbox,
+            max_connections: Default::default(),
         }))
     }
 
@@ -201,6 +219,7 @@ impl AppActor {
         instance
             .store
             .set_epoch_deadline(self.factory.deadline_ticks);
+        self.factory.refuel(&mut instance.store);
         Some(instance)
     }
 

@@ -6,6 +6,7 @@ pub mod bindings;
 pub mod cache;
 mod guest_output;
 mod host;
+pub mod policy;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use wasmtime::component::Linker;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::add_to_linker_sync;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use self::actor::{AppActor, Instance};
 pub use self::actor::{AppCallError, AppHandle};
@@ -23,6 +24,7 @@ use self::bindings::{Connection, Handler, HandlerPre, WsEvent};
 use self::cache::{ComponentCache, Origin, content_hash};
 use self::guest_output::{GuestOutput, Stream};
 pub use self::host::HostState;
+use self::policy::AppPolicy;
 use crate::config::Limits;
 use crate::router::{RouteKind, RoutePattern};
 use crate::ws::registry::ConnectionRegistry;
@@ -124,7 +126,8 @@ pub struct PreparedApp {
     pub name: Arc<str>,
     /// The component file.
     pub file: PathBuf,
-    /// SHA-256 of the file's bytes: the version's id.
+    /// SHA-256 of the file's bytes (and of its `<app>.toml`, if any): the
+    /// version's id.
     pub hash: String,
     /// Its routes, in `routes()` order (the index is the route id).
     pub routes: Vec<DeclaredRoute>,
@@ -137,6 +140,11 @@ pub struct PreparedApp {
 }
 
 impl PreparedApp {
+    /// The limits and grants this version runs with.
+    pub fn policy(&self) -> &AppPolicy {
+        &self.factory.policy
+    }
+
     /// The identities of its routes, in order.
     pub fn route_keys(&self) -> Vec<Arc<RouteKey>> {
         self.routes
@@ -156,8 +164,10 @@ pub struct Runtime {
     cache: ComponentCache,
     /// The connection registry apps act on.
     registry: Arc<ConnectionRegistry>,
-    /// Limits applied to every app.
+    /// Server-wide limits (mailbox size and the app defaults).
     limits: Limits,
+    /// Every app's limits unless its `<app>.toml` says otherwise.
+    defaults: AppPolicy,
 }
 
 impl Runtime {
@@ -173,6 +183,7 @@ impl Runtime {
         config.epoch_interruption(true);
         // Component-model concurrency would roughly double the cost of a call.
         config.concurrency_support(false);
+        config.consume_fuel(limits.fuel_per_event.is_some());
         if fast_compile {
             // Roughly 40% less compile time for slower guest code: for the
             // edit-build-swap loop of development.
@@ -195,12 +206,14 @@ impl Runtime {
         .map_err(anyhow::Error::from)
         .context("linking the tina4 host interfaces")?;
         let cache = ComponentCache::new(cache_dir, &engine);
+        let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
         Ok(Self {
             engine,
             linker,
             cache,
             registry,
             limits,
+            defaults,
         })
     }
 
@@ -217,7 +230,15 @@ impl Runtime {
         let bytes = std::fs::read(file).context("cannot read the file")?;
         check_is_component(&bytes)?;
         let hash = content_hash(&bytes);
+        let (policy, config) =
+            AppPolicy::for_component(file, &self.defaults, self.limits.fuel_per_event.is_some())?;
         let loaded = self.cache.load(&self.engine, &bytes, &hash)?;
+        // The version is the component and its settings together.
+        let version = if config.is_empty() {
+            hash
+        } else {
+            content_hash(&[bytes.as_slice(), b"\0", config.as_bytes()].concat())
+        };
 
         let instance_pre = self
             .linker
@@ -233,8 +254,8 @@ impl Runtime {
             pre,
             registry: self.registry.clone(),
             ws_routes: Arc::from([]),
-            limits: self.limits.clone(),
-            deadline_ticks: deadline_ticks(self.limits.event_timeout()),
+            deadline_ticks: deadline_ticks(policy.event_timeout),
+            policy,
             output: Default::default(),
         };
         let instantiate_started = Instant::now();
@@ -269,7 +290,7 @@ impl Runtime {
         Ok(PreparedApp {
             name,
             file: file.to_path_buf(),
-            hash,
+            hash: version,
             routes,
             timings: LoadTimings {
                 origin: loaded.origin,
@@ -305,8 +326,8 @@ pub struct InstanceFactory {
     pub registry: Arc<ConnectionRegistry>,
     /// The app's WebSocket route patterns (tenancy for paths).
     ws_routes: Arc<[RoutePattern]>,
-    /// Memory, size and time limits.
-    limits: Limits,
+    /// The app's limits and grants.
+    pub policy: AppPolicy,
     /// Epoch ticks one guest call may run.
     pub deadline_ticks: u64,
     /// The app's log-line allowance, shared by all its instances.
@@ -317,39 +338,56 @@ impl InstanceFactory {
     /// A new instance in a new store, with no capabilities beyond the host
     /// imports: no files, no environment, no network; output to the log.
     pub fn instantiate(&self) -> wasmtime::Result<Instance> {
-        let wasi = WasiCtxBuilder::new()
-            .stdout(GuestOutput::new(
-                self.app.clone(),
-                Stream::Stdout,
-                self.output.clone(),
-            ))
-            .stderr(GuestOutput::new(
-                self.app.clone(),
-                Stream::Stderr,
-                self.output.clone(),
-            ))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(GuestOutput::new(
+            self.app.clone(),
+            Stream::Stdout,
+            self.output.clone(),
+        ))
+        .stderr(GuestOutput::new(
+            self.app.clone(),
+            Stream::Stderr,
+            self.output.clone(),
+        ))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+        if let Some(dir) = &self.policy.data_dir {
+            wasi.preopened_dir(dir, "/data", FsPerms::ReadOnly)?;
+        }
+        let wasi = wasi.build();
         let state = HostState {
             app: self.app.clone(),
             ws_routes: self.ws_routes.clone(),
             registry: self.registry.clone(),
-            max_message_bytes: self.limits.max_message_bytes.get(),
-            max_attachment_bytes: self.limits.max_attachment_bytes.get(),
+            max_message_bytes: self.policy.max_message_bytes,
+            max_attachment_bytes: self.policy.max_attachment_bytes,
             wasi,
             table: Default::default(),
             limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.app_memory_bytes())
+                .memory_size(self.policy.memory_bytes)
+                .instances(self.policy.max_instances)
+                .tables(self.policy.max_tables)
+                .table_elements(self.policy.max_table_elements)
                 .build(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.deadline_ticks);
+        self.refuel(&mut store);
         let handler = self.pre.instantiate(&mut store)?;
+        // The first call gets a full budget too.
+        self.refuel(&mut store);
         Ok(Instance { store, handler })
+    }
+
+    /// A fresh fuel budget for the next call, when fuel is metered.
+    pub fn refuel(&self, store: &mut Store<HostState>) {
+        if let Some(fuel) = self.policy.fuel {
+            // Cannot fail: a policy only has fuel when the engine meters it.
+            let _ = store.set_fuel(fuel);
+        }
     }
 }
 
@@ -407,6 +445,7 @@ pub fn describe_guest_error(err: &wasmtime::Error) -> String {
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => "it ran past its CPU time limit (epoch deadline)".to_string(),
         Some(Trap::StackOverflow) => "stack overflow".to_string(),
+        Some(Trap::OutOfFuel) => "it ran out of fuel".to_string(),
         Some(Trap::UnreachableCodeReached) => {
             "trap: unreachable executed (a Rust panic or abort; see its stderr above)".to_string()
         }

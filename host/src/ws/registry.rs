@@ -187,6 +187,8 @@ struct Groups {
     by_path: HashMap<Arc<str>, IndexMap<ConnectionId, Arc<ConnectionHandle>>>,
     /// Admitted connections per path, joined or not (for the per-path cap).
     admitted_on: HashMap<Arc<str>, usize>,
+    /// Admitted connections per app (for the per-app cap).
+    admitted_by: HashMap<Arc<str>, usize>,
 }
 
 impl Default for ConnectionRegistry {
@@ -243,8 +245,14 @@ impl ConnectionRegistry {
     pub fn admit(&self, handle: Arc<ConnectionHandle>) {
         let mut groups = self.write();
         *groups.admitted_on.entry(handle.path.clone()).or_default() += 1;
+        *groups.admitted_by.entry(handle.app.clone()).or_default() += 1;
         groups.by_id.insert(handle.id.clone(), handle);
         self.admitted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many connections `app` holds (joined or not yet).
+    pub fn admitted_by(&self, app: &str) -> usize {
+        self.read().admitted_by.get(app).copied().unwrap_or(0)
     }
 
     /// How many connections are admitted on `path` (joined or not yet).
@@ -300,12 +308,8 @@ impl ConnectionRegistry {
             return;
         };
         self.admitted.fetch_sub(1, Ordering::Relaxed);
-        if let Some(n) = groups.admitted_on.get_mut(&handle.path) {
-            *n -= 1;
-            if *n == 0 {
-                groups.admitted_on.remove(&handle.path);
-            }
-        }
+        decrement(&mut groups.admitted_on, &handle.path);
+        decrement(&mut groups.admitted_by, &handle.app);
     }
 
     /// The handle of a connection, open or closing.
@@ -380,6 +384,16 @@ impl ConnectionRegistry {
     }
 }
 
+/// Counts one fewer under `key`, dropping the entry at zero.
+fn decrement(counts: &mut HashMap<Arc<str>, usize>, key: &Arc<str>) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +458,7 @@ mod tests {
         assert!(reg.get(&a.id).is_none());
         assert_eq!(reg.admitted(), 2);
         assert_eq!(reg.admitted_on("/ws/chat/a"), 1);
+        assert_eq!(reg.admitted_by("app"), 2);
     }
 
     #[tokio::test]

@@ -39,21 +39,23 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
     })
 }
 
+/// 503, try again later.
+fn busy(what: &str) -> Response<Body> {
+    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, what);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
 /// A 503 if another connection (in all, or on this path) would exceed its cap.
 fn over_capacity(state: &ServerState, path: &RequestPath) -> Option<Response<Body>> {
-    let busy = |what: &str| {
-        let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, what);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        Some(response)
-    };
     if state.registry.admitted() >= state.edge.max_connections.get() {
-        return busy("too many WebSocket connections");
+        return Some(busy("too many WebSocket connections"));
     }
     let per_path = state.edge.max_connections_per_path?;
     if state.registry.admitted_on(&path.decoded) >= per_path.get() {
-        return busy("too many WebSocket connections on this path");
+        return Some(busy("too many WebSocket connections on this path"));
     }
     None
 }
@@ -117,6 +119,13 @@ pub fn accept(
         return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
     };
     let target = found.entry.target.clone();
+    if target
+        .app
+        .max_connections()
+        .is_some_and(|max| state.registry.admitted_by(&target.app.name) >= max)
+    {
+        return busy("this app holds all the WebSocket connections it may");
+    }
     let query = query_pairs(request.uri().query());
     let (claims, subprotocol) = match authenticate(state, target.secured, headers, &query) {
         Ok(Some((claims, source))) => (Some(claims), source == TokenSource::Subprotocol),
