@@ -11,7 +11,6 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::{Client, Server, ServerOptions, within};
 
@@ -138,22 +137,6 @@ async fn protocol_errors_are_closed_with_1002() {
     assert_eq!(raw.close_code().await, 1002);
 }
 
-async fn refused_status(server: &Server, path: &str, origin: Option<&str>) -> Option<u16> {
-    let mut request = server.ws_url(path).into_client_request().unwrap();
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("origin", origin.parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(request).await {
-        Ok(_) => None,
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            Some(response.status().as_u16())
-        }
-        Err(other) => panic!("{path}: {other}"),
-    }
-}
-
 #[tokio::test]
 async fn too_many_connections_get_503_before_the_upgrade() {
     let server = Server::start_with(with_args(
@@ -163,19 +146,13 @@ async fn too_many_connections_get_503_before_the_upgrade() {
     .await;
     let _a1 = server.connect("/ws/probe/a").await;
     let _a2 = server.connect("/ws/probe/a").await;
-    assert_eq!(
-        refused_status(&server, "/ws/probe/a", None).await,
-        Some(503)
-    );
+    assert_eq!(server.upgrade_status("/ws/probe/a", &[]).await, Some(503));
     let b1 = server.connect("/ws/probe/b").await;
-    assert_eq!(
-        refused_status(&server, "/ws/probe/c", None).await,
-        Some(503)
-    );
+    assert_eq!(server.upgrade_status("/ws/probe/c", &[]).await, Some(503));
     b1.close().await;
     // The slot is free again once the connection has gone.
     within("a slot to free up", async {
-        while refused_status(&server, "/ws/probe/c", None).await.is_some() {
+        while server.upgrade_status("/ws/probe/c", &[]).await.is_some() {
             tokio::task::yield_now().await;
         }
     })
@@ -187,11 +164,16 @@ async fn foreign_origins_get_403_unless_allowed() {
     let server = Server::start(&["echo"]).await;
     let own = format!("http://{}", server.addr);
     assert_eq!(
-        refused_status(&server, "/ws/echo", Some("http://evil.test")).await,
+        server
+            .upgrade_status("/ws/echo", &[("origin", "http://evil.test")])
+            .await,
         Some(403)
     );
-    assert_eq!(refused_status(&server, "/ws/echo", Some(&own)).await, None);
-    assert_eq!(refused_status(&server, "/ws/echo", None).await, None);
+    assert_eq!(
+        server.upgrade_status("/ws/echo", &[("origin", &own)]).await,
+        None
+    );
+    assert_eq!(server.upgrade_status("/ws/echo", &[]).await, None);
 
     let listed = Server::start_with(with_args(
         &["echo"],
@@ -199,11 +181,15 @@ async fn foreign_origins_get_403_unless_allowed() {
     ))
     .await;
     assert_eq!(
-        refused_status(&listed, "/ws/echo", Some("https://admin.test")).await,
+        listed
+            .upgrade_status("/ws/echo", &[("origin", "https://admin.test")])
+            .await,
         None
     );
     assert_eq!(
-        refused_status(&listed, "/ws/echo", Some("https://evil.test")).await,
+        listed
+            .upgrade_status("/ws/echo", &[("origin", "https://evil.test")])
+            .await,
         Some(403)
     );
 }

@@ -19,12 +19,7 @@ async fn a_panicking_http_handler_gets_500_and_a_fresh_instance() {
         count(2)
     );
 
-    let status = client
-        .get(server.url("/probe/panic"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status("/probe/panic").await;
     assert_eq!(status, 500);
     server
         .wait_for_log(&["guest failed", "probe", "/probe/panic"])
@@ -42,12 +37,7 @@ async fn a_panicking_http_handler_gets_500_and_a_fresh_instance() {
 #[tokio::test]
 async fn an_invalid_status_from_the_app_is_a_500() {
     let server = Server::start(&["probe"]).await;
-    let status = http()
-        .get(server.url("/probe/bad-status"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status("/probe/bad-status").await;
     assert_eq!(status, 500);
 }
 

@@ -4,7 +4,7 @@
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::{Client, Install, Server, ServerOptions, component, http, variant_of, within};
+use crate::support::{Client, Install, Server, ServerOptions, component, variant_of, within};
 
 /// The answer prefix of the probe version serving after `swaps` swaps that
 /// alternate v1 → v2 → v1 …
@@ -177,12 +177,7 @@ async fn a_deleted_app_closes_its_connections_with_1001_and_its_routes_404() {
     std::fs::remove_file(server.apps_dir().join("probe.wasm")).unwrap();
     assert_eq!(doomed.expect_close().await.0, 1001);
     server.wait_for_log(&["app unloaded", "probe"]).await;
-    let status = http()
-        .get(server.url("/probe/count"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status("/probe/count").await;
     assert_eq!(status, 404);
     let refused = tokio_tungstenite::connect_async(server.ws_url("/ws/probe/x")).await;
     assert!(refused.is_err());
@@ -193,21 +188,11 @@ async fn a_deleted_app_closes_its_connections_with_1001_and_its_routes_404() {
 #[tokio::test]
 async fn a_new_file_goes_live() {
     let server = Server::start(&["echo"]).await;
-    let status = http()
-        .get(server.url("/probe/count"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status("/probe/count").await;
     assert_eq!(status, 404);
     Install::MoveIntoPlace.put(server.apps_dir(), "probe.wasm", &probe_bytes(0));
     server.wait_for_log(&["app loaded", "probe"]).await;
-    let status = http()
-        .get(server.url("/probe/count"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status("/probe/count").await;
     assert_eq!(status, 200);
 }
 

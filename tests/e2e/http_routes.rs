@@ -53,12 +53,7 @@ async fn an_int_param_that_is_not_an_integer_is_404() {
             .status();
         assert_eq!(status, 404, "{path}");
     }
-    let status = client
-        .get(server.url("/probe/echo/x/seven"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status("/probe/echo/x/seven").await;
     assert_eq!(status, 404);
 }
 
@@ -66,19 +61,8 @@ async fn an_int_param_that_is_not_an_integer_is_404() {
 async fn unknown_paths_are_404_and_wrong_methods_405() {
     let server = Server::start(&["notifications"]).await;
     let client = http();
-    assert_eq!(
-        client
-            .get(server.url("/nowhere"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        client.get(server.url("/")).send().await.unwrap().status(),
-        404
-    );
+    assert_eq!(server.get_status("/nowhere").await, 404);
+    assert_eq!(server.get_status("/").await, 404);
     let response = client
         .get(server.url("/api/orders/1/ship"))
         .send()
@@ -178,11 +162,6 @@ async fn malformed_requests_get_400_and_the_server_stays_up() {
         );
     }
     assert!(server.is_running());
-    let status = http()
-        .get(server.url("/probe/count"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status("/probe/count").await;
     assert_eq!(status, 200);
 }

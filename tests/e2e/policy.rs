@@ -2,15 +2,7 @@
 //! defaults for that app only, bad files refuse the app with a reason, and
 //! a changed file reloads the app.
 
-use crate::support::{Install, Server, ServerOptions, http};
-
-async fn refused_status(server: &Server, path: &str) -> Option<u16> {
-    match tokio_tungstenite::connect_async(server.ws_url(path)).await {
-        Ok(_) => None,
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
-        Err(other) => panic!("{other}"),
-    }
-}
+use crate::support::{Install, Server, ServerOptions};
 
 #[tokio::test]
 async fn settings_apply_to_their_app_only() {
@@ -39,7 +31,7 @@ async fn settings_apply_to_their_app_only() {
     // Connections: two for the probe app, then 503; other apps unaffected.
     let mut first = server.connect("/ws/probe/a").await;
     let _second = server.connect("/ws/probe/b").await;
-    assert_eq!(refused_status(&server, "/ws/probe/c").await, Some(503));
+    assert_eq!(server.upgrade_status("/ws/probe/c", &[]).await, Some(503));
     let mut echo = server.connect("/ws/echo").await;
     echo.send("a message well over ten bytes").await;
     assert_eq!(echo.recv().await, "Echo: a message well over ten bytes");
@@ -80,12 +72,7 @@ async fn a_bad_settings_file_refuses_the_app_with_a_reason() {
         .wait_for_log(&["probe.toml", "cannot load app"])
         .await;
     assert!(line.contains("unknown field"), "{line}");
-    let status = http()
-        .get(server.url("/probe/count"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = server.get_status("/probe/count").await;
     assert_eq!(status, 404);
     let mut echo = server.connect("/ws/echo").await;
     echo.send("fine").await;
@@ -101,5 +88,5 @@ async fn changing_the_settings_file_reloads_the_app() {
     server
         .wait_for_log(&["app swapped to a new version", "probe"])
         .await;
-    assert_eq!(refused_status(&server, "/ws/probe/b").await, Some(503));
+    assert_eq!(server.upgrade_status("/ws/probe/b", &[]).await, Some(503));
 }

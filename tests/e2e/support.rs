@@ -283,6 +283,36 @@ impl Server {
         Client::connect(&self.ws_url(path)).await
     }
 
+    /// The status of `GET path`.
+    pub async fn get_status(&self, path: &str) -> u16 {
+        http()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("a GET request")
+            .status()
+            .as_u16()
+    }
+
+    /// `None` if a WebSocket upgrade to `path` with these extra headers
+    /// succeeds; the HTTP status it was refused with otherwise.
+    pub async fn upgrade_status(
+        &self,
+        path: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Option<u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = self.ws_url(path).into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => None,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
+            Err(other) => panic!("upgrading to {path}: {other}"),
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("polling the server").is_none()
