@@ -62,11 +62,11 @@ impl Version {
         );
     }
 
-    fn into_serving(self, handle: Arc<AppHandle>) -> ServingApp {
+    fn serving(&self, handle: Arc<AppHandle>) -> ServingApp {
         ServingApp {
             handle,
-            hash: self.hash,
-            routes: self.routes,
+            hash: self.hash.clone(),
+            routes: self.routes.clone(),
         }
     }
 }
@@ -79,6 +79,8 @@ pub struct AppManager {
     state: Arc<ServerState>,
     /// Serving apps by component file.
     apps: BTreeMap<PathBuf, ServingApp>,
+    /// Whether the initial scan of the folder has finished.
+    initial_load_done: bool,
 }
 
 impl AppManager {
@@ -87,6 +89,7 @@ impl AppManager {
             runtime,
             state,
             apps: BTreeMap::new(),
+            initial_load_done: false,
         }
     }
 
@@ -104,7 +107,17 @@ impl AppManager {
         if self.apps.is_empty() {
             tracing::warn!(dir = %dir.display(), "no apps loaded");
         }
+        self.initial_load_done = true;
+        self.publish_readiness();
         Ok(())
+    }
+
+    /// Ready: the initial load is done and at least one app serves.
+    fn publish_readiness(&self) {
+        let ready = self.initial_load_done && !self.apps.is_empty();
+        self.state
+            .ready
+            .store(ready, std::sync::atomic::Ordering::Release);
     }
 
     /// Brings the app of `file` in line with the file: loads it if new,
@@ -177,8 +190,11 @@ impl AppManager {
         }
         handle.set_max_connections(version.max_connections);
         self.state.routes.store(Arc::new(table));
+        self.apps
+            .insert(file.clone(), version.serving(handle.clone()));
+        // Ready as soon as it serves, before anyone reads the log line.
+        self.publish_readiness();
         version.log(&handle, &file, "app loaded");
-        self.apps.insert(file, version.into_serving(handle));
     }
 
     async fn swap(&mut self, file: &Path, prepared: PreparedApp) {
@@ -204,8 +220,12 @@ impl AppManager {
         self.state.routes.store(Arc::new(table));
         self.close_orphans(&handle, &version.routes);
         version.log(&handle, file, "app swapped to a new version");
+        let app = handle.name.to_string();
+        metrics::counter!(crate::telemetry::SWAPS, "app" => app.clone()).increment(1);
+        metrics::histogram!(crate::telemetry::SWAP_SECONDS, "app" => app)
+            .record(version.timings.compile + version.timings.instantiate);
         self.apps
-            .insert(file.to_path_buf(), version.into_serving(handle));
+            .insert(file.to_path_buf(), version.serving(handle));
     }
 
     /// Closes the app's connections whose path no WebSocket route of the
@@ -230,6 +250,7 @@ impl AppManager {
         };
         let table = self.table_without(Some(&app.handle));
         self.state.routes.store(Arc::new(table));
+        self.publish_readiness();
         let open = self.state.registry.connections_of(&app.handle.name);
         for conn in &open {
             conn.evict(GOING_AWAY, "app removed");

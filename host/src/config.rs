@@ -44,6 +44,11 @@ pub struct ServeConfig {
     #[arg(long, num_args = 0.., value_name = "SRC")]
     pub watch: Option<Vec<PathBuf>>,
 
+    /// Address of the admin endpoints (/metrics, /health, /ready), or
+    /// `off`. Loopback by default: never expose it publicly unasked.
+    #[arg(long, default_value = "127.0.0.1:7147", env = "TINA4_ADMIN_LISTEN")]
+    pub admin_listen: String,
+
     /// The HS256 secret that tokens for secured routes are signed with.
     /// Prefer the environment variable: flags show up in process lists.
     #[arg(long, env = "TINA4_SECRET", hide_env_values = true)]
@@ -130,6 +135,19 @@ impl EdgePolicy {
 }
 
 impl ServeConfig {
+    /// The admin listener's address, or `None` for `off`.
+    pub fn admin_address(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        if self.admin_listen.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        self.admin_listen.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!(
+                "--admin-listen {:?} is not an address like 127.0.0.1:7147 (or off)",
+                self.admin_listen
+            )
+        })
+    }
+
     /// The source folders `--watch` searches, if it was given.
     pub fn watch_sources(&self) -> Option<Vec<PathBuf>> {
         let sources = self.watch.clone()?;

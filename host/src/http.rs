@@ -99,7 +99,7 @@ async fn route(
         target.app.http(target.route(), app_request),
     )
     .await;
-    match answer {
+    let response = match answer {
         Ok(Ok(response)) => to_response(response, method == Method::Head, &target.app.name),
         Ok(Err(AppCallError::GuestFailed)) => {
             plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
@@ -112,7 +112,11 @@ async fn route(
             StatusCode::SERVICE_UNAVAILABLE,
             "app did not answer in time",
         ),
-    }
+    };
+    let class = format!("{}xx", response.status().as_u16() / 100);
+    metrics::counter!(crate::telemetry::HTTP_REQUESTS, "app" => target.app.name.to_string(), "status" => class)
+        .increment(1);
+    response
 }
 
 /// For a secured route: the token's claims and where it was found.

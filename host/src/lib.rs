@@ -10,6 +10,7 @@
 //! # Map of the crate
 //!
 //! - [`cli`]: the command line (clap).
+//! - [`inspect`]: `routes` and `check`, which load apps without serving.
 //! - [`config`]: settings for `serve`, from flags, `TINA4_*` env and `.env`.
 //! - [`server`]: binds the port, accepts connections, shuts down cleanly.
 //! - [`http`]: one HTTP request → route → app → response.
@@ -24,6 +25,8 @@
 //! - [`apps`]: the serving apps and every change to them (load, swap,
 //!   unload); the only writer of the route table; the startup banner.
 //! - [`reload`]: watches the apps folder and feeds changed files to [`apps`].
+//! - [`telemetry`]: the metrics the host records.
+//! - [`admin`]: the admin listener: `/metrics`, `/health`, `/ready`.
 //! - [`source_watch`]: `serve --watch`; rebuilds apps from their Rust sources.
 //!
 //! # Life of a WebSocket message
@@ -34,14 +37,17 @@
 //! builds the frame once and queues it (by reference) on each recipient's
 //! bounded outbox ([`ws::registry`]); each recipient's task writes it out.
 
+pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod inspect;
 pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod source_watch;
+pub mod telemetry;
 pub mod ws;

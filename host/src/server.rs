@@ -19,7 +19,7 @@ use crate::config::{EdgePolicy, Limits, ServeConfig};
 use crate::router::RouteTable;
 use crate::runtime::{RouteTarget, Runtime};
 use crate::ws::registry::ConnectionRegistry;
-use crate::{reload, source_watch};
+use crate::{admin, reload, source_watch, telemetry};
 
 /// How long shutdown waits for in-flight requests and close handshakes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -42,16 +42,20 @@ pub struct ServerState {
     pub tasks: TaskTracker,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// True once the initial load is done while at least one app serves.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 /// `tina4-wasm serve`: runs until SIGINT or SIGTERM.
-pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
+pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
     if !config.apps_dir.is_dir() {
         anyhow::bail!(
             "the apps folder {} does not exist",
             config.apps_dir.display()
         );
     }
+    // Every configuration error before anything starts or logs.
+    let admin_address = config.admin_address()?;
     // One spelling of every path: the watcher reports absolute paths.
     config.apps_dir = config
         .apps_dir
@@ -77,7 +81,22 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
         auth: Authenticator::new(config.secret.as_deref()),
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
+        ready: Default::default(),
     });
+    let admin = match admin_address {
+        Some(address) => {
+            let listener = admin::bind(address).await?;
+            let state = Arc::new(admin::AdminState {
+                metrics: telemetry::install()?,
+                server: state.clone(),
+                backplane: "none",
+            });
+            let bound = listener.local_addr()?;
+            admin::spawn(listener, state);
+            Some(bound)
+        }
+        None => None,
+    };
 
     // Watch first, so a change during the initial load is not missed.
     let watch = reload::watch(&config.apps_dir)?;
@@ -89,6 +108,10 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let address = listener.local_addr()?;
     print!("{}", apps.banner());
+    if let Some(admin) = admin {
+        println!("admin on http://{admin}");
+        tracing::info!(%admin, "admin endpoints: /metrics /health /ready");
+    }
     println!("listening on http://{address}");
     tracing::info!(%address, "listening");
     if address.ip().is_unspecified() {
@@ -113,7 +136,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     accept_until_shutdown(listener, state.clone(), shutdown).await;
     shut_down(&state).await;
     tokio::task::spawn_blocking(move || runtime.cache().finish_writes()).await?;
-    Ok(())
+    Ok(true)
 }
 
 async fn accept_until_shutdown(

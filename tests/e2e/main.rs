@@ -13,6 +13,7 @@ mod http_routes;
 mod lifecycle;
 mod loading;
 mod notifications;
+mod operations;
 mod policy;
 mod source_watch;
 mod support;

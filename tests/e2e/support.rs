@@ -85,6 +85,8 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin endpoints are.
+    pub admin: Option<SocketAddr>,
     /// Holds its apps folder and compile cache (deleted when dropped).
     _root: tempfile::TempDir,
     /// The apps folder it serves.
@@ -151,7 +153,14 @@ impl Server {
             .envs(options.env.iter().cloned())
             .arg("serve")
             .arg(&apps)
-            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--cache-dir")
             .arg(&cache)
             .args(&options.args)
@@ -180,6 +189,7 @@ impl Server {
         }
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut admin = None;
         let addr = within("the server to listen", async {
             loop {
                 let line = lines.next_line().await.ok().flatten().unwrap_or_else(|| {
@@ -188,6 +198,9 @@ impl Server {
                         log.lock().unwrap()
                     )
                 });
+                if let Some(addr) = line.strip_prefix("admin on http://") {
+                    admin = Some(addr.parse::<SocketAddr>().expect("admin address"));
+                }
                 if let Some(addr) = line.strip_prefix("listening on http://") {
                     break addr.parse::<SocketAddr>().expect("listen address");
                 }
@@ -199,6 +212,7 @@ impl Server {
         let server = Self {
             child,
             addr,
+            admin,
             _root: root,
             apps,
             log,
@@ -217,6 +231,11 @@ impl Server {
     /// `ws://addr/path`.
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
+    }
+
+    /// `http://admin/path`, on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("an admin listener"))
     }
 
     /// `http://addr/path`.

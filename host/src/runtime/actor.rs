@@ -21,6 +21,7 @@ use wasmtime::Store;
 
 use super::bindings::{Connection, Handler, HttpRequest, HttpResponse, WsEvent};
 use super::{InstanceFactory, PreparedApp, RouteKey, describe_guest_error};
+use crate::telemetry;
 
 /// A route as named in a command: its index in the version that routed it,
 /// and its key to find it in a later version.
@@ -233,6 +234,28 @@ impl AppActor {
     }
 
     fn handle(&mut self, command: AppCommand) {
+        let started = Instant::now();
+        let event = match &command {
+            AppCommand::Http { .. } => "http",
+            AppCommand::WebSocket {
+                event: WsEvent::Open,
+                ..
+            } => "open",
+            AppCommand::WebSocket {
+                event: WsEvent::Close(_),
+                ..
+            } => "close",
+            AppCommand::WebSocket { .. } => "message",
+            AppCommand::Swap { .. } => "swap",
+        };
+        self.dispatch(command);
+        if event != "swap" {
+            metrics::histogram!(telemetry::HANDLER_SECONDS, "app" => self.factory.app.to_string(), "event" => event)
+                .record(started.elapsed());
+        }
+    }
+
+    fn dispatch(&mut self, command: AppCommand) {
         match command {
             AppCommand::Http {
                 route,
@@ -310,6 +333,16 @@ impl AppActor {
     /// Logs a guest failure and throws the instance away: after a trap its
     /// store is poisoned, and after any error its state is suspect.
     fn fail(&mut self, err: &wasmtime::Error, kind: &str, path: &str) {
+        let reason = match err.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => "interrupt",
+            Some(wasmtime::Trap::OutOfFuel) => "fuel",
+            Some(_) => "trap",
+            None => "other",
+        };
+        let app = self.factory.app.to_string();
+        metrics::counter!(telemetry::GUEST_FAILURES, "app" => app.clone(), "reason" => reason)
+            .increment(1);
+        metrics::counter!(telemetry::REINSTANTIATIONS, "app" => app).increment(1);
         tracing::error!(
             app = %self.factory.app,
             kind,

@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::tina4::wasm::{logging, types, websocket};
 use super::bindings::{GuestApiError, Level};
 use crate::router::{RequestPath, RoutePattern};
+use crate::telemetry;
 use crate::ws::connection::truncate_reason;
 use crate::ws::registry::{ConnectionHandle, ConnectionRegistry, RegistryError};
 
@@ -76,7 +77,18 @@ impl HostState {
 
     fn send_frame(&mut self, to: &str, len: usize, frame: Message) -> Result<(), GuestApiError> {
         within_limit(len, self.max_message_bytes)?;
-        self.own_connection(to)?.send(frame).map_err(Into::into)
+        self.own_connection(to)?.send(frame)?;
+        self.count_out(1, len);
+        Ok(())
+    }
+
+    /// Records `recipients` messages of `len` bytes queued.
+    fn count_out(&self, recipients: u32, len: usize) {
+        let app = self.app.to_string();
+        metrics::counter!(telemetry::MESSAGES_OUT, "app" => app.clone())
+            .increment(recipients.into());
+        metrics::counter!(telemetry::BYTES_OUT, "app" => app)
+            .increment(u64::from(recipients) * len as u64);
     }
 
     fn broadcast_frame(
@@ -88,7 +100,10 @@ impl HostState {
     ) -> Result<u32, GuestApiError> {
         within_limit(len, self.max_message_bytes)?;
         let path = self.own_path(path)?;
-        Ok(self.registry.broadcast(path, &frame, exclude))
+        let recipients = self.registry.broadcast(path, &frame, exclude);
+        self.count_out(recipients, len);
+        metrics::histogram!(telemetry::FANOUT, "app" => self.app.to_string()).record(recipients);
+        Ok(recipients)
     }
 }
 

@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::registry::{ConnectionHandle, ConnectionRegistry, Outgoing};
 use crate::runtime::RouteTarget;
 use crate::runtime::bindings::{CloseInfo, Connection, WsEvent};
+use crate::telemetry;
 
 /// How long to wait for the peer's reply to our close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -96,6 +97,12 @@ impl ConnectionTask {
             ping_interval,
             idle_timeout,
         } = self;
+        let app = target.app.name.to_string();
+        let open = metrics::gauge!(telemetry::WS_CONNECTIONS, "app" => app.clone(), "route" => target.key.shape.clone());
+        open.increment(1.0);
+        metrics::counter!(telemetry::WS_OPENED, "app" => app.clone()).increment(1);
+        let messages_in = metrics::counter!(telemetry::MESSAGES_IN, "app" => app.clone());
+        let bytes_in = metrics::counter!(telemetry::BYTES_IN, "app" => app.clone());
         target.dispatch(&info, WsEvent::Open).await;
 
         let (mut sink, mut stream) = ws.split();
@@ -139,9 +146,13 @@ impl ConnectionTask {
                     }
                     match frame {
                     Some(Ok(Message::Text(text))) => {
+                        messages_in.increment(1);
+                        bytes_in.increment(text.len() as u64);
                         target.dispatch(&info, WsEvent::Text(text.as_str().to_owned())).await;
                     }
                     Some(Ok(Message::Binary(data))) => {
+                        messages_in.increment(1);
+                        bytes_in.increment(data.len() as u64);
                         target.dispatch(&info, WsEvent::Binary(data.to_vec())).await;
                     }
                     // tungstenite answers pings itself; pongs need nothing.
@@ -161,6 +172,9 @@ impl ConnectionTask {
         // Out of the group first, so the app's `close` handler sees the new
         // count; the app forgets the connection once it has handled `close`.
         registry.leave(&handle.id);
+        open.decrement(1.0);
+        metrics::counter!(telemetry::WS_CLOSED, "app" => app, "code" => ending.code.to_string())
+            .increment(1);
         let close_event = WsEvent::Close(CloseInfo {
             code: ending.code,
             reason: ending.reason.clone(),

@@ -124,11 +124,22 @@ impl ConnectionHandle {
         match self.outbox.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.is_evicted() {
+                    metrics::counter!(crate::telemetry::OUTBOX_OVERFLOWS, "app" => self.app.to_string())
+                        .increment(1);
+                }
                 self.evict(CLOSE_SLOW_CONSUMER, "slow consumer: outbox full");
             }
             // The connection task has finished; nothing to deliver to.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    fn is_evicted(&self) -> bool {
+        self.eviction
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Asks the connection's task to close now with `code`, skipping its queue.

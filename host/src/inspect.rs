@@ -1,0 +1,87 @@
+//! `tina4-wasm routes` and `tina4-wasm check`: load components the way
+//! `serve` does, report, and serve nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Limits;
+use crate::router::{RouteEntry, RouteTable};
+use crate::runtime::{Runtime, component_files};
+use crate::ws::registry::ConnectionRegistry;
+
+/// A runtime with the default limits and the default compile cache.
+fn runtime() -> anyhow::Result<Runtime> {
+    let limits = <Limits as clap::FromArgMatches>::from_arg_matches(
+        &<Limits as clap::Args>::augment_args(clap::Command::new("defaults"))
+            .get_matches_from(["defaults"]),
+    )?;
+    Runtime::new(
+        Arc::new(ConnectionRegistry::new()),
+        limits,
+        crate::runtime::cache::default_dir(),
+        false,
+    )
+}
+
+/// Lists each app in `dir` with its routes; reports files that do not load
+/// and routes that conflict. `Ok(false)` if anything is wrong.
+pub fn routes(dir: &Path) -> anyhow::Result<bool> {
+    let runtime = runtime()?;
+    let mut table: RouteTable<String> = RouteTable::default();
+    let mut clean = true;
+    for file in component_files(dir)? {
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        match runtime.prepare(&file) {
+            Ok(app) => {
+                println!("{} ({name})", app.name);
+                for route in &app.routes {
+                    println!("  {route}");
+                }
+                let entries = app
+                    .routes
+                    .iter()
+                    .map(|r| RouteEntry {
+                        kind: r.kind,
+                        pattern: r.pattern.clone(),
+                        target: format!("app {:?}", &*app.name),
+                    })
+                    .collect();
+                if let Err(conflict) = table.add_all(entries) {
+                    println!("  CONFLICT: {conflict}; serve would refuse this app");
+                    clean = false;
+                }
+            }
+            Err(err) => {
+                println!("{name}: cannot load: {err:#}");
+                clean = false;
+            }
+        }
+    }
+    Ok(clean)
+}
+
+/// Checks one component file; prints what it serves or why it cannot.
+pub fn check(file: &Path) -> anyhow::Result<bool> {
+    let runtime = runtime()?;
+    match runtime.prepare(file) {
+        Ok(app) => {
+            println!(
+                "ok: {} implements tina4:wasm/handler with {} routes",
+                file.display(),
+                app.routes.len()
+            );
+            for route in &app.routes {
+                println!("  {route}");
+            }
+            Ok(true)
+        }
+        Err(err) => {
+            println!("{}: {err:#}", file.display());
+            Ok(false)
+        }
+    }
+}
