@@ -44,7 +44,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load every app in a folder and serve its routes on one port.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// List the apps in a folder and their routes, and any conflicts,
     /// without serving.
     Routes {

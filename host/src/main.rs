@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(config) => runtime.block_on(tina4_wasm::server::serve(config)),
+        Command::Serve(config) => runtime.block_on(tina4_wasm::server::serve(*config)),
         Command::Routes { dir } => tina4_wasm::inspect::routes(&dir),
         Command::Check { file } => tina4_wasm::inspect::check(&file),
     };
