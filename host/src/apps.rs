@@ -140,11 +140,11 @@ impl AppManager {
                 } else {
                     ""
                 };
-                tracing::error!(file = %file.display(), "cannot load app: {err:#}{keeps}");
+                tracing::error!(app = %app_of(file), file = %file.display(), "cannot load app: {err:#}{keeps}");
                 return;
             }
             Err(panic) => {
-                tracing::error!(file = %file.display(), "loading the app panicked: {panic}");
+                tracing::error!(app = %app_of(file), file = %file.display(), "loading the app panicked: {panic}");
                 return;
             }
         };
@@ -178,14 +178,14 @@ impl AppManager {
         let handle = match self.runtime.start(prepared) {
             Ok(handle) => handle,
             Err(err) => {
-                tracing::error!(file = %file.display(), "cannot start app: {err:#}");
+                tracing::error!(app = %app_of(&file), file = %file.display(), "cannot start app: {err:#}");
                 return;
             }
         };
         let mut table = self.table_without(None);
         if let Err(conflict) = table.add_all(entries(&handle, &version)) {
             // Dropping the handle stops the actor.
-            tracing::error!(file = %file.display(), "app refused: {conflict}");
+            tracing::error!(app = %app_of(&file), file = %file.display(), "app refused: {conflict}");
             return;
         }
         handle.set_max_connections(version.max_connections);
@@ -213,7 +213,7 @@ impl AppManager {
         // The actor switches between two events; requests routed by the old
         // table meanwhile find their route in the new version by its key.
         if handle.swap(prepared).await.is_err() {
-            tracing::error!(file = %file.display(), "the app stopped before it could be swapped");
+            tracing::error!(app = %app_of(file), file = %file.display(), "the app stopped before it could be swapped");
             return;
         }
         handle.set_max_connections(version.max_connections);
@@ -280,6 +280,11 @@ impl AppManager {
         }
         out
     }
+}
+
+/// The app name a file would have, for log lines about it.
+fn app_of(file: &Path) -> String {
+    crate::runtime::app_name(file).unwrap_or_else(|_| file.display().to_string())
 }
 
 /// Route table entries for one version of an app.

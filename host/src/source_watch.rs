@@ -240,7 +240,7 @@ mod tests {
         std::fs::write(apps.join("chat.wasm"), b"").unwrap();
         std::fs::write(apps.join("my_app.wasm"), b"").unwrap();
         let metadata = serde_json::json!({
-            "target_directory": "/work/target",
+            "target_directory": "/build/target",
             "packages": [
                 {"name": "chat", "manifest_path": "/src/chat/Cargo.toml",
                  "targets": [{"name": "chat", "kind": ["cdylib"]}]},
@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(names, ["chat", "my-app"]);
         assert_eq!(
             found[1].artifact,
-            Path::new("/work/target/wasm32-wasip2/release/my_app.wasm")
+            Path::new("/build/target/wasm32-wasip2/release/my_app.wasm")
         );
         assert_eq!(found[1].app_file, apps.join("my_app.wasm"));
         std::fs::remove_dir_all(apps).unwrap();
