@@ -73,6 +73,11 @@ async fn metrics_count_connections_messages_failures_and_requests() {
                 .ends_with("left the room")
         );
     }
+    // One more chat: the app handles events in order, so once its answer is
+    // back every earlier handler (and what it counted) has finished.
+    last.send_json(json!({"type": "chat", "text": "last"}))
+        .await;
+    assert_eq!(last.recv_json().await["text"], "last");
     assert_eq!(
         http()
             .get(server.url("/probe/panic"))
@@ -105,15 +110,15 @@ async fn metrics_count_connections_messages_failures_and_requests() {
         ),
         1.0
     );
-    assert_eq!(metric(&text, "tina4_ws_messages_in_total", &chat), 6.0);
-    // Welcomes 3, join notices 0+1+2, chats 6×3, leave notices 2+1.
+    assert_eq!(metric(&text, "tina4_ws_messages_in_total", &chat), 7.0);
+    // Welcomes 3, join notices 0+1+2, chats 6×3, leave notices 2+1, last chat 1.
     assert_eq!(
         metric(&text, "tina4_ws_messages_out_total", &chat),
-        3.0 + 3.0 + 18.0 + 3.0
+        3.0 + 3.0 + 18.0 + 3.0 + 1.0
     );
     assert_eq!(
         metric(&text, "tina4_ws_broadcast_fanout_count", &chat),
-        3.0 + 6.0 + 2.0
+        3.0 + 6.0 + 2.0 + 1.0
     );
     assert_eq!(
         metric(
@@ -121,7 +126,7 @@ async fn metrics_count_connections_messages_failures_and_requests() {
             "tina4_handler_seconds_count",
             &[("app", "chat"), ("event", "message")]
         ),
-        6.0
+        7.0
     );
     assert_eq!(
         metric(
