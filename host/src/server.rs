@@ -115,7 +115,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
     println!("listening on http://{address}");
     tracing::info!(%address, "listening");
     if address.ip().is_unspecified() {
-        println!("  open http://localhost:{}/ in a browser", address.port());
+        println!("  (on this machine: http://localhost:{})", address.port());
     }
     if let Some(sources) = config.watch_sources() {
         let apps_dir = config.apps_dir.clone();
