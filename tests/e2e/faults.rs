@@ -1,7 +1,7 @@
 //! A guest that fails is contained: its request gets 500 or its connection
 //! 1011, it is re-instantiated, and everything else keeps working.
 
-use crate::support::{Server, http};
+use crate::support::{Server, http, still_answers};
 
 #[tokio::test]
 async fn a_panicking_http_handler_gets_500_and_a_fresh_instance() {
@@ -30,8 +30,7 @@ async fn a_panicking_http_handler_gets_500_and_a_fresh_instance() {
         count(1)
     );
 
-    bystander.send("still there?").await;
-    assert_eq!(bystander.recv().await, "Echo: still there?");
+    still_answers(&mut bystander, "still there?").await;
 }
 
 #[tokio::test]
@@ -55,8 +54,7 @@ async fn a_panicking_websocket_handler_closes_only_that_connection_with_1011() {
 
     same_app.send("after").await;
     assert_eq!(same_app.recv().await, "v1: after");
-    bystander.send("ping").await;
-    assert_eq!(bystander.recv().await, "Echo: ping");
+    still_answers(&mut bystander, "ping").await;
 }
 
 #[tokio::test]
@@ -71,8 +69,7 @@ async fn a_handler_stuck_in_a_loop_is_interrupted_at_its_deadline() {
     let mut victim = server.connect("/ws/probe/x").await;
     victim.send("loop").await;
     // Another app answers while this one spins.
-    bystander.send("meanwhile").await;
-    assert_eq!(bystander.recv().await, "Echo: meanwhile");
+    still_answers(&mut bystander, "meanwhile").await;
     assert_eq!(victim.expect_close().await.0, 1011);
     server.wait_for_log(&["CPU time limit", "probe"]).await;
     let mut again = server.connect("/ws/probe/x").await;

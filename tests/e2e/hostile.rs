@@ -2,7 +2,7 @@
 //! clear log line, the app is re-instantiated when it trapped, and another
 //! app's open connection keeps answering throughout.
 
-use crate::support::{Client, Server, ServerOptions};
+use crate::support::{Server, ServerOptions, still_answers};
 
 /// A server with the hostile app, a bystander app (echo) and a neighbour
 /// tenant (probe).
@@ -13,12 +13,6 @@ async fn arena() -> Server {
         ..Default::default()
     })
     .await
-}
-
-/// One round trip on the bystander: it must keep answering.
-async fn still_answers(bystander: &mut Client, tag: &str) {
-    bystander.send(tag).await;
-    assert_eq!(bystander.recv().await, format!("Echo: {tag}"));
 }
 
 /// The hostile app answers again on a new connection (fresh instance).

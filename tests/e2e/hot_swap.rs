@@ -4,7 +4,9 @@
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::{Client, Install, Server, ServerOptions, component, variant_of, within};
+use crate::support::{
+    Client, Install, Server, ServerOptions, component, still_answers, variant_of, within,
+};
 
 /// The answer prefix of the probe version serving after `swaps` swaps that
 /// alternate v1 → v2 → v1 …
@@ -179,10 +181,8 @@ async fn a_deleted_app_closes_its_connections_with_1001_and_its_routes_404() {
     server.wait_for_log(&["app unloaded", "probe"]).await;
     let status = server.get_status("/probe/count").await;
     assert_eq!(status, 404);
-    let refused = tokio_tungstenite::connect_async(server.ws_url("/ws/probe/x")).await;
-    assert!(refused.is_err());
-    bystander.send("still here").await;
-    assert_eq!(bystander.recv().await, "Echo: still here");
+    assert_eq!(server.upgrade_status("/ws/probe/x", &[]).await, Some(404));
+    still_answers(&mut bystander, "still here").await;
 }
 
 #[tokio::test]
@@ -277,8 +277,7 @@ async fn a_restart_with_a_warm_cache_compiles_nothing() {
     );
     assert_eq!(warm.count_log(&["compiled"]), 0);
     let mut client = warm.connect("/ws/echo").await;
-    client.send("warm").await;
-    assert_eq!(client.recv().await, "Echo: warm");
+    still_answers(&mut client, "warm").await;
 }
 
 #[tokio::test]
@@ -307,8 +306,7 @@ async fn a_corrupt_cache_entry_is_detected_and_rebuilt() {
         .await;
     assert_eq!(second.count_log(&["app loaded", "origin=compiled"]), 1);
     let mut client = second.connect("/ws/echo").await;
-    client.send("rebuilt").await;
-    assert_eq!(client.recv().await, "Echo: rebuilt");
+    still_answers(&mut client, "rebuilt").await;
     assert_eq!(second.terminate().await, Some(0));
 
     // The rebuilt entry is sound: the next start uses it.

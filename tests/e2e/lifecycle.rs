@@ -1,7 +1,7 @@
 //! Starting and stopping: a clean shutdown closes every WebSocket with 1001
 //! and lets in-flight requests finish.
 
-use crate::support::Server;
+use crate::support::{Server, still_answers};
 
 #[tokio::test]
 async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
@@ -9,8 +9,7 @@ async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
     let mut echo = server.connect("/ws/echo").await;
     let mut chat = server.connect("/ws/room/lobby").await;
     let _welcome = chat.recv_json().await;
-    echo.send("before").await;
-    assert_eq!(echo.recv().await, "Echo: before");
+    still_answers(&mut echo, "before").await;
 
     let stopping = tokio::spawn(server.terminate());
     assert_eq!(echo.expect_close().await.0, 1001);

@@ -1,7 +1,7 @@
 //! Loading the apps folder: bad files and conflicting apps are reported by
 //! name and skipped; everything else still loads.
 
-use crate::support::{Server, ServerOptions, component};
+use crate::support::{Server, ServerOptions, component, still_answers};
 
 #[tokio::test]
 async fn bad_files_are_reported_by_name_and_the_rest_still_load() {
@@ -30,8 +30,7 @@ async fn bad_files_are_reported_by_name_and_the_rest_still_load() {
     assert!(!server.log().contains("notes.txt"));
 
     let mut client = server.connect("/ws/echo").await;
-    client.send("hi").await;
-    assert_eq!(client.recv().await, "Echo: hi");
+    still_answers(&mut client, "hi").await;
 }
 
 #[tokio::test]

@@ -432,6 +432,12 @@ impl Client {
     }
 }
 
+/// One round trip on the bystander: it must keep answering.
+pub async fn still_answers(bystander: &mut Client, tag: &str) {
+    bystander.send(tag).await;
+    assert_eq!(bystander.recv().await, format!("Echo: {tag}"));
+}
+
 /// An HTTP client that talks to loopback only.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()

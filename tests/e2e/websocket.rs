@@ -6,16 +6,14 @@ use std::collections::HashSet;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Client, Server, within};
+use crate::support::{Client, Server, still_answers, within};
 
 #[tokio::test]
 async fn echo_answers_text_with_the_chapter_prefix_and_binary_verbatim() {
     let server = Server::start(&["echo"]).await;
     let mut client = server.connect("/ws/echo").await;
-    client.send("hello").await;
-    assert_eq!(client.recv().await, "Echo: hello");
-    client.send("").await;
-    assert_eq!(client.recv().await, "Echo: ");
+    still_answers(&mut client, "hello").await;
+    still_answers(&mut client, "").await;
     client.send_binary(&[0, 1, 2, 255]).await;
     assert_eq!(
         client.next_message().await,
