@@ -22,6 +22,22 @@ ensure_toolchain() {
     done
 }
 
+# Debian packages the tests drive for real (redis-server for the backplane
+# tests), installed when missing.
+ensure_packages() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "==> installing ${missing[*]} (apt-get)"
+        local sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        # The package lists may be stale or absent on a fresh machine.
+        "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" ||
+            { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; }
+    fi
+}
+
 # Where built components land: the workspace's `guest` profile (small
 # components compile faster when a version is first loaded).
 GUEST_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/guest"

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 ensure_toolchain rustfmt clippy
+ensure_packages
 echo "==> formatting"
 cargo fmt --all --check
 

@@ -24,10 +24,8 @@ use crate::server::ServerState;
 pub struct AdminState {
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    /// The server, whose `ready` flag `/ready` reports.
+    /// The server, whose `ready` flag and backplane `/ready` reports.
     pub server: Arc<ServerState>,
-    /// The backplane's state, for `/ready` (`none` until one is configured).
-    pub backplane: &'static str,
 }
 
 /// Serves the admin endpoints on `listener` until the process ends.
@@ -72,7 +70,8 @@ async fn answer(
         "/health" => plain(StatusCode::OK, "ok"),
         "/ready" => {
             let ready = state.server.ready.load(Ordering::Acquire);
-            let body = serde_json::json!({ "ready": ready, "backplane": state.backplane });
+            let body =
+                serde_json::json!({ "ready": ready, "backplane": state.server.backplane.status() });
             let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
             *response.status_mut() = if ready {
                 StatusCode::OK

@@ -61,6 +61,63 @@ pub struct ServeConfig {
     /// Who may connect, and how connections are kept alive.
     #[command(flatten)]
     pub edge: EdgePolicy,
+
+    /// Whether, and how, several instances act as one.
+    #[command(flatten)]
+    pub backplane: BackplaneConfig,
+}
+
+/// The backplane: broadcasts, pushes, sends, closes and counts across
+/// instances.
+#[derive(Debug, Clone, Args)]
+pub struct BackplaneConfig {
+    /// `local` (this instance only) or `redis` (every instance on the same
+    /// Redis and prefix acts as one server).
+    #[arg(
+        long = "backplane",
+        value_enum,
+        default_value = "local",
+        env = "TINA4_WS_BACKPLANE"
+    )]
+    pub kind: BackplaneKind,
+
+    /// The Redis server for `--backplane redis`
+    /// (`redis://[:password@]host:port[/db]`).
+    #[arg(
+        long = "backplane-url",
+        default_value = "redis://127.0.0.1:6379",
+        env = "TINA4_WS_BACKPLANE_URL",
+        hide_env_values = true
+    )]
+    pub url: String,
+
+    /// Prefix of the channel names: clusters with different prefixes share
+    /// one Redis without hearing each other.
+    #[arg(
+        long = "backplane-prefix",
+        default_value = "tina4",
+        env = "TINA4_WS_BACKPLANE_PREFIX"
+    )]
+    pub prefix: String,
+
+    /// Most messages waiting to be published; beyond that, new ones are
+    /// dropped (and counted) rather than queued.
+    #[arg(
+        long = "backplane-queue",
+        default_value = "16384",
+        env = "TINA4_WS_BACKPLANE_QUEUE"
+    )]
+    pub queue: NonZeroUsize,
+}
+
+/// Which backplane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackplaneKind {
+    /// This instance only.
+    #[value(alias = "none")]
+    Local,
+    /// Redis pub/sub.
+    Redis,
 }
 
 /// The WebSocket edge: admission and liveness.

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::backplane::Backplane;
 use crate::config::Limits;
 use crate::router::{RouteEntry, RouteTable};
 use crate::runtime::{Runtime, component_files};
@@ -16,7 +17,7 @@ fn runtime() -> anyhow::Result<Runtime> {
             .get_matches_from(["defaults"]),
     )?;
     Runtime::new(
-        Arc::new(ConnectionRegistry::new()),
+        Arc::new(Backplane::local(Arc::new(ConnectionRegistry::new()))),
         limits,
         crate::runtime::cache::default_dir(),
         false,

@@ -19,6 +19,8 @@
 //! - [`ws`]: the WebSocket upgrade, each connection's task, and the
 //!   [`ConnectionRegistry`](ws::registry::ConnectionRegistry) that groups
 //!   connections by concrete path.
+//! - [`backplane`]: delivery across instances (Redis pub/sub), and
+//!   cluster-wide `count`.
 //! - [`runtime`]: wasmtime engine, the compile cache, loading components,
 //!   host imports, and the app actor that runs each app's instance on its
 //!   own thread.
@@ -40,6 +42,7 @@
 pub mod admin;
 pub mod apps;
 pub mod auth;
+pub mod backplane;
 pub mod cli;
 pub mod config;
 pub mod http;

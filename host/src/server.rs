@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::apps::AppManager;
 use crate::auth::Authenticator;
+use crate::backplane::Backplane;
 use crate::config::{EdgePolicy, Limits, ServeConfig};
 use crate::router::RouteTable;
 use crate::runtime::{RouteTarget, Runtime};
@@ -31,6 +32,8 @@ pub struct ServerState {
     pub routes: ArcSwap<RouteTable<RouteTarget>>,
     /// Every open WebSocket connection.
     pub registry: Arc<ConnectionRegistry>,
+    /// Delivery across instances (and `count` across them).
+    pub backplane: Arc<Backplane>,
     /// Size, time and queue limits.
     pub limits: Limits,
     /// WebSocket admission (origins, connection caps) and liveness.
@@ -63,8 +66,9 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
         .with_context(|| format!("cannot resolve {}", config.apps_dir.display()))?;
     let shutdown = shutdown_signal()?;
     let registry = Arc::new(ConnectionRegistry::new());
+    let backplane = Arc::new(Backplane::start(&config.backplane, registry.clone())?);
     let runtime = Arc::new(Runtime::new(
-        registry.clone(),
+        backplane.clone(),
         config.limits.clone(),
         config.cache_dir(),
         config.fast_compile,
@@ -76,6 +80,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
     let state = Arc::new(ServerState {
         routes: ArcSwap::from_pointee(RouteTable::default()),
         registry,
+        backplane,
         limits: config.limits.clone(),
         edge: config.edge.clone(),
         auth: Authenticator::new(config.secret.as_deref()),
@@ -89,7 +94,6 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
             let state = Arc::new(admin::AdminState {
                 metrics: telemetry::install()?,
                 server: state.clone(),
-                backplane: "none",
             });
             let bound = listener.local_addr()?;
             admin::spawn(listener, state);
@@ -205,6 +209,7 @@ async fn shut_down(state: &ServerState) {
     {
         tracing::warn!("some connections did not finish in time; closing them");
     }
+    state.backplane.leave().await;
 }
 
 /// SIGINT or SIGTERM. The handlers are installed when this is created, so

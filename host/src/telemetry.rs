@@ -36,6 +36,23 @@ pub const SWAPS: &str = "tina4_app_swaps_total";
 pub const SWAP_SECONDS: &str = "tina4_app_swap_seconds";
 /// HTTP requests answered by apps, by app and status class (counter).
 pub const HTTP_REQUESTS: &str = "tina4_http_requests_total";
+/// Messages published to the backplane (counter).
+pub const BACKPLANE_PUBLISHED: &str = "tina4_backplane_published_total";
+/// Messages received from the backplane, own echoes included (counter).
+pub const BACKPLANE_RECEIVED: &str = "tina4_backplane_received_total";
+/// Messages that could not be published, by reason (counter).
+pub const BACKPLANE_DROPPED: &str = "tina4_backplane_dropped_total";
+/// 1 while the backplane is connected to Redis (gauge).
+pub const BACKPLANE_CONNECTED: &str = "tina4_backplane_connected";
+/// Times the backplane lost its Redis connection (counter).
+pub const BACKPLANE_DISCONNECTS: &str = "tina4_backplane_disconnects_total";
+
+/// Records `recipients` messages of `len` bytes queued for `app`'s clients.
+pub fn count_out(app: &str, recipients: u32, len: usize) {
+    metrics::counter!(MESSAGES_OUT, "app" => app.to_string()).increment(recipients.into());
+    metrics::counter!(BYTES_OUT, "app" => app.to_string())
+        .increment(u64::from(recipients) * len as u64);
+}
 
 /// Installs the process-wide recorder; the handle renders the metrics.
 pub fn install() -> anyhow::Result<PrometheusHandle> {

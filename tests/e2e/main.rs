@@ -4,6 +4,7 @@
 //! Build the host and the guests first (`scripts/test.sh` does both).
 
 mod auth;
+mod backplane;
 mod chat;
 mod edge;
 mod faults;
@@ -15,6 +16,7 @@ mod loading;
 mod notifications;
 mod operations;
 mod policy;
+mod redis_server;
 mod source_watch;
 mod support;
 mod websocket;

@@ -168,7 +168,7 @@ async fn ready_flips_when_an_app_loads_and_health_is_always_up() {
     let ready = http().get(server.admin_url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
-    assert_eq!(body, json!({"ready": false, "backplane": "none"}));
+    assert_eq!(body, json!({"ready": false, "backplane": "local"}));
 
     std::fs::copy(component("echo"), server.apps_dir().join("echo.wasm")).unwrap();
     server.wait_for_log(&["app loaded", "echo"]).await;
@@ -260,7 +260,7 @@ fn configuration_errors_are_one_line_and_exit_2() {
     let apps = dir.path().to_str().unwrap();
     /// Arguments, environment, and what the error line must mention.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
         (&["serve", apps, "--port", "seventy"], &[], "--port"),
         (&["serve", apps], &[("TINA4_PORT", "99999")], "99999"),
         (
@@ -274,6 +274,16 @@ fn configuration_errors_are_one_line_and_exit_2() {
             "--admin-listen",
         ),
         (&["serve", "/no/such/folder"], &[], "does not exist"),
+        (
+            &["serve", apps],
+            &[("TINA4_WS_BACKPLANE", "carrier-pigeon")],
+            "--backplane",
+        ),
+        (
+            &["serve", apps, "--backplane", "redis"],
+            &[("TINA4_WS_BACKPLANE_URL", "nonsense")],
+            "invalid backplane URL nonsense",
+        ),
     ];
     for (args, env, says) in cases {
         let out = run(args, env);

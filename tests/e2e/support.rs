@@ -438,6 +438,32 @@ pub async fn still_answers(bystander: &mut Client, tag: &str) {
     assert_eq!(bystander.recv().await, format!("Echo: {tag}"));
 }
 
+/// Retries `probe` (every 20 ms) until it returns `Some`, for conditions
+/// that are only promised within a bound (counts shared across instances);
+/// fails the test after [`WAIT`].
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    within(what, async {
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// An HTTP client that talks to loopback only.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -448,6 +474,14 @@ pub fn http() -> reqwest::Client {
 }
 
 impl Server {
+    /// Kills the process outright (SIGKILL): no goodbye, no clean-up.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("killing the server");
+        within("the server to die", self.child.wait())
+            .await
+            .expect("waiting for the server");
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.
     pub async fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().expect("server still running").to_string();

@@ -212,9 +212,22 @@ impl Connection {
 
 /// Sends `text` to every connection on the concrete WebSocket `path` of
 /// this app, from anywhere (typically an HTTP handler). Returns how many
-/// connections it was queued for.
+/// connections it was sent to (with a backplane, those on other instances
+/// as their last published counts say).
 pub fn push_to_websocket(path: &str, text: &str) -> Result<u32, Error> {
     websocket::push(path, text).map_err(Error::from)
+}
+
+/// Sends `text` to the connection with id `id` (from [`Connection::id`]),
+/// from anywhere; with a backplane, on whichever instance holds it.
+pub fn send_to_connection(id: &str, text: &str) -> Result<(), Error> {
+    websocket::send(id, text).map_err(Error::from)
+}
+
+/// Closes the connection with id `id` with `code` and `reason`, from
+/// anywhere; with a backplane, on whichever instance holds it.
+pub fn close_connection(id: &str, code: u16, reason: &str) -> Result<(), Error> {
+    websocket::close(id, code, reason).map_err(Error::from)
 }
 
 #[cfg(test)]

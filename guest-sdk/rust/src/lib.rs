@@ -53,7 +53,9 @@ pub mod bindings {
     });
 }
 
-pub use connection::{Connection, Event, Params, push_to_websocket};
+pub use connection::{
+    Connection, Event, Params, close_connection, push_to_websocket, send_to_connection,
+};
 pub use error::Error;
 pub use http::{IntoResponse, Method, Request, Response};
 pub use router::Router;
@@ -62,7 +64,7 @@ pub use router::Router;
 pub mod prelude {
     pub use crate::{
         Connection, Error, Event, IntoResponse, Method, Params, Request, Response, Router,
-        push_to_websocket,
+        close_connection, push_to_websocket, send_to_connection,
     };
     pub use serde_json::{Value, json};
 }

@@ -270,7 +270,7 @@ impl AppActor {
                 self.websocket(&route, &conn, &event);
                 if is_close {
                     // The close handler may read the attachment; now it goes.
-                    self.factory.registry.forget(&conn.id);
+                    self.factory.backplane.registry().forget(&conn.id);
                 }
             }
             AppCommand::Swap { version, done } => {
@@ -301,7 +301,7 @@ impl AppActor {
 
     fn websocket(&mut self, route: &RouteRef, conn: &Connection, event: &WsEvent) {
         let is_close = matches!(event, WsEvent::Close(_));
-        let registry = self.factory.registry.clone();
+        let registry = self.factory.backplane.registry().clone();
         if matches!(event, WsEvent::Open) {
             // Into its path group now: `count` includes it in its own
             // `open`, and nothing broadcast before reaches it.

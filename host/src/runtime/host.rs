@@ -14,10 +14,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::tina4::wasm::{logging, types, websocket};
 use super::bindings::{GuestApiError, Level};
+use crate::backplane::Backplane;
 use crate::router::{RequestPath, RoutePattern};
 use crate::telemetry;
 use crate::ws::connection::truncate_reason;
-use crate::ws::registry::{ConnectionHandle, ConnectionRegistry, RegistryError};
+use crate::ws::registry::{ConnectionHandle, RegistryError};
 
 /// The data of one app instance's `Store`.
 pub struct HostState {
@@ -26,8 +27,8 @@ pub struct HostState {
     /// Patterns of the app's WebSocket routes: the only paths it may address.
     /// Empty while `routes()` is being asked for.
     pub ws_routes: Arc<[RoutePattern]>,
-    /// Where connections live.
-    pub registry: Arc<ConnectionRegistry>,
+    /// Where connections live, here and on other instances.
+    pub backplane: Arc<Backplane>,
     /// Largest message the app may send, in bytes.
     pub max_message_bytes: usize,
     /// Largest per-connection attachment, in bytes.
@@ -66,7 +67,7 @@ impl HostState {
 
     /// Refuses a connection id unless it is open and served by this app.
     fn own_connection(&self, id: &str) -> Result<Arc<ConnectionHandle>, GuestApiError> {
-        match self.registry.get(id) {
+        match self.backplane.registry().get(id) {
             Some(handle) if handle.app == self.app => Ok(handle),
             Some(_) => Err(GuestApiError::NotPermitted(format!(
                 "connection {id} belongs to another app"
@@ -75,20 +76,17 @@ impl HostState {
         }
     }
 
+    /// Sends to one connection; one on another instance is reached through
+    /// the backplane, which checks there that it is this app's.
     fn send_frame(&mut self, to: &str, len: usize, frame: Message) -> Result<(), GuestApiError> {
         within_limit(len, self.max_message_bytes)?;
-        self.own_connection(to)?.send(frame)?;
-        self.count_out(1, len);
+        if self.backplane.is_remote(to) {
+            self.backplane.send_remote(&self.app, to, &frame)?;
+        } else {
+            self.own_connection(to)?.send(frame)?;
+            telemetry::count_out(&self.app, 1, len);
+        }
         Ok(())
-    }
-
-    /// Records `recipients` messages of `len` bytes queued.
-    fn count_out(&self, recipients: u32, len: usize) {
-        let app = self.app.to_string();
-        metrics::counter!(telemetry::MESSAGES_OUT, "app" => app.clone())
-            .increment(recipients.into());
-        metrics::counter!(telemetry::BYTES_OUT, "app" => app)
-            .increment(u64::from(recipients) * len as u64);
     }
 
     fn broadcast_frame(
@@ -100,10 +98,10 @@ impl HostState {
     ) -> Result<u32, GuestApiError> {
         within_limit(len, self.max_message_bytes)?;
         let path = self.own_path(path)?;
-        let recipients = self.registry.broadcast(path, &frame, exclude);
-        self.count_out(recipients, len);
-        metrics::histogram!(telemetry::FANOUT, "app" => self.app.to_string()).record(recipients);
-        Ok(recipients)
+        let fanout = self.backplane.broadcast(&self.app, path, &frame, exclude);
+        telemetry::count_out(&self.app, fanout.local, len);
+        metrics::histogram!(telemetry::FANOUT, "app" => self.app.to_string()).record(fanout.local);
+        Ok(fanout.local.saturating_add(fanout.remote))
     }
 }
 
@@ -174,6 +172,11 @@ impl websocket::Host for HostState {
                 "close reason longer than 123 bytes".to_string(),
             ));
         }
+        if self.backplane.is_remote(&conn) {
+            self.backplane
+                .close_remote(&self.app, &conn, code, &reason)?;
+            return Ok(());
+        }
         self.own_connection(&conn)?
             .close(code, &reason)
             .map_err(Into::into)
@@ -181,7 +184,7 @@ impl websocket::Host for HostState {
 
     fn count(&mut self, path: String) -> Result<u32, GuestApiError> {
         let path = self.own_path(&path)?;
-        Ok(self.registry.count(path))
+        Ok(self.backplane.count(path))
     }
 
     fn push(&mut self, path: String, text: String) -> Result<u32, GuestApiError> {

@@ -25,9 +25,9 @@ use self::cache::{ComponentCache, Origin, content_hash};
 use self::guest_output::{GuestOutput, Stream};
 pub use self::host::HostState;
 use self::policy::AppPolicy;
+use crate::backplane::Backplane;
 use crate::config::Limits;
 use crate::router::{RouteKind, RoutePattern};
-use crate::ws::registry::ConnectionRegistry;
 
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -162,8 +162,8 @@ pub struct Runtime {
     linker: Linker<HostState>,
     /// Precompiled components on disk.
     cache: ComponentCache,
-    /// The connection registry apps act on.
-    registry: Arc<ConnectionRegistry>,
+    /// Where the connections apps act on live.
+    backplane: Arc<Backplane>,
     /// Server-wide limits (mailbox size and the app defaults).
     limits: Limits,
     /// Every app's limits unless its `<app>.toml` says otherwise.
@@ -173,7 +173,7 @@ pub struct Runtime {
 impl Runtime {
     /// An engine with epoch interruption, and a linker with the host imports.
     pub fn new(
-        registry: Arc<ConnectionRegistry>,
+        backplane: Arc<Backplane>,
         limits: Limits,
         cache_dir: Option<PathBuf>,
         fast_compile: bool,
@@ -211,7 +211,7 @@ impl Runtime {
             engine,
             linker,
             cache,
-            registry,
+            backplane,
             limits,
             defaults,
         })
@@ -252,7 +252,7 @@ impl Runtime {
         let mut factory = InstanceFactory {
             app: name.clone(),
             pre,
-            registry: self.registry.clone(),
+            backplane: self.backplane.clone(),
             ws_routes: Arc::from([]),
             deadline_ticks: deadline_ticks(policy.event_timeout),
             policy,
@@ -323,7 +323,7 @@ pub struct InstanceFactory {
     /// The pre-linked component.
     pre: HandlerPre<HostState>,
     /// Where the app's connections live.
-    pub registry: Arc<ConnectionRegistry>,
+    pub backplane: Arc<Backplane>,
     /// The app's WebSocket route patterns (tenancy for paths).
     ws_routes: Arc<[RoutePattern]>,
     /// The app's limits and grants.
@@ -359,7 +359,7 @@ impl InstanceFactory {
         let state = HostState {
             app: self.app.clone(),
             ws_routes: self.ws_routes.clone(),
-            registry: self.registry.clone(),
+            backplane: self.backplane.clone(),
             max_message_bytes: self.policy.max_message_bytes,
             max_attachment_bytes: self.policy.max_attachment_bytes,
             wasi,

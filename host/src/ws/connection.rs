@@ -20,7 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::registry::{ConnectionHandle, ConnectionRegistry, Outgoing};
+use super::registry::{ConnectionHandle, Outgoing};
+use crate::backplane::Backplane;
 use crate::runtime::RouteTarget;
 use crate::runtime::bindings::{CloseInfo, Connection, WsEvent};
 use crate::telemetry;
@@ -47,7 +48,7 @@ pub struct ConnectionTask {
     /// The app and route that serve it.
     pub target: RouteTarget,
     /// Where it is registered.
-    pub registry: Arc<ConnectionRegistry>,
+    pub backplane: Arc<Backplane>,
     /// How often to ping; a peer silent for two intervals is dead.
     pub ping_interval: Duration,
     /// Close a connection whose client sends no message for this long.
@@ -93,7 +94,7 @@ impl ConnectionTask {
             mut outbox,
             info,
             target,
-            registry,
+            backplane,
             ping_interval,
             idle_timeout,
         } = self;
@@ -103,6 +104,10 @@ impl ConnectionTask {
         metrics::counter!(telemetry::WS_OPENED, "app" => app.clone()).increment(1);
         let messages_in = metrics::counter!(telemetry::MESSAGES_IN, "app" => app.clone());
         let bytes_in = metrics::counter!(telemetry::BYTES_IN, "app" => app.clone());
+        // With a backplane, `open` runs once this instance hears the
+        // cluster's broadcasts to this path.
+        backplane.listening(&handle.path).await;
+        let registry = backplane.registry();
         target.dispatch(&info, WsEvent::Open).await;
 
         let (mut sink, mut stream) = ws.split();

@@ -6,7 +6,7 @@
 //! outbox is full is a slow consumer; it is evicted (closed with 1008) rather
 //! than allowed to stall the sender or the rest of its path group.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -187,6 +187,21 @@ pub struct ConnectionRegistry {
     inner: RwLock<Groups>,
     /// How many are admitted and not yet forgotten, for admission control.
     admitted: std::sync::atomic::AtomicUsize,
+    /// Paths changed since the backplane last looked; `None` while no
+    /// backplane watches, so a single instance keeps no such record.
+    changes: Mutex<Option<Changes>>,
+    /// Wakes the backplane when `changes` gains a path.
+    changed: Notify,
+}
+
+/// What changed in the registry that other instances must learn about.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Paths whose first connection was admitted or last one forgotten:
+    /// subscribe to them or unsubscribe.
+    pub interest: HashSet<Arc<str>>,
+    /// Paths whose number of open connections changed.
+    pub counts: HashSet<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -227,6 +242,8 @@ impl ConnectionRegistry {
             next_seq: AtomicU64::new(1),
             inner: RwLock::new(Groups::default()),
             admitted: Default::default(),
+            changes: Mutex::new(None),
+            changed: Notify::new(),
         }
     }
 
@@ -239,6 +256,55 @@ impl ConnectionRegistry {
     pub fn next_id(&self) -> ConnectionId {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         format!("{}-{seq}", self.instance).into()
+    }
+
+    /// Starts recording [`Changes`] for a backplane to
+    /// [`take`](Self::take_changes).
+    pub fn record_changes(&self) {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        changes.get_or_insert_with(Changes::default);
+    }
+
+    /// The changes since the last call; empty when none are recorded.
+    pub fn take_changes(&self) -> Changes {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        changes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Resolves when a change has been recorded since the last wake-up.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    fn note_change(&self, path: &Arc<str>, interest: bool) {
+        let recorded = {
+            let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+            changes.as_mut().map(|changes| {
+                let set = if interest {
+                    &mut changes.interest
+                } else {
+                    &mut changes.counts
+                };
+                set.insert(path.clone());
+            })
+        };
+        if recorded.is_some() {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Every path with an admitted connection (the channels to listen on).
+    pub fn admitted_paths(&self) -> Vec<Arc<str>> {
+        self.read().admitted_on.keys().cloned().collect()
+    }
+
+    /// The number of open connections on every path that has one.
+    pub fn open_counts(&self) -> Vec<(Arc<str>, u32)> {
+        self.read()
+            .by_path
+            .iter()
+            .map(|(path, group)| (path.clone(), len_u32(group.len())))
+            .collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Groups> {
@@ -255,10 +321,17 @@ impl ConnectionRegistry {
     /// gets is one its own `open` handler, or a later event, sent.
     pub fn admit(&self, handle: Arc<ConnectionHandle>) {
         let mut groups = self.write();
-        *groups.admitted_on.entry(handle.path.clone()).or_default() += 1;
+        let on_path = groups.admitted_on.entry(handle.path.clone()).or_default();
+        *on_path += 1;
+        let first = *on_path == 1;
         *groups.admitted_by.entry(handle.app.clone()).or_default() += 1;
+        let path = handle.path.clone();
         groups.by_id.insert(handle.id.clone(), handle);
+        drop(groups);
         self.admitted.fetch_add(1, Ordering::Relaxed);
+        if first {
+            self.note_change(&path, true);
+        }
     }
 
     /// How many connections `app` holds (joined or not yet).
@@ -278,11 +351,14 @@ impl ConnectionRegistry {
             return;
         };
         if !handle.open.swap(true, Ordering::AcqRel) {
+            let path = handle.path.clone();
             groups
                 .by_path
-                .entry(handle.path.clone())
+                .entry(path.clone())
                 .or_default()
                 .insert(handle.id.clone(), handle);
+            drop(groups);
+            self.note_change(&path, false);
         }
     }
 
@@ -304,9 +380,13 @@ impl ConnectionRegistry {
         };
         handle.open.store(false, Ordering::Release);
         if let Some(group) = groups.by_path.get_mut(&handle.path) {
-            group.swap_remove(id);
+            let left = group.swap_remove(id).is_some();
             if group.is_empty() {
                 groups.by_path.remove(&handle.path);
+            }
+            drop(groups);
+            if left {
+                self.note_change(&handle.path, false);
             }
         }
     }
@@ -319,8 +399,12 @@ impl ConnectionRegistry {
             return;
         };
         self.admitted.fetch_sub(1, Ordering::Relaxed);
-        decrement(&mut groups.admitted_on, &handle.path);
+        let last = decrement(&mut groups.admitted_on, &handle.path);
         decrement(&mut groups.admitted_by, &handle.app);
+        drop(groups);
+        if last {
+            self.note_change(&handle.path, true);
+        }
     }
 
     /// The handle of a connection, open or closing.
@@ -338,13 +422,35 @@ impl ConnectionRegistry {
     /// Queues a frame for every connection on `path` except `exclude`;
     /// returns how many it was queued for.
     pub fn broadcast(&self, path: &str, frame: &Message, exclude: Option<&str>) -> u32 {
+        self.fan_out(path, frame, exclude, None)
+    }
+
+    /// [`broadcast`](Self::broadcast) on behalf of `app` on another
+    /// instance: only to connections that `app` serves here too.
+    pub fn broadcast_for(
+        &self,
+        app: &str,
+        path: &str,
+        frame: &Message,
+        exclude: Option<&str>,
+    ) -> u32 {
+        self.fan_out(path, frame, exclude, Some(app))
+    }
+
+    fn fan_out(
+        &self,
+        path: &str,
+        frame: &Message,
+        exclude: Option<&str>,
+        app: Option<&str>,
+    ) -> u32 {
         let groups = self.read();
         let Some(group) = groups.by_path.get(path) else {
             return 0;
         };
         let mut queued = 0;
         for (id, handle) in group {
-            if Some(&**id) != exclude {
+            if Some(&**id) != exclude && app.is_none_or(|app| *handle.app == *app) {
                 handle.deliver(Outgoing::Frame(frame.clone()));
                 queued += 1;
             }
@@ -365,7 +471,7 @@ impl ConnectionRegistry {
         self.read()
             .by_path
             .get(path)
-            .map_or(0, |g| u32::try_from(g.len()).unwrap_or(u32::MAX))
+            .map_or(0, |g| len_u32(g.len()))
     }
 
     /// How many connections are admitted and not yet forgotten: the
@@ -395,14 +501,20 @@ impl ConnectionRegistry {
     }
 }
 
-/// Counts one fewer under `key`, dropping the entry at zero.
-fn decrement(counts: &mut HashMap<Arc<str>, usize>, key: &Arc<str>) {
+/// Counts one fewer under `key`, dropping the entry at zero; true if it did.
+fn decrement(counts: &mut HashMap<Arc<str>, usize>, key: &Arc<str>) -> bool {
     if let Some(n) = counts.get_mut(key) {
         *n -= 1;
         if *n == 0 {
             counts.remove(key);
+            return true;
         }
     }
+    false
+}
+
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -470,6 +582,35 @@ mod tests {
         assert_eq!(reg.admitted(), 2);
         assert_eq!(reg.admitted_on("/ws/chat/a"), 1);
         assert_eq!(reg.admitted_by("app"), 2);
+    }
+
+    #[test]
+    fn changes_are_recorded_only_once_a_backplane_asks() {
+        let reg = ConnectionRegistry::new();
+        let (a, _rx) = connect(&reg, "/p", 8);
+        assert!(reg.take_changes().interest.is_empty());
+        reg.record_changes();
+        let (b, _rx) = connect(&reg, "/q", 8);
+        let (c, _rx) = connect(&reg, "/q", 8);
+        let changes = reg.take_changes();
+        let paths = |set: &HashSet<Arc<str>>| {
+            let mut v: Vec<String> = set.iter().map(|p| p.to_string()).collect();
+            v.sort();
+            v
+        };
+        // Interest changes at the first admission; counts at every join.
+        assert_eq!(paths(&changes.interest), ["/q"]);
+        assert_eq!(paths(&changes.counts), ["/q"]);
+        reg.forget(&b.id);
+        let changes = reg.take_changes();
+        assert!(changes.interest.is_empty(), "/q still has a connection");
+        assert_eq!(paths(&changes.counts), ["/q"]);
+        reg.forget(&c.id);
+        reg.forget(&a.id);
+        let changes = reg.take_changes();
+        assert_eq!(paths(&changes.interest), ["/p", "/q"]);
+        assert_eq!(reg.open_counts(), vec![]);
+        assert!(reg.admitted_paths().is_empty());
     }
 
     #[tokio::test]

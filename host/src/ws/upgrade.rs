@@ -167,7 +167,7 @@ pub fn accept(
         outbox,
         info,
         target,
-        registry: state.registry.clone(),
+        backplane: state.backplane.clone(),
         ping_interval: state.edge.ping_interval(),
         idle_timeout: state.edge.idle_timeout(),
     };

@@ -1,0 +1,172 @@
+//! The backplane: what an app's `broadcast`, `push`, `send`, `close` and
+//! `count` reach beyond this process.
+//!
+//! With `--backplane local` (the default) they act on this instance's
+//! [`ConnectionRegistry`] only. With `--backplane redis`, every instance on
+//! the same Redis and channel prefix acts as one server: a broadcast is
+//! delivered here directly and published once for the others; a connection
+//! id names its instance, so `send` and `close` reach it wherever it is;
+//! `count` adds up every live instance's counts, kept locally.
+//!
+//! Delivery across instances is at most once: what is published while Redis
+//! is unreachable is dropped (and counted), never queued without bound.
+//! Delivery to this instance's own connections never depends on Redis.
+//!
+//! - [`envelope`]: the messages instances exchange, and their channels.
+//! - [`peers`]: the other instances and their per-path counts.
+//! - [`link`]: the link to Redis: publishing, subscribing, reconnecting.
+
+pub mod envelope;
+pub mod link;
+pub mod peers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::config::{BackplaneConfig, BackplaneKind};
+use crate::ws::registry::{ConnectionRegistry, RegistryError};
+use link::RedisLink;
+
+/// How often each instance says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long an instance not heard from still counts.
+pub const PEER_TTL: Duration = Duration::from_secs(3);
+/// How often each instance publishes all its counts (repairs lost updates).
+pub const SNAPSHOT_EVERY: u32 = 5;
+
+/// Delivery for this instance, and across instances when configured.
+pub struct Backplane {
+    /// This instance's connections.
+    registry: Arc<ConnectionRegistry>,
+    /// The link to the other instances; `None` when local.
+    link: Option<Arc<RedisLink>>,
+}
+
+/// Whom a broadcast or push reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fanout {
+    /// Connections on this instance it was queued for.
+    pub local: u32,
+    /// Connections on other instances, as their last published counts say.
+    pub remote: u32,
+}
+
+impl Backplane {
+    /// This instance alone.
+    pub fn local(registry: Arc<ConnectionRegistry>) -> Self {
+        Self {
+            registry,
+            link: None,
+        }
+    }
+
+    /// The backplane `config` asks for; for Redis, the link starts
+    /// connecting in the background (serving does not wait for it).
+    pub fn start(
+        config: &BackplaneConfig,
+        registry: Arc<ConnectionRegistry>,
+    ) -> anyhow::Result<Self> {
+        let link = match config.kind {
+            BackplaneKind::Local => None,
+            BackplaneKind::Redis => Some(RedisLink::start(config, registry.clone())?),
+        };
+        Ok(Self { registry, link })
+    }
+
+    /// This instance's connections.
+    pub fn registry(&self) -> &Arc<ConnectionRegistry> {
+        &self.registry
+    }
+
+    /// The instance a connection id belongs to, if not this one.
+    fn remote_instance<'i>(&self, id: &'i str) -> Option<&'i str> {
+        let (instance, _) = id.split_once('-')?;
+        (instance != self.registry.instance()).then_some(instance)
+    }
+
+    /// Whether `id` names a connection of another instance.
+    pub fn is_remote(&self, id: &str) -> bool {
+        self.remote_instance(id).is_some()
+    }
+
+    /// Queues `frame` for every connection on `path` served by `app`
+    /// (except `exclude`), here and on every other instance.
+    pub fn broadcast(
+        &self,
+        app: &str,
+        path: &str,
+        frame: &Message,
+        exclude: Option<&str>,
+    ) -> Fanout {
+        let local = self.registry.broadcast(path, frame, exclude);
+        let remote = self.link.as_ref().map_or(0, |link| {
+            link.broadcast(app, path, frame, exclude);
+            let excluded = exclude.is_some_and(|id| self.is_remote(id));
+            link.peers_count(path).saturating_sub(u32::from(excluded))
+        });
+        Fanout { local, remote }
+    }
+
+    /// Sends `frame` to a connection of another instance, served by `app`.
+    /// Fails if no live instance has that id's prefix.
+    pub fn send_remote(&self, app: &str, to: &str, frame: &Message) -> Result<(), RegistryError> {
+        let (link, instance) = self.route(to)?;
+        link.send(app, instance, to, frame);
+        Ok(())
+    }
+
+    /// Closes a connection of another instance, served by `app`.
+    pub fn close_remote(
+        &self,
+        app: &str,
+        to: &str,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), RegistryError> {
+        let (link, instance) = self.route(to)?;
+        link.close(app, instance, to, code, reason);
+        Ok(())
+    }
+
+    fn route<'i>(&self, to: &'i str) -> Result<(&Arc<RedisLink>, &'i str), RegistryError> {
+        match (&self.link, self.remote_instance(to)) {
+            (Some(link), Some(instance)) if link.is_live(instance) => Ok((link, instance)),
+            _ => Err(RegistryError::UnknownConnection(to.to_string())),
+        }
+    }
+
+    /// Open connections on `path`, on every instance.
+    pub fn count(&self, path: &str) -> u32 {
+        let local = self.registry.count(path);
+        let remote = self.link.as_ref().map_or(0, |link| link.peers_count(path));
+        local.saturating_add(remote)
+    }
+
+    /// Resolves once messages other instances publish to `path` reach this
+    /// one (immediately when local or while Redis is unreachable), so a
+    /// connection's `open` handler runs only once it can hear the cluster.
+    pub async fn listening(&self, path: &str) {
+        if let Some(link) = &self.link {
+            link.listening(path).await;
+        }
+    }
+
+    /// What `/ready` reports: `local`, or whether Redis is connected.
+    pub fn status(&self) -> &'static str {
+        match &self.link {
+            None => "local",
+            Some(link) if link.is_connected() => "redis: connected",
+            Some(_) => "redis: unreachable",
+        }
+    }
+
+    /// Tells the other instances this one is leaving, so its counts drop
+    /// at once (waits briefly for Redis).
+    pub async fn leave(&self) {
+        if let Some(link) = &self.link {
+            link.say_goodbye().await;
+        }
+    }
+}
