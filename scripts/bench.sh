@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 ensure_toolchain
+ensure_packages
 build_guests "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}" >&2
 build_host >&2
 cargo build --release -p tina4-bench >&2

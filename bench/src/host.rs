@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -36,9 +37,11 @@ pub fn component(name: &str) -> anyhow::Result<PathBuf> {
 /// A running host, killed when dropped.
 pub struct Host {
     /// The process.
-    _child: Child,
+    child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin endpoints are.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Host {
@@ -48,7 +51,8 @@ impl Host {
         let mut child = Command::new(&binary)
             .arg("serve")
             .arg(apps_dir)
-            .args(["--host", "127.0.0.1", "--port", "0", "--cache-dir"])
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--admin-listen", "127.0.0.1:0", "--cache-dir"])
             .arg(cache_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -58,19 +62,36 @@ impl Host {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let mut admin = None;
         let addr = loop {
             let line = lines
                 .next_line()
                 .await?
                 .context("the host exited before listening")?;
+            if let Some(addr) = line.strip_prefix("admin on http://") {
+                admin = Some(addr.parse()?);
+            }
             if let Some(addr) = line.strip_prefix("listening on http://") {
                 break addr.parse()?;
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            _child: child,
-            addr,
-        })
+        Ok(Self { child, addr, admin })
     }
+
+    /// The CPU time (user + system) the host has used so far.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        cpu_time(self.child.id().context("the host has exited")?)
+    }
+}
+
+/// The CPU time (user + system) process `pid` has used so far, from
+/// `/proc/<pid>/stat` (in clock ticks of 10 ms).
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at 3.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
 }

@@ -5,7 +5,10 @@
 //! - [`host`]: starting the host binary with a chosen set of apps.
 //! - [`stats`]: percentiles and the result table.
 //! - [`swap`]: hot-swap latency, cold and from the compile cache.
+//! - [`backplane`]: delivery across instances through Redis, beside
+//!   delivery within one.
 
+mod backplane;
 mod host;
 mod stats;
 mod swap;
@@ -25,11 +28,15 @@ enum Scenario {
     /// Hot-swap latency: from a component file's close-after-write to the
     /// first reply from the new version, cold (compiled) and cached.
     Swap(swap::Options),
+    /// Cross-instance delivery through the Redis backplane: latency,
+    /// throughput and CPU per message, beside a single instance.
+    Backplane(backplane::Options),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Swap(options) => swap::run(options).await,
+        Scenario::Backplane(options) => backplane::run(options).await,
     }
 }

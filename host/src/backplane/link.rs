@@ -40,7 +40,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest pause between reconnection attempts: delivery resumes within
 /// about a second of Redis returning.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// Most messages sent in one pipeline.
 const BATCH: usize = 256;
 /// Longest wait for the subscription of a new connection's path.
@@ -170,21 +170,37 @@ impl RedisLink {
         });
     }
 
-    /// Encodes and queues one message, or drops it (counted) if Redis is
-    /// unreachable or the queue is full; never waits.
+    /// Encodes and queues an app's message, or drops it (counted) if Redis
+    /// is unreachable or the queue is full; never waits.
     fn enqueue<'e>(&'e self, channel: String, envelope: impl FnOnce() -> Envelope<'e>) {
+        if let Err(reason) = self.try_enqueue(channel, envelope) {
+            self.dropped(reason, 1);
+        }
+    }
+
+    /// Queues a message of the cluster's own bookkeeping (heartbeats,
+    /// counts); one that cannot go is not an app's loss: the next heartbeat
+    /// or snapshot, or the announcement on reconnect, stands in for it.
+    fn enqueue_control<'e>(&'e self, envelope: impl FnOnce() -> Envelope<'e>) {
+        let _ = self.try_enqueue(self.channels.cluster(), envelope);
+    }
+
+    fn try_enqueue<'e>(
+        &'e self,
+        channel: String,
+        envelope: impl FnOnce() -> Envelope<'e>,
+    ) -> Result<(), &'static str> {
         if !self.publishing.load(Ordering::Acquire) {
-            self.dropped("unreachable", 1);
-            return;
+            return Err("unreachable");
         }
         let publication = Publication {
             channel,
             payload: envelope().encode(),
             sent: None,
         };
-        if self.outgoing.try_send(publication).is_err() {
-            self.dropped("queue full", 1);
-        }
+        self.outgoing
+            .try_send(publication)
+            .map_err(|_| "queue full")
     }
 
     /// Counts `n` messages that will not reach the other instances.
@@ -245,7 +261,7 @@ impl RedisLink {
 
     /// Asks every instance for its counts and publishes this one's.
     fn announce(&self) {
-        self.enqueue(self.channels.cluster(), || Envelope::Hello {
+        self.enqueue_control(|| Envelope::Hello {
             origin: &self.instance,
         });
         self.publish_counts(true, self.registry.open_counts());
@@ -254,7 +270,7 @@ impl RedisLink {
     /// Publishes this instance's counts for `counts`' paths (all of them
     /// when `full`).
     fn publish_counts(&self, full: bool, counts: Vec<(Arc<str>, u32)>) {
-        self.enqueue(self.channels.cluster(), || Envelope::Counts {
+        self.enqueue_control(|| Envelope::Counts {
             origin: &self.instance,
             full,
             counts: counts.iter().map(|(path, n)| (&**path, *n)).collect(),
@@ -431,7 +447,7 @@ impl RedisLink {
                     if beats.is_multiple_of(SNAPSHOT_EVERY) {
                         self.publish_counts(true, self.registry.open_counts());
                     } else {
-                        self.enqueue(self.channels.cluster(), || Envelope::Heartbeat {
+                        self.enqueue_control(|| Envelope::Heartbeat {
                             origin: &self.instance,
                         });
                     }
@@ -624,7 +640,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_a_second() {
+    fn backoff_doubles_up_to_its_cap() {
         let mut backoff = Backoff::default();
         let pauses: Vec<Duration> = (0..8).map(|_| backoff.next_pause()).collect();
         assert!(pauses[0] <= FIRST_BACKOFF && pauses[0] >= FIRST_BACKOFF.mul_f64(0.75));
