@@ -71,8 +71,9 @@ pub struct ServeConfig {
 /// instances.
 #[derive(Debug, Clone, Args)]
 pub struct BackplaneConfig {
-    /// `local` (this instance only) or `redis` (every instance on the same
-    /// Redis and prefix acts as one server).
+    /// `local` (this instance only), `redis` (every instance on the same
+    /// Redis and prefix acts as one server) or `redis-cluster` (the same on
+    /// a Redis Cluster, with sharded pub/sub).
     #[arg(
         long = "backplane",
         value_enum,
@@ -82,7 +83,8 @@ pub struct BackplaneConfig {
     pub kind: BackplaneKind,
 
     /// The Redis server for `--backplane redis`
-    /// (`redis://[:password@]host:port[/db]`).
+    /// (`redis://[:password@]host:port[/db]`); for `redis-cluster`, seed
+    /// nodes, comma-separated.
     #[arg(
         long = "backplane-url",
         default_value = "redis://127.0.0.1:6379",
@@ -116,8 +118,10 @@ pub enum BackplaneKind {
     /// This instance only.
     #[value(alias = "none")]
     Local,
-    /// Redis pub/sub.
+    /// Redis pub/sub on one node.
     Redis,
+    /// Sharded pub/sub on a Redis Cluster.
+    RedisCluster,
 }
 
 /// The WebSocket edge: admission and liveness.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::redis_server::RedisServer;
+use crate::redis_server::{RedisCluster, RedisServer};
 use crate::support::{Client, Server, ServerOptions, eventually, free_port, http, within};
 
 /// The log line of an instance whose backplane is up.
@@ -331,4 +331,49 @@ async fn without_redis_at_start_an_instance_serves_locally_and_joins_later() {
     let b = instance(&redis, &["chat"]).await;
     let _bob = join(&b, "lobby").await;
     expect_system(&mut alice, "A new user joined").await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_rooms_travel_on_their_own_shards() {
+    let cluster = RedisCluster::start(3).await;
+    // Each instance knows one seed node; it discovers the rest.
+    let start = |node: &RedisServer| {
+        let url = node.url();
+        Server::start_with(ServerOptions {
+            apps: vec!["chat", "probe"],
+            args: ["--backplane", "redis-cluster", "--backplane-url", &url]
+                .map(String::from)
+                .to_vec(),
+            ..Default::default()
+        })
+    };
+    let (a, b) = tokio::join!(start(&cluster.nodes[0]), start(&cluster.nodes[1]));
+    a.wait_for_log(&[CONNECTED]).await;
+    b.wait_for_log(&[CONNECTED]).await;
+
+    let mut owners = std::collections::HashSet::new();
+    for room in ["r0", "r1", "r2", "r3", "r4", "r5"] {
+        let mut alice = join(&a, room).await;
+        let mut bob = join(&b, room).await;
+        expect_system(&mut alice, "A new user joined").await;
+        chat(&mut alice, &format!("hello {room}")).await;
+        assert_eq!(chat_text(&mut bob).await, format!("hello {room}"));
+        assert_eq!(chat_text(&mut alice).await, format!("hello {room}"));
+        // Both instances listen on the room's shard, not on classic pub/sub.
+        let channel = format!("tina4:path:/ws/room/{room}");
+        let (listeners, owner) = cluster.shard_subscribers(&channel).await;
+        assert_eq!(listeners, 2, "{channel}");
+        owners.insert(owner);
+        assert_eq!(cluster.nodes[0].subscribers(&channel).await, 0);
+    }
+    assert!(owners.len() > 1, "six rooms all on one shard: {owners:?}");
+
+    let (mut a1, _) = probe(&a, "/ws/probe/c").await;
+    let (_b1, _) = probe(&b, "/ws/probe/c").await;
+    wait_for_count(&mut a1, 2).await;
+    // One session throughout: no reconnection churn on the cluster.
+    assert_eq!(
+        a.count_log(&["lost Redis"]) + b.count_log(&["lost Redis"]),
+        0
+    );
 }

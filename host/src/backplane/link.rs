@@ -19,23 +19,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::RedisError;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::envelope::{Channels, Envelope, Payload};
 use super::peers::Peers;
+use super::transport::{Incoming, Publisher, RESPONSE_TIMEOUT, Received, Subscriber, Transport};
 use super::{HEARTBEAT, PEER_TTL, SNAPSHOT_EVERY};
-use crate::config::BackplaneConfig;
+use crate::config::{BackplaneConfig, BackplaneKind};
 use crate::telemetry;
 use crate::ws::registry::ConnectionRegistry;
 
-/// Longest wait for a connection to Redis.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Longest wait for Redis to answer a pipeline of publishes.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// First pause before reconnecting; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest pause between reconnection attempts: delivery resumes within
@@ -91,8 +86,11 @@ impl RedisLink {
         registry: Arc<ConnectionRegistry>,
     ) -> anyhow::Result<Arc<Self>> {
         let shown_url = hide_password(&config.url);
-        let client = Client::open(config.url.as_str())
-            .with_context(|| format!("invalid backplane URL {shown_url}"))?;
+        let cluster = config.kind == BackplaneKind::RedisCluster;
+        let transport = Arc::new(
+            Transport::new(&config.url, cluster)
+                .with_context(|| format!("invalid backplane URL {shown_url}"))?,
+        );
         let (outgoing, queue) = mpsc::channel(config.queue.get());
         registry.record_changes();
         let link = Arc::new(Self {
@@ -112,10 +110,11 @@ impl RedisLink {
             url = %link.shown_url,
             prefix = %config.prefix,
             instance = %link.instance,
+            cluster,
             "backplane: Redis; connecting in the background"
         );
-        tokio::spawn(link.clone().publish(client.clone(), queue));
-        tokio::spawn(link.clone().listen(client));
+        tokio::spawn(link.clone().publish(transport.clone(), queue));
+        tokio::spawn(link.clone().listen(transport));
         Ok(link)
     }
 
@@ -281,10 +280,14 @@ impl RedisLink {
 
     /// The publisher task: connect, publish batches until an error, drop
     /// what is queued, reconnect.
-    async fn publish(self: Arc<Self>, client: Client, mut queue: mpsc::Receiver<Publication>) {
+    async fn publish(
+        self: Arc<Self>,
+        transport: Arc<Transport>,
+        mut queue: mpsc::Receiver<Publication>,
+    ) {
         let mut backoff = Backoff::default();
         loop {
-            let mut connection = match connect(&client).await {
+            let mut connection = match transport.publisher().await {
                 Ok(connection) => connection,
                 Err(err) => {
                     tracing::debug!(url = %self.shown_url, "backplane publisher: {err:#}");
@@ -310,7 +313,7 @@ impl RedisLink {
 
     async fn publish_until_error(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Publisher,
         queue: &mut mpsc::Receiver<Publication>,
     ) -> RedisError {
         let mut batch = Vec::with_capacity(BATCH);
@@ -318,12 +321,10 @@ impl RedisLink {
             if queue.recv_many(&mut batch, BATCH).await == 0 {
                 return RedisError::from(std::io::Error::other("the link was dropped"));
             }
-            let mut pipe = redis::pipe();
-            for publication in &batch {
-                pipe.publish(&publication.channel, &publication.payload)
-                    .ignore();
-            }
-            let sent = tokio::time::timeout(RESPONSE_TIMEOUT, pipe.query_async::<()>(connection))
+            let messages = batch
+                .iter()
+                .map(|p| (p.channel.as_str(), p.payload.as_slice()));
+            let sent = tokio::time::timeout(RESPONSE_TIMEOUT, connection.publish(messages))
                 .await
                 .unwrap_or_else(|_| {
                     Err(RedisError::from(std::io::Error::new(
@@ -365,11 +366,11 @@ impl RedisLink {
 
     /// The listener task: subscribe, run the session until the connection
     /// drops, reconnect with backoff.
-    async fn listen(self: Arc<Self>, client: Client) {
+    async fn listen(self: Arc<Self>, transport: Arc<Transport>) {
         let mut backoff = Backoff::default();
         let mut reported = false;
         loop {
-            match self.subscribe(&client).await {
+            match self.subscribe(&transport).await {
                 Ok((sink, stream)) => {
                     backoff = Backoff::default();
                     reported = false;
@@ -402,11 +403,8 @@ impl RedisLink {
 
     /// A subscribed connection: this instance's and the cluster's channels
     /// plus every path with a connection here.
-    async fn subscribe(&self, client: &Client) -> anyhow::Result<(PubSubSink, PubSubStream)> {
-        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
-            .await
-            .context("timed out connecting")??;
-        let (mut sink, stream) = pubsub.split();
+    async fn subscribe(&self, transport: &Transport) -> anyhow::Result<(Subscriber, Incoming)> {
+        let (mut sink, stream) = transport.subscriber().await?;
         // Everything is subscribed afresh; pending interest changes are moot.
         let _ = self.registry.take_changes();
         let paths = self.registry.admitted_paths();
@@ -427,7 +425,7 @@ impl RedisLink {
 
     /// Runs until the connection drops: delivers messages, follows the
     /// registry's changes, and sends the heartbeat. Returns why it ended.
-    async fn session(&self, mut sink: PubSubSink, mut stream: PubSubStream) -> String {
+    async fn session(&self, mut sink: Subscriber, mut stream: Incoming) -> String {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beats = 0u32;
@@ -461,7 +459,7 @@ impl RedisLink {
 
     /// Publishes changed counts; subscribes to paths that gained their
     /// first connection and unsubscribes from those that lost their last.
-    async fn follow_changes(&self, sink: &mut PubSubSink) -> anyhow::Result<()> {
+    async fn follow_changes(&self, sink: &mut Subscriber) -> anyhow::Result<()> {
         let changes = self.registry.take_changes();
         if !changes.counts.is_empty() {
             let counts = changes
@@ -510,13 +508,10 @@ impl RedisLink {
     }
 
     /// Acts on one message from another instance.
-    fn receive(&self, message: &redis::Msg) {
+    fn receive(&self, message: &Received) {
         metrics::counter!(telemetry::BACKPLANE_RECEIVED).increment(1);
-        let Some(envelope) = Envelope::decode(message.get_payload_bytes()) else {
-            tracing::debug!(
-                channel = message.get_channel_name(),
-                "backplane: ignoring a message in an unknown format"
-            );
+        let Some(envelope) = Envelope::decode(message.payload()) else {
+            tracing::debug!("backplane: ignoring a message in an unknown format");
             return;
         };
         let origin = envelope.origin();
@@ -569,16 +564,6 @@ impl RedisLink {
             Envelope::Bye { .. } => self.peers.remove(origin),
         }
     }
-}
-
-/// A connection for publishing, with timeouts so a dead Redis is noticed.
-async fn connect(client: &Client) -> Result<MultiplexedConnection, RedisError> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
 }
 
 /// Pauses between reconnection attempts: doubling, capped, with jitter so

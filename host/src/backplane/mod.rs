@@ -15,10 +15,13 @@
 //! - [`envelope`]: the messages instances exchange, and their channels.
 //! - [`peers`]: the other instances and their per-path counts.
 //! - [`link`]: the link to Redis: publishing, subscribing, reconnecting.
+//! - [`transport`]: its connections, to one node or to a Redis Cluster
+//!   (sharded pub/sub).
 
 pub mod envelope;
 pub mod link;
 pub mod peers;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +73,9 @@ impl Backplane {
     ) -> anyhow::Result<Self> {
         let link = match config.kind {
             BackplaneKind::Local => None,
-            BackplaneKind::Redis => Some(RedisLink::start(config, registry.clone())?),
+            BackplaneKind::Redis | BackplaneKind::RedisCluster => {
+                Some(RedisLink::start(config, registry.clone())?)
+            }
         };
         Ok(Self { registry, link })
     }
