@@ -592,8 +592,12 @@ impl Backoff {
     }
 }
 
-/// `url` with the password (if any) replaced, fit for a log line.
+/// `url` (or comma-separated URLs) with passwords replaced, fit for a log line.
 fn hide_password(url: &str) -> String {
+    url.split(',').map(hide_one).collect::<Vec<_>>().join(",")
+}
+
+fn hide_one(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -621,6 +625,10 @@ mod tests {
         assert_eq!(
             hide_password("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            hide_password("redis://:a@n1:7000,redis://:b@n2:7000"),
+            "redis://:***@n1:7000,redis://:***@n2:7000"
         );
     }
 
