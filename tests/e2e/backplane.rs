@@ -33,6 +33,13 @@ async fn instance(redis: &RedisServer, apps: &[&'static str]) -> Server {
     server
 }
 
+/// A Redis and two chat instances on it.
+async fn chat_cluster() -> (RedisServer, Server, Server) {
+    let redis = RedisServer::start().await;
+    let (a, b) = tokio::join!(instance(&redis, &["chat"]), instance(&redis, &["chat"]));
+    (redis, a, b)
+}
+
 /// Joins a chat room and reads the welcome.
 async fn join(server: &Server, room: &str) -> Client {
     let mut client = server.connect(&format!("/ws/room/{room}")).await;
@@ -105,8 +112,7 @@ async fn ready(server: &Server) -> Value {
 
 #[tokio::test]
 async fn a_chat_room_spans_instances_exactly_once_with_exclude_self() {
-    let redis = RedisServer::start().await;
-    let (a, b) = tokio::join!(instance(&redis, &["chat"]), instance(&redis, &["chat"]));
+    let (_redis, a, b) = chat_cluster().await;
     let mut alice = join(&a, "lobby").await;
     let mut carol = join(&b, "elsewhere").await;
     let mut bob = join(&b, "lobby").await;
@@ -235,8 +241,7 @@ async fn count_is_cluster_wide_and_a_killed_instance_drops_out() {
 
 #[tokio::test]
 async fn an_instance_subscribes_only_to_paths_it_has_connections_on() {
-    let redis = RedisServer::start().await;
-    let (a, b) = tokio::join!(instance(&redis, &["chat"]), instance(&redis, &["chat"]));
+    let (redis, a, b) = chat_cluster().await;
     let lobby = "tina4:path:/ws/room/lobby";
     assert_eq!(redis.subscribers("tina4:cluster").await, 2);
     assert_eq!(redis.subscribers(lobby).await, 0);
@@ -261,8 +266,7 @@ async fn an_instance_subscribes_only_to_paths_it_has_connections_on() {
 
 #[tokio::test]
 async fn redis_dying_mid_conversation_stops_only_cross_instance_delivery() {
-    let redis = RedisServer::start().await;
-    let (a, b) = tokio::join!(instance(&redis, &["chat"]), instance(&redis, &["chat"]));
+    let (redis, a, b) = chat_cluster().await;
     let mut alice = join(&a, "lobby").await;
     let mut alice2 = join(&a, "lobby").await;
     expect_system(&mut alice, "A new user joined").await;
