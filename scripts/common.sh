@@ -50,6 +50,20 @@ build_guests() {
     cargo build --profile guest --target wasm32-wasip2 "${args[@]}"
 }
 
+# Puts example app $1 into apps folder $2: its component, and its templates
+# and public folders when it has them (as <apps>/<app>/templates and public).
+install_example() {
+    local app=$1 dir=$2
+    cp "$GUEST_DIR/$app.wasm" "$dir/"
+    for folder in templates public; do
+        if [ -d "examples/$app/$folder" ]; then
+            mkdir -p "$dir/$app"
+            rm -rf "${dir:?}/$app/$folder"
+            cp -r "examples/$app/$folder" "$dir/$app/$folder"
+        fi
+    done
+}
+
 build_host() {
     echo "==> building the tina4-wasm host"
     cargo build --release -p tina4-wasm

@@ -10,6 +10,6 @@ build_guests "${EXAMPLE_APPS[@]}"
 build_host
 mkdir -p apps
 for app in "${EXAMPLE_APPS[@]}"; do
-    cp "$GUEST_DIR/$app.wasm" apps/
+    install_example "$app" apps
 done
 exec "$CARGO_TARGET_DIR/release/tina4-wasm" serve apps "$@"

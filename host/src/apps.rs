@@ -112,8 +112,15 @@ impl AppManager {
         Ok(())
     }
 
-    /// Ready: the initial load is done and at least one app serves.
+    /// Ready: the initial load is done and at least one app serves. Also
+    /// publishes the serving apps' public folders, in file-name order.
     fn publish_readiness(&self) {
+        let public = self
+            .apps
+            .keys()
+            .map(|file| file.with_extension("").join("public"))
+            .collect();
+        self.state.public_dirs.store(Arc::new(public));
         let ready = self.initial_load_done && !self.apps.is_empty();
         self.state
             .ready

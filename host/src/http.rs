@@ -15,7 +15,7 @@ use crate::router::{HttpMatch, Method, RequestPath};
 use crate::runtime::AppCallError;
 use crate::runtime::bindings::{HttpRequest, HttpResponse};
 use crate::server::ServerState;
-use crate::ws;
+use crate::{statics, ws};
 
 /// The body type of every response the host sends.
 pub type Body = Full<Bytes>;
@@ -64,7 +64,14 @@ async fn route(
                 .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             return response;
         }
-        HttpMatch::NotFound => return plain(StatusCode::NOT_FOUND, "not found"),
+        HttpMatch::NotFound => {
+            if matches!(method, Method::Get | Method::Head)
+                && let Some(file) = statics::find(&state.public_dirs.load(), path).await
+            {
+                return file.respond(request.headers(), method == Method::Head);
+            }
+            return plain(StatusCode::NOT_FOUND, "not found");
+        }
     };
 
     let (parts, body) = request.into_parts();

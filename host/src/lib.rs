@@ -24,6 +24,8 @@
 //! - [`runtime`]: wasmtime engine, the compile cache, loading components,
 //!   host imports, and the app actor that runs each app's instance on its
 //!   own thread.
+//! - [`templates`]: pages apps render from their templates folder (minijinja).
+//! - [`statics`]: each app's public folder, and the built-in `/js/frond.js`.
 //! - [`apps`]: the serving apps and every change to them (load, swap,
 //!   unload); the only writer of the route table; the startup banner.
 //! - [`reload`]: watches the apps folder and feeds changed files to [`apps`].
@@ -52,5 +54,7 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod source_watch;
+pub mod statics;
 pub mod telemetry;
+pub mod templates;
 pub mod ws;

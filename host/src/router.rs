@@ -264,6 +264,11 @@ pub struct RequestPath {
 }
 
 impl RequestPath {
+    /// Its decoded segments.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().map(String::as_str)
+    }
+
     /// Splits and decodes a raw request path (without its query string).
     pub fn parse(raw: &str) -> Result<Self, PathError> {
         let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;

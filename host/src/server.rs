@@ -47,6 +47,8 @@ pub struct ServerState {
     pub shutdown: CancellationToken,
     /// True once the initial load is done while at least one app serves.
     pub ready: std::sync::atomic::AtomicBool,
+    /// The serving apps' public folders, searched in order for static files.
+    pub public_dirs: ArcSwap<Vec<std::path::PathBuf>>,
 }
 
 /// `tina4-wasm serve`: runs until SIGINT or SIGTERM.
@@ -87,6 +89,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
         ready: Default::default(),
+        public_dirs: ArcSwap::from_pointee(Vec::new()),
     });
     let admin = match admin_address {
         Some(address) => {

@@ -19,4 +19,5 @@ mod policy;
 mod redis_server;
 mod source_watch;
 mod support;
+mod web;
 mod websocket;

@@ -79,6 +79,30 @@ pub fn component(name: &str) -> PathBuf {
     file
 }
 
+/// Copies app `name`'s component into `apps`, with its templates and public
+/// folders when it is an example that has them (as `scripts/serve.sh` does).
+pub fn install_app(name: &str, apps: &Path) {
+    std::fs::copy(component(name), apps.join(format!("{name}.wasm"))).expect("copying a component");
+    for folder in ["templates", "public"] {
+        let source = repo_root().join("examples").join(name).join(folder);
+        if source.is_dir() {
+            copy_dir(&source, &apps.join(name).join(folder));
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating a folder");
+    for entry in std::fs::read_dir(from).expect("reading a folder").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copying a file");
+        }
+    }
+}
+
 /// A running `tina4-wasm serve`, killed when dropped.
 pub struct Server {
     /// The process.
@@ -139,8 +163,7 @@ impl Server {
             .unwrap_or_else(|| root.path().join("cache"));
         std::fs::create_dir_all(&apps).expect("apps folder");
         for name in &options.apps {
-            let target = apps.join(format!("{name}.wasm"));
-            std::fs::copy(component(name), target).expect("copying a component");
+            install_app(name, &apps);
         }
         for (file, bytes) in &options.files {
             std::fs::write(apps.join(file), bytes).expect("writing a file");

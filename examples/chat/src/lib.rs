@@ -6,6 +6,10 @@
 //!   starts as `Anonymous`); everyone in the room hears about it.
 //! - client → `{"type":"chat","text":T}` reaches everyone in the room, the
 //!   sender included, as `{"type":"chat","from":name,"text":T,"timestamp":"HH:MM:SS"}`.
+//! - client → `{"type":"typing"}` tells everyone else in the room, as
+//!   `{"type":"typing","from":name}` (the page shows "… is typing").
+//! - `GET /room/{roomName}` is the room's page, rendered from the app's
+//!   templates folder; its script and style come from the public folder.
 //! - joining and leaving are announced as `{"type":"system",...}` with the
 //!   room's `online` count.
 //! - anything else gets `{"type":"error","message":...}` back, to the sender only.
@@ -86,6 +90,10 @@ fn on_message(conn: &Connection, text: &str) -> Result<(), Error> {
                 "message": format!("{old_name} changed their name to {new_name}"),
             }))
         }
+        "typing" => conn.broadcast_json_except_self(&json!({
+            "type": "typing",
+            "from": name_of(conn),
+        })),
         "chat" => {
             let text = msg.get("text").and_then(Value::as_str).unwrap_or("");
             conn.broadcast_json(&json!({
@@ -112,23 +120,11 @@ fn utc_time_of_day() -> String {
     format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
 }
 
-fn room_page(req: &Request) -> Response {
-    let room = escape_html(&req.params()["roomName"]);
-    Response::html(include_str!("room.html").replace("{{room}}", &room))
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// The room's page, rendered by the host from `templates/room.html` (with
+/// the page's script and style served from `public/`).
+fn room_page(req: &Request) -> Result<Response, Error> {
+    Response::render(
+        "room.html",
+        &json!({ "room": req.params()["roomName"], "max_name": MAX_NAME }),
+    )
 }

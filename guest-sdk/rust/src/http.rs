@@ -173,6 +173,13 @@ impl Response {
         Self::with_body("text/html; charset=utf-8", page.into())
     }
 
+    /// 200 with the HTML page the host renders from template `name` in
+    /// this app's templates folder, with `context` (any value that
+    /// serializes to a JSON object) as its variables. See [`render`].
+    pub fn render<T: Serialize + ?Sized>(name: &str, context: &T) -> Result<Self, Error> {
+        Ok(Self::html(render(name, context)?))
+    }
+
     /// 200 with plain text.
     pub fn text(text: impl Into<String>) -> Self {
         Self::with_body("text/plain; charset=utf-8", text.into())
@@ -292,4 +299,14 @@ mod tests {
         let err = req(b"nope").json::<serde_json::Value>().unwrap_err();
         assert_eq!(err.status(), 400);
     }
+}
+
+/// Renders template `name` from this app's templates folder
+/// (`<apps>/<app>/templates/`) on the host, with `context` as its variables:
+/// Jinja syntax (`extends`, `block`, `include`, filters), HTML-escaped in
+/// `.html` templates. A missing template or a syntax error is
+/// [`Error::Invalid`], naming the template and line.
+pub fn render<T: Serialize + ?Sized>(name: &str, context: &T) -> Result<String, Error> {
+    let context = serde_json::to_string(context)?;
+    crate::bindings::tina4::wasm::templates::render(name, &context).map_err(Error::from)
 }

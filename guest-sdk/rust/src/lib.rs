@@ -57,14 +57,14 @@ pub use connection::{
     Connection, Event, Params, close_connection, push_to_websocket, send_to_connection,
 };
 pub use error::Error;
-pub use http::{IntoResponse, Method, Request, Response};
+pub use http::{IntoResponse, Method, Request, Response, render};
 pub use router::Router;
 
 /// Everything a handler file usually needs, plus `serde_json`'s `json!`.
 pub mod prelude {
     pub use crate::{
         Connection, Error, Event, IntoResponse, Method, Params, Request, Response, Router,
-        close_connection, push_to_websocket, send_to_connection,
+        close_connection, push_to_websocket, render, send_to_connection,
     };
     pub use serde_json::{Value, json};
 }

@@ -12,11 +12,12 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::tina4::wasm::{logging, types, websocket};
+use super::bindings::tina4::wasm::{logging, templates, types, websocket};
 use super::bindings::{GuestApiError, Level};
 use crate::backplane::Backplane;
 use crate::router::{RequestPath, RoutePattern};
 use crate::telemetry;
+use crate::templates::AppTemplates;
 use crate::ws::connection::truncate_reason;
 use crate::ws::registry::{ConnectionHandle, RegistryError};
 
@@ -39,6 +40,8 @@ pub struct HostState {
     pub table: ResourceTable,
     /// Memory and table caps, enforced by wasmtime.
     pub limits: StoreLimits,
+    /// The app's templates folder, rendered on its behalf.
+    pub templates: Arc<AppTemplates>,
 }
 
 impl WasiView for HostState {
@@ -200,6 +203,15 @@ impl websocket::Host for HostState {
 
     fn attachment(&mut self, conn: String) -> Result<Option<Vec<u8>>, GuestApiError> {
         Ok(self.own_connection(&conn)?.attachment())
+    }
+}
+
+impl templates::Host for HostState {
+    fn render(&mut self, name: String, context: String) -> Result<String, GuestApiError> {
+        self.templates.render(&name, &context).map_err(|err| {
+            tracing::warn!(app = %self.app, template = %name, "template: {err}");
+            GuestApiError::Invalid(err.to_string())
+        })
     }
 }
 

@@ -28,6 +28,7 @@ use self::policy::AppPolicy;
 use crate::backplane::Backplane;
 use crate::config::Limits;
 use crate::router::{RouteKind, RoutePattern};
+use crate::templates::AppTemplates;
 
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -257,6 +258,10 @@ impl Runtime {
             deadline_ticks: deadline_ticks(policy.event_timeout),
             policy,
             output: Default::default(),
+            templates: Arc::new(AppTemplates::for_component(
+                file,
+                self.limits.max_body_bytes.get(),
+            )),
         };
         let instantiate_started = Instant::now();
         let mut instance = factory
@@ -332,6 +337,8 @@ pub struct InstanceFactory {
     pub deadline_ticks: u64,
     /// The app's log-line allowance, shared by all its instances.
     output: Arc<std::sync::Mutex<guest_output::OutputBudget>>,
+    /// The app's templates, shared by all its instances.
+    templates: Arc<AppTemplates>,
 }
 
 impl InstanceFactory {
@@ -370,6 +377,7 @@ impl InstanceFactory {
                 .tables(self.policy.max_tables)
                 .table_elements(self.policy.max_table_elements)
                 .build(),
+            templates: self.templates.clone(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);

@@ -1,0 +1,185 @@
+/*
+ * frond.js, as served by tina4-wasm at /js/frond.js: a dependency-free
+ * WebSocket client with the Tina4 API.
+ *
+ *   const ws = frond.ws("/ws/room/lobby", {
+ *     reconnect: true,            // reconnect when the connection drops (default true)
+ *     reconnectInterval: 1000,    // first retry delay in ms; doubles per attempt, with jitter
+ *     maxReconnectInterval: 30000,// longest delay between attempts
+ *     maxReconnectAttempts: 10,   // then give up and emit "reconnect_failed" (0: never give up)
+ *     bufferLimit: 100            // messages kept while disconnected (oldest dropped beyond)
+ *   });
+ *   ws.on("open", () => ...);            // connected (again)
+ *   ws.on("message", (data) => ...);     // data: the message text (or a Blob / ArrayBuffer)
+ *   ws.on("close", (event) => ...);      // the connection closed (code, reason)
+ *   ws.on("reconnect", (attempt) => ...);// about to try again
+ *   ws.on("reconnect_failed", () => ...);// gave up
+ *   ws.send(text); ws.sendJson(obj); ws.close();
+ *
+ * Messages sent while disconnected are kept (up to bufferLimit, oldest
+ * dropped first and counted in ws.dropped) and sent, in order, as soon as
+ * the connection is open again. A path is resolved against the page's own
+ * origin (ws: for http:, wss: for https:); a full ws:// or wss:// URL works
+ * too.
+ */
+(function (global) {
+  "use strict";
+
+  var EVENTS = ["open", "message", "close", "reconnect", "reconnect_failed", "error"];
+
+  function socketUrl(path) {
+    if (/^wss?:\/\//i.test(path)) {
+      return path;
+    }
+    var location = global.location;
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    if (path.charAt(0) !== "/") {
+      path = "/" + path;
+    }
+    return scheme + location.host + path;
+  }
+
+  function FrondSocket(path, options) {
+    options = options || {};
+    this.url = socketUrl(path);
+    this.options = {
+      reconnect: options.reconnect !== false,
+      reconnectInterval: options.reconnectInterval > 0 ? options.reconnectInterval : 1000,
+      maxReconnectInterval: options.maxReconnectInterval > 0 ? options.maxReconnectInterval : 30000,
+      maxReconnectAttempts: options.maxReconnectAttempts >= 0 ? options.maxReconnectAttempts : 10,
+      bufferLimit: options.bufferLimit >= 0 ? options.bufferLimit : 100,
+      protocols: options.protocols
+    };
+    this.handlers = {};
+    this.buffer = [];
+    this.dropped = 0;
+    this.attempts = 0;
+    this.closedByUser = false;
+    this.timer = null;
+    this.socket = null;
+    this.connect();
+  }
+
+  FrondSocket.prototype.on = function (event, handler) {
+    if (EVENTS.indexOf(event) < 0) {
+      throw new Error("frond.ws: unknown event " + JSON.stringify(event));
+    }
+    (this.handlers[event] = this.handlers[event] || []).push(handler);
+    return this;
+  };
+
+  FrondSocket.prototype.emit = function (event, value) {
+    var handlers = this.handlers[event] || [];
+    for (var i = 0; i < handlers.length; i++) {
+      try {
+        handlers[i].call(this, value);
+      } catch (err) {
+        // One failing handler must not stop the others or the socket.
+        setTimeout(function () { throw err; });
+      }
+    }
+  };
+
+  Object.defineProperty(FrondSocket.prototype, "connected", {
+    get: function () {
+      return !!this.socket && this.socket.readyState === 1;
+    }
+  });
+
+  FrondSocket.prototype.connect = function () {
+    var self = this;
+    var socket = this.options.protocols
+      ? new WebSocket(this.url, this.options.protocols)
+      : new WebSocket(this.url);
+    this.socket = socket;
+    socket.onopen = function () {
+      self.attempts = 0;
+      self.emit("open");
+      self.flush();
+    };
+    socket.onmessage = function (event) {
+      self.emit("message", event.data);
+    };
+    socket.onerror = function (event) {
+      self.emit("error", event);
+    };
+    socket.onclose = function (event) {
+      if (self.socket !== socket) {
+        return;
+      }
+      self.socket = null;
+      self.emit("close", event);
+      self.scheduleReconnect();
+    };
+  };
+
+  FrondSocket.prototype.scheduleReconnect = function () {
+    var options = this.options;
+    if (this.closedByUser || !options.reconnect) {
+      return;
+    }
+    if (options.maxReconnectAttempts > 0 && this.attempts >= options.maxReconnectAttempts) {
+      this.emit("reconnect_failed");
+      return;
+    }
+    this.attempts += 1;
+    // Exponential backoff with jitter (50% to 100% of the step), so many
+    // clients dropped at once do not all come back at the same instant.
+    var step = Math.min(
+      options.reconnectInterval * Math.pow(2, this.attempts - 1),
+      options.maxReconnectInterval
+    );
+    var delay = step / 2 + Math.random() * (step / 2);
+    var self = this;
+    this.timer = setTimeout(function () {
+      self.timer = null;
+      self.emit("reconnect", self.attempts);
+      self.connect();
+    }, delay);
+  };
+
+  FrondSocket.prototype.send = function (data) {
+    if (this.closedByUser) {
+      throw new Error("frond.ws: send after close()");
+    }
+    if (this.connected && this.buffer.length === 0) {
+      this.socket.send(data);
+      return true;
+    }
+    this.buffer.push(data);
+    while (this.buffer.length > this.options.bufferLimit) {
+      this.buffer.shift();
+      this.dropped += 1;
+    }
+    return false;
+  };
+
+  FrondSocket.prototype.sendJson = function (value) {
+    return this.send(JSON.stringify(value));
+  };
+
+  FrondSocket.prototype.flush = function () {
+    while (this.buffer.length > 0 && this.connected) {
+      this.socket.send(this.buffer.shift());
+    }
+  };
+
+  FrondSocket.prototype.close = function (code, reason) {
+    this.closedByUser = true;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.buffer = [];
+    if (this.socket) {
+      this.socket.close(code || 1000, reason || "");
+    }
+  };
+
+  var frond = global.frond || {};
+  frond.ws = function (path, options) {
+    return new FrondSocket(path, options);
+  };
+  frond.version = "tina4-wasm";
+  global.frond = frond;
+})(typeof window !== "undefined" ? window : this);
