@@ -100,12 +100,8 @@ pub async fn find(public_dirs: &[PathBuf], path: &RequestPath) -> Option<StaticF
 /// The path's decoded segments, if every one is a plain name.
 fn safe_segments(path: &RequestPath) -> Option<Vec<&str>> {
     let segments: Vec<&str> = path.segments().collect();
-    let plain = |s: &&str| {
-        !s.is_empty()
-            && !s.starts_with('.')
-            && !s.contains(['/', '\\', '\0'])
-            && !(cfg!(windows) && s.contains(':'))
-    };
+    // Unix-only host: `/`, `\` and NUL are the characters to fear.
+    let plain = |s: &&str| !(s.is_empty() || s.starts_with('.') || s.contains(['/', '\\', '\0']));
     (!segments.is_empty() && segments.iter().all(plain)).then_some(segments)
 }
 
