@@ -259,6 +259,16 @@ impl From<Response> for HttpResponse {
     }
 }
 
+/// Renders template `name` from this app's templates folder
+/// (`<apps>/<app>/templates/`) on the host, with `context` as its variables:
+/// Jinja syntax (`extends`, `block`, `include`, filters), HTML-escaped in
+/// `.html` templates. A missing template or a syntax error is
+/// [`Error::Invalid`], naming the template and line.
+pub fn render<T: Serialize + ?Sized>(name: &str, context: &T) -> Result<String, Error> {
+    let context = serde_json::to_string(context)?;
+    crate::bindings::tina4::wasm::templates::render(name, &context).map_err(Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,14 +309,4 @@ mod tests {
         let err = req(b"nope").json::<serde_json::Value>().unwrap_err();
         assert_eq!(err.status(), 400);
     }
-}
-
-/// Renders template `name` from this app's templates folder
-/// (`<apps>/<app>/templates/`) on the host, with `context` as its variables:
-/// Jinja syntax (`extends`, `block`, `include`, filters), HTML-escaped in
-/// `.html` templates. A missing template or a syntax error is
-/// [`Error::Invalid`], naming the template and line.
-pub fn render<T: Serialize + ?Sized>(name: &str, context: &T) -> Result<String, Error> {
-    let context = serde_json::to_string(context)?;
-    crate::bindings::tina4::wasm::templates::render(name, &context).map_err(Error::from)
 }
