@@ -23,11 +23,14 @@ ensure_toolchain() {
 }
 
 # Debian packages the tests drive for real (redis-server for the backplane
-# tests), installed when missing.
+# tests, Chromium and Node.js for the browser test), installed when missing.
 ensure_packages() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v redis-cli >/dev/null || missing+=(redis-tools)
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "==> installing ${missing[*]} (apt-get)"
         local sudo=()
@@ -67,4 +70,11 @@ install_example() {
 build_host() {
     echo "==> building the tina4-wasm host"
     cargo build --release -p tina4-wasm
+}
+
+# playwright-core for the browser test (no browser download: it drives
+# Debian's Chromium), at the version in tests/browser/package-lock.json.
+ensure_browser_driver() {
+    echo "==> installing the browser test's npm packages"
+    npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 }

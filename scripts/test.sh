@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 ensure_toolchain rustfmt clippy
 ensure_packages
+ensure_browser_driver
 echo "==> formatting"
 cargo fmt --all --check
 

@@ -18,7 +18,8 @@
  *
  * Messages sent while disconnected are kept (up to bufferLimit, oldest
  * dropped first and counted in ws.dropped) and sent, in order, as soon as
- * the connection is open again. A path is resolved against the page's own
+ * the connection is open again, right after anything the "open" handlers
+ * send (so a handler can say who it is before the kept messages arrive). A path is resolved against the page's own
  * origin (ws: for http:, wss: for https:); a full ws:// or wss:// URL works
  * too.
  */
@@ -55,6 +56,7 @@
     this.dropped = 0;
     this.attempts = 0;
     this.closedByUser = false;
+    this.opening = false;
     this.timer = null;
     this.socket = null;
     this.connect();
@@ -94,7 +96,14 @@
     this.socket = socket;
     socket.onopen = function () {
       self.attempts = 0;
-      self.emit("open");
+      // What an open handler sends (a name, a token) goes out first, then
+      // what was kept while disconnected, in order.
+      self.opening = true;
+      try {
+        self.emit("open");
+      } finally {
+        self.opening = false;
+      }
       self.flush();
     };
     socket.onmessage = function (event) {
@@ -142,7 +151,7 @@
     if (this.closedByUser) {
       throw new Error("frond.ws: send after close()");
     }
-    if (this.connected && this.buffer.length === 0) {
+    if (this.connected && (this.buffer.length === 0 || this.opening)) {
       this.socket.send(data);
       return true;
     }

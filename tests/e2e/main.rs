@@ -5,6 +5,7 @@
 
 mod auth;
 mod backplane;
+mod browser;
 mod chat;
 mod edge;
 mod faults;

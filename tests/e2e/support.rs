@@ -138,6 +138,8 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// Run the server in this folder.
     pub cwd: Option<PathBuf>,
+    /// Listen on this port instead of a free one.
+    pub port: Option<u16>,
 }
 
 impl Server {
@@ -176,14 +178,9 @@ impl Server {
             .envs(options.env.iter().cloned())
             .arg("serve")
             .arg(&apps)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--host", "127.0.0.1", "--admin-listen", "127.0.0.1:0"])
+            .arg("--port")
+            .arg(options.port.unwrap_or(0).to_string())
             .arg("--cache-dir")
             .arg(&cache)
             .args(&options.args)

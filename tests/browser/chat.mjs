@@ -1,0 +1,173 @@
+// The chat page in headless Chromium: two people in a room, names, messages
+// both ways, the online count, the typing indicator, a third person leaving,
+// a <script> payload shown as text, and the server going away and coming
+// back while frond.js keeps a message and delivers it on reconnect.
+//
+// Usage: node chat.mjs http://127.0.0.1:PORT
+// The server's owner (tests/e2e/browser.rs) is told when to stop and start
+// the server: this prints `STEP stop` / `STEP start` and waits for a line on
+// stdin. It prints `PASS` when every check held; anything else exits 1.
+// With TINA4_SCREENSHOT=file.png it saves a screenshot of the page.
+
+import readline from "node:readline";
+import { chromium } from "playwright-core";
+
+const base = process.argv[2];
+const TIMEOUT = 10_000;
+
+const replies = [];
+const input = readline.createInterface({ input: process.stdin });
+input.on("line", () => replies.shift()?.());
+function step(name) {
+  console.log(`STEP ${name}`);
+  return new Promise((resolve) => replies.push(resolve));
+}
+
+function check(condition, what) {
+  if (!condition) {
+    throw new Error(`check failed: ${what}`);
+  }
+}
+
+async function waitText(page, selector, text, timeout = TIMEOUT) {
+  await page.waitForFunction(
+    ([selector, text]) => document.querySelector(selector)?.textContent === text,
+    [selector, text],
+    { timeout },
+  ).catch(async () => {
+    const actual = await page.evaluate((s) => document.querySelector(s)?.textContent, selector);
+    throw new Error(`${selector} never showed ${JSON.stringify(text)} (shows ${JSON.stringify(actual)})`);
+  });
+}
+
+/** Waits for a message line of `kind` whose text includes `text`; returns the line's spans. */
+async function waitMessage(page, kind, text) {
+  const found = await page.waitForFunction(
+    ([kind, text]) => {
+      const lines = [...document.querySelectorAll(`#messages .message.${kind}`)];
+      const line = lines.find((l) => l.querySelector(".text")?.textContent.includes(text));
+      return line && [...line.children].map((span) => [span.className, span.textContent]);
+    },
+    [kind, text],
+    { timeout: TIMEOUT },
+  ).catch(async () => {
+    const shown = await page.evaluate(() => document.querySelector("#messages").innerText);
+    throw new Error(`no ${kind} message with ${JSON.stringify(text)}; the page shows:\n${shown}`);
+  });
+  return Object.fromEntries(await found.jsonValue());
+}
+
+async function open(browser) {
+  const page = await (await browser.newContext()).newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.errors = [];
+  page.on("pageerror", (err) => page.errors.push(err.message));
+  await page.goto(`${base}/room/lobby`);
+  await waitText(page, "#status", "connected");
+  return page;
+}
+
+async function setName(page, name) {
+  await page.fill("#name", name);
+  await page.click("#name-form button");
+}
+
+async function say(page, text) {
+  await page.fill("#text", text);
+  await page.click("#chat-form button");
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+try {
+  const alice = await open(browser);
+  const bob = await open(browser);
+  await waitText(alice, "#online", "2");
+  await waitText(bob, "#online", "2");
+  await setName(alice, "Alice");
+  await waitMessage(bob, "system", "changed their name to Alice");
+  await setName(bob, "Bob");
+  await waitMessage(alice, "system", "changed their name to Bob");
+
+  await say(alice, "Hello from Alice");
+  for (const page of [alice, bob]) {
+    const line = await waitMessage(page, "chat", "Hello from Alice");
+    check(line.from === "Alice", `the sender's name, got ${JSON.stringify(line)}`);
+  }
+  await say(bob, "Hi Alice");
+  check((await waitMessage(alice, "chat", "Hi Alice")).from === "Bob", "Bob's name on Alice's page");
+
+  // Typing shows on the other page, and clears when the message arrives.
+  await bob.fill("#text", "typing something");
+  await waitText(alice, "#typing", "Bob is typing…");
+  await bob.click("#chat-form button");
+  await waitText(alice, "#typing", "");
+
+  // A payload meant to run as script is shown as text, and never runs.
+  const payload = '<script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"><b>bold</b>';
+  await say(alice, payload);
+  for (const page of [alice, bob]) {
+    const line = await waitMessage(page, "chat", "<script>window.pwned");
+    check(line.text === payload, `the payload verbatim, got ${JSON.stringify(line.text)}`);
+    check((await page.evaluate(() => window.pwned)) === undefined, "the payload did not run");
+    check((await page.$$("#messages b, #messages img, #messages script")).length === 0, "no elements from the payload");
+  }
+
+  if (process.env.TINA4_SCREENSHOT) {
+    await say(bob, "See you at 3?");
+    await waitMessage(alice, "chat", "See you at 3?");
+    await alice.fill("#text", "Sure");
+    await waitText(bob, "#typing", "Alice is typing…");
+    await bob.setViewportSize({ width: 900, height: 760 });
+    await bob.screenshot({ path: process.env.TINA4_SCREENSHOT });
+    await alice.fill("#text", "");
+  }
+
+  // A third person comes and goes: the others hear it, the count follows.
+  const carol = await open(browser);
+  await setName(carol, "Carol");
+  await waitText(alice, "#online", "3");
+  await waitMessage(alice, "system", "changed their name to Carol");
+  await carol.close();
+  await waitMessage(alice, "system", "Carol left the room");
+  await waitMessage(bob, "system", "Carol left the room");
+  await waitText(alice, "#online", "2");
+
+  // The server goes away (closing every connection); frond.js keeps what
+  // Alice sends meanwhile and delivers it once it has reconnected.
+  await step("stop");
+  await waitText(alice, "#status", "reconnecting…");
+  await say(alice, "sent while offline");
+  await step("start");
+  // Reconnection backs off (about 0.5 s, 1 s, 2 s, … with jitter).
+  await waitText(alice, "#status", "connected", 3 * TIMEOUT);
+  await waitText(bob, "#status", "connected", 3 * TIMEOUT);
+  const kept = await waitMessage(alice, "chat", "sent while offline");
+  check(kept.from === "Alice", `the kept message goes out after the name, got ${JSON.stringify(kept)}`);
+  check(
+    (await alice.evaluate(() => [...document.querySelectorAll(".message.chat .text")]
+      .filter((t) => t.textContent === "sent while offline").length)) === 1,
+    "the kept message was sent once",
+  );
+  // Both are back in the room together.
+  await say(bob, "back again");
+  await waitMessage(alice, "chat", "back again");
+
+  for (const page of [alice, bob]) {
+    check(page.errors.length === 0, `no page errors: ${page.errors.join("; ")}`);
+  }
+  console.log("PASS");
+} finally {
+  input.close();
+  await browser.close();
+}
