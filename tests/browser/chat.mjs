@@ -1,7 +1,8 @@
 // The chat page in headless Chromium: two people in a room, names, messages
 // both ways, the online count, the typing indicator, a third person leaving,
-// a <script> payload shown as text, and the server going away and coming
-// back while frond.js keeps a message and delivers it on reconnect.
+// a <script> payload shown as text, the server going away and coming back
+// while frond.js keeps a message and delivers it on reconnect, and
+// frond.js's bounded buffer and its giving up after the last attempt.
 //
 // Usage: node chat.mjs http://127.0.0.1:PORT
 // The server's owner (tests/e2e/browser.rs) is told when to stop and start
@@ -162,6 +163,20 @@ try {
   // Both are back in the room together.
   await say(bob, "back again");
   await waitMessage(alice, "chat", "back again");
+
+  // frond.js's limits, in the page: a bounded buffer that drops the oldest,
+  // and backoff that gives up after maxReconnectAttempts (port 9 on
+  // loopback: nothing listens there).
+  const limits = await bob.evaluate(() => new Promise((resolve) => {
+    const kept = frond.ws("ws://127.0.0.1:9/ws", { reconnect: false, bufferLimit: 2 });
+    ["a", "b", "c"].forEach((m) => kept.send(m));
+    const attempts = [];
+    const flaky = frond.ws("ws://127.0.0.1:9/ws", { reconnectInterval: 20, maxReconnectAttempts: 3 });
+    flaky.on("reconnect", (n) => attempts.push(n));
+    flaky.on("reconnect_failed", () => resolve({ buffer: kept.buffer, dropped: kept.dropped, attempts }));
+  }));
+  check(JSON.stringify(limits) === JSON.stringify({ buffer: ["b", "c"], dropped: 1, attempts: [1, 2, 3] }),
+    `frond.js limits, got ${JSON.stringify(limits)}`);
 
   for (const page of [alice, bob]) {
     check(page.errors.length === 0, `no page errors: ${page.errors.join("; ")}`);
