@@ -34,40 +34,54 @@ pub fn component(name: &str) -> anyhow::Result<PathBuf> {
     Ok(file)
 }
 
-/// A running host, killed when dropped.
+/// A server under test (tina4-wasm or the native baseline), killed when dropped.
 pub struct Host {
     /// The process.
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Where its admin endpoints are.
+    /// Where its admin endpoints are (tina4-wasm only).
     pub admin: Option<SocketAddr>,
 }
 
 impl Host {
-    /// Serves `apps_dir` with `cache_dir` as its compile cache, and `extra` flags.
+    /// tina4-wasm serving `apps_dir` with `cache_dir` as its compile cache,
+    /// and `extra` flags.
     pub async fn start(apps_dir: &Path, cache_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let binary = profile_dir()?.join("tina4-wasm");
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(profile_dir()?.join("tina4-wasm"));
+        command
             .arg("serve")
             .arg(apps_dir)
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(["--admin-listen", "127.0.0.1:0", "--cache-dir"])
             .arg(cache_dir)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn");
+        Self::spawn(command).await
+    }
+
+    /// The native baseline (this binary's `native` command).
+    pub async fn native() -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["native", "--port", "0"]);
+        Self::spawn(command).await
+    }
+
+    /// Starts `command` and waits for its `listening on http://ADDR` line.
+    async fn spawn(mut command: Command) -> anyhow::Result<Self> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {command:?}"))?;
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
         let mut admin = None;
         let addr = loop {
             let line = lines
                 .next_line()
                 .await?
-                .context("the host exited before listening")?;
+                .context("the server exited before listening")?;
             if let Some(addr) = line.strip_prefix("admin on http://") {
                 admin = Some(addr.parse()?);
             }
@@ -79,9 +93,24 @@ impl Host {
         Ok(Self { child, addr, admin })
     }
 
-    /// The CPU time (user + system) the host has used so far.
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the server has exited")
+    }
+
+    /// The CPU time (user + system) the server has used so far.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        cpu_time(self.child.id().context("the host has exited")?)
+        cpu_time(self.pid()?)
+    }
+
+    /// The server's resident memory now, in bytes.
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS")?;
+        Ok(kib * 1024)
     }
 }
 
@@ -94,4 +123,39 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
     Ok(Duration::from_millis(ticks * 10))
+}
+
+/// tina4-wasm serving some example apps, and the native baseline.
+pub struct Pair {
+    /// The apps folder and compile cache.
+    _root: tempfile::TempDir,
+    /// tina4-wasm.
+    pub tina4: Host,
+    /// The native baseline.
+    pub native: Host,
+}
+
+impl Pair {
+    /// Both servers; tina4-wasm serves the example `apps`.
+    pub async fn start(apps: &[&str]) -> anyhow::Result<Self> {
+        let root = tempfile::tempdir()?;
+        let (dir, cache) = (root.path().join("apps"), root.path().join("cache"));
+        std::fs::create_dir_all(&dir)?;
+        for app in apps {
+            std::fs::copy(component(app)?, dir.join(format!("{app}.wasm")))?;
+        }
+        // The benchmarks open more connections than the default cap.
+        let tina4 = Host::start(&dir, &cache, &["--max-connections", "1000000"]).await?;
+        let native = Host::native().await?;
+        Ok(Self {
+            _root: root,
+            tina4,
+            native,
+        })
+    }
+
+    /// Each server with its name, tina4-wasm first.
+    pub fn each(&self) -> [(&'static str, &Host); 2] {
+        [("tina4-wasm", &self.tina4), ("native", &self.native)]
+    }
 }

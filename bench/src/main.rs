@@ -1,15 +1,28 @@
 //! `tina4-bench`: measures tina4-wasm on loopback against the real binary
-//! and real components. Every scenario is bounded in count and time; see
-//! BENCHMARKS.md for the results and the commands that produce them.
+//! and real components, beside a native baseline server in the same run.
+//! Every scenario is bounded in count and time; see BENCHMARKS.md for the
+//! results and the commands that produce them.
 //!
-//! - [`host`]: starting the host binary with a chosen set of apps.
-//! - [`stats`]: percentiles and the result table.
+//! - [`host`]: starting tina4-wasm and the native baseline; CPU and RSS.
+//! - [`native`]: the native baseline server (hyper + tokio-tungstenite).
+//! - [`load`]: opening many client connections; CPU spent meanwhile.
+//! - [`stats`]: percentiles and summaries.
+//! - [`echo`], [`fanout`], [`idle`], [`http_load`], [`startup`]: the
+//!   scenarios run by `all`; [`plot`] draws the fan-out plot.
 //! - [`swap`]: hot-swap latency, cold and from the compile cache.
 //! - [`backplane`]: delivery across instances through Redis, beside
 //!   delivery within one.
 
 mod backplane;
+mod echo;
+mod fanout;
 mod host;
+mod http_load;
+mod idle;
+mod load;
+mod native;
+mod plot;
+mod startup;
 mod stats;
 mod swap;
 
@@ -23,20 +36,73 @@ struct Cli {
     scenario: Scenario,
 }
 
+/// Every scenario's options, for `all`.
+#[derive(clap::Args)]
+struct All {
+    #[command(flatten)]
+    echo: echo::Options,
+    #[command(flatten)]
+    fanout: fanout::Options,
+    #[command(flatten)]
+    idle: idle::Options,
+    #[command(flatten)]
+    http: http_load::Options,
+    #[command(flatten)]
+    startup: startup::Options,
+}
+
 #[derive(Subcommand)]
 enum Scenario {
+    /// Every scenario below against the native baseline (echo, fan-out,
+    /// idle, HTTP, startup), with sizes as flags.
+    All(All),
+    /// Echo round trips at several client counts.
+    Echo(echo::Options),
+    /// One room, one sender: deliveries/s and latency by room size; draws the plot.
+    Fanout(fanout::Options),
+    /// Resident memory per idle connection.
+    Idle(idle::Options),
+    /// Requests/s and latency of a JSON route.
+    Http(http_load::Options),
+    /// Time to start with a warm compile cache.
+    Startup(startup::Options),
     /// Hot-swap latency: from a component file's close-after-write to the
     /// first reply from the new version, cold (compiled) and cached.
     Swap(swap::Options),
     /// Cross-instance delivery through the Redis backplane: latency,
     /// throughput and CPU per message, beside a single instance.
     Backplane(backplane::Options),
+    /// Runs the native baseline server (used by the scenarios).
+    #[command(hide = true)]
+    Native {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().scenario {
-        Scenario::Swap(options) => swap::run(options).await,
-        Scenario::Backplane(options) => backplane::run(options).await,
-    }
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The native baseline gets both cores' worth of workers, like the host.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.scenario {
+            Scenario::All(all) => {
+                echo::run(&all.echo).await?;
+                fanout::run(&all.fanout).await?;
+                idle::run(&all.idle).await?;
+                http_load::run(&all.http).await?;
+                startup::run(&all.startup).await
+            }
+            Scenario::Echo(options) => echo::run(&options).await,
+            Scenario::Fanout(options) => fanout::run(&options).await,
+            Scenario::Idle(options) => idle::run(&options).await,
+            Scenario::Http(options) => http_load::run(&options).await,
+            Scenario::Startup(options) => startup::run(&options).await,
+            Scenario::Swap(options) => swap::run(options).await,
+            Scenario::Backplane(options) => backplane::run(options).await,
+            Scenario::Native { port } => native::serve(port).await,
+        }
+    })
 }

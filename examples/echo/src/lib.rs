@@ -3,6 +3,11 @@
 //!
 //! `/ws/mirror`: answers every message with exactly what was sent, text or
 //! binary; the endpoint the RFC 6455 conformance suite runs against.
+//!
+//! `/ws/broadcast/{topic}`: every message goes to everyone on the topic,
+//! the sender included: a live feed with no join or leave notices.
+//!
+//! `GET /hello/{name}`: a small JSON answer.
 
 use tina4_guest::prelude::*;
 
@@ -20,6 +25,18 @@ fn routes(app: &mut Router) {
             Event::Open | Event::Close { .. } => Ok(()),
         },
     );
+    app.websocket(
+        "/ws/broadcast/{topic}",
+        |conn: &Connection, event: Event| match event {
+            Event::Message(text) => conn.broadcast(&text),
+            Event::Binary(data) => conn.broadcast_binary(&data),
+            Event::Open | Event::Close { .. } => Ok(()),
+        },
+    );
+    app.get("/hello/{name}", |req: &Request| {
+        let name = &req.params()["name"];
+        Response::json(&json!({ "message": format!("Hello, {name}!"), "length": name.len() }))
+    });
 }
 
 tina4_guest::app!(routes);

@@ -205,8 +205,10 @@ where
     let mut written = 0;
     while let Some(item) = next.take() {
         match item {
-            Outgoing::Frame(frame) => sink.feed(frame).await?,
-            Outgoing::Close { code, reason } => {
+            // Cloning the message shares its payload.
+            Outgoing::Frame(frame) => sink.feed(Message::clone(&frame)).await?,
+            Outgoing::Close(close) => {
+                let (code, reason) = *close;
                 sink.flush().await?;
                 return Ok(Some(Ending::ours(code, reason)));
             }

@@ -20,13 +20,15 @@ pub type ConnectionId = Arc<str>;
 /// Close code for a connection evicted because its outbox filled up.
 pub const CLOSE_SLOW_CONSUMER: u16 = 1008;
 
-/// What a connection's writer is asked to do.
-#[derive(Debug)]
+/// What a connection's writer is asked to do. One pointer wide: every
+/// outbox allocates room for 32 of these when its connection opens, so the
+/// size of this type is memory every idle connection pays.
+#[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// Send this frame (text or binary).
-    Frame(Message),
+    /// Send this frame; one allocation shared by every recipient.
+    Frame(Arc<Message>),
     /// Send a close frame with this code and reason, then finish.
-    Close { code: u16, reason: String },
+    Close(Box<(u16, String)>),
 }
 
 /// The registry's view of one open connection.
@@ -83,7 +85,7 @@ impl ConnectionHandle {
     /// Queues a frame for this connection.
     pub fn send(&self, frame: Message) -> Result<(), RegistryError> {
         self.ensure_open()?;
-        self.deliver(Outgoing::Frame(frame));
+        self.deliver(Outgoing::Frame(Arc::new(frame)));
         Ok(())
     }
 
@@ -91,10 +93,7 @@ impl ConnectionHandle {
     /// frames already queued for it.
     pub fn close(&self, code: u16, reason: &str) -> Result<(), RegistryError> {
         self.ensure_open()?;
-        self.deliver(Outgoing::Close {
-            code,
-            reason: reason.to_string(),
-        });
+        self.deliver(Outgoing::Close(Box::new((code, reason.to_string()))));
         Ok(())
     }
 
@@ -448,10 +447,12 @@ impl ConnectionRegistry {
         let Some(group) = groups.by_path.get(path) else {
             return 0;
         };
+        let item = Outgoing::Frame(Arc::new(frame.clone()));
         let mut queued = 0;
         for (id, handle) in group {
             if Some(&**id) != exclude && app.is_none_or(|app| *handle.app == *app) {
-                handle.deliver(Outgoing::Frame(frame.clone()));
+                // A clone shares the payload: the frame is built once.
+                handle.deliver(item.clone());
                 queued += 1;
             }
         }
@@ -534,7 +535,10 @@ mod tests {
 
     fn text(rx: &mut mpsc::Receiver<Outgoing>) -> Option<String> {
         match rx.try_recv().ok()? {
-            Outgoing::Frame(Message::Text(t)) => Some(t.to_string()),
+            Outgoing::Frame(frame) => match &*frame {
+                Message::Text(t) => Some(t.to_string()),
+                other => panic!("unexpected {other:?}"),
+            },
             other => panic!("unexpected {other:?}"),
         }
     }

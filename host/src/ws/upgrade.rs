@@ -31,6 +31,12 @@ const SHARED_HEADERS: [&str; 7] = [
     "sec-websocket-protocol",
 ];
 
+/// Bytes read from a client's socket at a time. tungstenite's default
+/// (128 KiB) would be allocated, and touched, for every connection: an idle
+/// connection would cost that much memory. Larger messages still arrive
+/// whole (the buffer grows to fit a frame announced as larger).
+const READ_BUFFER_BYTES: usize = 2048;
+
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|value| {
         value
@@ -161,7 +167,8 @@ pub fn accept(
     let max = state.limits.max_message_bytes.get();
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+        .max_frame_size(Some(max))
+        .read_buffer_size(READ_BUFFER_BYTES);
     let task = ConnectionTask {
         handle,
         outbox,

@@ -1,0 +1,220 @@
+//! Fan-out: one room (`/ws/broadcast/{topic}` of the echo example) of N
+//! clients; one of them sends bursts of messages, everyone (the sender
+//! included) receives every one. Deliveries per second, end-to-end latency
+//! from send to receipt, and the server's CPU time per delivery, against
+//! the native baseline in the same run.
+//!
+//! Bursts are smaller than a connection's outbox (1024), and the next
+//! burst waits for every delivery of the last, so no client is ever evicted
+//! as a slow consumer: this measures the server, not the client's backlog.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::SplitStream;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::host::Pair;
+use crate::load::{Socket, Spent, connect_many, micros_per};
+use crate::stats::{Summary, ms};
+
+/// Options of the fan-out scenario.
+#[derive(clap::Args, Clone)]
+pub struct Options {
+    /// Room sizes (receivers, the sender included), one run each.
+    #[arg(
+        long = "fanout-sizes",
+        value_delimiter = ',',
+        default_value = "100,1000,3000,10000"
+    )]
+    pub sizes: Vec<usize>,
+    /// Messages per burst (below the outbox capacity of 1024).
+    #[arg(long = "fanout-burst", default_value_t = 32)]
+    pub burst: usize,
+    /// Bursts per run.
+    #[arg(long = "fanout-bursts", default_value_t = 20)]
+    pub bursts: usize,
+    /// Where to write the plot of latency and deliveries/s against room size.
+    #[arg(long = "fanout-plot", default_value = "docs/fanout.svg")]
+    pub plot: PathBuf,
+}
+
+/// One run's figures.
+pub struct Run {
+    /// Room size.
+    pub size: usize,
+    /// Deliveries per second.
+    pub rate: f64,
+    /// Latency percentiles.
+    pub summary: Summary,
+    /// Server CPU per delivery, µs.
+    pub cpu: f64,
+    /// Deliveries that never arrived.
+    pub lost: usize,
+}
+
+/// Shared by the receivers of one run.
+struct Tally {
+    /// When each message was sent, in ns after `epoch`.
+    sent: Vec<AtomicU64>,
+    /// The reference instant.
+    epoch: Instant,
+    /// Deliveries so far.
+    delivered: AtomicUsize,
+    /// Members that have heard a `sync` message: they are in the room.
+    joined: AtomicUsize,
+    /// Woken on every delivery that completes a burst.
+    progress: Notify,
+}
+
+async fn receive(
+    mut stream: SplitStream<Socket>,
+    tally: Arc<Tally>,
+    expected: usize,
+) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(expected);
+    let mut joined = false;
+    while latencies.len() < expected {
+        let Some(Ok(message)) = stream.next().await else {
+            break;
+        };
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let now = Instant::now();
+        if text.as_str() == "sync" {
+            if !joined {
+                joined = true;
+                tally.joined.fetch_add(1, Ordering::AcqRel);
+                tally.progress.notify_one();
+            }
+            continue;
+        }
+        let Some(seq) = text.strip_prefix("m").and_then(|n| n.parse::<usize>().ok()) else {
+            continue;
+        };
+        let sent = tally.epoch + Duration::from_nanos(tally.sent[seq].load(Ordering::Acquire));
+        latencies.push(now.saturating_duration_since(sent));
+        tally.delivered.fetch_add(1, Ordering::AcqRel);
+        tally.progress.notify_one();
+    }
+    latencies
+}
+
+async fn run_one(
+    server: &crate::host::Host,
+    size: usize,
+    options: &Options,
+) -> anyhow::Result<Run> {
+    let topic = format!("/ws/broadcast/fanout-{size}-{}", std::process::id());
+    let mut sockets = connect_many(server.addr, &topic, size, 4).await?;
+    let total = options.burst * options.bursts;
+    let tally = Arc::new(Tally {
+        sent: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        epoch: Instant::now(),
+        delivered: AtomicUsize::new(0),
+        joined: AtomicUsize::new(0),
+        progress: Notify::new(),
+    });
+    let sender = sockets.pop().expect("a room of at least one");
+    let (mut sink, own) = sender.split();
+    let mut tasks = vec![tokio::spawn(receive(own, tally.clone(), total))];
+    for socket in sockets {
+        let (_, stream) = socket.split();
+        tasks.push(tokio::spawn(receive(stream, tally.clone(), total)));
+    }
+    // A handshake's answer can come before the member joins the room (on
+    // tina4-wasm, at its `open` event): sync until everyone hears.
+    let joining = tokio::time::timeout(Duration::from_secs(30), async {
+        while tally.joined.load(Ordering::Acquire) < size {
+            sink.send(Message::text("sync")).await?;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(50), tally.progress.notified()).await;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    anyhow::ensure!(
+        matches!(joining, Ok(Ok(()))),
+        "not every client joined the room"
+    );
+    let spent = Spent::start(server)?;
+    let mut lost = 0;
+    for burst in 0..options.bursts {
+        for i in 0..options.burst {
+            let seq = burst * options.burst + i;
+            let at = tally.epoch.elapsed().as_nanos() as u64;
+            tally.sent[seq].store(at, Ordering::Release);
+            sink.feed(Message::text(format!("m{seq}"))).await?;
+        }
+        sink.flush().await?;
+        let target = (burst + 1) * options.burst * size;
+        let arrived = tokio::time::timeout(Duration::from_secs(20), async {
+            while tally.delivered.load(Ordering::Acquire) < target {
+                tally.progress.notified().await;
+            }
+        })
+        .await;
+        if arrived.is_err() {
+            lost = target - tally.delivered.load(Ordering::Acquire);
+            break;
+        }
+    }
+    let (cpu, wall) = spent.stop(server)?;
+    drop(sink);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        task.abort();
+        if let Ok(samples) = task.await {
+            latencies.extend(samples);
+        }
+    }
+    let delivered = tally.delivered.load(Ordering::Acquire);
+    Ok(Run {
+        size,
+        rate: delivered as f64 / wall.as_secs_f64(),
+        summary: Summary::of(latencies),
+        cpu: micros_per(cpu, delivered),
+        lost,
+    })
+}
+
+pub async fn run(options: &Options) -> anyhow::Result<()> {
+    let pair = Pair::start(&["echo"]).await?;
+    println!(
+        "Fan-out: one room, one sender, {} bursts of {} messages; every member (the sender included) receives every message",
+        options.bursts, options.burst
+    );
+    println!();
+    println!(
+        "| room size | server | deliveries/s | p50 | p99 | server CPU per delivery | lost | ÷ native (deliveries/s) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut runs: Vec<(&str, Vec<Run>)> = vec![("tina4-wasm", Vec::new()), ("native", Vec::new())];
+    for &size in &options.sizes {
+        let tina4 = run_one(&pair.tina4, size, options).await?;
+        let native = run_one(&pair.native, size, options).await?;
+        for (name, run) in [("tina4-wasm", &tina4), ("native", &native)] {
+            println!(
+                "| {size} | {name} | {:.0} | {} | {} | {:.2} µs | {} | {:.2} |",
+                run.rate,
+                ms(run.summary.median),
+                ms(run.summary.p99),
+                run.cpu,
+                run.lost,
+                run.rate / native.rate
+            );
+        }
+        runs[0].1.push(tina4);
+        runs[1].1.push(native);
+    }
+    println!();
+    crate::plot::fanout(&options.plot, &runs)?;
+    println!("(plot: {})", options.plot.display());
+    println!();
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! The fan-out plot: latency and deliveries/s against room size, for
+//! tina4-wasm and the native baseline (SVG, with plotters).
+
+use std::path::Path;
+
+use anyhow::Context;
+use plotters::prelude::*;
+
+use crate::fanout::Run;
+
+/// Draws `runs` (per server) into an SVG at `file`.
+pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let root = SVGBackend::new(file, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let (left, right) = root.split_horizontally(500);
+    let sizes: Vec<usize> = runs
+        .iter()
+        .flat_map(|(_, r)| r.iter().map(|r| r.size))
+        .collect();
+    let (min, max) = (
+        *sizes.iter().min().context("no runs")? as f64,
+        *sizes.iter().max().context("no runs")? as f64,
+    );
+    let colors = [RED, BLUE];
+
+    let worst = runs
+        .iter()
+        .flat_map(|(_, r)| r.iter().map(|r| r.summary.p99.as_secs_f64() * 1000.0))
+        .fold(0.0, f64::max);
+    let mut latency = ChartBuilder::on(&left)
+        .caption("End-to-end latency (ms)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(50)
+        .build_cartesian_2d((min * 0.8..max * 1.25).log_scale(), 0.0..worst * 1.1)
+        .map_err(plot_error)?;
+    latency
+        .configure_mesh()
+        .x_desc("room size (clients)")
+        .draw()
+        .map_err(plot_error)?;
+    for ((name, runs), color) in runs.iter().zip(colors) {
+        for (label, p99) in [("p50", false), ("p99", true)] {
+            let points: Vec<(f64, f64)> = runs
+                .iter()
+                .map(|r| {
+                    let d = if p99 { r.summary.p99 } else { r.summary.median };
+                    (r.size as f64, d.as_secs_f64() * 1000.0)
+                })
+                .collect();
+            let style = if p99 {
+                color.stroke_width(2)
+            } else {
+                color.mix(0.5).stroke_width(2)
+            };
+            latency
+                .draw_series(LineSeries::new(points.clone(), style))
+                .map_err(plot_error)?
+                .label(format!("{name} {label}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            latency
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
+                .map_err(plot_error)?;
+        }
+    }
+    latency
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(plot_error)?;
+
+    let best = runs
+        .iter()
+        .flat_map(|(_, r)| r.iter().map(|r| r.rate / 1e6))
+        .fold(0.0, f64::max);
+    let mut rate = ChartBuilder::on(&right)
+        .caption("Deliveries per second (millions)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(50)
+        .build_cartesian_2d((min * 0.8..max * 1.25).log_scale(), 0.0..best * 1.15)
+        .map_err(plot_error)?;
+    rate.configure_mesh()
+        .x_desc("room size (clients)")
+        .draw()
+        .map_err(plot_error)?;
+    for ((name, runs), color) in runs.iter().zip(colors) {
+        let points: Vec<(f64, f64)> = runs.iter().map(|r| (r.size as f64, r.rate / 1e6)).collect();
+        rate.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(*name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        rate.draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 3, color.filled())),
+        )
+        .map_err(plot_error)?;
+    }
+    rate.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)?;
+    Ok(())
+}
+
+fn plot_error<E: std::fmt::Display>(err: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing the plot: {err}")
+}
