@@ -120,9 +120,7 @@ async fn route(
             "app did not answer in time",
         ),
     };
-    let class = format!("{}xx", response.status().as_u16() / 100);
-    metrics::counter!(crate::telemetry::HTTP_REQUESTS, "app" => target.app.name.to_string(), "status" => class)
-        .increment(1);
+    target.app.metrics.http_request(response.status().as_u16());
     response
 }
 

@@ -21,7 +21,7 @@ use wasmtime::Store;
 
 use super::bindings::{Connection, Handler, HttpRequest, HttpResponse, WsEvent};
 use super::{InstanceFactory, PreparedApp, RouteKey, describe_guest_error};
-use crate::telemetry;
+use crate::telemetry::{self, AppMetrics, HandlerEvent};
 
 /// A route as named in a command: its index in the version that routed it,
 /// and its key to find it in a later version.
@@ -78,6 +78,8 @@ pub struct AppHandle {
     /// The most WebSocket connections the app may hold (0: no cap of its
     /// own); follows the serving version's settings.
     max_connections: std::sync::atomic::AtomicUsize,
+    /// The app's metrics (HTTP answers are counted by the caller).
+    pub metrics: Arc<AppMetrics>,
 }
 
 impl std::fmt::Display for AppHandle {
@@ -179,6 +181,7 @@ impl AppActor {
     ) -> std::io::Result<Arc<AppHandle>> {
         let (mailbox, rx) = mpsc::channel(mailbox_capacity);
         let name = factory.app.clone();
+        let metrics = factory.metrics.clone();
         let actor = Self {
             factory,
             instance: Some(instance),
@@ -192,6 +195,7 @@ impl AppActor {
             file,
             mailbox,
             max_connections: Default::default(),
+            metrics,
         }))
     }
 
@@ -236,22 +240,21 @@ impl AppActor {
     fn handle(&mut self, command: AppCommand) {
         let started = Instant::now();
         let event = match &command {
-            AppCommand::Http { .. } => "http",
+            AppCommand::Http { .. } => Some(HandlerEvent::Http),
             AppCommand::WebSocket {
                 event: WsEvent::Open,
                 ..
-            } => "open",
+            } => Some(HandlerEvent::Open),
             AppCommand::WebSocket {
                 event: WsEvent::Close(_),
                 ..
-            } => "close",
-            AppCommand::WebSocket { .. } => "message",
-            AppCommand::Swap { .. } => "swap",
+            } => Some(HandlerEvent::Close),
+            AppCommand::WebSocket { .. } => Some(HandlerEvent::Message),
+            AppCommand::Swap { .. } => None,
         };
         self.dispatch(command);
-        if event != "swap" {
-            metrics::histogram!(telemetry::HANDLER_SECONDS, "app" => self.factory.app.to_string(), "event" => event)
-                .record(started.elapsed());
+        if let Some(event) = event {
+            self.factory.metrics.handler_time(event, started.elapsed());
         }
     }
 

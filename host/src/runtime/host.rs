@@ -16,7 +16,7 @@ use super::bindings::tina4::wasm::{logging, templates, types, websocket};
 use super::bindings::{GuestApiError, Level};
 use crate::backplane::Backplane;
 use crate::router::{RequestPath, RoutePattern};
-use crate::telemetry;
+use crate::telemetry::AppMetrics;
 use crate::templates::AppTemplates;
 use crate::ws::connection::truncate_reason;
 use crate::ws::registry::{ConnectionHandle, RegistryError};
@@ -42,6 +42,8 @@ pub struct HostState {
     pub limits: StoreLimits,
     /// The app's templates folder, rendered on its behalf.
     pub templates: Arc<AppTemplates>,
+    /// The app's metrics.
+    pub metrics: Arc<AppMetrics>,
 }
 
 impl WasiView for HostState {
@@ -87,7 +89,7 @@ impl HostState {
             self.backplane.send_remote(&self.app, to, &frame)?;
         } else {
             self.own_connection(to)?.send(frame)?;
-            telemetry::count_out(&self.app, 1, len);
+            self.metrics.count_out(1, len);
         }
         Ok(())
     }
@@ -102,8 +104,8 @@ impl HostState {
         within_limit(len, self.max_message_bytes)?;
         let path = self.own_path(path)?;
         let fanout = self.backplane.broadcast(&self.app, path, &frame, exclude);
-        telemetry::count_out(&self.app, fanout.local, len);
-        metrics::histogram!(telemetry::FANOUT, "app" => self.app.to_string()).record(fanout.local);
+        self.metrics.count_out(fanout.local, len);
+        self.metrics.fanout(fanout.local);
         Ok(fanout.local.saturating_add(fanout.remote))
     }
 }

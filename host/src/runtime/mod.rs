@@ -28,6 +28,7 @@ use self::policy::AppPolicy;
 use crate::backplane::Backplane;
 use crate::config::Limits;
 use crate::router::{RouteKind, RoutePattern};
+use crate::telemetry::AppMetrics;
 use crate::templates::AppTemplates;
 
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
@@ -262,6 +263,7 @@ impl Runtime {
                 file,
                 self.limits.max_body_bytes.get(),
             )),
+            metrics: Arc::new(AppMetrics::new(&name)),
         };
         let instantiate_started = Instant::now();
         let mut instance = factory
@@ -339,6 +341,8 @@ pub struct InstanceFactory {
     output: Arc<std::sync::Mutex<guest_output::OutputBudget>>,
     /// The app's templates, shared by all its instances.
     templates: Arc<AppTemplates>,
+    /// The app's metrics, shared by all its instances.
+    pub metrics: Arc<AppMetrics>,
 }
 
 impl InstanceFactory {
@@ -378,6 +382,7 @@ impl InstanceFactory {
                 .table_elements(self.policy.max_table_elements)
                 .build(),
             templates: self.templates.clone(),
+            metrics: self.metrics.clone(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
