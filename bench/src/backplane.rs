@@ -56,15 +56,15 @@ struct Receipt {
 }
 
 /// A `redis-server` on a free loopback port, killed when dropped.
-struct Redis {
+pub struct Redis {
     /// The process.
     child: Child,
     /// `redis://127.0.0.1:<port>`.
-    url: String,
+    pub url: String,
 }
 
 impl Redis {
-    async fn start() -> anyhow::Result<Self> {
+    pub async fn start() -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();

@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use crate::host::{Host, Pair};
-use crate::load::connect_many;
+use anyhow::Context;
+
+use crate::host::{Host, Pair, component};
+use crate::load::{connect_many, connect_many_from};
 
 /// Options of the idle scenario.
 #[derive(clap::Args, Clone)]
@@ -20,6 +22,114 @@ pub struct Options {
     /// Loopback source addresses to spread them over (127.0.0.1, .2, …).
     #[arg(long = "idle-sources", default_value_t = 4)]
     pub sources: usize,
+    /// Then: this many tina4-wasm instances joined by the Redis backplane,
+    /// each holding `--idle-per-instance` connections from its own client
+    /// process (0: skip).
+    #[arg(long = "idle-instances", default_value_t = 6)]
+    pub instances: usize,
+    /// Connections per instance in the cluster run.
+    #[arg(long = "idle-per-instance", default_value_t = 17_000)]
+    pub per_instance: usize,
+}
+
+/// `tina4-bench hold`: opens connections and holds them until killed (a
+/// client process of the cluster run, so no process exceeds its file limit).
+#[derive(clap::Args, Clone)]
+pub struct Hold {
+    /// The server.
+    #[arg(long)]
+    addr: std::net::SocketAddr,
+    /// Connections to open.
+    #[arg(long)]
+    count: usize,
+    /// First loopback source address (127.0.0.N); four are used from there.
+    #[arg(long)]
+    first_source: u8,
+}
+
+/// Runs a holder: prints `held N` once every connection is open.
+pub async fn hold(options: &Hold) -> anyhow::Result<()> {
+    let held = connect_many_from(
+        options.addr,
+        "/ws/echo",
+        options.count,
+        options.first_source,
+        4,
+    )
+    .await?;
+    println!("held {}", held.len());
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The cluster run: instances on one Redis, each with its own holder.
+async fn run_cluster(options: &Options) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let redis = crate::backplane::Redis::start().await?;
+    let root = tempfile::tempdir()?;
+    let (apps, cache) = (root.path().join("apps"), root.path().join("cache"));
+    std::fs::create_dir_all(&apps)?;
+    std::fs::copy(component("echo")?, apps.join("echo.wasm"))?;
+    let flags = [
+        "--backplane",
+        "redis",
+        "--backplane-url",
+        redis.url.as_str(),
+        "--max-connections",
+        "1000000",
+    ];
+    let mut hosts = Vec::new();
+    for _ in 0..options.instances {
+        hosts.push(Host::start(&apps, &cache, &flags).await?);
+    }
+    let mut before = 0;
+    for host in &hosts {
+        before += settled_rss(host).await?;
+    }
+    let mut holders = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["hold", "--addr", &host.addr.to_string()])
+            .args(["--count", &options.per_instance.to_string()])
+            .args(["--first-source", &(10 + 4 * i).to_string()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        holders.push((child, BufReader::new(stdout).lines()));
+    }
+    let mut total = 0;
+    for (_, lines) in &mut holders {
+        let line = lines.next_line().await?.context("a holder exited")?;
+        total += line
+            .strip_prefix("held ")
+            .and_then(|n| n.parse::<usize>().ok())
+            .context("a holder's report")?;
+    }
+    let mut after = 0;
+    for host in &hosts {
+        after += settled_rss(host).await?;
+    }
+    println!(
+        "Idle across {} tina4-wasm instances joined by the Redis backplane, one client process each",
+        options.instances
+    );
+    println!();
+    println!(
+        "| instances | connections held | RSS of all instances before | after | per connection |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} | {total} | {:.1} MiB | {:.1} MiB | {:.2} KiB |",
+        options.instances,
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        after.saturating_sub(before) as f64 / total as f64 / 1024.0
+    );
+    println!();
+    drop(holders);
+    Ok(())
 }
 
 /// Resident memory once it has settled (two equal readings 200 ms apart).
@@ -76,5 +186,8 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         );
     }
     println!();
+    if options.instances > 0 {
+        run_cluster(options).await?;
+    }
     Ok(())
 }

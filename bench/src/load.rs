@@ -8,6 +8,7 @@ use anyhow::Context;
 use futures_util::{StreamExt, stream};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::host::Host;
 
@@ -17,10 +18,10 @@ pub type Socket = WebSocketStream<TcpStream>;
 /// Handshakes in flight at once while opening many connections.
 const CONNECTING_AT_ONCE: usize = 256;
 
-/// The `i`th loopback source address of `count` (127.0.0.1, .2, …): each
-/// has its own range of ephemeral ports.
-pub fn source(i: usize, count: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % count.max(1)) as u8))
+/// The `i`th of `count` loopback source addresses from 127.0.0.`first`:
+/// each has its own range of ephemeral ports.
+pub fn source(first: u8, i: usize, count: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, first + (i % count.max(1)) as u8))
 }
 
 /// Opens one WebSocket to `addr` + `path` from `from`.
@@ -30,21 +31,35 @@ pub async fn connect(addr: SocketAddr, path: &str, from: IpAddr) -> anyhow::Resu
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
     let url = format!("ws://{addr}{path}");
-    let (ws, _) = tokio_tungstenite::client_async(url, stream)
+    // A small read buffer: thousands of clients live in this one process.
+    let config = WebSocketConfig::default().read_buffer_size(2048);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .with_context(|| format!("WebSocket handshake with {addr}{path}"))?;
     Ok(ws)
 }
 
-/// Opens `n` connections to `path`, spread over `sources` source addresses.
+/// Opens `n` connections to `path`, spread over `sources` source addresses
+/// from 127.0.0.1.
 pub async fn connect_many(
     addr: SocketAddr,
     path: &str,
     n: usize,
     sources: usize,
 ) -> anyhow::Result<Vec<Socket>> {
+    connect_many_from(addr, path, n, 1, sources).await
+}
+
+/// [`connect_many`] from 127.0.0.`first` on.
+pub async fn connect_many_from(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    first: u8,
+    sources: usize,
+) -> anyhow::Result<Vec<Socket>> {
     stream::iter(0..n)
-        .map(|i| connect(addr, path, source(i, sources)))
+        .map(|i| connect(addr, path, source(first, i, sources)))
         .buffer_unordered(CONNECTING_AT_ONCE)
         .collect::<Vec<_>>()
         .await

@@ -72,6 +72,9 @@ enum Scenario {
     /// Cross-instance delivery through the Redis backplane: latency,
     /// throughput and CPU per message, beside a single instance.
     Backplane(backplane::Options),
+    /// Holds idle connections open (a client process of `idle`).
+    #[command(hide = true)]
+    Hold(idle::Hold),
     /// Runs the native baseline server (used by the scenarios).
     #[command(hide = true)]
     Native {
@@ -103,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Swap(options) => swap::run(options).await,
             Scenario::Backplane(options) => backplane::run(options).await,
             Scenario::Native { port } => native::serve(port).await,
+            Scenario::Hold(options) => idle::hold(&options).await,
         }
     })
 }
