@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything in release and runs a benchmark scenario of tina4-bench.
 # Usage: scripts/bench.sh SCENARIO [FLAGS]   (scripts/bench.sh --help lists them)
+#        scripts/bench.sh all                 (every scenario against the native baseline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh

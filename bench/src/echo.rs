@@ -22,7 +22,7 @@ pub struct Options {
     )]
     pub clients: Vec<usize>,
     /// Seconds each run lasts.
-    #[arg(long = "echo-seconds", default_value_t = 5)]
+    #[arg(id = "echo-seconds", long = "echo-seconds", default_value_t = 5)]
     pub seconds: u64,
 }
 

@@ -33,13 +33,17 @@ pub struct Options {
     )]
     pub sizes: Vec<usize>,
     /// Messages per burst (below the outbox capacity of 1024).
-    #[arg(long = "fanout-burst", default_value_t = 32)]
+    #[arg(id = "fanout-burst", long = "fanout-burst", default_value_t = 32)]
     pub burst: usize,
     /// Bursts per run.
-    #[arg(long = "fanout-bursts", default_value_t = 20)]
+    #[arg(id = "fanout-bursts", long = "fanout-bursts", default_value_t = 20)]
     pub bursts: usize,
     /// Where to write the plot of latency and deliveries/s against room size.
-    #[arg(long = "fanout-plot", default_value = "docs/fanout.svg")]
+    #[arg(
+        id = "fanout-plot",
+        long = "fanout-plot",
+        default_value = "docs/fanout.svg"
+    )]
     pub plot: PathBuf,
 }
 

@@ -20,10 +20,14 @@ use crate::stats::{Summary, ms};
 #[derive(clap::Args, Clone)]
 pub struct Options {
     /// Keep-alive connections sending requests.
-    #[arg(long = "http-connections", default_value_t = 32)]
+    #[arg(
+        id = "http-connections",
+        long = "http-connections",
+        default_value_t = 32
+    )]
     pub connections: usize,
     /// Seconds the run lasts.
-    #[arg(long = "http-seconds", default_value_t = 5)]
+    #[arg(id = "http-seconds", long = "http-seconds", default_value_t = 5)]
     pub seconds: u64,
 }
 

@@ -17,18 +17,26 @@ use crate::load::{connect_many, connect_many_from};
 #[derive(clap::Args, Clone)]
 pub struct Options {
     /// Connections held open per server.
-    #[arg(long = "idle-connections", default_value_t = 19_000)]
+    #[arg(
+        id = "idle-connections",
+        long = "idle-connections",
+        default_value_t = 19_000
+    )]
     pub connections: usize,
     /// Loopback source addresses to spread them over (127.0.0.1, .2, …).
-    #[arg(long = "idle-sources", default_value_t = 4)]
+    #[arg(id = "idle-sources", long = "idle-sources", default_value_t = 4)]
     pub sources: usize,
     /// Then: this many tina4-wasm instances joined by the Redis backplane,
     /// each holding `--idle-per-instance` connections from its own client
     /// process (0: skip).
-    #[arg(long = "idle-instances", default_value_t = 6)]
+    #[arg(id = "idle-instances", long = "idle-instances", default_value_t = 6)]
     pub instances: usize,
     /// Connections per instance in the cluster run.
-    #[arg(long = "idle-per-instance", default_value_t = 17_000)]
+    #[arg(
+        id = "idle-per-instance",
+        long = "idle-per-instance",
+        default_value_t = 17_000
+    )]
     pub per_instance: usize,
 }
 

@@ -110,3 +110,26 @@ fn main() -> anyhow::Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_parses_with_its_defaults() {
+        for scenario in [
+            "all",
+            "echo",
+            "fanout",
+            "idle",
+            "http",
+            "startup",
+            "swap",
+            "backplane",
+        ] {
+            if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
+                panic!("{scenario}: {err}");
+            }
+        }
+    }
+}

@@ -26,20 +26,29 @@ pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
     );
     let colors = [RED, BLUE];
 
-    let worst = runs
-        .iter()
-        .flat_map(|(_, r)| r.iter().map(|r| r.summary.p99.as_secs_f64() * 1000.0))
-        .fold(0.0, f64::max);
+    let latencies = || {
+        runs.iter().flat_map(|(_, r)| {
+            r.iter()
+                .flat_map(|r| [r.summary.median, r.summary.p99].map(|d| d.as_secs_f64() * 1000.0))
+        })
+    };
+    let worst = latencies().fold(0.0, f64::max);
+    let best = latencies().fold(f64::MAX, f64::min);
     let mut latency = ChartBuilder::on(&left)
-        .caption("End-to-end latency (ms)", ("sans-serif", 18))
+        .caption("End-to-end latency (ms, log scale)", ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(50)
-        .build_cartesian_2d((min * 0.8..max * 1.25).log_scale(), 0.0..worst * 1.1)
+        .build_cartesian_2d(
+            (min * 0.8..max * 1.25).log_scale(),
+            (best * 0.5..worst * 2.0).log_scale(),
+        )
         .map_err(plot_error)?;
     latency
         .configure_mesh()
         .x_desc("room size (clients)")
+        .x_labels(4)
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(plot_error)?;
     for ((name, runs), color) in runs.iter().zip(colors) {
@@ -78,7 +87,7 @@ pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
         .draw()
         .map_err(plot_error)?;
 
-    let best = runs
+    let most = runs
         .iter()
         .flat_map(|(_, r)| r.iter().map(|r| r.rate / 1e6))
         .fold(0.0, f64::max);
@@ -87,10 +96,12 @@ pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(50)
-        .build_cartesian_2d((min * 0.8..max * 1.25).log_scale(), 0.0..best * 1.15)
+        .build_cartesian_2d((min * 0.8..max * 1.25).log_scale(), 0.0..most * 1.15)
         .map_err(plot_error)?;
     rate.configure_mesh()
         .x_desc("room size (clients)")
+        .x_labels(4)
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(plot_error)?;
     for ((name, runs), color) in runs.iter().zip(colors) {

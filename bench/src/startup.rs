@@ -11,7 +11,7 @@ use crate::stats::{Summary, ms};
 #[derive(clap::Args, Clone)]
 pub struct Options {
     /// Starts measured per server.
-    #[arg(long = "startup-runs", default_value_t = 10)]
+    #[arg(id = "startup-runs", long = "startup-runs", default_value_t = 10)]
     pub runs: usize,
 }
 
