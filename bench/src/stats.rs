@@ -4,9 +4,13 @@ use std::time::Duration;
 
 /// Median, p99 and max of a set of durations.
 pub struct Summary {
+    /// Samples.
     pub count: usize,
+    /// The 50th percentile.
     pub median: Duration,
+    /// The 99th percentile.
     pub p99: Duration,
+    /// The slowest.
     pub max: Duration,
 }
 

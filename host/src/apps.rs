@@ -30,10 +30,15 @@ pub struct ServingApp {
 
 /// What the manager keeps of a version once its actor has it.
 struct Version {
+    /// Its id: the content hash of the component and its settings.
     hash: String,
+    /// Its own connection cap, from `<app>.toml`.
     max_connections: Option<usize>,
+    /// Its routes, for the route table and the banner.
     routes: Vec<DeclaredRoute>,
+    /// Its routes' keys, so commands routed by an older version still resolve.
     keys: Vec<Arc<RouteKey>>,
+    /// How long loading it took, for the log line.
     timings: crate::runtime::LoadTimings,
 }
 

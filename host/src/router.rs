@@ -312,7 +312,9 @@ pub struct RouteEntry<T> {
 /// A matched route with the parameters bound from the path.
 #[derive(Debug)]
 pub struct RouteMatch<'a, T> {
+    /// The route that matched.
     pub entry: &'a RouteEntry<T>,
+    /// Its `{name}` parameters, bound from the path, in pattern order.
     pub params: Vec<(String, String)>,
 }
 
@@ -329,7 +331,9 @@ pub enum HttpMatch<'a, T> {
 #[derive(Debug, thiserror::Error)]
 #[error("route {kind} {pattern} conflicts with {existing}")]
 pub struct RouteConflict {
+    /// The kind (method or WebSocket) of the refused route.
     pub kind: RouteKind,
+    /// The refused route's pattern.
     pub pattern: String,
     /// Who already holds the route (as the caller's `Display` of the target).
     pub existing: String,

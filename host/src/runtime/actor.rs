@@ -27,7 +27,9 @@ use crate::telemetry::{self, AppMetrics, HandlerEvent};
 /// and its key to find it in a later version.
 #[derive(Debug, Clone)]
 pub struct RouteRef {
+    /// Its index in the version that routed the request.
     pub index: u32,
+    /// Its identity across versions (kind and pattern).
     pub key: Arc<RouteKey>,
 }
 
@@ -156,7 +158,9 @@ impl AppHandle {
 
 /// A live instance: its store and its typed exports.
 pub struct Instance {
+    /// The store: the instance's memory and the host state it calls into.
     pub store: Store<super::HostState>,
+    /// The typed exports (`routes`, `handle-http`, `on-websocket`).
     pub handler: Handler,
 }
 

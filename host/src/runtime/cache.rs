@@ -44,7 +44,9 @@ impl std::fmt::Display for Origin {
 
 /// A compiled component and what it took.
 pub struct Loaded {
+    /// The component, ready to instantiate.
     pub component: Component,
+    /// Compiled now, or taken from the cache.
     pub origin: Origin,
     /// Compile or deserialize time.
     pub elapsed: Duration,
