@@ -178,6 +178,21 @@ try {
   check(JSON.stringify(limits) === JSON.stringify({ buffer: ["b", "c"], dropped: 1, attempts: [1, 2, 3] }),
     `frond.js limits, got ${JSON.stringify(limits)}`);
 
+  // close() is final: no reconnection is scheduled, later sends are errors,
+  // and so are handlers for events that do not exist.
+  const closing = await bob.evaluate(() => new Promise((resolve) => {
+    const ws = frond.ws("/ws/room/closing");
+    ws.on("open", () => ws.close());
+    ws.on("close", (event) => setTimeout(() => {
+      const errors = [];
+      try { ws.send("late"); } catch (err) { errors.push(err.message); }
+      try { ws.on("mesage", () => {}); } catch (err) { errors.push(err.message); }
+      resolve({ code: event.code, scheduled: ws.timer !== null, errors });
+    }));
+  }));
+  check(closing.code === 1000 && !closing.scheduled && closing.errors.length === 2,
+    `close() is final, got ${JSON.stringify(closing)}`);
+
   for (const page of [alice, bob]) {
     check(page.errors.length === 0, `no page errors: ${page.errors.join("; ")}`);
   }

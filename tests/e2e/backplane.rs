@@ -247,6 +247,45 @@ async fn count_is_cluster_wide_and_a_killed_instance_drops_out() {
 }
 
 #[tokio::test]
+async fn counts_expire_in_a_long_outage_and_come_back_with_redis() {
+    let redis = RedisServer::start().await;
+    let (a, b) = tokio::join!(instance(&redis, &["probe"]), instance(&redis, &["probe"]));
+    let path = "/ws/probe/outage";
+    let (mut a1, _) = probe(&a, path).await;
+    let (_b1, _) = probe(&b, path).await;
+    wait_for_count(&mut a1, 2).await;
+
+    let port = redis.kill().await;
+    // B is silent for longer than the TTL: it drops out of A's count.
+    wait_for_count(&mut a1, 1).await;
+    // What A publishes meanwhile is dropped, and counted.
+    a1.send("shout").await;
+    a1.send("id").await;
+    a1.recv().await;
+    let dropped = eventually("a dropped message to be counted", || async {
+        let metrics = http()
+            .get(a.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .any(|line| line.starts_with("tina4_backplane_dropped_total{"))
+            .then_some(())
+    });
+    dropped.await;
+
+    let _redis = RedisServer::start_on(port).await;
+    // On reconnecting, the instances ask each other for their counts: A
+    // learns B's at once, not at B's next periodic snapshot (every 5 s).
+    let took = wait_for_count(&mut a1, 2).await;
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+}
+
+#[tokio::test]
 async fn an_instance_subscribes_only_to_paths_it_has_connections_on() {
     let (redis, a, b) = chat_cluster().await;
     let lobby = "tina4:path:/ws/room/lobby";
