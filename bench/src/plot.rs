@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 use crate::fanout::Run;
@@ -34,23 +36,12 @@ pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
     };
     let worst = latencies().fold(0.0, f64::max);
     let best = latencies().fold(f64::MAX, f64::min);
-    let mut latency = ChartBuilder::on(&left)
-        .caption("End-to-end latency (ms, log scale)", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(50)
-        .build_cartesian_2d(
-            (min * 0.8..max * 1.25).log_scale(),
-            (best * 0.5..worst * 2.0).log_scale(),
-        )
-        .map_err(plot_error)?;
-    latency
-        .configure_mesh()
-        .x_desc("room size (clients)")
-        .x_labels(4)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(plot_error)?;
+    let mut latency = panel(
+        &left,
+        "End-to-end latency (ms, log scale)",
+        (min, max),
+        (best * 0.5..worst * 2.0).log_scale(),
+    )?;
     for ((name, runs), color) in runs.iter().zip(colors) {
         for (label, p99) in [("p50", false), ("p99", true)] {
             let points: Vec<(f64, f64)> = runs
@@ -91,19 +82,12 @@ pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
         .iter()
         .flat_map(|(_, r)| r.iter().map(|r| r.rate / 1e6))
         .fold(0.0, f64::max);
-    let mut rate = ChartBuilder::on(&right)
-        .caption("Deliveries per second (millions)", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(50)
-        .build_cartesian_2d((min * 0.8..max * 1.25).log_scale(), 0.0..most * 1.15)
-        .map_err(plot_error)?;
-    rate.configure_mesh()
-        .x_desc("room size (clients)")
-        .x_labels(4)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(plot_error)?;
+    let mut rate = panel(
+        &right,
+        "Deliveries per second (millions)",
+        (min, max),
+        0.0..most * 1.15,
+    )?;
     for ((name, runs), color) in runs.iter().zip(colors) {
         let points: Vec<(f64, f64)> = runs.iter().map(|r| (r.size as f64, r.rate / 1e6)).collect();
         rate.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
@@ -127,6 +111,37 @@ pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
         .map_err(plot_error)?;
     root.present().map_err(plot_error)?;
     Ok(())
+}
+
+/// A chart with room size (log scale) across.
+type Panel<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, Y>>;
+
+/// One chart with room size (log scale) across and `y` up, axes drawn.
+fn panel<'a, 'b, Y>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    (min, max): (f64, f64),
+    y: Y,
+) -> anyhow::Result<Panel<'a, 'b, Y::CoordDescType>>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(50)
+        .build_cartesian_2d((min * 0.8..max * 1.25).log_scale(), y)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("room size (clients)")
+        .x_labels(4)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    Ok(chart)
 }
 
 fn plot_error<E: std::fmt::Display>(err: E) -> anyhow::Error {
