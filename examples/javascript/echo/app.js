@@ -1,0 +1,27 @@
+// The echo example in JavaScript (the same routes as examples/echo).
+//
+// /ws/echo: answers text with "Echo: " + text, binary with the same bytes.
+// /ws/mirror: answers every message with exactly what was sent.
+// /ws/broadcast/{topic}: every message goes to everyone on the topic.
+// GET /hello/{name}: a small JSON answer.
+
+import { Router } from "tina4-wasm";
+
+Router.websocket("/ws/echo", (connection, event, data) => {
+  if (event === "message") connection.send(`Echo: ${data}`);
+  if (event === "binary") connection.send(data);
+});
+
+Router.websocket("/ws/mirror", (connection, event, data) => {
+  if (event === "message" || event === "binary") connection.send(data);
+});
+
+Router.websocket("/ws/broadcast/{topic}", (connection, event, data) => {
+  if (event === "message" || event === "binary") connection.broadcast(data);
+});
+
+Router.get("/hello/{name}", (req, res) => {
+  const name = req.params.name;
+  // Length in characters (code points), as every version of this example counts it.
+  return res.json({ message: `Hello, ${name}!`, length: [...name].length });
+});

@@ -1,0 +1,35 @@
+"""The echo example in Python (the same routes as examples/echo).
+
+/ws/echo: answers text with "Echo: " + text, binary with the same bytes.
+/ws/mirror: answers every message with exactly what was sent.
+/ws/broadcast/{topic}: every message goes to everyone on the topic.
+GET /hello/{name}: a small JSON answer.
+"""
+
+from tina4_wasm import get, websocket
+
+
+@websocket("/ws/echo")
+async def echo(connection, event, data):
+    if event == "message":
+        await connection.send(f"Echo: {data}")
+    elif event == "binary":
+        await connection.send(data)
+
+
+@websocket("/ws/mirror")
+async def mirror(connection, event, data):
+    if event in ("message", "binary"):
+        await connection.send(data)
+
+
+@websocket("/ws/broadcast/{topic}")
+async def feed(connection, event, data):
+    if event in ("message", "binary"):
+        await connection.broadcast(data)
+
+
+@get("/hello/{name}")
+async def hello(request, response):
+    name = request.params["name"]
+    return response({"message": f"Hello, {name}!", "length": len(name)})

@@ -1,0 +1,330 @@
+// tina4-wasm for JavaScript: the Tina4 Node API, compiled to a component.
+//
+//   import { Router } from "tina4-wasm";
+//   Router.websocket("/ws/echo", (connection, event, data) => {
+//     if (event === "message") connection.send(`Echo: ${data}`);
+//   });
+//   Router.get("/hello/{name}", (req, res) => res.json({ hello: req.params.name }));
+//
+// Routes are registered when the module is first evaluated (at build time);
+// `tina4-wasm build` wires the exports below to the `tina4:wasm/handler`
+// world.
+
+import * as host from "tina4:wasm/websocket@0.1.0";
+import { render } from "tina4:wasm/templates@0.1.0";
+import { log as hostLog } from "tina4:wasm/logging@0.1.0";
+import { decode, encode } from "./utf8.js";
+
+/** A call the host refused, or a request the app refuses. */
+export class Tina4Error extends Error {
+  /**
+   * @param {string} kind "unknown-connection", "not-permitted", "too-large",
+   *   "invalid" (from the host) or "bad-request" (answered with 400)
+   * @param {string} message
+   */
+  constructor(kind, message) {
+    super(message);
+    this.name = "Tina4Error";
+    this.kind = kind;
+  }
+
+  /** The HTTP status an uncaught error of this kind answers with. */
+  get status() {
+    return this.kind === "bad-request" ? 400 : 500;
+  }
+}
+
+/** Throws a Tina4Error that answers the HTTP request with 400 and `message`. */
+export function badRequest(message) {
+  throw new Tina4Error("bad-request", message);
+}
+
+const HOST_ERRORS = {
+  "unknown-connection": (id) => `no open connection ${id}`,
+  "not-permitted": (why) => `not permitted: ${why}`,
+  "too-large": (limit) => `message larger than the ${limit}-byte limit`,
+  invalid: (why) => `invalid argument: ${why}`,
+};
+
+/** Calls a host function, turning its error variant into a Tina4Error. */
+function call(fn, ...args) {
+  try {
+    return fn(...args);
+  } catch (err) {
+    const variant = err && (err.payload ?? err);
+    const describe = variant && HOST_ERRORS[variant.tag];
+    if (describe) throw new Tina4Error(variant.tag, describe(variant.val));
+    throw err;
+  }
+}
+
+/** Writes a line to the host's log, tagged with this app. */
+export const log = {
+  trace: (message) => hostLog("trace", String(message)),
+  debug: (message) => hostLog("debug", String(message)),
+  info: (message) => hostLog("info", String(message)),
+  warn: (message) => hostLog("warn", String(message)),
+  error: (message) => hostLog("error", String(message)),
+};
+
+/** Name/value pairs as a plain object (the first value of a repeated name wins). */
+function fieldsObject(fields) {
+  const object = {};
+  for (const [name, value] of fields) {
+    if (!(name in object)) object[name] = value;
+  }
+  return object;
+}
+
+/** One open WebSocket connection: the `connection` argument of a handler. */
+export class Connection {
+  constructor(conn) {
+    /** Opaque, unique across the cluster. */
+    this.id = conn.id;
+    /** The concrete path, e.g. `/ws/chat/lobby`; broadcasts stay on it. */
+    this.path = conn.path;
+    /** Path parameters, e.g. `{ room: "lobby" }`. */
+    this.params = fieldsObject(conn.params);
+    /** Query string of the upgrade request. */
+    this.query = fieldsObject(conn.query);
+    /** Selected headers of the upgrade request, names lower-case. */
+    this.headers = fieldsObject(conn.headers);
+    /** On a secured route, the verified token's claims; else null. */
+    this.claims = conn.claims == null ? null : JSON.parse(conn.claims);
+  }
+
+  /** Sends text (a string) or binary (a Uint8Array) to this connection only. */
+  send(message) {
+    if (message instanceof Uint8Array) call(host.sendBinary, this.id, message);
+    else call(host.send, this.id, String(message));
+  }
+
+  /** Sends a value as JSON text to this connection only. */
+  sendJson(value) {
+    this.send(JSON.stringify(value));
+  }
+
+  /**
+   * Sends to every connection on this path, this one included unless
+   * `{ excludeSelf: true }`. Text (string), binary (Uint8Array) or, for any
+   * other value, JSON.
+   */
+  broadcast(message, { excludeSelf = false } = {}) {
+    const exclude = excludeSelf ? this.id : undefined;
+    if (message instanceof Uint8Array) call(host.broadcastBinary, this.path, message, exclude);
+    else {
+      const text = typeof message === "string" ? message : JSON.stringify(message);
+      call(host.broadcast, this.path, text, exclude);
+    }
+  }
+
+  /** Closes the connection from the server side (code 1000 by default). */
+  close(code = 1000, reason = "") {
+    call(host.close, this.id, code, reason);
+  }
+
+  /** How many connections are open on this path, cluster-wide. */
+  connectionCount() {
+    return call(host.count, this.path);
+  }
+
+  /**
+   * Keeps a JSON value with the connection, held by the host: it survives
+   * hot swaps of the app and is gone after the connection's close event.
+   */
+  setAttachment(value) {
+    call(host.setAttachment, this.id, encode(JSON.stringify(value)));
+  }
+
+  /** The value last kept with `setAttachment`, or undefined. */
+  attachment() {
+    const bytes = call(host.attachment, this.id);
+    return bytes == null ? undefined : JSON.parse(decode(bytes));
+  }
+}
+
+/** An HTTP request: the `req` argument of a route handler. */
+export class Request {
+  constructor(request) {
+    /** Lower-case method name, e.g. "post". */
+    this.method = request.method;
+    /** The concrete, percent-decoded path. */
+    this.path = request.path;
+    /** Path parameters, e.g. `{ orderId: "42" }`. */
+    this.params = fieldsObject(request.params);
+    /** Query string pairs (the first of a repeated name). */
+    this.query = fieldsObject(request.query);
+    /** Request headers, names lower-case. */
+    this.headers = fieldsObject(request.headers);
+    /** On a secured route, the verified token's claims; else null. */
+    this.claims = request.claims == null ? null : JSON.parse(request.claims);
+    /** The body's bytes. */
+    this.rawBody = request.body;
+  }
+
+  /** The body as text. */
+  text() {
+    return decode(this.rawBody);
+  }
+
+  /** The body parsed as JSON; a body that is not JSON answers 400. */
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch (err) {
+      throw new Tina4Error("bad-request", `the body is not JSON: ${err.message}`);
+    }
+  }
+
+  /** The body: parsed JSON when it is JSON, else its text (Tina4's `req.body`). */
+  get body() {
+    const text = this.text();
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+}
+
+/** The answer being built: the `res` argument of a route handler. */
+export class Response {
+  constructor() {
+    this.statusCode = 200;
+    this.headers = [];
+    this.content = new Uint8Array(0);
+  }
+
+  /** Sets the status; chainable (`res.status(201).json(...)`). */
+  status(code) {
+    this.statusCode = code;
+    return this;
+  }
+
+  /** Adds a header; chainable. */
+  header(name, value) {
+    this.headers.push([String(name).toLowerCase(), String(value)]);
+    return this;
+  }
+
+  /** Answers with a body of the given content type. */
+  send(body, contentType = "text/plain; charset=utf-8") {
+    if (!this.headers.some(([name]) => name === "content-type")) this.header("content-type", contentType);
+    this.content = body instanceof Uint8Array ? body : encode(String(body));
+    return this;
+  }
+
+  /** Answers with `value` as JSON. */
+  json(value) {
+    return this.send(JSON.stringify(value), "application/json");
+  }
+
+  /** Answers with plain text. */
+  text(text) {
+    return this.send(text);
+  }
+
+  /**
+   * Answers with HTML: the template `name` from the app's templates folder
+   * rendered with `context`, or, without a context, `name` as the page itself.
+   */
+  html(name, context) {
+    const page = context === undefined ? name : renderTemplate(name, context);
+    return this.send(page, "text/html; charset=utf-8");
+  }
+}
+
+/** Renders a template from the app's templates folder (Jinja syntax). */
+export function renderTemplate(name, context = {}) {
+  return call(render, name, JSON.stringify(context));
+}
+
+/** The routes, in the order the host numbers them. */
+const table = [];
+
+function add(kind, path, handler) {
+  if (typeof handler !== "function") throw new TypeError(`the handler for ${path} is not a function`);
+  const route = { kind, path, secured: false, handler };
+  table.push(route);
+  const chain = {
+    /** Only clients with a valid token reach this route. */
+    secure() {
+      route.secured = true;
+      return chain;
+    },
+  };
+  return chain;
+}
+
+/** Registers routes, as Tina4 Node's Router does. */
+export const Router = {
+  get: (path, handler) => add({ tag: "http", val: "get" }, path, handler),
+  post: (path, handler) => add({ tag: "http", val: "post" }, path, handler),
+  put: (path, handler) => add({ tag: "http", val: "put" }, path, handler),
+  patch: (path, handler) => add({ tag: "http", val: "patch" }, path, handler),
+  delete: (path, handler) => add({ tag: "http", val: "delete" }, path, handler),
+  /** `handler(connection, event, data)`; event is "open", "message", "binary" or "close". */
+  websocket: (path, handler) => add({ tag: "websocket" }, path, handler),
+  /** Sends text to every connection on `path`; returns how many it reached. */
+  pushToWebSocket(path, message) {
+    const text = typeof message === "string" ? message : JSON.stringify(message);
+    return call(host.push, path, text);
+  },
+};
+
+/** Sends text to one connection by id, e.g. one remembered from another event. */
+export function sendToConnection(id, message) {
+  call(host.send, id, String(message));
+}
+
+/** Closes one connection by id. */
+export function closeConnection(id, code = 1000, reason = "") {
+  call(host.close, id, code, reason);
+}
+
+function describe(err) {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+// --- The exports of the `handler` world. ---
+
+export function routes() {
+  return table.map(({ kind, path, secured }) => ({ kind, path, secured }));
+}
+
+export function handleHttp(index, request) {
+  const route = table[index];
+  const res = new Response();
+  try {
+    if (!route || route.kind.tag !== "http") throw new Tina4Error("invalid", `no HTTP route ${index}`);
+    const returned = route.handler(new Request(request), res);
+    if (returned && typeof returned.then === "function") {
+      returned.catch((err) => hostLog("error", `${route.path}: ${describe(err)}`));
+    }
+  } catch (err) {
+    const status = err instanceof Tina4Error ? err.status : 500;
+    if (status >= 500) hostLog("error", `${route ? route.path : index}: ${describe(err)}`);
+    const message = status === 400 ? err.message : "internal error";
+    res.headers = [];
+    res.status(status).json({ error: message });
+  }
+  return { status: res.statusCode, headers: res.headers, body: res.content };
+}
+
+const EVENTS = { open: "open", text: "message", binary: "binary", close: "close" };
+
+export function onWebsocket(index, conn, event) {
+  const route = table[index];
+  if (!route || route.kind.tag !== "websocket") {
+    hostLog("error", `no WebSocket route ${index}`);
+    return;
+  }
+  try {
+    const returned = route.handler(new Connection(conn), EVENTS[event.tag], event.val);
+    if (returned && typeof returned.then === "function") {
+      returned.catch((err) => hostLog("error", `${route.path}: ${describe(err)}`));
+    }
+  } catch (err) {
+    hostLog("error", `${route.path}: ${describe(err)}`);
+  }
+}

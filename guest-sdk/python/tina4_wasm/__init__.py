@@ -1,0 +1,336 @@
+"""tina4-wasm for Python: the tina4-python API, compiled to a component.
+
+    from tina4_wasm import websocket, get
+
+    @websocket("/ws/echo")
+    async def echo(connection, event, data):
+        if event == "message":
+            await connection.send(f"Echo: {data}")
+
+    @get("/hello/{name}")
+    async def hello(request, response):
+        return response({"hello": request.params["name"]})
+
+Handlers may be plain functions or ``async def``. Every call into the host
+completes at once, so ``await connection.send(...)`` and
+``connection.send(...)`` do the same; a handler that awaits anything else
+(a sleep, a socket) is an error, since a handler runs to completion.
+Routes are registered when the app module is imported (at build time);
+``tina4-wasm build`` wires :mod:`tina4_wasm.world` to the ``handler`` world.
+"""
+
+import inspect
+import json
+
+from wit_world.imports import logging as _logging
+from wit_world.imports import templates as _templates
+from wit_world.imports import types as _types
+from wit_world.imports import websocket as _host
+from componentize_py_types import Err as _Err
+
+__all__ = [
+    "BadRequest", "Connection", "Request", "Response", "Tina4Error",
+    "close_connection", "delete", "get", "log", "patch", "post",
+    "push_to_websocket", "put", "send_to_connection", "template", "websocket",
+]
+
+
+class Tina4Error(Exception):
+    """A call the host refused. ``kind`` is ``unknown-connection``,
+    ``not-permitted``, ``too-large`` or ``invalid``."""
+
+    status = 500
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+class BadRequest(Tina4Error):
+    """Raised by a route handler to answer 400 with ``{"error": message}``."""
+
+    status = 400
+
+    def __init__(self, message):
+        super().__init__("bad-request", message)
+
+
+_HOST_ERRORS = {
+    _types.Error_UnknownConnection: ("unknown-connection", "no open connection {}"),
+    _types.Error_NotPermitted: ("not-permitted", "not permitted: {}"),
+    _types.Error_TooLarge: ("too-large", "message larger than the {}-byte limit"),
+    _types.Error_Invalid: ("invalid", "invalid argument: {}"),
+}
+
+
+def _call(fn, *args):
+    """Calls a host function, turning its error variant into a Tina4Error."""
+    try:
+        return fn(*args)
+    except _Err as err:
+        kind, message = _HOST_ERRORS[type(err.value)]
+        raise Tina4Error(kind, message.format(err.value.value)) from None
+
+
+class _Done:
+    """What a host call returns: already done, and awaitable for the
+    tina4-python style ``await connection.send(...)``."""
+
+    __slots__ = ()
+
+    def __await__(self):
+        return None
+        yield  # a generator: awaiting it finishes at once
+
+
+_DONE = _Done()
+
+
+class _Count(int):
+    """A count that may also be awaited (``await push_to_websocket(...)``)."""
+
+    def __await__(self):
+        return int(self)
+        yield
+
+
+def _log(level, message):
+    _logging.log(level, str(message))
+
+
+class log:
+    """Lines in the host's log, tagged with this app."""
+
+    trace = staticmethod(lambda message: _log(_logging.Level.TRACE, message))
+    debug = staticmethod(lambda message: _log(_logging.Level.DEBUG, message))
+    info = staticmethod(lambda message: _log(_logging.Level.INFO, message))
+    warn = staticmethod(lambda message: _log(_logging.Level.WARN, message))
+    error = staticmethod(lambda message: _log(_logging.Level.ERROR, message))
+
+
+def _fields(pairs):
+    """Name/value pairs as a dict (the first value of a repeated name wins)."""
+    out = {}
+    for name, value in pairs:
+        out.setdefault(name, value)
+    return out
+
+
+def _claims(raw):
+    return None if raw is None else json.loads(raw)
+
+
+class Connection:
+    """One open WebSocket connection: the ``connection`` argument of a handler."""
+
+    def __init__(self, conn):
+        #: Opaque, unique across the cluster.
+        self.id = conn.id
+        #: The concrete path, e.g. ``/ws/chat/lobby``; broadcasts stay on it.
+        self.path = conn.path
+        #: Path parameters, e.g. ``{"room": "lobby"}``.
+        self.params = _fields(conn.params)
+        #: Query string of the upgrade request.
+        self.query = _fields(conn.query)
+        #: Selected headers of the upgrade request, names lower-case.
+        self.headers = _fields(conn.headers)
+        #: On a secured route, the verified token's claims; else None.
+        self.claims = _claims(conn.claims)
+
+    def send(self, message):
+        """Sends text (str) or binary (bytes) to this connection only."""
+        if isinstance(message, (bytes, bytearray)):
+            _call(_host.send_binary, self.id, bytes(message))
+        else:
+            _call(_host.send, self.id, str(message))
+        return _DONE
+
+    def send_json(self, value):
+        """Sends a value as JSON text to this connection only."""
+        return self.send(json.dumps(value))
+
+    def broadcast(self, message, exclude_self=False):
+        """Sends to every connection on this path, this one included unless
+        ``exclude_self``. Text (str), binary (bytes), or JSON for any other value."""
+        exclude = self.id if exclude_self else None
+        if isinstance(message, (bytes, bytearray)):
+            _call(_host.broadcast_binary, self.path, bytes(message), exclude)
+        else:
+            text = message if isinstance(message, str) else json.dumps(message)
+            _call(_host.broadcast, self.path, text, exclude)
+        return _DONE
+
+    def close(self, code=1000, reason=""):
+        """Closes the connection from the server side."""
+        _call(_host.close, self.id, code, reason)
+        return _DONE
+
+    def connection_count(self):
+        """How many connections are open on this path, cluster-wide."""
+        return _call(_host.count, self.path)
+
+    def set_attachment(self, value):
+        """Keeps a JSON value with the connection, held by the host: it
+        survives hot swaps and is gone after the connection's close event."""
+        _call(_host.set_attachment, self.id, json.dumps(value).encode())
+
+    def attachment(self, default=None):
+        """The value last kept with ``set_attachment``, or ``default``."""
+        raw = _call(_host.attachment, self.id)
+        return default if raw is None else json.loads(raw)
+
+
+class Request:
+    """An HTTP request: the ``request`` argument of a route handler."""
+
+    def __init__(self, request):
+        #: Upper-case method name, e.g. ``"POST"``.
+        self.method = request.method.name
+        #: The concrete, percent-decoded path.
+        self.path = request.path
+        #: Path parameters, e.g. ``{"order_id": "42"}``.
+        self.params = _fields(request.params)
+        #: Query string pairs (the first of a repeated name).
+        self.query = _fields(request.query)
+        #: Request headers, names lower-case.
+        self.headers = _fields(request.headers)
+        #: On a secured route, the verified token's claims; else None.
+        self.claims = _claims(request.claims)
+        #: The body's bytes.
+        self.raw_body = request.body
+
+    def text(self):
+        """The body as text."""
+        return self.raw_body.decode("utf-8", errors="replace")
+
+    def json(self):
+        """The body parsed as JSON; a body that is not JSON answers 400."""
+        try:
+            return json.loads(self.raw_body)
+        except ValueError as err:
+            raise BadRequest(f"the body is not JSON: {err}") from None
+
+    @property
+    def body(self):
+        """The body: parsed JSON when it is JSON, else its text (tina4-python's ``request.body``)."""
+        try:
+            return json.loads(self.raw_body)
+        except ValueError:
+            return self.text()
+
+
+class Response:
+    """Builds the answer: the ``response`` argument of a route handler.
+
+    ``response(value, status=200)`` answers with JSON for a dict or list,
+    HTML for a str and bytes as they are, as tina4-python's ``response`` does.
+    """
+
+    def __init__(self, status=200, headers=None, body=b""):
+        self.status = status
+        self.headers = list(headers or [])
+        self.body = body
+
+    def __call__(self, value=None, status=200, content_type=None):
+        if isinstance(value, (bytes, bytearray)):
+            body, kind = bytes(value), "application/octet-stream"
+        elif isinstance(value, str):
+            body, kind = value.encode(), "text/html; charset=utf-8"
+        else:
+            body, kind = json.dumps(value).encode(), "application/json"
+        headers = [(n, v) for n, v in self.headers if n != "content-type"]
+        return Response(status, headers + [("content-type", content_type or kind)], body)
+
+    def json(self, value, status=200):
+        """Answers with ``value`` as JSON."""
+        return self(value, status, "application/json")
+
+    def html(self, page, status=200):
+        """Answers with an HTML page."""
+        return self(page, status, "text/html; charset=utf-8")
+
+    def text(self, text, status=200):
+        """Answers with plain text."""
+        return self(text, status, "text/plain; charset=utf-8")
+
+    def render(self, name, status=200, **context):
+        """Answers with the template ``name`` rendered with ``context``."""
+        return self.html(template(name, **context), status)
+
+    def header(self, name, value):
+        """A copy of this response with one more header."""
+        return Response(self.status, self.headers + [(name.lower(), str(value))], self.body)
+
+
+def template(name, **context):
+    """Renders a template from the app's templates folder (Jinja syntax)."""
+    return _call(_templates.render, name, json.dumps(context))
+
+
+def push_to_websocket(path, message):
+    """Sends text to every connection on ``path`` (JSON for a dict or list);
+    returns how many it reached."""
+    text = message if isinstance(message, str) else json.dumps(message)
+    return _Count(_call(_host.push, path, text))
+
+
+def send_to_connection(connection_id, message):
+    """Sends text to one connection by id."""
+    _call(_host.send, connection_id, str(message))
+    return _DONE
+
+
+def close_connection(connection_id, code=1000, reason=""):
+    """Closes one connection by id."""
+    _call(_host.close, connection_id, code, reason)
+    return _DONE
+
+
+#: The routes, in the order the host numbers them: (route, handler).
+ROUTES = []
+
+
+def _route(kind, path):
+    def register(handler):
+        if not callable(handler):
+            raise TypeError(f"the handler for {path} is not callable")
+        ROUTES.append((_types.Route(kind=kind, path=path, secured=getattr(handler, "_tina4_secured", False)), handler))
+        return handler
+
+    return register
+
+
+def _http(method):
+    return lambda path: _route(_types.RouteKind_Http(method), path)
+
+
+get = _http(_types.Method.GET)
+post = _http(_types.Method.POST)
+put = _http(_types.Method.PUT)
+patch = _http(_types.Method.PATCH)
+delete = _http(_types.Method.DELETE)
+
+
+def websocket(path):
+    """``handler(connection, event, data)``; event is ``"open"``,
+    ``"message"``, ``"binary"`` or ``"close"``."""
+    return _route(_types.RouteKind_Websocket(), path)
+
+
+def secured(handler):
+    """Only clients with a valid token reach this route. Put it below the
+    route decorator: ``@get(...)`` then ``@secured``."""
+    handler._tina4_secured = True
+    return handler
+
+
+def run_to_completion(result):
+    """The value of a handler's result, driving an ``async def`` handler to its end."""
+    if not inspect.iscoroutine(result):
+        return result
+    try:
+        result.send(None)
+    except StopIteration as done:
+        return done.value
+    result.close()
+    raise RuntimeError("the handler awaited something that is not a tina4 call; handlers run to completion")
