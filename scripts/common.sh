@@ -23,7 +23,8 @@ ensure_toolchain() {
 }
 
 # Debian packages the tests drive for real (redis-server for the backplane
-# tests, Chromium and Node.js for the browser test), installed when missing.
+# tests, Chromium and Node.js for the browser test; Node.js and Python's
+# venv for building JavaScript and Python apps), installed when missing.
 ensure_packages() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
@@ -31,6 +32,8 @@ ensure_packages() {
     command -v chromium >/dev/null || missing+=(chromium)
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    command -v python3 >/dev/null || missing+=(python3)
+    python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "==> installing ${missing[*]} (apt-get)"
         local sudo=()
@@ -64,6 +67,27 @@ install_example() {
             rm -rf "${dir:?}/$app/$folder"
             cp -r "examples/$app/$folder" "$dir/$app/$folder"
         fi
+    done
+}
+
+# The languages the examples are written in besides Rust.
+EXAMPLE_LANGUAGES=(javascript python)
+
+# Builds examples/<language>/<app> for every example app with
+# `tina4-wasm build` into $1/<language>/, precompiling them into the cache
+# $1/cache. An app whose component is newer than its sources, the SDK and
+# the host is skipped.
+build_language_examples() {
+    local out=$1 host="$CARGO_TARGET_DIR/release/tina4-wasm"
+    for language in "${EXAMPLE_LANGUAGES[@]}"; do
+        for app in "${EXAMPLE_APPS[@]}"; do
+            local source="examples/$language/$app" target="$out/$language/$app.wasm"
+            if [ -f "$target" ] && [ -z "$(find "$source" "guest-sdk/$language" wit "$host" -newer "$target" -print -quit)" ]; then
+                continue
+            fi
+            echo "==> building the $language $app example"
+            "$host" build "$source" --apps "$out/$language" --cache-dir "$out/cache"
+        done
     done
 }
 

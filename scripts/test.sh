@@ -13,12 +13,15 @@ cargo fmt --all --check
 
 build_guests "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}"
 build_host
+build_language_examples "$CARGO_TARGET_DIR/guest-apps"
 
 echo "==> lints"
 cargo clippy --release --all-targets -- -D warnings
 guests=()
 for p in "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}"; do guests+=(-p "$p"); done
 cargo clippy --profile guest --target wasm32-wasip2 "${guests[@]}" -- -D warnings
+for file in guest-sdk/javascript/*.js examples/javascript/*/app.js; do node --check "$file"; done
+python3 -m py_compile guest-sdk/python/tina4_wasm/*.py examples/python/*/app.py
 
 echo "==> tests"
 cargo test --release

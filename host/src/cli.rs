@@ -52,6 +52,10 @@ pub enum Command {
         #[arg(default_value = "apps")]
         dir: PathBuf,
     },
+    /// Build an app's source folder (Rust, JavaScript or Python) into a
+    /// component in the apps folder, installing the language's toolchain
+    /// on first use, and precompile it for `serve`.
+    Build(Box<crate::build::command::BuildArgs>),
     /// Check that a file is a component the host can serve, and say why
     /// not if it is not.
     Check {

@@ -37,10 +37,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TINA4_FAST_COMPILE")]
     pub fast_compile: bool,
 
-    /// Rebuild apps from their Rust sources when those change. Searches the
-    /// given folders (default: the current one) with `cargo metadata` for
-    /// packages whose cdylib target builds a served app's file name; put
-    /// DIR before this flag (`serve apps --watch`).
+    /// Rebuild apps when their sources (Rust, JavaScript or Python) change,
+    /// as `tina4-wasm build` does. Searches the given folders (default: the
+    /// current one, three levels deep) for app folders named like a served
+    /// app (`chat/` builds `chat.wasm`); put DIR before this flag
+    /// (`serve apps --watch`).
     #[arg(long, num_args = 0.., value_name = "SRC")]
     pub watch: Option<Vec<PathBuf>>,
 

@@ -12,6 +12,12 @@ use crate::ws::registry::ConnectionRegistry;
 
 /// A runtime with the default limits and the default compile cache.
 fn runtime() -> anyhow::Result<Runtime> {
+    runtime_with_cache(crate::runtime::cache::default_dir())
+}
+
+/// A runtime with the default limits (the engine `serve` makes by default)
+/// and the compile cache in `cache_dir`.
+pub fn runtime_with_cache(cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Runtime> {
     let limits = <Limits as clap::FromArgMatches>::from_arg_matches(
         &<Limits as clap::Args>::augment_args(clap::Command::new("defaults"))
             .get_matches_from(["defaults"]),
@@ -19,7 +25,7 @@ fn runtime() -> anyhow::Result<Runtime> {
     Runtime::new(
         Arc::new(Backplane::local(Arc::new(ConnectionRegistry::new()))),
         limits,
-        crate::runtime::cache::default_dir(),
+        cache_dir,
         false,
     )
 }

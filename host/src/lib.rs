@@ -11,6 +11,8 @@
 //!
 //! - [`cli`]: the command line (clap).
 //! - [`inspect`]: `routes` and `check`, which load apps without serving.
+//! - [`build`]: `build`, which turns an app's Rust, JavaScript or Python
+//!   sources into a component, installing the language's toolchain.
 //! - [`config`]: settings for `serve`, from flags, `TINA4_*` env and `.env`.
 //! - [`server`]: binds the port, accepts connections, shuts down cleanly.
 //! - [`http`]: one HTTP request → route → app → response.
@@ -31,7 +33,7 @@
 //! - [`reload`]: watches the apps folder and feeds changed files to [`apps`].
 //! - [`telemetry`]: the metrics the host records.
 //! - [`admin`]: the admin listener: `/metrics`, `/health`, `/ready`.
-//! - [`source_watch`]: `serve --watch`; rebuilds apps from their Rust sources.
+//! - [`source_watch`]: `serve --watch`; rebuilds apps when their sources change.
 //!
 //! # Life of a WebSocket message
 //!
@@ -45,6 +47,7 @@ pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod backplane;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Command::Serve(config) => runtime.block_on(tina4_wasm::server::serve(*config)),
         Command::Routes { dir } => tina4_wasm::inspect::routes(&dir),
         Command::Check { file } => tina4_wasm::inspect::check(&file),
+        Command::Build(args) => tina4_wasm::build::command::run(*args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

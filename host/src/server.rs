@@ -126,14 +126,15 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
     }
     if let Some(sources) = config.watch_sources() {
         let apps_dir = config.apps_dir.clone();
-        let packages =
+        let watched =
             tokio::task::spawn_blocking(move || source_watch::discover(&sources, &apps_dir))
                 .await??;
-        if packages.is_empty() {
-            tracing::warn!("--watch: no Cargo package builds any of the served apps");
+        if watched.is_empty() {
+            tracing::warn!("--watch: found no sources of any of the served apps");
         }
+        let toolchains = crate::build::toolchain::Toolchains::default_location()?;
         tokio::spawn(async move {
-            if let Err(err) = source_watch::run(packages).await {
+            if let Err(err) = source_watch::run(watched, toolchains).await {
                 tracing::error!("--watch stopped: {err:#}");
             }
         });

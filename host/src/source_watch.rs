@@ -1,17 +1,16 @@
-//! `serve --watch`: rebuild apps from their Rust sources when they change.
+//! `serve --watch`: rebuild apps when their sources change, in any of the
+//! languages `tina4-wasm build` knows.
 //!
-//! An app's source is the Cargo package, found by `cargo metadata` in one of
-//! the `--watch` folders, whose `cdylib` target builds a component with the
-//! app's file name (target `chat` builds `chat.wasm`; `my-app` builds
-//! `my_app.wasm`). When a file under that package's folder changes (its
-//! `target/` and hidden folders aside), the package is rebuilt with
-//! `cargo build --release --target wasm32-wasip2`, and the new component is
-//! renamed into the apps folder, where the reloader swaps it in. A failed
-//! build is shown in the log and the running version keeps serving.
+//! Each `--watch` folder is searched (it and up to [`DEPTH`] levels below,
+//! build output and dependencies aside) for app source folders
+//! ([`Language::detect`]); one whose name is a served app's (`chat` for
+//! `<apps>/chat.wasm`) is watched. When a file under it changes, the app is
+//! rebuilt with [`build::build`] and renamed into the apps folder, where the
+//! reloader swaps it in. A failed build is shown in the log and the running
+//! version keeps serving.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -19,129 +18,121 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::build::toolchain::Toolchains;
+use crate::build::{self, AppSource, Language};
+
 /// Quiet time after the last source change before building (editors save
 /// several files, and some save in several steps).
 const SETTLE: Duration = Duration::from_millis(200);
-/// How much of a failed build's output the log shows.
-const BUILD_OUTPUT_TAIL: usize = 40;
 
-/// A guest package that builds one of the served apps.
+/// How deep below a `--watch` folder app folders are looked for
+/// (`--watch .` finds `examples/javascript/chat`).
+const DEPTH: usize = 3;
+
+/// A served app whose sources are watched.
 #[derive(Debug, Clone)]
-pub struct GuestPackage {
-    /// The Cargo package name (for `-p`).
-    pub package: String,
-    /// Its manifest.
-    pub manifest: PathBuf,
-    /// The folder watched for changes (the manifest's folder).
-    pub dir: PathBuf,
-    /// The component cargo builds.
-    pub artifact: PathBuf,
-    /// Where it goes: `<apps>/<app>.wasm`.
-    pub app_file: PathBuf,
+pub struct WatchedApp {
+    /// Its sources and language.
+    pub source: AppSource,
+    /// The apps folder it is built into.
+    pub apps_dir: PathBuf,
 }
 
-/// Finds the packages under `sources` that build apps present in `apps_dir`.
-pub fn discover(sources: &[PathBuf], apps_dir: &Path) -> anyhow::Result<Vec<GuestPackage>> {
-    let mut found = Vec::new();
+/// Folders that hold no app sources of their own.
+fn is_output_or_hidden(name: &str) -> bool {
+    name.starts_with('.')
+        || matches!(
+            name,
+            "target" | "node_modules" | "__pycache__" | "venv" | "Cargo.lock"
+        )
+}
+
+/// Finds the app source folders under `sources` that build apps present in
+/// `apps_dir`. Two folders building the same app is an error: say which.
+pub fn discover(sources: &[PathBuf], apps_dir: &Path) -> anyhow::Result<Vec<WatchedApp>> {
+    let mut found: HashMap<String, AppSource> = HashMap::new();
     for source in sources {
-        let output = std::process::Command::new(cargo())
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .current_dir(source)
-            .stderr(Stdio::piped())
-            .output()
-            .with_context(|| format!("cannot run cargo metadata in {}", source.display()))?;
-        if !output.status.success() {
-            bail!(
-                "cargo metadata failed in {}: {}",
-                source.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        let metadata: serde_json::Value =
-            serde_json::from_slice(&output.stdout).context("reading cargo metadata")?;
-        found.extend(guest_packages(&metadata, apps_dir));
-    }
-    Ok(found)
-}
-
-/// The `cdylib` packages of one `cargo metadata` answer that build an app in `apps_dir`.
-fn guest_packages(metadata: &serde_json::Value, apps_dir: &Path) -> Vec<GuestPackage> {
-    let target_dir = PathBuf::from(metadata["target_directory"].as_str().unwrap_or("target"));
-    let mut found = Vec::new();
-    for package in metadata["packages"].as_array().into_iter().flatten() {
-        let (Some(name), Some(manifest)) =
-            (package["name"].as_str(), package["manifest_path"].as_str())
-        else {
-            continue;
-        };
-        let manifest = PathBuf::from(manifest);
-        let builds_component = |t: &&serde_json::Value| {
-            t["kind"]
-                .as_array()
-                .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"))
-        };
-        for target in package["targets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(builds_component)
-        {
-            let Some(target_name) = target["name"].as_str() else {
-                continue;
-            };
-            let stem = target_name.replace('-', "_");
-            let app_file = apps_dir.join(format!("{stem}.wasm"));
-            if !app_file.exists() {
+        let mut candidates = Vec::new();
+        find_app_folders(source, DEPTH, &mut candidates)
+            .with_context(|| format!("searching {} for app sources", source.display()))?;
+        for dir in candidates {
+            let app = AppSource::new(&dir, None, None)?;
+            if !app.app_file(apps_dir).exists() {
                 continue;
             }
-            found.push(GuestPackage {
-                package: name.to_string(),
-                dir: manifest.parent().unwrap_or(Path::new(".")).to_path_buf(),
-                manifest: manifest.clone(),
-                artifact: target_dir
-                    .join("wasm32-wasip2/release")
-                    .join(format!("{stem}.wasm")),
-                app_file,
-            });
+            if let Some(other) = found.get(&app.name)
+                && other.dir != app.dir
+            {
+                bail!(
+                    "both {} and {} build {}.wasm; --watch the one you mean",
+                    other.dir.display(),
+                    app.dir.display(),
+                    app.name
+                );
+            }
+            found.insert(app.name.clone(), app);
         }
     }
-    found
+    let mut apps: Vec<WatchedApp> = found
+        .into_values()
+        .map(|source| WatchedApp {
+            source,
+            apps_dir: apps_dir.to_path_buf(),
+        })
+        .collect();
+    apps.sort_by(|a, b| a.source.name.cmp(&b.source.name));
+    Ok(apps)
 }
 
-fn cargo() -> std::ffi::OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+/// Collects `dir` and the folders below it that hold an app. A JavaScript
+/// or Python app's subfolders are its own modules; a Cargo folder may be a
+/// workspace, so the search goes on below it.
+fn find_app_folders(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let language = Language::detect(dir);
+    if language.is_some() {
+        found.push(dir.to_path_buf());
+    }
+    if depth == 0 || matches!(language, Some(Language::Javascript | Language::Python)) {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() && !is_output_or_hidden(&entry.file_name().to_string_lossy())
+        {
+            find_app_folders(&entry.path(), depth - 1, found)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether a changed path is a source (not build output, not hidden, not
 /// the lock file cargo itself rewrites while building).
-fn is_source(path: &Path, package_dir: &Path) -> bool {
-    let Ok(relative) = path.strip_prefix(package_dir) else {
+fn is_source(path: &Path, app_dir: &Path) -> bool {
+    let Ok(relative) = path.strip_prefix(app_dir) else {
         return false;
     };
-    if relative == Path::new("Cargo.lock") {
-        return false;
-    }
     !relative.components().any(|c| match c {
-        Component::Normal(part) => part == "target" || part.to_string_lossy().starts_with('.'),
+        Component::Normal(part) => is_output_or_hidden(&part.to_string_lossy()),
         _ => false,
     })
 }
 
-/// Watches the packages and rebuilds them on change, until the process ends.
-pub async fn run(packages: Vec<GuestPackage>) -> anyhow::Result<()> {
+/// Watches the apps' sources and rebuilds them on change, until the
+/// process ends.
+pub async fn run(apps: Vec<WatchedApp>, toolchains: Toolchains) -> anyhow::Result<()> {
     let (tx, mut events) = mpsc::channel(1024);
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = tx.blocking_send(event);
     })
     .context("cannot start the source watcher")?;
-    for package in &packages {
+    for app in &apps {
         watcher
-            .watch(&package.dir, RecursiveMode::Recursive)
-            .with_context(|| format!("cannot watch {}", package.dir.display()))?;
+            .watch(&app.source.dir, RecursiveMode::Recursive)
+            .with_context(|| format!("cannot watch {}", app.source.dir.display()))?;
         tracing::info!(
-            package = package.package,
-            dir = %package.dir.display(),
-            app = %package.app_file.display(),
+            app = app.source.name,
+            language = %app.source.language,
+            dir = %app.source.dir.display(),
             "watching the app's sources"
         );
     }
@@ -154,8 +145,8 @@ pub async fn run(packages: Vec<GuestPackage>) -> anyhow::Result<()> {
                 if matches!(event.kind, EventKind::Access(_)) {
                     continue;
                 }
-                for (i, package) in packages.iter().enumerate() {
-                    if event.paths.iter().any(|p| is_source(p, &package.dir)) {
+                for (i, app) in apps.iter().enumerate() {
+                    if event.paths.iter().any(|p| is_source(p, &app.source.dir)) {
                         dirty.insert(i, Instant::now() + SETTLE);
                     }
                 }
@@ -170,63 +161,32 @@ pub async fn run(packages: Vec<GuestPackage>) -> anyhow::Result<()> {
                 let due: Vec<usize> = dirty.iter().filter(|(_, at)| **at <= now).map(|(i, _)| *i).collect();
                 for i in due {
                     dirty.remove(&i);
-                    rebuild(&packages[i]).await;
+                    rebuild(apps[i].clone(), toolchains.clone()).await;
                 }
             }
         }
     }
 }
 
-/// Builds one package and, if it builds, renames its component into the
-/// apps folder (atomically: the reloader never sees half a file).
-async fn rebuild(package: &GuestPackage) {
-    tracing::info!(package = package.package, "sources changed; building");
+/// Builds one app and installs it in the apps folder (atomically: the
+/// reloader never sees half a file).
+async fn rebuild(app: WatchedApp, toolchains: Toolchains) {
+    let name = app.source.name.clone();
+    tracing::info!(app = name, "sources changed; building");
     let started = std::time::Instant::now();
-    let output = tokio::process::Command::new(cargo())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&package.manifest)
-        .args(["-p", &package.package])
-        .env("CARGO_TERM_COLOR", "never")
-        .stdin(Stdio::null())
-        .output()
-        .await;
-    let output = match output {
-        Ok(output) => output,
-        Err(err) => {
-            tracing::error!(package = package.package, "cannot run cargo: {err}");
-            return;
-        }
-    };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let lines: Vec<&str> = stderr.lines().collect();
-        let tail = lines[lines.len().saturating_sub(BUILD_OUTPUT_TAIL)..].join("\n");
-        tracing::error!(
-            "build of {} failed; the running version keeps serving:\n{tail}",
-            package.package
-        );
-        return;
-    }
-    let staged = package.app_file.with_extension("wasm.building");
-    let installed = std::fs::copy(&package.artifact, &staged)
-        .and_then(|_| std::fs::rename(&staged, &package.app_file));
-    match installed {
-        Ok(()) => tracing::info!(
-            package = package.package,
+    let built =
+        tokio::task::spawn_blocking(move || build::build(&app.source, &app.apps_dir, &toolchains))
+            .await;
+    match built {
+        Ok(Ok(_)) => tracing::info!(
+            app = name,
             elapsed = ?started.elapsed(),
             "built; installing the new version"
         ),
-        Err(err) => tracing::error!(
-            package = package.package,
-            artifact = %package.artifact.display(),
-            "cannot install the built component: {err}"
-        ),
+        Ok(Err(err)) => {
+            tracing::error!("build of {name} failed; the running version keeps serving:\n{err:#}")
+        }
+        Err(err) => tracing::error!("build of {name} did not finish: {err}"),
     }
 }
 
@@ -235,32 +195,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_cdylib_packages_of_served_apps() {
-        let apps = tempfile_dir();
-        std::fs::write(apps.join("chat.wasm"), b"").unwrap();
-        std::fs::write(apps.join("my_app.wasm"), b"").unwrap();
-        let metadata = serde_json::json!({
-            "target_directory": "/build/target",
-            "packages": [
-                {"name": "chat", "manifest_path": "/src/chat/Cargo.toml",
-                 "targets": [{"name": "chat", "kind": ["cdylib"]}]},
-                {"name": "my-app", "manifest_path": "/src/my-app/Cargo.toml",
-                 "targets": [{"name": "my-app", "kind": ["cdylib"]}]},
-                {"name": "not-served", "manifest_path": "/src/x/Cargo.toml",
-                 "targets": [{"name": "x", "kind": ["cdylib"]}]},
-                {"name": "host", "manifest_path": "/src/host/Cargo.toml",
-                 "targets": [{"name": "chat", "kind": ["bin"]}]}
-            ]
-        });
-        let found = guest_packages(&metadata, &apps);
-        let names: Vec<&str> = found.iter().map(|p| p.package.as_str()).collect();
-        assert_eq!(names, ["chat", "my-app"]);
+    fn finds_app_folders_of_served_apps_in_every_language() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let touch = |path: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        };
+        touch("src/Cargo.toml"); // a workspace: searched below
+        touch("src/rust/chat/Cargo.toml");
+        touch("src/js/my-feed/app.js");
+        touch("src/js/my-feed/lib/inner/app.py"); // a module of the JS app
+        touch("src/py/alerts/app.py");
+        touch("src/py/unserved/app.py");
+        touch("src/rust/chat/target/x/app.js"); // build output
+        for app in ["chat", "my_feed", "alerts", "inner"] {
+            touch(&format!("apps/{app}.wasm"));
+        }
+        let found = discover(&[root.join("src")], &root.join("apps")).unwrap();
+        let names: Vec<(&str, Language)> = found
+            .iter()
+            .map(|a| (a.source.name.as_str(), a.source.language))
+            .collect();
         assert_eq!(
-            found[1].artifact,
-            Path::new("/build/target/wasm32-wasip2/release/my_app.wasm")
+            names,
+            [
+                ("alerts", Language::Python),
+                ("chat", Language::Rust),
+                ("my_feed", Language::Javascript)
+            ]
         );
-        assert_eq!(found[1].app_file, apps.join("my_app.wasm"));
-        std::fs::remove_dir_all(apps).unwrap();
+
+        touch("src/py/chat/app.py");
+        let err = discover(&[root.join("src")], &root.join("apps")).unwrap_err();
+        assert!(err.to_string().contains("build chat.wasm"), "{err}");
     }
 
     #[test]
@@ -268,15 +237,12 @@ mod tests {
         let dir = Path::new("/src/chat");
         assert!(is_source(Path::new("/src/chat/src/lib.rs"), dir));
         assert!(is_source(Path::new("/src/chat/Cargo.toml"), dir));
+        assert!(is_source(Path::new("/src/chat/app.py"), dir));
         assert!(!is_source(Path::new("/src/chat/target/release/x"), dir));
         assert!(!is_source(Path::new("/src/chat/.git/index"), dir));
         assert!(!is_source(Path::new("/src/chat/Cargo.lock"), dir));
+        assert!(!is_source(Path::new("/src/chat/node_modules/x/i.js"), dir));
+        assert!(!is_source(Path::new("/src/chat/__pycache__/app.pyc"), dir));
         assert!(!is_source(Path::new("/elsewhere/lib.rs"), dir));
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tina4-source-watch-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

@@ -4,9 +4,15 @@
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use std::time::Duration;
+
 use crate::support::{
-    Client, Install, Server, ServerOptions, component, still_answers, variant_of, within,
+    Client, Install, Server, ServerOptions, component, each_language, still_answers, variant_in,
+    within,
 };
+
+/// How long compiling a new version may take (a Python app is ~19 MB).
+const COMPILE: Duration = Duration::from_secs(90);
 
 /// The answer prefix of the probe version serving after `swaps` swaps that
 /// alternate v1 → v2 → v1 …
@@ -196,35 +202,37 @@ async fn a_new_file_goes_live() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
-async fn names_survive_a_swap_of_the_chat_app() {
-    let server = Server::start(&["chat"]).await;
-    let mut alice = server.connect("/ws/room/lobby").await;
-    let _welcome = alice.recv_json().await;
-    alice
-        .send_json(json!({"type": "set-name", "name": "Alice"}))
-        .await;
-    let _renamed = alice.recv_json().await;
+each_language! {
+    async fn names_survive_a_swap_of_the_chat_app(language) {
+        let server = Server::start_in(language, &["chat"]).await;
+        let mut alice = server.connect("/ws/room/lobby").await;
+        let _welcome = alice.recv_json().await;
+        alice
+            .send_json(json!({"type": "set-name", "name": "Alice"}))
+            .await;
+        let _renamed = alice.recv_json().await;
 
-    Install::CopyOver.put(
-        server.apps_dir(),
-        "chat.wasm",
-        &variant_of("chat", "rebuilt"),
-    );
-    server
-        .wait_for_log(&["app swapped to a new version", "chat"])
-        .await;
+        Install::CopyOver.put(
+            server.apps_dir(),
+            "chat.wasm",
+            &variant_in(language, "chat", "rebuilt"),
+        );
+        // A new version is compiled (seconds for a 19 MB Python app).
+        server
+            .wait_for_log_within(&["app swapped to a new version", "chat"], 1, COMPILE)
+            .await;
 
-    alice
-        .send_json(json!({"type": "chat", "text": "still me?"}))
-        .await;
-    let chat = alice.recv_json().await;
-    assert_eq!(chat["from"], "Alice", "{chat}");
-    let mut bob = server.connect("/ws/room/lobby").await;
-    assert_eq!(bob.recv_json().await["online"], 2);
-    let _joined = alice.recv_json().await;
-    alice.close().await;
-    assert_eq!(bob.recv_json().await["message"], "Alice left the room");
+        alice
+            .send_json(json!({"type": "chat", "text": "still me?"}))
+            .await;
+        let chat = alice.recv_json().await;
+        assert_eq!(chat["from"], "Alice", "{chat}");
+        let mut bob = server.connect("/ws/room/lobby").await;
+        assert_eq!(bob.recv_json().await["online"], 2);
+        let _joined = alice.recv_json().await;
+        alice.close().await;
+        assert_eq!(bob.recv_json().await["message"], "Alice left the room");
+    }
 }
 
 #[tokio::test]

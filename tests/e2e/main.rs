@@ -7,6 +7,7 @@ mod auth;
 mod backplane;
 mod browser;
 mod chat;
+mod echo;
 mod edge;
 mod faults;
 mod hostile;

@@ -79,10 +79,67 @@ pub fn component(name: &str) -> PathBuf {
     file
 }
 
-/// Copies app `name`'s component into `apps`, with its templates and public
-/// folders when it is an example that has them (as `scripts/serve.sh` does).
-pub fn install_app(name: &str, apps: &Path) {
-    std::fs::copy(component(name), apps.join(format!("{name}.wasm"))).expect("copying a component");
+/// The languages the example apps are written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Language {
+    /// `examples/<app>`: the Rust examples (and every test fixture).
+    #[default]
+    Rust,
+    /// `examples/javascript/<app>`.
+    Javascript,
+    /// `examples/python/<app>`.
+    Python,
+}
+
+impl Language {
+    /// Its folder under `examples/` and under the built apps folder.
+    fn folder(self) -> Option<&'static str> {
+        match self {
+            Self::Rust => None,
+            Self::Javascript => Some("javascript"),
+            Self::Python => Some("python"),
+        }
+    }
+}
+
+/// Where `scripts/test.sh` builds the JavaScript and Python examples
+/// (`tina4-wasm build`), one folder per language.
+fn built_examples_dir() -> PathBuf {
+    std::env::var_os("TINA4_WASM_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("guest-apps"))
+}
+
+/// The compile cache `scripts/test.sh` precompiled those examples into:
+/// their servers share it, so a 19 MB Python app is compiled once per
+/// build, not once per test.
+pub fn examples_cache_dir() -> PathBuf {
+    built_examples_dir().join("cache")
+}
+
+/// The component of example `name` written in `language`.
+pub fn example(language: Language, name: &str) -> PathBuf {
+    let Some(folder) = language.folder() else {
+        return component(name);
+    };
+    let file = built_examples_dir()
+        .join(folder)
+        .join(format!("{name}.wasm"));
+    assert!(
+        file.is_file(),
+        "{} not found: build the examples first (scripts/test.sh does)",
+        file.display()
+    );
+    file
+}
+
+/// Copies app `name`'s component in `language` into `apps`, with its
+/// templates and public folders when it is an example that has them (as
+/// `scripts/serve.sh` does; every language's version shares the folders
+/// in `examples/<app>/`).
+pub fn install_app(language: Language, name: &str, apps: &Path) {
+    std::fs::copy(example(language, name), apps.join(format!("{name}.wasm")))
+        .expect("copying a component");
     for folder in ["templates", "public"] {
         let source = repo_root().join("examples").join(name).join(folder);
         if source.is_dir() {
@@ -90,6 +147,37 @@ pub fn install_app(name: &str, apps: &Path) {
         }
     }
 }
+
+/// Runs a test body once per language the examples are written in, as
+/// `<test>::rust`, `<test>::javascript` and `<test>::python`:
+/// `each_language! { async fn name(language) { ... } }`.
+macro_rules! each_language {
+    ($(#[$meta:meta])* async fn $name:ident($language:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($language: crate::support::Language) $body
+
+            #[tokio::test]
+            async fn rust() {
+                run(crate::support::Language::Rust).await
+            }
+
+            #[tokio::test]
+            async fn javascript() {
+                run(crate::support::Language::Javascript).await
+            }
+
+            #[tokio::test]
+            async fn python() {
+                run(crate::support::Language::Python).await
+            }
+        }
+    };
+}
+pub(crate) use each_language;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("creating a folder");
@@ -140,6 +228,8 @@ pub struct ServerOptions {
     pub cwd: Option<PathBuf>,
     /// Listen on this port instead of a free one.
     pub port: Option<u16>,
+    /// The language of the example apps in `apps`.
+    pub language: Language,
 }
 
 impl Server {
@@ -152,6 +242,16 @@ impl Server {
         .await
     }
 
+    /// Serves the named example apps, written in `language`.
+    pub async fn start_in(language: Language, apps: &[&'static str]) -> Self {
+        Self::start_with(ServerOptions {
+            apps: apps.to_vec(),
+            language,
+            ..Default::default()
+        })
+        .await
+    }
+
     /// Serves with full control over the apps folder and flags.
     pub async fn start_with(options: ServerOptions) -> Self {
         let root = tempfile::tempdir().expect("temp folder");
@@ -159,13 +259,16 @@ impl Server {
             .apps_dir
             .clone()
             .unwrap_or_else(|| root.path().join("apps"));
-        let cache = options
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| root.path().join("cache"));
+        let cache = options.cache_dir.clone().unwrap_or_else(|| {
+            if options.language == Language::Rust {
+                root.path().join("cache")
+            } else {
+                examples_cache_dir()
+            }
+        });
         std::fs::create_dir_all(&apps).expect("apps folder");
         for name in &options.apps {
-            install_app(name, &apps);
+            install_app(options.language, name, &apps);
         }
         for (file, bytes) in &options.files {
             std::fs::write(apps.join(file), bytes).expect("writing a file");
@@ -552,9 +655,9 @@ impl Install {
     }
 }
 
-/// The component `name` with a custom section appended: the same app,
+/// Example `name` in `language` with a custom section appended: the same app,
 /// but different bytes (so a different version to the host).
-pub fn variant_of(name: &str, tag: &str) -> Vec<u8> {
+pub fn variant_in(language: Language, name: &str, tag: &str) -> Vec<u8> {
     fn leb128(mut n: usize, out: &mut Vec<u8>) {
         loop {
             let byte = (n & 0x7f) as u8;
@@ -566,7 +669,7 @@ pub fn variant_of(name: &str, tag: &str) -> Vec<u8> {
             out.push(byte | 0x80);
         }
     }
-    let mut bytes = std::fs::read(component(name)).expect("reading a component");
+    let mut bytes = std::fs::read(example(language, name)).expect("reading a component");
     let section_name = "tina4-test-variant";
     let mut content = Vec::new();
     leb128(section_name.len(), &mut content);

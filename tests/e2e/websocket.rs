@@ -4,23 +4,8 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Client, Server, still_answers, within};
-
-#[tokio::test]
-async fn echo_answers_text_with_the_chapter_prefix_and_binary_verbatim() {
-    let server = Server::start(&["echo"]).await;
-    let mut client = server.connect("/ws/echo").await;
-    still_answers(&mut client, "hello").await;
-    still_answers(&mut client, "").await;
-    client.send_binary(&[0, 1, 2, 255]).await;
-    assert_eq!(
-        client.next_message().await,
-        Message::binary(vec![0, 1, 2, 255])
-    );
-    client.close().await;
-}
+use crate::support::{Client, Server, within};
 
 #[tokio::test]
 async fn an_upgrade_to_a_path_without_a_websocket_route_is_refused() {

@@ -35,7 +35,9 @@ fn routes(app: &mut Router) {
     );
     app.get("/hello/{name}", |req: &Request| {
         let name = &req.params()["name"];
-        Response::json(&json!({ "message": format!("Hello, {name}!"), "length": name.chars().count() }))
+        Response::json(
+            &json!({ "message": format!("Hello, {name}!"), "length": name.chars().count() }),
+        )
     });
 }
 

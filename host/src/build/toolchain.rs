@@ -1,0 +1,166 @@
+//! Each language's compiler, installed from its package registry on first
+//! use into `<cache>/toolchains/` (default `~/.cache/tina4-wasm/toolchains`),
+//! at a pinned version so every machine builds the same component.
+//!
+//! An install goes to a scratch folder first and is renamed into place, so
+//! an interrupted or concurrent install never leaves a half toolchain.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::build::run;
+
+/// The QuickJS componentizer the JavaScript SDK is built with (npm).
+pub const COMPONENTIZE_QJS: &str = "componentize-qjs@0.4.5";
+
+/// The Python componentizer (PyPI).
+pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Runs componentize-py's command line from its installed package (the
+/// venv's own launcher script would pin the venv's first location).
+pub const COMPONENTIZE_PY_MAIN: &str = "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())";
+
+/// Where toolchains are installed.
+#[derive(Debug, Clone)]
+pub struct Toolchains {
+    /// The folder holding one sub-folder per installed toolchain version.
+    root: PathBuf,
+}
+
+/// `~/.cache/tina4-wasm/toolchains` (or under `$XDG_CACHE_HOME`).
+pub fn default_dir() -> Option<PathBuf> {
+    crate::runtime::cache::default_dir()
+        .and_then(|components| components.parent().map(|p| p.join("toolchains")))
+}
+
+/// The cargo to build with: the one running us, if any.
+pub fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+impl Toolchains {
+    /// Toolchains kept in `root`.
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    /// Toolchains in the default folder.
+    pub fn default_location() -> anyhow::Result<Self> {
+        let root = default_dir().context(
+            "no cache folder (neither HOME nor XDG_CACHE_HOME is set); pass --toolchains",
+        )?;
+        Ok(Self::new(root))
+    }
+
+    /// Makes sure rustup has the wasm32-wasip2 target (when rustup manages
+    /// the toolchain; otherwise cargo says what is missing).
+    pub fn rust(&self) -> anyhow::Result<()> {
+        let Ok(installed) = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+        else {
+            return Ok(());
+        };
+        if String::from_utf8_lossy(&installed.stdout)
+            .lines()
+            .any(|t| t.trim() == "wasm32-wasip2")
+        {
+            return Ok(());
+        }
+        tracing::info!("installing the wasm32-wasip2 Rust target (rustup)");
+        run(
+            Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
+            "rustup target add wasm32-wasip2",
+        )?;
+        Ok(())
+    }
+
+    /// The `componentize-qjs` command, installed with npm if missing.
+    pub fn javascript(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.root.join(COMPONENTIZE_QJS.replace('@', "-"));
+        let command = dir.join("node_modules/.bin/componentize-qjs");
+        self.install_once(&dir, &command, "npm", |scratch| {
+            std::fs::write(scratch.join("package.json"), "{\"private\": true}\n")?;
+            let mut npm = Command::new("npm");
+            npm.args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+                .arg("--prefix")
+                .arg(scratch)
+                .arg(COMPONENTIZE_QJS);
+            run(&mut npm, "npm install").map(drop).map_err(|err| {
+                err.context("installing the JavaScript toolchain needs Node.js and npm")
+            })
+        })?;
+        Ok(command)
+    }
+
+    /// A Python that runs componentize-py, installed into a venv with pip
+    /// if missing.
+    pub fn python(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.root.join(COMPONENTIZE_PY.replace("==", "-"));
+        let python = dir.join("bin/python3");
+        self.install_once(&dir, &python, "PyPI", |scratch| {
+            let venv = run(
+                Command::new("python3").args(["-m", "venv"]).arg(scratch),
+                "python3 -m venv",
+            );
+            venv.map_err(|err| {
+                err.context(
+                    "installing the Python toolchain needs Python 3 with venv \
+                     (Debian: apt-get install python3-venv)",
+                )
+            })?;
+            run(
+                Command::new(scratch.join("bin/python3"))
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
+                    .arg(COMPONENTIZE_PY),
+                "pip install componentize-py",
+            )
+            .map(drop)
+        })?;
+        Ok(python)
+    }
+
+    /// Installs into `dir` with `install` (given a scratch folder) unless
+    /// `marker` already exists there.
+    fn install_once(
+        &self,
+        dir: &Path,
+        marker: &Path,
+        registry: &str,
+        install: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        if marker.exists() {
+            return Ok(());
+        }
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        tracing::info!(toolchain = %name, "installing from {registry} (first build only)");
+        eprintln!("tina4-wasm: installing {name} from {registry} (first build only)");
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        let scratch = self
+            .root
+            .join(format!(".{name}.installing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)?;
+        if let Err(err) = install(&scratch) {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(err);
+        }
+        if std::fs::rename(&scratch, dir).is_err() {
+            // Someone else installed it meanwhile: theirs is as good.
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        if !marker.exists() {
+            bail!("the {name} install did not produce {}", marker.display());
+        }
+        Ok(())
+    }
+}
