@@ -67,6 +67,21 @@ export const log = {
   error: (message) => hostLog("error", String(message)),
 };
 
+/** Whether a message is binary: a typed array, DataView or ArrayBuffer. */
+function isBinary(message) {
+  return ArrayBuffer.isView(message) || message instanceof ArrayBuffer;
+}
+
+/**
+ * Bytes from the host, or binary from the app, as a Uint8Array (engines
+ * hand `list<u8>` over as a Uint8Array or a plain array).
+ */
+function toBytes(value) {
+  if (value instanceof Uint8Array) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  return Uint8Array.from(value instanceof ArrayBuffer ? new Uint8Array(value) : value);
+}
+
 /** Name/value pairs as a plain object (the first value of a repeated name wins). */
 function fieldsObject(fields) {
   const object = {};
@@ -93,9 +108,9 @@ export class Connection {
     this.claims = conn.claims == null ? null : JSON.parse(conn.claims);
   }
 
-  /** Sends text (a string) or binary (a Uint8Array) to this connection only. */
+  /** Sends text (a string) or binary (a Uint8Array or other typed array) to this connection only. */
   send(message) {
-    if (message instanceof Uint8Array) call(host.sendBinary, this.id, message);
+    if (isBinary(message)) call(host.sendBinary, this.id, toBytes(message));
     else call(host.send, this.id, String(message));
   }
 
@@ -111,7 +126,7 @@ export class Connection {
    */
   broadcast(message, { excludeSelf = false } = {}) {
     const exclude = excludeSelf ? this.id : undefined;
-    if (message instanceof Uint8Array) call(host.broadcastBinary, this.path, message, exclude);
+    if (isBinary(message)) call(host.broadcastBinary, this.path, toBytes(message), exclude);
     else {
       const text = typeof message === "string" ? message : JSON.stringify(message);
       call(host.broadcast, this.path, text, exclude);
@@ -139,7 +154,7 @@ export class Connection {
   /** The value last kept with `setAttachment`, or undefined. */
   attachment() {
     const bytes = call(host.attachment, this.id);
-    return bytes == null ? undefined : JSON.parse(decode(bytes));
+    return bytes == null ? undefined : JSON.parse(decode(toBytes(bytes)));
   }
 }
 
@@ -159,7 +174,7 @@ export class Request {
     /** On a secured route, the verified token's claims; else null. */
     this.claims = request.claims == null ? null : JSON.parse(request.claims);
     /** The body's bytes. */
-    this.rawBody = request.body;
+    this.rawBody = toBytes(request.body);
   }
 
   /** The body as text. */
@@ -210,7 +225,7 @@ export class Response {
   /** Answers with a body of the given content type. */
   send(body, contentType = "text/plain; charset=utf-8") {
     if (!this.headers.some(([name]) => name === "content-type")) this.header("content-type", contentType);
-    this.content = body instanceof Uint8Array ? body : encode(String(body));
+    this.content = isBinary(body) ? toBytes(body) : encode(String(body));
     return this;
   }
 
@@ -320,7 +335,8 @@ export function onWebsocket(index, conn, event) {
     return;
   }
   try {
-    const returned = route.handler(new Connection(conn), EVENTS[event.tag], event.val);
+    const data = event.tag === "binary" ? toBytes(event.val) : event.val;
+    const returned = route.handler(new Connection(conn), EVENTS[event.tag], data);
     if (returned && typeof returned.then === "function") {
       returned.catch((err) => hostLog("error", `${route.path}: ${describe(err)}`));
     }

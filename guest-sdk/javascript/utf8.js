@@ -1,5 +1,5 @@
-// UTF-8 by hand: the QuickJS runtime the apps are compiled with has no
-// TextEncoder or TextDecoder.
+// UTF-8 by hand, so the SDK runs on both engines apps are compiled with:
+// QuickJS has no TextEncoder or TextDecoder.
 
 /** The UTF-8 bytes of a string (lone surrogates become U+FFFD). */
 export function encode(text) {

@@ -45,6 +45,11 @@ pub struct ServeConfig {
     #[arg(long, num_args = 0.., value_name = "SRC")]
     pub watch: Option<Vec<PathBuf>>,
 
+    /// The engine `--watch` compiles JavaScript apps with (as `build
+    /// --js-engine`).
+    #[arg(long, value_enum, default_value_t, env = "TINA4_JS_ENGINE")]
+    pub js_engine: crate::build::JsEngine,
+
     /// Address of the admin endpoints (/metrics, /health, /ready), or
     /// `off`. Loopback by default: never expose it publicly unasked.
     #[arg(long, default_value = "127.0.0.1:7147", env = "TINA4_ADMIN_LISTEN")]

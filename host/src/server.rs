@@ -132,7 +132,8 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
         if watched.is_empty() {
             tracing::warn!("--watch: found no sources of any of the served apps");
         }
-        let toolchains = crate::build::toolchain::Toolchains::default_location()?;
+        let toolchains = crate::build::toolchain::Toolchains::default_location()?
+            .with_js_engine(config.js_engine);
         tokio::spawn(async move {
             if let Err(err) = source_watch::run(watched, toolchains).await {
                 tracing::error!("--watch stopped: {err:#}");

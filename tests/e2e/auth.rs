@@ -8,9 +8,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::{Client, Server, ServerOptions, http};
 
-const SECRET: &str = "correct horse battery staple";
+pub(crate) const SECRET: &str = "correct horse battery staple";
 
-fn token(secret: &str, expires_in: i64) -> String {
+pub(crate) fn token(secret: &str, expires_in: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -6,6 +6,7 @@
 mod auth;
 mod backplane;
 mod browser;
+mod build;
 mod chat;
 mod echo;
 mod edge;

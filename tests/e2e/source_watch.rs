@@ -1,10 +1,13 @@
-//! `serve --watch`: editing an app's Rust source rebuilds it and swaps it in;
-//! a broken edit shows the build error and the running version keeps serving.
+//! `serve --watch`: editing an app's source (Rust, JavaScript or Python)
+//! rebuilds it and swaps it in; a broken edit shows the build error and the
+//! running version keeps serving.
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{Server, ServerOptions, component, repo_root, target_dir};
+use crate::support::{
+    Language, Server, ServerOptions, component, example, examples_cache_dir, repo_root, target_dir,
+};
 
 /// The first build compiles the guest's dependencies; later runs reuse them.
 const BUILD: Duration = Duration::from_secs(600);
@@ -84,4 +87,72 @@ async fn editing_an_apps_source_rebuilds_and_swaps_it() {
         .await;
     client.send("fixed").await;
     assert_eq!(client.recv().await, "w3: fixed");
+}
+
+/// Edits a JavaScript or Python app under `serve --watch`: each good edit is
+/// built with `tina4-wasm build` and swapped in; a broken one is shown and
+/// changes nothing.
+async fn edits_rebuild(language: Language, folder: &str, file: &str, broken: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let sources = root.path().join("src");
+    let app = sources.join("echo");
+    std::fs::create_dir_all(&app).unwrap();
+    let original = repo_root()
+        .join("examples")
+        .join(folder)
+        .join("echo")
+        .join(file);
+    let source = std::fs::read_to_string(original).unwrap();
+    std::fs::write(app.join(file), &source).unwrap();
+    let apps = root.path().join("apps");
+    std::fs::create_dir_all(&apps).unwrap();
+    std::fs::copy(example(language, "echo"), apps.join("echo.wasm")).unwrap();
+
+    let server = Server::start_with(ServerOptions {
+        apps_dir: Some(apps),
+        cache_dir: Some(examples_cache_dir()),
+        args: vec!["--watch".into(), sources.display().to_string()],
+        ..Default::default()
+    })
+    .await;
+    server
+        .wait_for_log(&["watching the app's sources", "echo"])
+        .await;
+    let mut client = server.connect("/ws/echo").await;
+    client.send("before").await;
+    assert_eq!(client.recv().await, "Echo: before");
+
+    std::fs::write(app.join(file), source.replace("Echo: ", "Edited: ")).unwrap();
+    server
+        .wait_for_log_within(&["app swapped to a new version", "echo"], 1, BUILD)
+        .await;
+    client.send("after").await;
+    assert_eq!(client.recv().await, "Edited: after");
+
+    std::fs::write(app.join(file), format!("{source}\n{broken}\n")).unwrap();
+    let failure = server
+        .wait_for_log_within(&["build of echo failed"], 1, BUILD)
+        .await;
+    assert!(
+        failure.contains("running version keeps serving"),
+        "{failure}"
+    );
+    client.send("still").await;
+    assert_eq!(client.recv().await, "Edited: still");
+}
+
+#[tokio::test]
+async fn editing_a_javascript_app_rebuilds_and_swaps_it() {
+    edits_rebuild(
+        Language::Javascript,
+        "javascript",
+        "app.js",
+        "function broken( {",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn editing_a_python_app_rebuilds_and_swaps_it() {
+    edits_rebuild(Language::Python, "python", "app.py", "def broken(:").await;
 }

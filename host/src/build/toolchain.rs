@@ -10,10 +10,20 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::build::run;
+use crate::build::{JsEngine, run};
 
-/// The QuickJS componentizer the JavaScript SDK is built with (npm).
-pub const COMPONENTIZE_QJS: &str = "componentize-qjs@0.4.5";
+/// The JavaScript toolchain (npm): the SpiderMonkey and QuickJS
+/// componentizers, and esbuild, which bundles an app's modules and its npm
+/// dependencies into the one module the componentizers take.
+pub const JAVASCRIPT_PACKAGES: &[&str] = &[
+    "@bytecodealliance/componentize-js@0.23.0",
+    "componentize-qjs@0.4.5",
+    "esbuild@0.25.12",
+];
+
+/// The folder the JavaScript toolchain is installed in (named for its
+/// versions, so a new pin installs beside the old).
+const JAVASCRIPT_DIR: &str = "javascript-componentize-js-0.23.0-qjs-0.4.5-esbuild-0.25.12";
 
 /// The Python componentizer (PyPI).
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
@@ -22,11 +32,13 @@ pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// venv's own launcher script would pin the venv's first location).
 pub const COMPONENTIZE_PY_MAIN: &str = "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())";
 
-/// Where toolchains are installed.
+/// Where toolchains are installed, and which JavaScript engine to use.
 #[derive(Debug, Clone)]
 pub struct Toolchains {
     /// The folder holding one sub-folder per installed toolchain version.
     root: PathBuf,
+    /// The engine JavaScript apps are compiled with.
+    js_engine: JsEngine,
 }
 
 /// `~/.cache/tina4-wasm/toolchains` (or under `$XDG_CACHE_HOME`).
@@ -41,9 +53,25 @@ pub fn cargo() -> std::ffi::OsString {
 }
 
 impl Toolchains {
-    /// Toolchains kept in `root`.
+    /// Toolchains kept in `root`, compiling JavaScript with SpiderMonkey.
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self {
+            root,
+            js_engine: JsEngine::default(),
+        }
+    }
+
+    /// The same toolchains, compiling JavaScript with `engine`.
+    pub fn with_js_engine(self, engine: JsEngine) -> Self {
+        Self {
+            js_engine: engine,
+            ..self
+        }
+    }
+
+    /// The engine JavaScript apps are compiled with.
+    pub fn js_engine(&self) -> JsEngine {
+        self.js_engine
     }
 
     /// Toolchains in the default folder.
@@ -77,22 +105,23 @@ impl Toolchains {
         Ok(())
     }
 
-    /// The `componentize-qjs` command, installed with npm if missing.
+    /// The folder of the JavaScript tools' commands (`node_modules/.bin`),
+    /// installed with npm if missing.
     pub fn javascript(&self) -> anyhow::Result<PathBuf> {
-        let dir = self.root.join(COMPONENTIZE_QJS.replace('@', "-"));
-        let command = dir.join("node_modules/.bin/componentize-qjs");
-        self.install_once(&dir, &command, "npm", |scratch| {
+        let dir = self.root.join(JAVASCRIPT_DIR);
+        let bin = dir.join("node_modules/.bin");
+        self.install_once(&dir, &bin.join("esbuild"), "npm", |scratch| {
             std::fs::write(scratch.join("package.json"), "{\"private\": true}\n")?;
             let mut npm = Command::new("npm");
             npm.args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
                 .arg("--prefix")
                 .arg(scratch)
-                .arg(COMPONENTIZE_QJS);
+                .args(JAVASCRIPT_PACKAGES);
             run(&mut npm, "npm install").map(drop).map_err(|err| {
                 err.context("installing the JavaScript toolchain needs Node.js and npm")
             })
         })?;
-        Ok(command)
+        Ok(bin)
     }
 
     /// A Python that runs componentize-py, installed into a venv with pip

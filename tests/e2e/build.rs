@@ -1,0 +1,200 @@
+//! `tina4-wasm build`, and what the JavaScript and Python SDKs do beyond
+//! the examples: errors from the host, exceptions in handlers, close codes,
+//! async handlers and secured routes. The SDK fixtures are built here, by
+//! the real command, from `tests/fixtures/sdk-<language>/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::{Value, json};
+
+use crate::auth::{SECRET, token};
+use crate::support::{
+    Language, Server, ServerOptions, examples_cache_dir, host_binary, http, repo_root,
+};
+
+/// Runs `tina4-wasm build <source> --apps <apps>`, precompiling into the
+/// shared examples cache.
+pub fn build(source: &Path, apps: &Path) -> Output {
+    std::process::Command::new(host_binary())
+        .arg("build")
+        .arg(source)
+        .arg("--apps")
+        .arg(apps)
+        .arg("--cache-dir")
+        .arg(examples_cache_dir())
+        .output()
+        .expect("running tina4-wasm build")
+}
+
+/// Builds the SDK fixture of `language` into `apps` as `sdk.wasm`.
+fn build_fixture(language: &str, apps: &Path) -> PathBuf {
+    let source = repo_root()
+        .join("tests/fixtures")
+        .join(format!("sdk-{language}"));
+    let staging = tempfile::tempdir().unwrap();
+    let copy = staging.path().join("sdk");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap().flatten() {
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let output = build(&copy, apps);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("GET     /sdk/boom"), "{stdout}");
+    apps.join("sdk.wasm")
+}
+
+async fn sdk_behaviour(language: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let apps = root.path().join("apps");
+    build_fixture(language, &apps);
+    let server = Server::start_with(ServerOptions {
+        apps_dir: Some(apps),
+        cache_dir: Some(examples_cache_dir()),
+        env: vec![("TINA4_SECRET".into(), SECRET.into())],
+        language: Language::Rust,
+        ..Default::default()
+    })
+    .await;
+
+    // An exception is a 500 that says nothing of the app's insides; the log has it.
+    let boom = http().get(server.url("/sdk/boom")).send().await.unwrap();
+    assert_eq!(boom.status(), 500);
+    assert_eq!(
+        boom.json::<Value>().await.unwrap(),
+        json!({"error": "internal error"})
+    );
+    server.wait_for_log(&["kaboom from the handler"]).await;
+    let bad = http().get(server.url("/sdk/bad")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap(),
+        json!({"error": "the request was bad"})
+    );
+    // An async handler's answer, with its status and headers.
+    let created = http()
+        .post(server.url("/sdk/created"))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["x-sdk"], "yes");
+    assert_eq!(created.json::<Value>().await.unwrap(), json!({"n": 1}));
+    // A secured route: refused without a token, the claims with one.
+    let refused = http().get(server.url("/sdk/secret")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let url = server.url(&format!("/sdk/secret?token={}", token(SECRET, 60)));
+    let claims: Value = http().get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(claims, json!({"sub": "alice"}));
+
+    let mut client = server.connect("/ws/sdk?room=a%20b").await;
+    client.send("who").await;
+    assert_eq!(
+        client.recv_json().await,
+        json!({"path": "/ws/sdk", "query": {"room": "a b"}, "count": 1})
+    );
+    client.send("ghost").await;
+    assert_eq!(client.recv().await, "refused: unknown-connection");
+    client.send("bad-close").await;
+    assert_eq!(client.recv().await, "refused: invalid");
+    client.send("throw").await;
+    server
+        .wait_for_log(&["kaboom from a websocket handler"])
+        .await;
+    client.send("who").await;
+    assert_eq!(client.recv_json().await["count"], 1, "still connected");
+    client.send("bye").await;
+    assert_eq!(client.expect_close().await, (4000, "bye".to_string()));
+}
+
+#[tokio::test]
+async fn the_javascript_sdk_maps_errors_statuses_and_closes() {
+    sdk_behaviour("javascript").await;
+}
+
+#[tokio::test]
+async fn the_python_sdk_maps_errors_statuses_and_closes() {
+    sdk_behaviour("python").await;
+}
+
+#[tokio::test]
+async fn a_folder_without_an_app_or_a_broken_app_is_refused_and_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let apps = root.path().join("apps");
+    let empty = root.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let output = build(&empty, &apps);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("holds no app"), "{stderr}");
+
+    // A syntax error: the compiler's message, and the served component untouched.
+    let broken = root.path().join("feed");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(
+        broken.join("app.js"),
+        "Router.websocket(\"/ws\", (c) => {\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&apps).unwrap();
+    std::fs::write(apps.join("feed.wasm"), b"the serving version").unwrap();
+    let output = build(&broken, &apps);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("building the JavaScript app feed") && stderr.contains("app.js"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(apps.join("feed.wasm")).unwrap(),
+        b"the serving version"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&apps).unwrap().flatten().collect();
+    assert_eq!(leftovers.len(), 1, "no half-built files are left behind");
+}
+
+#[tokio::test]
+async fn quickjs_builds_of_javascript_apps_serve_too() {
+    let root = tempfile::tempdir().unwrap();
+    let apps = root.path().join("apps");
+    let output = std::process::Command::new(host_binary())
+        .arg("build")
+        .arg(repo_root().join("examples/javascript/echo"))
+        .arg("--apps")
+        .arg(&apps)
+        .args(["--js-engine", "quickjs", "--no-cache"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let server = Server::start_with(ServerOptions {
+        apps_dir: Some(apps),
+        ..Default::default()
+    })
+    .await;
+    let mut client = server.connect("/ws/echo").await;
+    crate::support::still_answers(&mut client, "naïve ☃").await;
+    client.send_binary(&[0, 255]).await;
+    assert_eq!(
+        client.next_message().await,
+        tokio_tungstenite::tungstenite::Message::binary(vec![0, 255])
+    );
+    let hello: Value = http()
+        .get(server.url("/hello/qjs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hello["message"], "Hello, qjs!");
+}
