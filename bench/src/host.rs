@@ -15,6 +15,11 @@ fn profile_dir() -> anyhow::Result<PathBuf> {
     Ok(exe.parent().context("binary folder")?.to_path_buf())
 }
 
+/// The `tina4-wasm` binary built beside this one.
+pub fn host_binary() -> anyhow::Result<PathBuf> {
+    Ok(profile_dir()?.join("tina4-wasm"))
+}
+
 /// A built component of the workspace, e.g. `component("probe-v2")`.
 pub fn component(name: &str) -> anyhow::Result<PathBuf> {
     let dir = match std::env::var_os("TINA4_WASM_COMPONENTS") {
@@ -48,7 +53,7 @@ impl Host {
     /// tina4-wasm serving `apps_dir` with `cache_dir` as its compile cache,
     /// and `extra` flags.
     pub async fn start(apps_dir: &Path, cache_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut command = Command::new(profile_dir()?.join("tina4-wasm"));
+        let mut command = Command::new(host_binary()?);
         command
             .arg("serve")
             .arg(apps_dir)

@@ -12,6 +12,8 @@
 //! - [`swap`]: hot-swap latency, cold and from the compile cache.
 //! - [`backplane`]: delivery across instances through Redis, beside
 //!   delivery within one.
+//! - [`languages`]: what an app costs in each guest language (size,
+//!   compile, cached load, instantiate, CPU per event).
 
 mod backplane;
 mod echo;
@@ -19,6 +21,7 @@ mod fanout;
 mod host;
 mod http_load;
 mod idle;
+mod languages;
 mod load;
 mod native;
 mod plot;
@@ -72,6 +75,9 @@ enum Scenario {
     /// Cross-instance delivery through the Redis backplane: latency,
     /// throughput and CPU per message, beside a single instance.
     Backplane(backplane::Options),
+    /// The echo example in each guest language: build, size, compile,
+    /// cached load, instantiate, restart, CPU per event.
+    Languages(languages::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -105,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Startup(options) => startup::run(&options).await,
             Scenario::Swap(options) => swap::run(options).await,
             Scenario::Backplane(options) => backplane::run(options).await,
+            Scenario::Languages(options) => languages::run(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
@@ -126,6 +133,7 @@ mod tests {
             "startup",
             "swap",
             "backplane",
+            "languages",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");

@@ -57,9 +57,13 @@ pub enum Command {
     /// on first use, and precompile it for `serve`.
     Build(Box<crate::build::command::BuildArgs>),
     /// Check that a file is a component the host can serve, and say why
-    /// not if it is not.
+    /// not if it is not; with what loading it costs.
     Check {
         /// The component file.
         file: PathBuf,
+        /// The compile cache to load from and store into
+        /// [default: ~/.cache/tina4-wasm/components].
+        #[arg(long, env = "TINA4_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
     },
 }

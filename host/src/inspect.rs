@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::backplane::Backplane;
 use crate::config::Limits;
 use crate::router::{RouteEntry, RouteTable};
-use crate::runtime::{Runtime, component_files};
+use crate::runtime::{PreparedApp, Runtime, component_files};
 use crate::ws::registry::ConnectionRegistry;
 
 /// A runtime with the default limits and the default compile cache.
@@ -71,19 +71,33 @@ pub fn routes(dir: &Path) -> anyhow::Result<bool> {
     Ok(clean)
 }
 
-/// Checks one component file; prints what it serves or why it cannot.
-pub fn check(file: &Path) -> anyhow::Result<bool> {
-    let runtime = runtime()?;
-    match runtime.prepare(file) {
+/// Prints what loading an app took (compile or cache load, and
+/// instantiate) and its routes.
+pub fn print_load(app: &PreparedApp) {
+    let timings = &app.timings;
+    println!(
+        "loads: compile {:?} ({}), instantiate {:?}",
+        timings.compile, timings.origin, timings.instantiate
+    );
+    for route in &app.routes {
+        println!("  {route}");
+    }
+}
+
+/// Checks one component file; prints what it serves and what loading it
+/// took, or why it cannot be served.
+pub fn check(file: &Path, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<bool> {
+    let runtime = runtime_with_cache(cache_dir.or_else(crate::runtime::cache::default_dir))?;
+    let prepared = runtime.prepare(file);
+    runtime.cache().finish_writes();
+    match prepared {
         Ok(app) => {
             println!(
                 "ok: {} implements tina4:wasm/handler with {} routes",
                 file.display(),
                 app.routes.len()
             );
-            for route in &app.routes {
-                println!("  {route}");
-            }
+            print_load(&app);
             Ok(true)
         }
         Err(err) => {

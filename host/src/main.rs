@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(config) => runtime.block_on(tina4_wasm::server::serve(*config)),
         Command::Routes { dir } => tina4_wasm::inspect::routes(&dir),
-        Command::Check { file } => tina4_wasm::inspect::check(&file),
+        Command::Check { file, cache_dir } => tina4_wasm::inspect::check(&file, cache_dir),
         Command::Build(args) => tina4_wasm::build::command::run(*args),
     };
     match result {

@@ -80,14 +80,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<bool> {
     runtime.cache().finish_writes();
     match prepared {
         Ok(prepared) => {
-            let timings = &prepared.timings;
-            println!(
-                "loads: compile {:.1?} ({}), instantiate {:.1?}",
-                timings.compile, timings.origin, timings.instantiate
-            );
-            for route in &prepared.routes {
-                println!("  {route}");
-            }
+            crate::inspect::print_load(&prepared);
             Ok(true)
         }
         Err(err) => {
