@@ -20,8 +20,11 @@ cargo clippy --release --all-targets -- -D warnings
 guests=()
 for p in "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}"; do guests+=(-p "$p"); done
 cargo clippy --profile guest --target wasm32-wasip2 "${guests[@]}" -- -D warnings
-for file in guest-sdk/javascript/*.js examples/javascript/*/app.js; do node --check "$file"; done
-python3 -m py_compile guest-sdk/python/tina4_wasm/*.py examples/python/*/app.py
+for file in guest-sdk/javascript/*.js examples/javascript/*/app.js tests/fixtures/sdk-javascript/*.js; do
+    node --check "$file"
+done
+python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' \
+    guest-sdk/python/tina4_wasm/*.py examples/python/*/app.py tests/fixtures/sdk-python/*.py
 
 echo "==> tests"
 cargo test --release

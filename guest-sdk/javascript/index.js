@@ -205,9 +205,14 @@ export class Request {
 /** The answer being built: the `res` argument of a route handler. */
 export class Response {
   constructor() {
+    /** The status to answer with. */
     this.statusCode = 200;
+    /** Header name/value pairs, names lower-case. */
     this.headers = [];
+    /** The body's bytes. */
     this.content = new Uint8Array(0);
+    /** Whether a body was set (`send`, `json`, `text` or `html`). */
+    this.answered = false;
   }
 
   /** Sets the status; chainable (`res.status(201).json(...)`). */
@@ -226,6 +231,7 @@ export class Response {
   send(body, contentType = "text/plain; charset=utf-8") {
     if (!this.headers.some(([name]) => name === "content-type")) this.header("content-type", contentType);
     this.content = isBinary(body) ? toBytes(body) : encode(String(body));
+    this.answered = true;
     return this;
   }
 
@@ -297,6 +303,10 @@ export function closeConnection(id, code = 1000, reason = "") {
   call(host.close, id, code, reason);
 }
 
+function isPromise(value) {
+  return value != null && typeof value.then === "function";
+}
+
 function describe(err) {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
@@ -307,26 +317,74 @@ export function routes() {
   return table.map(({ kind, path, secured }) => ({ kind, path, secured }));
 }
 
+/** Turns an exception into the error answer: 400 with its message for a
+ * bad request, else a logged 500 that says nothing of the app's insides. */
+function answerError(res, path, err) {
+  const status = err instanceof Tina4Error ? err.status : 500;
+  if (status >= 500) hostLog("error", `${path}: ${describe(err)}`);
+  res.headers = [];
+  res.status(status).json({ error: status === 400 ? err.message : "internal error" });
+}
+
 export function handleHttp(index, request) {
   const route = table[index];
   const res = new Response();
+  const path = route ? route.path : String(index);
   try {
     if (!route || route.kind.tag !== "http") throw new Tina4Error("invalid", `no HTTP route ${index}`);
     const returned = route.handler(new Request(request), res);
-    if (returned && typeof returned.then === "function") {
-      returned.catch((err) => hostLog("error", `${route.path}: ${describe(err)}`));
+    if (isPromise(returned)) {
+      // The answer is taken when this returns; neither engine runs the
+      // jobs an `await` queues before then, so an answer after an `await`
+      // would be lost. Say so instead of answering an empty 200.
+      returned.then(undefined, (err) => hostLog("error", `${path}: ${describe(err)}`));
+      if (!res.answered) {
+        throw new Error(
+          "the async handler did not answer before its first `await`; call res.json/res.send first",
+        );
+      }
     }
   } catch (err) {
-    const status = err instanceof Tina4Error ? err.status : 500;
-    if (status >= 500) hostLog("error", `${route ? route.path : index}: ${describe(err)}`);
-    const message = status === 400 ? err.message : "internal error";
-    res.headers = [];
-    res.status(status).json({ error: message });
+    answerError(res, path, err);
   }
   return { status: res.statusCode, headers: res.headers, body: res.content };
 }
 
 const EVENTS = { open: "open", text: "message", binary: "binary", close: "close" };
+
+/** The last async call of each WebSocket route, and whether it finished. */
+const lastAsync = new Map();
+/** Routes already warned about, so the log says it once. */
+const warned = new Set();
+
+/**
+ * Logs an async handler's failure, and notices one that never finishes:
+ * QuickJS builds never resume a handler after an `await`, so one still
+ * unfinished at the route's next event is reported instead of failing
+ * silently.
+ */
+function watchAsync(route, returned) {
+  const earlier = lastAsync.get(route);
+  if (earlier && !earlier.done && !warned.has(route)) {
+    warned.add(route);
+    hostLog(
+      "warn",
+      `${route.path}: an async handler never finished after an \`await\` ` +
+        "(QuickJS builds do not resume them; build with --js-engine spidermonkey)",
+    );
+  }
+  const state = { done: false };
+  lastAsync.set(route, state);
+  returned.then(
+    () => {
+      state.done = true;
+    },
+    (err) => {
+      state.done = true;
+      hostLog("error", `${route.path}: ${describe(err)}`);
+    },
+  );
+}
 
 export function onWebsocket(index, conn, event) {
   const route = table[index];
@@ -337,9 +395,7 @@ export function onWebsocket(index, conn, event) {
   try {
     const data = event.tag === "binary" ? toBytes(event.val) : event.val;
     const returned = route.handler(new Connection(conn), EVENTS[event.tag], data);
-    if (returned && typeof returned.then === "function") {
-      returned.catch((err) => hostLog("error", `${route.path}: ${describe(err)}`));
-    }
+    if (isPromise(returned)) watchAsync(route, returned);
   } catch (err) {
     hostLog("error", `${route.path}: ${describe(err)}`);
   }

@@ -36,7 +36,9 @@ fn build_fixture(language: &str, apps: &Path) -> PathBuf {
     let copy = staging.path().join("sdk");
     std::fs::create_dir(&copy).unwrap();
     for entry in std::fs::read_dir(&source).unwrap().flatten() {
-        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
     }
     let output = build(&copy, apps);
     assert!(
@@ -86,6 +88,18 @@ async fn sdk_behaviour(language: &str) {
     assert_eq!(created.status(), 201);
     assert_eq!(created.headers()["x-sdk"], "yes");
     assert_eq!(created.json::<Value>().await.unwrap(), json!({"n": 1}));
+    // An async handler answers after an `await` in Python; in JavaScript
+    // the answer is taken when the handler returns, so it must come first.
+    let later = http().get(server.url("/sdk/later")).send().await.unwrap();
+    if language == "python" {
+        assert_eq!(later.status(), 202);
+        assert_eq!(later.json::<Value>().await.unwrap(), json!({"late": true}));
+    } else {
+        assert_eq!(later.status(), 500);
+        server
+            .wait_for_log(&["did not answer before its first `await`"])
+            .await;
+    }
     // A secured route: refused without a token, the claims with one.
     let refused = http().get(server.url("/sdk/secret")).send().await.unwrap();
     assert_eq!(refused.status(), 401);
@@ -103,6 +117,8 @@ async fn sdk_behaviour(language: &str) {
     assert_eq!(client.recv().await, "refused: unknown-connection");
     client.send("bad-close").await;
     assert_eq!(client.recv().await, "refused: invalid");
+    client.send("late").await;
+    assert_eq!(client.recv().await, "after an await");
     client.send("throw").await;
     server
         .wait_for_log(&["kaboom from a websocket handler"])
@@ -163,19 +179,21 @@ async fn a_folder_without_an_app_or_a_broken_app_is_refused_and_changes_nothing(
 async fn quickjs_builds_of_javascript_apps_serve_too() {
     let root = tempfile::tempdir().unwrap();
     let apps = root.path().join("apps");
-    let output = std::process::Command::new(host_binary())
-        .arg("build")
-        .arg(repo_root().join("examples/javascript/echo"))
-        .arg("--apps")
-        .arg(&apps)
-        .args(["--js-engine", "quickjs", "--no-cache"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    for source in ["examples/javascript/echo", "tests/fixtures/sdk-javascript"] {
+        let output = std::process::Command::new(host_binary())
+            .arg("build")
+            .arg(repo_root().join(source))
+            .arg("--apps")
+            .arg(&apps)
+            .args(["--js-engine", "quickjs", "--no-cache"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps),
         ..Default::default()
@@ -197,4 +215,14 @@ async fn quickjs_builds_of_javascript_apps_serve_too() {
         .await
         .unwrap();
     assert_eq!(hello["message"], "Hello, qjs!");
+
+    // QuickJS never resumes a handler after `await`: said in the log, once.
+    let mut client = server.connect("/ws/sdk").await;
+    client.send("late").await;
+    client.send("late").await;
+    server
+        .wait_for_log(&["/ws/sdk", "never finished after an `await`"])
+        .await;
+    client.send("who").await;
+    assert_eq!(client.recv_json().await["count"], 1);
 }
