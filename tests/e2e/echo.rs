@@ -40,9 +40,16 @@ each_language! {
 each_language! {
     async fn a_topic_feed_reaches_everyone_on_the_topic_and_no_one_else(language) {
         let server = Server::start_in(language, &["echo"]).await;
-        let mut alice = server.connect("/ws/broadcast/news").await;
-        let mut bob = server.connect("/ws/broadcast/news").await;
+        // Each client's own first message comes back to it once it is on
+        // the topic: from then on it hears everything published there.
         let mut elsewhere = server.connect("/ws/broadcast/sport").await;
+        still_on_topic(&mut elsewhere, "sport fan here").await;
+        let mut alice = server.connect("/ws/broadcast/news").await;
+        still_on_topic(&mut alice, "alice here").await;
+        let mut bob = server.connect("/ws/broadcast/news").await;
+        still_on_topic(&mut bob, "bob here").await;
+        assert_eq!(alice.recv().await, "bob here");
+
         alice.send("headline").await;
         assert_eq!(alice.recv().await, "headline", "the sender is included");
         assert_eq!(bob.recv().await, "headline");
@@ -52,6 +59,12 @@ each_language! {
         elsewhere.send("score").await;
         assert_eq!(elsewhere.recv().await, "score");
     }
+}
+
+/// Sends `text` on a topic and waits for it to come back.
+async fn still_on_topic(client: &mut crate::support::Client, text: &str) {
+    client.send(text).await;
+    assert_eq!(client.recv().await, text);
 }
 
 each_language! {
