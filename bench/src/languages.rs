@@ -244,7 +244,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
             variant.label,
             built.map_or("cargo".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
             size as f64 / 1e6,
-            ms(cold.compile),
+            format!("{:.1} s", cold.compile.as_secs_f64()),
             ms(Summary::of(loads).median),
             ms(Summary::of(instantiates).median),
             ms(Summary::of(restarts).median),

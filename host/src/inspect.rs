@@ -76,7 +76,7 @@ pub fn routes(dir: &Path) -> anyhow::Result<bool> {
 pub fn print_load(app: &PreparedApp) {
     let timings = &app.timings;
     println!(
-        "loads: compile {:?} ({}), instantiate {:?}",
+        "loads: compile {:.1?} ({}), instantiate {:.1?}",
         timings.compile, timings.origin, timings.instantiate
     );
     for route in &app.routes {
