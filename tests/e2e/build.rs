@@ -127,6 +127,27 @@ async fn sdk_behaviour(language: &str) {
     assert_eq!(client.recv_json().await["count"], 1, "still connected");
     client.send("bye").await;
     assert_eq!(client.expect_close().await, (4000, "bye".to_string()));
+
+    // A runaway handler meets the CPU deadline: its connection is closed
+    // with 1011 and the app comes back fresh.
+    let mut attacker = server.connect("/ws/sdk").await;
+    attacker.send("spin").await;
+    assert_eq!(attacker.expect_close().await.0, 1011);
+    server
+        .wait_for_log(&["guest failed", "CPU time limit"])
+        .await;
+    // A greedy one meets the memory cap, which the language reports as its
+    // own out-of-memory error: logged, and the app goes on serving.
+    let mut greedy = server.connect("/ws/sdk").await;
+    greedy.send("hog").await;
+    let out_of_memory = if language == "python" {
+        "MemoryError"
+    } else {
+        "out of memory"
+    };
+    server.wait_for_log(&[out_of_memory]).await;
+    greedy.send("who").await;
+    assert_eq!(greedy.recv_json().await["count"], 1);
 }
 
 #[tokio::test]
