@@ -240,11 +240,11 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
             Some(rust) => format!("{:.1}×", cpu / rust),
         };
         println!(
-            "| {} | {} | {:.1} MB | {} | {} | {} | {} | {:.1} MiB | {cpu:.1} µs | {ratio} |",
+            "| {} | {} | {:.1} MB | {:.1} s | {} | {} | {} | {:.1} MiB | {cpu:.1} µs | {ratio} |",
             variant.label,
             built.map_or("cargo".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
             size as f64 / 1e6,
-            format!("{:.1} s", cold.compile.as_secs_f64()),
+            cold.compile.as_secs_f64(),
             ms(Summary::of(loads).median),
             ms(Summary::of(instantiates).median),
             ms(Summary::of(restarts).median),
