@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::redis_server::{RedisCluster, RedisServer};
-use crate::support::{Client, Server, ServerOptions, eventually, free_port, http, within};
+use crate::support::{
+    Client, Language, Server, ServerOptions, eventually, free_port, http, within,
+};
 
 /// The log line of an instance whose backplane is up.
 const CONNECTED: &str = "backplane: connected to Redis";
@@ -115,6 +117,57 @@ async fn ready(server: &Server) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn one_room_spans_instances_running_the_chat_in_different_languages() {
+    let redis = RedisServer::start().await;
+    let in_language = |language| {
+        let url = redis.url();
+        async move {
+            let server = Server::start_with(ServerOptions {
+                apps: vec!["chat"],
+                language,
+                args: ["--backplane", "redis", "--backplane-url", &url]
+                    .map(String::from)
+                    .to_vec(),
+                ..Default::default()
+            })
+            .await;
+            server.wait_for_log(&[CONNECTED]).await;
+            server
+        }
+    };
+    let (python, javascript) = tokio::join!(
+        in_language(Language::Python),
+        in_language(Language::Javascript)
+    );
+    let mut alice = join(&python, "mixed").await;
+    let mut bob = join(&javascript, "mixed").await;
+    expect_system(&mut alice, "A new user joined").await;
+    // Names are kept by each instance's host; the room is shared.
+    alice
+        .send_json(json!({"type": "set-name", "name": "Alice"}))
+        .await;
+    expect_system(&mut alice, "Anonymous changed their name to Alice").await;
+    // Alice's own join notice may still have been in flight when Bob came (see
+    // `chat_text`); past it, Bob hears the rename.
+    let rename = loop {
+        let message = bob.recv_json().await;
+        if message["message"] != "A new user joined" {
+            break message;
+        }
+    };
+    assert_eq!(rename["message"], "Anonymous changed their name to Alice");
+    chat(&mut bob, "hello from JavaScript").await;
+    chat(&mut alice, "hello from Python").await;
+    for client in [&mut alice, &mut bob] {
+        let mut got = [chat_text(client).await, chat_text(client).await];
+        got.sort();
+        assert_eq!(got, ["hello from JavaScript", "hello from Python"]);
+    }
+    bob.close().await;
+    expect_system(&mut alice, "Anonymous left the room").await;
 }
 
 #[tokio::test]
