@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Client, Server, each_language, http};
+use crate::support::{Client, Server, content_type, each_language, http};
 
 /// Joins `room` and returns the client with its welcome message.
 async fn join(server: &Server, room: &str) -> (Client, Value) {
@@ -152,12 +152,7 @@ each_language! {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
+        assert!(content_type(&response).starts_with("text/html"));
         let page = response.text().await.unwrap();
         assert!(page.contains("&lt;script&gt;alert(1)&lt;"), "{page}");
         assert!(!page.contains("<script>alert(1)"));
@@ -173,12 +168,7 @@ each_language! {
         ] {
             let response = http().get(server.url(asset)).send().await.unwrap();
             assert_eq!(response.status(), 200, "{asset}");
-            assert!(
-                response.headers()["content-type"]
-                    .to_str()
-                    .unwrap()
-                    .starts_with(kind)
-            );
+            assert!(content_type(&response).starts_with(kind));
             let script = response.text().await.unwrap();
             assert!(
                 !script.contains("innerHTML"),

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{Server, each_language, http, still_answers};
+use crate::support::{Server, content_type, each_language, http, still_answers};
 
 each_language! {
     async fn echo_answers_text_with_the_chapter_prefix_and_binary_verbatim(language) {
@@ -76,12 +76,7 @@ each_language! {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("application/json")
-        );
+        assert!(content_type(&response).starts_with("application/json"));
         let body: Value = response.json().await.unwrap();
         assert_eq!(body, json!({"message": "Hello, wörld 🌍!", "length": 7}));
         let missing = http().get(server.url("/hello")).send().await.unwrap();

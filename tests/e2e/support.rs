@@ -587,6 +587,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A response's content type (empty when it has none).
+pub fn content_type(response: &reqwest::Response) -> &str {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// An HTTP client that talks to loopback only.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
