@@ -91,21 +91,29 @@ function fieldsObject(fields) {
   return object;
 }
 
-/** One open WebSocket connection: the `connection` argument of a handler. */
-export class Connection {
+/** What a routed request or connection carries from the client. */
+class Routed {
+  constructor(from) {
+    /** The concrete, percent-decoded path, e.g. `/ws/chat/lobby`. */
+    this.path = from.path;
+    /** Path parameters, e.g. `{ room: "lobby" }`. */
+    this.params = fieldsObject(from.params);
+    /** Query string pairs (the first of a repeated name). */
+    this.query = fieldsObject(from.query);
+    /** Headers, names lower-case (for a connection, selected ones of its upgrade). */
+    this.headers = fieldsObject(from.headers);
+    /** On a secured route, the verified token's claims; else null. */
+    this.claims = from.claims == null ? null : JSON.parse(from.claims);
+  }
+}
+
+/** One open WebSocket connection: the `connection` argument of a handler.
+ * Broadcasts and counts stay on its concrete `path`. */
+export class Connection extends Routed {
   constructor(conn) {
+    super(conn);
     /** Opaque, unique across the cluster. */
     this.id = conn.id;
-    /** The concrete path, e.g. `/ws/chat/lobby`; broadcasts stay on it. */
-    this.path = conn.path;
-    /** Path parameters, e.g. `{ room: "lobby" }`. */
-    this.params = fieldsObject(conn.params);
-    /** Query string of the upgrade request. */
-    this.query = fieldsObject(conn.query);
-    /** Selected headers of the upgrade request, names lower-case. */
-    this.headers = fieldsObject(conn.headers);
-    /** On a secured route, the verified token's claims; else null. */
-    this.claims = conn.claims == null ? null : JSON.parse(conn.claims);
   }
 
   /** Sends text (a string) or binary (a Uint8Array or other typed array) to this connection only. */
@@ -159,20 +167,11 @@ export class Connection {
 }
 
 /** An HTTP request: the `req` argument of a route handler. */
-export class Request {
+export class Request extends Routed {
   constructor(request) {
+    super(request);
     /** Lower-case method name, e.g. "post". */
     this.method = request.method;
-    /** The concrete, percent-decoded path. */
-    this.path = request.path;
-    /** Path parameters, e.g. `{ orderId: "42" }`. */
-    this.params = fieldsObject(request.params);
-    /** Query string pairs (the first of a repeated name). */
-    this.query = fieldsObject(request.query);
-    /** Request headers, names lower-case. */
-    this.headers = fieldsObject(request.headers);
-    /** On a secured route, the verified token's claims; else null. */
-    this.claims = request.claims == null ? null : JSON.parse(request.claims);
     /** The body's bytes. */
     this.rawBody = toBytes(request.body);
   }

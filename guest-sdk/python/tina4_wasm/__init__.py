@@ -116,26 +116,30 @@ def _fields(pairs):
     return out
 
 
-def _claims(raw):
-    return None if raw is None else json.loads(raw)
+class _Routed:
+    """What a routed request or connection carries from the client."""
+
+    def __init__(self, source):
+        #: The concrete, percent-decoded path, e.g. ``/ws/chat/lobby``.
+        self.path = source.path
+        #: Path parameters, e.g. ``{"room": "lobby"}``.
+        self.params = _fields(source.params)
+        #: Query string pairs (the first of a repeated name).
+        self.query = _fields(source.query)
+        #: Headers, names lower-case (for a connection, selected ones of its upgrade).
+        self.headers = _fields(source.headers)
+        #: On a secured route, the verified token's claims; else None.
+        self.claims = None if source.claims is None else json.loads(source.claims)
 
 
-class Connection:
-    """One open WebSocket connection: the ``connection`` argument of a handler."""
+class Connection(_Routed):
+    """One open WebSocket connection: the ``connection`` argument of a
+    handler. Broadcasts and counts stay on its concrete ``path``."""
 
     def __init__(self, conn):
+        super().__init__(conn)
         #: Opaque, unique across the cluster.
         self.id = conn.id
-        #: The concrete path, e.g. ``/ws/chat/lobby``; broadcasts stay on it.
-        self.path = conn.path
-        #: Path parameters, e.g. ``{"room": "lobby"}``.
-        self.params = _fields(conn.params)
-        #: Query string of the upgrade request.
-        self.query = _fields(conn.query)
-        #: Selected headers of the upgrade request, names lower-case.
-        self.headers = _fields(conn.headers)
-        #: On a secured route, the verified token's claims; else None.
-        self.claims = _claims(conn.claims)
 
     def send(self, message):
         """Sends text (str) or binary (bytes) to this connection only."""
@@ -180,22 +184,13 @@ class Connection:
         return default if raw is None else json.loads(raw)
 
 
-class Request:
+class Request(_Routed):
     """An HTTP request: the ``request`` argument of a route handler."""
 
     def __init__(self, request):
+        super().__init__(request)
         #: Upper-case method name, e.g. ``"POST"``.
         self.method = request.method.name
-        #: The concrete, percent-decoded path.
-        self.path = request.path
-        #: Path parameters, e.g. ``{"order_id": "42"}``.
-        self.params = _fields(request.params)
-        #: Query string pairs (the first of a repeated name).
-        self.query = _fields(request.query)
-        #: Request headers, names lower-case.
-        self.headers = _fields(request.headers)
-        #: On a secured route, the verified token's claims; else None.
-        self.claims = _claims(request.claims)
         #: The body's bytes.
         self.raw_body = request.body
 
