@@ -1,6 +1,7 @@
 //! `tina4-wasm build`, and what the JavaScript and Python SDKs do beyond
-//! the examples: errors from the host, exceptions in handlers, close codes,
-//! async handlers and secured routes. The SDK fixtures are built here, by
+//! the examples: the app's own modules and dependencies, errors from the
+//! host, exceptions in handlers, close codes, async handlers, secured
+//! routes, and the CPU and memory limits. The SDK fixtures are built here, by
 //! the real command, from `tests/fixtures/sdk-<language>/`.
 
 use std::path::{Path, PathBuf};
@@ -13,48 +14,68 @@ use crate::support::{
     Language, Server, ServerOptions, examples_cache_dir, host_binary, http, repo_root,
 };
 
-/// Runs `tina4-wasm build <source> --apps <apps>`, precompiling into the
-/// shared examples cache.
-pub fn build(source: &Path, apps: &Path) -> Output {
-    std::process::Command::new(host_binary())
-        .arg("build")
-        .arg(source)
-        .arg("--apps")
-        .arg(apps)
-        .arg("--cache-dir")
-        .arg(examples_cache_dir())
+/// Runs `tina4-wasm build <source> --apps <apps>` with `flags`,
+/// precompiling into the shared examples cache unless `flags` say otherwise.
+pub fn build(source: &Path, apps: &Path, flags: &[&str]) -> Output {
+    let mut command = std::process::Command::new(host_binary());
+    command.arg("build").arg(source).arg("--apps").arg(apps);
+    if !flags.contains(&"--no-cache") {
+        command.arg("--cache-dir").arg(examples_cache_dir());
+    }
+    command
+        .args(flags)
         .output()
         .expect("running tina4-wasm build")
 }
 
-/// Builds the SDK fixture of `language` into `apps` as `sdk.wasm`.
-fn build_fixture(language: &str, apps: &Path) -> PathBuf {
+/// Asserts a build succeeded, showing what it said if not.
+fn assert_built(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A copy of the SDK fixture of `language` in `root` as the app `sdk`;
+/// the JavaScript one gets the npm package its greeting module imports.
+fn fixture(language: &str, root: &Path) -> PathBuf {
     let source = repo_root()
         .join("tests/fixtures")
         .join(format!("sdk-{language}"));
-    let staging = tempfile::tempdir().unwrap();
-    let copy = staging.path().join("sdk");
+    let copy = root.join("sdk");
     std::fs::create_dir(&copy).unwrap();
     for entry in std::fs::read_dir(&source).unwrap().flatten() {
         if entry.path().is_file() {
             std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
         }
     }
-    let output = build(&copy, apps);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if language == "javascript" {
+        let package = copy.join("node_modules/shout");
+        std::fs::create_dir_all(&package).unwrap();
+        std::fs::write(package.join("package.json"), r#"{"main": "index.js"}"#).unwrap();
+        std::fs::write(
+            package.join("index.js"),
+            "export const shout = (s) => s.toUpperCase() + \"!\";\n",
+        )
+        .unwrap();
+    }
+    copy
+}
+
+/// Builds the SDK fixture of `language` into `apps` as `sdk.wasm`.
+fn build_fixture(language: &str, apps: &Path, flags: &[&str]) {
+    let staging = tempfile::tempdir().unwrap();
+    let output = build(&fixture(language, staging.path()), apps, flags);
+    assert_built(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("GET     /sdk/boom"), "{stdout}");
-    apps.join("sdk.wasm")
 }
 
 async fn sdk_behaviour(language: &str) {
     let root = tempfile::tempdir().unwrap();
     let apps = root.path().join("apps");
-    build_fixture(language, &apps);
+    build_fixture(language, &apps, &[]);
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps),
         cache_dir: Some(examples_cache_dir()),
@@ -63,6 +84,17 @@ async fn sdk_behaviour(language: &str) {
         ..Default::default()
     })
     .await;
+
+    // The app's own modules (and, in JavaScript, its npm dependencies) are built in.
+    let greeting: Value = http()
+        .get(server.url("/sdk/greet/ada"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(greeting, json!({"greeting": "HELLO, ADA!"}));
 
     // An exception is a 500 that says nothing of the app's insides; the log has it.
     let boom = http().get(server.url("/sdk/boom")).send().await.unwrap();
@@ -125,6 +157,13 @@ async fn sdk_behaviour(language: &str) {
         .await;
     client.send("who").await;
     assert_eq!(client.recv_json().await["count"], 1, "still connected");
+    if language == "python" {
+        // Awaiting real I/O is refused with a reason: a handler runs to completion.
+        client.send("sleep").await;
+        server.wait_for_log(&["handlers run to completion"]).await;
+        client.send("who").await;
+        assert_eq!(client.recv_json().await["count"], 1, "still connected");
+    }
     client.send("bye").await;
     assert_eq!(client.expect_close().await, (4000, "bye".to_string()));
 
@@ -166,10 +205,13 @@ async fn a_folder_without_an_app_or_a_broken_app_is_refused_and_changes_nothing(
     let apps = root.path().join("apps");
     let empty = root.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let output = build(&empty, &apps);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("holds no app"), "{stderr}");
+    let missing = root.path().join("missing");
+    for (source, says) in [(&empty, "holds no app"), (&missing, "no source folder")] {
+        let output = build(source, &apps, &[]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
 
     // A syntax error: the compiler's message, and the served component untouched.
     let broken = root.path().join("feed");
@@ -181,7 +223,7 @@ async fn a_folder_without_an_app_or_a_broken_app_is_refused_and_changes_nothing(
     .unwrap();
     std::fs::create_dir_all(&apps).unwrap();
     std::fs::write(apps.join("feed.wasm"), b"the serving version").unwrap();
-    let output = build(&broken, &apps);
+    let output = build(&broken, &apps, &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -200,21 +242,10 @@ async fn a_folder_without_an_app_or_a_broken_app_is_refused_and_changes_nothing(
 async fn quickjs_builds_of_javascript_apps_serve_too() {
     let root = tempfile::tempdir().unwrap();
     let apps = root.path().join("apps");
-    for source in ["examples/javascript/echo", "tests/fixtures/sdk-javascript"] {
-        let output = std::process::Command::new(host_binary())
-            .arg("build")
-            .arg(repo_root().join(source))
-            .arg("--apps")
-            .arg(&apps)
-            .args(["--js-engine", "quickjs", "--no-cache"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let quickjs = ["--js-engine", "quickjs", "--no-cache"];
+    let echo = repo_root().join("examples/javascript/echo");
+    assert_built(&build(&echo, &apps, &quickjs));
+    build_fixture("javascript", &apps, &quickjs);
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps),
         ..Default::default()

@@ -239,9 +239,26 @@ fn routes_lists_apps_routes_and_conflicts() {
 
 #[test]
 fn check_says_why_a_component_cannot_be_served() {
-    let good = run(&["check", component("chat").to_str().unwrap()], &[]);
+    // What loading costs, compiled the first time and from the cache after.
+    let cache = tempfile::tempdir().unwrap();
+    let chat = component("chat");
+    let check_chat = || {
+        let args = ["check", chat.to_str().unwrap(), "--cache-dir"];
+        run(
+            &[&args[..], &[cache.path().to_str().unwrap()]].concat(),
+            &[],
+        )
+    };
+    let good = check_chat();
     assert_eq!(good.status.code(), Some(0));
-    assert!(text(&good.stdout).starts_with("ok: "));
+    let out = text(&good.stdout);
+    assert!(out.starts_with("ok: "), "{out}");
+    assert!(
+        out.contains("loads: compile ") && out.contains("(compiled)"),
+        "{out}"
+    );
+    let again = text(&check_chat().stdout);
+    assert!(again.contains("(from cache)"), "{again}");
     let other = run(&["check", component("other-world").to_str().unwrap()], &[]);
     assert_eq!(other.status.code(), Some(1));
     assert!(text(&other.stdout).contains("does not implement the tina4:wasm/handler world"));

@@ -179,17 +179,82 @@ impl Toolchains {
             .join(format!(".{name}.installing-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch)?;
-        if let Err(err) = install(&scratch) {
+        let installed = install(&scratch).and_then(|()| {
+            let relative = marker.strip_prefix(dir).unwrap_or(marker);
+            if scratch.join(relative).exists() {
+                Ok(())
+            } else {
+                bail!("the {name} install did not produce {}", relative.display())
+            }
+        });
+        if let Err(err) = installed {
             let _ = std::fs::remove_dir_all(&scratch);
             return Err(err);
+        }
+        if !marker.exists() {
+            // A folder without its marker is what an older, interrupted
+            // install left: replace it.
+            let _ = std::fs::remove_dir_all(dir);
         }
         if std::fs::rename(&scratch, dir).is_err() {
             // Someone else installed it meanwhile: theirs is as good.
             let _ = std::fs::remove_dir_all(&scratch);
         }
         if !marker.exists() {
-            bail!("the {name} install did not produce {}", marker.display());
+            bail!("cannot install {name} into {}", dir.display());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_install_lands_whole_once_and_a_failed_one_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let toolchains = Toolchains::new(root.path().to_path_buf());
+        let dir = root.path().join("tool-1.0");
+        let marker = dir.join("bin/tool");
+        let install = |scratch: &Path| {
+            std::fs::create_dir_all(scratch.join("bin"))?;
+            std::fs::write(scratch.join("bin/tool"), b"")?;
+            Ok(())
+        };
+        toolchains
+            .install_once(&dir, &marker, "test", install)
+            .unwrap();
+        assert!(marker.is_file());
+        // Installed: the next call installs nothing.
+        toolchains
+            .install_once(&dir, &marker, "test", |_| panic!("installed twice"))
+            .unwrap();
+
+        let broken = root.path().join("broken-1.0");
+        let err = toolchains
+            .install_once(&broken, &broken.join("bin/tool"), "test", |_| {
+                bail!("registry unreachable")
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("registry unreachable"), "{err}");
+        let empty = root.path().join("empty-1.0");
+        let err = toolchains
+            .install_once(&empty, &empty.join("bin/tool"), "test", |_| Ok(()))
+            .unwrap_err();
+        assert!(err.to_string().contains("did not produce"), "{err}");
+        // Neither a half install nor a scratch folder is left behind.
+        let left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["tool-1.0"]);
+
+        // A folder an interrupted install left without its marker is replaced.
+        std::fs::create_dir_all(empty.join("half")).unwrap();
+        toolchains
+            .install_once(&empty, &empty.join("bin/tool"), "test", install)
+            .unwrap();
+        assert!(empty.join("bin/tool").is_file() && !empty.join("half").exists());
     }
 }
