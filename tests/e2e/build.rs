@@ -86,14 +86,7 @@ async fn sdk_behaviour(language: &str) {
     .await;
 
     // The app's own modules (and, in JavaScript, its npm dependencies) are built in.
-    let greeting: Value = http()
-        .get(server.url("/sdk/greet/ada"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let greeting = server.get_json("/sdk/greet/ada").await;
     assert_eq!(greeting, json!({"greeting": "HELLO, ADA!"}));
 
     // An exception is a 500 that says nothing of the app's insides; the log has it.
@@ -135,8 +128,9 @@ async fn sdk_behaviour(language: &str) {
     // A secured route: refused without a token, the claims with one.
     let refused = http().get(server.url("/sdk/secret")).send().await.unwrap();
     assert_eq!(refused.status(), 401);
-    let url = server.url(&format!("/sdk/secret?token={}", token(SECRET, 60)));
-    let claims: Value = http().get(url).send().await.unwrap().json().await.unwrap();
+    let claims = server
+        .get_json(&format!("/sdk/secret?token={}", token(SECRET, 60)))
+        .await;
     assert_eq!(claims, json!({"sub": "alice"}));
 
     let mut client = server.connect("/ws/sdk?room=a%20b").await;
@@ -258,14 +252,7 @@ async fn quickjs_builds_of_javascript_apps_serve_too() {
         client.next_message().await,
         tokio_tungstenite::tungstenite::Message::binary(vec![0, 255])
     );
-    let hello: Value = http()
-        .get(server.url("/hello/qjs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hello = server.get_json("/hello/qjs").await;
     assert_eq!(hello["message"], "Hello, qjs!");
 
     // QuickJS never resumes a handler after `await`: said in the log, once.

@@ -436,6 +436,18 @@ impl Server {
             .as_u16()
     }
 
+    /// The JSON body of `GET path`.
+    pub async fn get_json(&self, path: &str) -> Value {
+        http()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("a GET request")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     /// `None` if a WebSocket upgrade to `path` with these extra headers
     /// succeeds; the HTTP status it was refused with otherwise.
     pub async fn upgrade_status(
