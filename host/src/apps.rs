@@ -9,9 +9,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::router::{RouteEntry, RouteKind, RouteTable};
+use crate::router::{HostBinding, RequestPath, RouteEntry, RouteKind, RoutePattern, RouteTable};
 use crate::runtime::{
-    AppHandle, DeclaredRoute, PreparedApp, RouteKey, RouteTarget, Runtime, component_files,
+    AppHandle, DeclaredRoute, EdgeSettings, PreparedApp, RouteKey, RouteTarget, Runtime,
+    component_files,
 };
 use crate::server::ServerState;
 
@@ -32,10 +33,14 @@ pub struct ServingApp {
 struct Version {
     /// Its id: the content hash of the component and its settings.
     hash: String,
-    /// Its own connection cap, from `<app>.toml`.
-    max_connections: Option<usize>,
+    /// What the edge checks before involving it, from `<app>.toml`.
+    edge: EdgeSettings,
     /// Its routes, for the route table and the banner.
     routes: Vec<DeclaredRoute>,
+    /// The host names it serves (`None`: the server's own).
+    hosts: HostBinding,
+    /// Its public files, claimed like routes.
+    statics: Vec<String>,
     /// Its routes' keys, so commands routed by an older version still resolve.
     keys: Vec<Arc<RouteKey>>,
     /// How long loading it took, for the log line.
@@ -46,8 +51,13 @@ impl Version {
     fn of(prepared: &PreparedApp) -> Self {
         Self {
             hash: prepared.hash.clone(),
-            max_connections: prepared.policy().max_connections,
+            edge: EdgeSettings {
+                max_connections: prepared.policy().max_connections,
+                audience: prepared.policy().audience(&prepared.name),
+            },
             routes: prepared.routes.clone(),
+            hosts: prepared.policy().hosts.clone(),
+            statics: prepared.statics.clone(),
             keys: prepared.route_keys(),
             timings: prepared.timings,
         }
@@ -86,6 +96,8 @@ pub struct AppManager {
     apps: BTreeMap<PathBuf, ServingApp>,
     /// Whether the initial scan of the folder has finished.
     initial_load_done: bool,
+    /// Apps refused at startup, and why, for the banner.
+    refused: Vec<String>,
 }
 
 impl AppManager {
@@ -95,6 +107,7 @@ impl AppManager {
             state,
             apps: BTreeMap::new(),
             initial_load_done: false,
+            refused: Vec::new(),
         }
     }
 
@@ -103,11 +116,34 @@ impl AppManager {
         self.apps.values()
     }
 
-    /// Loads every `*.wasm` in `dir`, in file-name order (so which of two
-    /// conflicting apps wins is stable).
+    /// Loads every `*.wasm` in `dir`. No app is serving yet, so none has a
+    /// claim over another: two apps whose routes or files would answer the
+    /// same requests are both refused, loudly (in the log and the banner),
+    /// and the others serve. Nothing about the order of the files decides
+    /// who gets a contested path.
     pub async fn load_dir(&mut self, dir: &Path) -> anyhow::Result<()> {
+        let mut ready = Vec::new();
         for file in component_files(dir)? {
-            self.update(&file).await;
+            if let Some(prepared) = self.prepare(&file).await {
+                ready.push(prepared);
+            }
+        }
+        let claims: Vec<RouteTable<String>> = ready.iter().map(claims_of).collect();
+        for (i, prepared) in ready.into_iter().enumerate() {
+            let clash = claims.iter().enumerate().find_map(|(j, other)| {
+                let mut other = other.clone();
+                let own = claims_of(&prepared);
+                (i != j)
+                    .then(|| other.add_all(own.entries().to_vec(), |_| false).err())
+                    .flatten()
+            });
+            match clash {
+                Some(conflict) => {
+                    tracing::error!(app = %prepared.name, file = %prepared.file.display(), "app refused: {conflict}; at startup neither of two conflicting apps serves");
+                    self.refused.push(format!("{} ({conflict})", prepared.name));
+                }
+                None => self.start(prepared),
+            }
         }
         if self.apps.is_empty() {
             tracing::warn!(dir = %dir.display(), "no apps loaded");
@@ -117,15 +153,8 @@ impl AppManager {
         Ok(())
     }
 
-    /// Ready: the initial load is done and at least one app serves. Also
-    /// publishes the serving apps' public folders, in file-name order.
+    /// Ready: the initial load is done and at least one app serves.
     fn publish_readiness(&self) {
-        let public = self
-            .apps
-            .keys()
-            .map(|file| file.with_extension("").join("public"))
-            .collect();
-        self.state.public_dirs.store(Arc::new(public));
         let ready = self.initial_load_done && !self.apps.is_empty();
         self.state
             .ready
@@ -140,25 +169,9 @@ impl AppManager {
             self.unload(file);
             return;
         }
-        let runtime = self.runtime.clone();
-        let path = file.to_path_buf();
-        let prepared = tokio::task::spawn_blocking(move || runtime.prepare(&path)).await;
         let serving = self.apps.contains_key(file);
-        let prepared = match prepared {
-            Ok(Ok(prepared)) => prepared,
-            Ok(Err(err)) => {
-                let keeps = if serving {
-                    "; the previous version keeps serving"
-                } else {
-                    ""
-                };
-                tracing::error!(app = %app_of(file), file = %file.display(), "cannot load app: {err:#}{keeps}");
-                return;
-            }
-            Err(panic) => {
-                tracing::error!(app = %app_of(file), file = %file.display(), "loading the app panicked: {panic}");
-                return;
-            }
+        let Some(prepared) = self.prepare(file).await else {
+            return;
         };
         if self
             .apps
@@ -172,6 +185,29 @@ impl AppManager {
             self.swap(file, prepared).await;
         } else {
             self.start(prepared);
+        }
+    }
+
+    /// Compiles and instantiates the version in `file`, off the async
+    /// runtime; a failure is logged and is `None`.
+    async fn prepare(&self, file: &Path) -> Option<PreparedApp> {
+        let runtime = self.runtime.clone();
+        let path = file.to_path_buf();
+        let keeps = if self.apps.contains_key(file) {
+            "; the previous version keeps serving"
+        } else {
+            ""
+        };
+        match tokio::task::spawn_blocking(move || runtime.prepare(&path)).await {
+            Ok(Ok(prepared)) => Some(prepared),
+            Ok(Err(err)) => {
+                tracing::error!(app = %app_of(file), file = %file.display(), "cannot load app: {err:#}{keeps}");
+                None
+            }
+            Err(panic) => {
+                tracing::error!(app = %app_of(file), file = %file.display(), "loading the app panicked: {panic}");
+                None
+            }
         }
     }
 
@@ -195,12 +231,12 @@ impl AppManager {
             }
         };
         let mut table = self.table_without(None);
-        if let Err(conflict) = table.add_all(entries(&handle, &version)) {
+        if let Err(refusal) = self.admit(&mut table, &handle, &version) {
             // Dropping the handle stops the actor.
-            tracing::error!(app = %app_of(&file), file = %file.display(), "app refused: {conflict}");
+            tracing::error!(app = %app_of(&file), file = %file.display(), "app refused: {refusal}");
             return;
         }
-        handle.set_max_connections(version.max_connections);
+        handle.set_edge(version.edge.clone());
         self.state.routes.store(Arc::new(table));
         self.apps
             .insert(file.clone(), version.serving(handle.clone()));
@@ -215,10 +251,11 @@ impl AppManager {
         };
         let version = Version::of(&prepared);
         let mut table = self.table_without(Some(&handle));
-        if let Err(conflict) = table.add_all(entries(&handle, &version)) {
+        if let Err(refusal) = self.admit(&mut table, &handle, &version) {
             tracing::error!(
+                app = %app_of(file),
                 file = %file.display(),
-                "new version refused: {conflict}; the previous version keeps serving"
+                "new version refused: {refusal}; the previous version keeps serving"
             );
             return;
         }
@@ -228,7 +265,7 @@ impl AppManager {
             tracing::error!(app = %app_of(file), file = %file.display(), "the app stopped before it could be swapped");
             return;
         }
-        handle.set_max_connections(version.max_connections);
+        handle.set_edge(version.edge.clone());
         self.state.routes.store(Arc::new(table));
         self.close_orphans(&handle, &version.routes);
         version.log(&handle, file, "app swapped to a new version");
@@ -240,12 +277,31 @@ impl AppManager {
             .insert(file.to_path_buf(), version.serving(handle));
     }
 
+    /// Adds a version's routes and files to `table`, unless it claims a
+    /// host name that belongs to the server's own apps or conflicts with
+    /// what another app already serves.
+    fn admit(
+        &self,
+        table: &mut RouteTable<RouteTarget>,
+        handle: &Arc<AppHandle>,
+        version: &Version,
+    ) -> anyhow::Result<()> {
+        for claim in version.hosts.iter().flat_map(|hosts| hosts.iter()) {
+            anyhow::ensure!(
+                !self.state.names.listed(claim),
+                "hosts: {claim} is one of the server's own names (--server-names), which belong to apps that claim no hosts"
+            );
+        }
+        table.add_all(entries(handle, version), |t| Arc::ptr_eq(&t.app, handle))?;
+        Ok(())
+    }
+
     /// Closes the app's connections whose path no WebSocket route of the
     /// new version serves.
     fn close_orphans(&self, handle: &AppHandle, routes: &[DeclaredRoute]) {
         for conn in self.state.registry.connections_of(&handle.name) {
-            let still_served =
-                crate::router::RequestPath::from_decoded(&conn.path).is_some_and(|p| {
+            let still_served = crate::router::RequestPath::from_decoded(conn.room.path())
+                .is_some_and(|p| {
                     routes
                         .iter()
                         .any(|r| r.kind == RouteKind::WebSocket && r.pattern.matches_path(&p))
@@ -290,6 +346,9 @@ impl AppManager {
                 let _ = writeln!(out, "    {route}");
             }
         }
+        for refused in &self.refused {
+            let _ = writeln!(out, "  REFUSED app {refused}");
+        }
         out
     }
 }
@@ -299,22 +358,61 @@ fn app_of(file: &Path) -> String {
     crate::runtime::app_name(file).unwrap_or_else(|_| file.display().to_string())
 }
 
-/// Route table entries for one version of an app.
+/// What a prepared version would claim, in a table of its own (targets
+/// name the app), for checking it against others before any serves.
+fn claims_of(prepared: &PreparedApp) -> RouteTable<String> {
+    let version = Version::of(prepared);
+    let mut table = RouteTable::default();
+    let entries = entry_shapes(&version)
+        .map(|(kind, pattern)| RouteEntry {
+            kind,
+            pattern,
+            hosts: version.hosts.clone(),
+            target: format!("app {:?}", &*prepared.name),
+        })
+        .collect();
+    // A version's own routes never conflict once it loaded.
+    let _ = table.add_all(entries, |_| true);
+    table
+}
+
+/// The kind and pattern of every route and public file of a version.
+fn entry_shapes(version: &Version) -> impl Iterator<Item = (RouteKind, RoutePattern)> + '_ {
+    let routes = version.routes.iter().map(|r| (r.kind, r.pattern.clone()));
+    let files = version.statics.iter().filter_map(|file| {
+        let path = RequestPath::parse(&format!("/{file}")).ok()?;
+        (path.decoded != crate::statics::FROND_PATH)
+            .then(|| (RouteKind::Static, RoutePattern::literal(&path)))
+    });
+    routes.chain(files)
+}
+
+/// Route table entries for one version of an app: its routes, then its
+/// public files (except the built-in client's path, which it cannot take).
 fn entries(handle: &Arc<AppHandle>, version: &Version) -> Vec<RouteEntry<RouteTarget>> {
-    version
-        .routes
-        .iter()
-        .zip(&version.keys)
+    let secured = |index: usize| version.routes.get(index).is_some_and(|r| r.secured);
+    entry_shapes(version)
         .enumerate()
-        .map(|(index, (route, key))| RouteEntry {
-            kind: route.kind,
-            pattern: route.pattern.clone(),
-            target: RouteTarget {
-                app: handle.clone(),
-                index: index as u32,
-                key: key.clone(),
-                secured: route.secured,
-            },
+        .map(|(index, (kind, pattern))| {
+            let key = match version.keys.get(index) {
+                Some(key) if kind != RouteKind::Static => key.clone(),
+                _ => Arc::new(RouteKey::of(kind, &pattern)),
+            };
+            RouteEntry {
+                kind,
+                hosts: version.hosts.clone(),
+                target: RouteTarget {
+                    app: handle.clone(),
+                    index: if kind == RouteKind::Static {
+                        u32::MAX
+                    } else {
+                        index as u32
+                    },
+                    key,
+                    secured: kind != RouteKind::Static && secured(index),
+                },
+                pattern,
+            }
         })
         .collect()
 }

@@ -6,6 +6,15 @@
 //! subprotocol pair `Sec-WebSocket-Protocol: bearer, …` (which browsers can
 //! set); the last form is answered with the `bearer` subprotocol, as the
 //! WebSocket handshake requires.
+//!
+//! A token opens the secured routes of one app only: its `aud` claim must
+//! name that app (or the audience its `<app>.toml` sets), so a token minted
+//! for one tenant is worthless at another. `exp` is required, `nbf` is
+//! honoured, and a secured WebSocket is closed when its token expires. The
+//! secret must be at least [`MIN_SECRET_BYTES`] long: HS256 keys shorter
+//! than the hash are guessable offline from any one token.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hyper::HeaderMap;
 use hyper::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
@@ -18,6 +27,29 @@ pub enum TokenSource {
     AuthorizationHeader,
     /// `Sec-WebSocket-Protocol: bearer, <jwt>`; the answer must select `bearer`.
     Subprotocol,
+}
+
+/// The shortest secret accepted: HS256's own output size.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A configuration the server refuses to start with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("TINA4_SECRET is empty; unset it, or set at least {MIN_SECRET_BYTES} bytes")]
+    Empty,
+    #[error("TINA4_SECRET is {0} bytes; it must be at least {MIN_SECRET_BYTES}")]
+    TooShort(usize),
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Its claims, as JSON, for the app.
+    pub claims: String,
+    /// Where it was found.
+    pub source: TokenSource,
+    /// When it stops being valid (its `exp`), as time left from now.
+    pub expires_in: Duration,
 }
 
 /// Why a request was refused (answered with 401).
@@ -35,33 +67,51 @@ pub enum AuthError {
 pub struct Authenticator {
     /// The HS256 key, if a secret is configured.
     key: Option<DecodingKey>,
-    /// HS256 only; `exp` required and checked.
-    validation: Validation,
 }
 
 impl Authenticator {
-    /// An authenticator for `secret` (none: every secured request is refused).
-    pub fn new(secret: Option<&str>) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        Self {
-            key: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
-            validation,
+    /// An authenticator for `secret` (none: every secured request is
+    /// refused); a secret too short to be safe is a configuration error.
+    pub fn new(secret: Option<&str>) -> Result<Self, SecretError> {
+        match secret.map(str::len) {
+            Some(0) => return Err(SecretError::Empty),
+            Some(n) if n < MIN_SECRET_BYTES => return Err(SecretError::TooShort(n)),
+            _ => {}
         }
+        Ok(Self {
+            key: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
+        })
     }
 
-    /// Finds and verifies the token of a request; returns its claims as JSON
-    /// and where it was found.
+    /// Finds and verifies the token of a request to a secured route of an
+    /// app whose tokens name `audience`.
     pub fn verify(
         &self,
         headers: &HeaderMap,
         query: &[(String, String)],
-    ) -> Result<(String, TokenSource), AuthError> {
+        audience: &str,
+    ) -> Result<Verified, AuthError> {
         let (token, source) = find_token(headers, query).ok_or(AuthError::Missing)?;
         let key = self.key.as_ref().ok_or(AuthError::NoSecret)?;
-        let data = decode::<serde_json::Value>(&token, key, &self.validation)
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        let data = decode::<serde_json::Value>(&token, key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        Ok((data.claims.to_string(), source))
+        let exp = data.claims.get("exp").and_then(serde_json::Value::as_u64);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let expires_in = exp.map_or(Duration::ZERO, |exp| {
+            Duration::from_secs(exp).saturating_sub(now)
+        });
+        Ok(Verified {
+            claims: data.claims.to_string(),
+            source,
+            expires_in,
+        })
     }
 }
 
@@ -98,18 +148,29 @@ mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
 
-    fn token(secret: &str, exp_from_now: i64) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+    const SECRET: &str = "a test secret of at least 32 bytes!";
+
+    fn now() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
             .unwrap()
-            .as_secs() as i64;
-        let claims = serde_json::json!({"sub": "alice", "exp": now + exp_from_now});
+            .as_secs() as i64
+    }
+
+    fn signed(secret: &str, claims: serde_json::Value) -> String {
         encode(
             &Header::new(Algorithm::HS256),
             &claims,
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap()
+    }
+
+    fn token(secret: &str, exp_from_now: i64) -> String {
+        signed(
+            secret,
+            serde_json::json!({"sub": "alice", "aud": "chat", "exp": now() + exp_from_now}),
+        )
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -123,46 +184,77 @@ mod tests {
         map
     }
 
+    fn auth() -> Authenticator {
+        Authenticator::new(Some(SECRET)).unwrap()
+    }
+
     #[test]
     fn tokens_are_found_in_each_place_and_verified() {
-        let auth = Authenticator::new(Some("s3cret"));
-        let good = token("s3cret", 60);
+        let auth = auth();
+        let good = token(SECRET, 60);
         let query = vec![("token".to_string(), good.clone())];
-        let (claims, source) = auth.verify(&HeaderMap::new(), &query).unwrap();
-        assert_eq!(source, TokenSource::Query);
-        assert!(claims.contains("\"sub\":\"alice\""));
+        let verified = auth.verify(&HeaderMap::new(), &query, "chat").unwrap();
+        assert_eq!(verified.source, TokenSource::Query);
+        assert!(verified.claims.contains("\"sub\":\"alice\""));
+        assert!((50..=60).contains(&verified.expires_in.as_secs()));
         let bearer = format!("Bearer {good}");
         let h = headers(&[("authorization", &bearer)]);
         assert_eq!(
-            auth.verify(&h, &[]).unwrap().1,
+            auth.verify(&h, &[], "chat").unwrap().source,
             TokenSource::AuthorizationHeader
         );
         let offered = format!("bearer, {good}");
         let h = headers(&[("sec-websocket-protocol", &offered)]);
-        assert_eq!(auth.verify(&h, &[]).unwrap().1, TokenSource::Subprotocol);
+        assert_eq!(
+            auth.verify(&h, &[], "chat").unwrap().source,
+            TokenSource::Subprotocol
+        );
     }
 
     #[test]
     fn bad_tokens_are_refused() {
-        let auth = Authenticator::new(Some("s3cret"));
+        let auth = auth();
         let q = |t: String| vec![("token".to_string(), t)];
-        assert_eq!(auth.verify(&HeaderMap::new(), &[]), Err(AuthError::Missing));
-        assert!(matches!(
-            auth.verify(&HeaderMap::new(), &q(token("other", 60))),
-            Err(AuthError::Invalid(_))
-        ));
-        assert!(matches!(
-            auth.verify(&HeaderMap::new(), &q(token("s3cret", -10))),
-            Err(AuthError::Invalid(_))
-        ));
-        assert!(matches!(
-            auth.verify(&HeaderMap::new(), &q("garbage".into())),
-            Err(AuthError::Invalid(_))
-        ));
-        let none = Authenticator::new(None);
+        let verify = |t: String| auth.verify(&HeaderMap::new(), &q(t), "chat");
         assert_eq!(
-            none.verify(&HeaderMap::new(), &q(token("s3cret", 60))),
+            auth.verify(&HeaderMap::new(), &[], "chat"),
+            Err(AuthError::Missing)
+        );
+        let other_key = "another secret of at least 32 bytes";
+        for refused in [
+            token(other_key, 60),
+            token(SECRET, -10),
+            "garbage".into(),
+            // For another app, or for none.
+            signed(
+                SECRET,
+                serde_json::json!({"aud": "bank", "exp": now() + 60}),
+            ),
+            signed(SECRET, serde_json::json!({"exp": now() + 60})),
+            // Not valid yet.
+            signed(
+                SECRET,
+                serde_json::json!({"aud": "chat", "nbf": now() + 60, "exp": now() + 120}),
+            ),
+            // No expiry.
+            signed(SECRET, serde_json::json!({"aud": "chat"})),
+        ] {
+            assert!(matches!(verify(refused), Err(AuthError::Invalid(_))));
+        }
+        let none = Authenticator::new(None).unwrap();
+        assert_eq!(
+            none.verify(&HeaderMap::new(), &q(token(SECRET, 60)), "chat"),
             Err(AuthError::NoSecret)
         );
+    }
+
+    #[test]
+    fn short_secrets_are_a_configuration_error() {
+        assert_eq!(Authenticator::new(Some("")).err(), Some(SecretError::Empty));
+        assert_eq!(
+            Authenticator::new(Some("s3cret")).err(),
+            Some(SecretError::TooShort(6))
+        );
+        assert!(Authenticator::new(Some(&"x".repeat(MIN_SECRET_BYTES))).is_ok());
     }
 }

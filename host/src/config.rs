@@ -108,6 +108,15 @@ pub struct BackplaneConfig {
     )]
     pub prefix: String,
 
+    /// A secret every instance of the cluster shares (at least 32 bytes):
+    /// messages are sealed with it, and unsealed or forged ones refused.
+    #[arg(
+        long = "backplane-secret",
+        env = "TINA4_WS_BACKPLANE_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
+
     /// Most messages waiting to be published; beyond that, new ones are
     /// dropped (and counted) rather than queued.
     #[arg(
@@ -116,6 +125,21 @@ pub struct BackplaneConfig {
         env = "TINA4_WS_BACKPLANE_QUEUE"
     )]
     pub queue: NonZeroUsize,
+}
+
+impl BackplaneConfig {
+    /// Refuses a secret too short to seal with.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(secret) = &self.secret {
+            anyhow::ensure!(
+                secret.len() >= crate::auth::MIN_SECRET_BYTES,
+                "TINA4_WS_BACKPLANE_SECRET is {} bytes; it must be at least {}",
+                secret.len(),
+                crate::auth::MIN_SECRET_BYTES
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Which backplane.
@@ -141,9 +165,23 @@ pub struct EdgePolicy {
     #[arg(long, env = "TINA4_WS_MAX_CONNECTIONS_PER_PATH")]
     pub max_connections_per_path: Option<NonZeroUsize>,
 
+    /// Host names the server answers on for apps that claim none (no
+    /// `hosts` in their `<app>.toml`), comma-separated: `name`, `*.name`
+    /// for every name below it, or `*` for any name. IP addresses are always
+    /// answered. A request for any other name that no app claims gets 421,
+    /// which keeps DNS-rebinding pages out.
+    #[arg(
+        long,
+        default_value = "localhost,*.localhost",
+        env = "TINA4_SERVER_NAMES",
+        value_delimiter = ','
+    )]
+    pub server_names: Vec<String>,
+
     /// Origins allowed to open WebSockets, comma-separated (`*` for any).
     /// Requests without an Origin (non-browser clients) and same-origin
-    /// requests are always allowed; any other origin gets 403.
+    /// requests are always allowed; any other origin, or one that is not a
+    /// valid origin, gets 403.
     #[arg(long, env = "TINA4_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
@@ -183,21 +221,81 @@ impl EdgePolicy {
         Duration::from_millis(self.handshake_timeout_ms.get())
     }
 
-    /// Whether a browser page at `origin` may connect to this server, which
-    /// the client reached as `host` (the Host header).
-    pub fn origin_allowed(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+    /// The names the server answers on for apps that claim none.
+    pub fn names(&self) -> anyhow::Result<ServerNames> {
+        ServerNames::parse(&self.server_names)
+    }
+
+    /// Whether a browser page at `origin` (the Origin header's bytes) may
+    /// connect to this server, which the client reached as `host` (the
+    /// Host header). An Origin that is not `http(s)://authority` is refused.
+    pub fn origin_allowed(&self, origin: Option<&[u8]>, host: Option<&str>) -> bool {
         let Some(origin) = origin else {
             return true;
         };
-        let same_origin = host.is_some_and(|host| {
-            origin
-                .split_once("://")
-                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
-        });
+        let Ok(origin) = std::str::from_utf8(origin) else {
+            return false;
+        };
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        let Some(authority) = authority
+            .filter(|a| !a.is_empty() && !a.contains(['/', '?', '#', '@']) && a.is_ascii())
+        else {
+            return false;
+        };
+        let same_origin = host.is_some_and(|host| authority.eq_ignore_ascii_case(host));
         same_origin
             || self.allowed_origins.iter().any(|allowed| {
                 allowed == "*" || allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)
             })
+    }
+}
+
+/// The names the server answers on for apps that claim none.
+#[derive(Debug, Clone)]
+pub struct ServerNames {
+    /// `*`: any name no app claims.
+    any: bool,
+    /// The names listed.
+    names: Vec<crate::router::HostPattern>,
+}
+
+impl ServerNames {
+    /// Parses `--server-names`.
+    pub fn parse(list: &[String]) -> anyhow::Result<Self> {
+        let mut names = ServerNames {
+            any: false,
+            names: Vec::new(),
+        };
+        for name in list.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                names.any = true;
+            } else {
+                names.names.push(
+                    name.parse()
+                        .map_err(|err| anyhow::anyhow!("--server-names: {err}"))?,
+                );
+            }
+        }
+        Ok(names)
+    }
+
+    /// Whether `host` (a normalized host name) is one of them; an IP
+    /// address always is.
+    pub fn matches(&self, host: &str) -> bool {
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok();
+        self.any || literal || self.names.iter().any(|n| n.matches(host))
+    }
+
+    /// Whether an app's claimed name is one of the listed ones, which
+    /// belong to the apps that claim none.
+    pub fn listed(&self, claim: &crate::router::HostPattern) -> bool {
+        self.names.iter().any(|n| n.overlaps(claim))
     }
 }
 
@@ -277,6 +375,40 @@ pub struct Limits {
     /// How long an HTTP request may wait for its app's answer, in ms (→ 503).
     #[arg(long, default_value = "30000", env = "TINA4_HTTP_TIMEOUT_MS")]
     pub http_timeout_ms: NonZeroU64,
+
+    /// The most an app's `<app>.toml` may ask for.
+    #[command(flatten)]
+    pub ceilings: Ceilings,
+}
+
+/// The operator's ceilings on what an app's own `<app>.toml` may ask for:
+/// a version asking for more is refused, naming the file and the key. A
+/// server-wide default above its ceiling raises the ceiling to it.
+#[derive(Debug, Clone, Args)]
+pub struct Ceilings {
+    /// Most memory (all linear memories and tables) an app may ask for, in MiB.
+    #[arg(long, default_value = "512", env = "TINA4_APP_MEMORY_MB_MAX")]
+    pub app_memory_mb_max: NonZeroUsize,
+
+    /// Longest CPU deadline per event an app may ask for, in ms.
+    #[arg(long, default_value = "10000", env = "TINA4_EVENT_TIMEOUT_MS_MAX")]
+    pub event_timeout_ms_max: NonZeroU64,
+
+    /// Most fuel per event an app may ask for.
+    #[arg(long, default_value = "10000000000", env = "TINA4_APP_FUEL_MAX")]
+    pub app_fuel_max: NonZeroU64,
+
+    /// Most core instances, memories or tables (each) an app may ask for.
+    #[arg(long, default_value = "1000", env = "TINA4_APP_INSTANCES_MAX")]
+    pub app_instances_max: NonZeroUsize,
+
+    /// Most elements per table an app may ask for.
+    #[arg(long, default_value = "10000000", env = "TINA4_APP_TABLE_ELEMENTS_MAX")]
+    pub app_table_elements_max: NonZeroUsize,
+
+    /// Most WebSocket connections an app may ask to hold.
+    #[arg(long, default_value = "100000", env = "TINA4_APP_CONNECTIONS_MAX")]
+    pub app_connections_max: NonZeroUsize,
 }
 
 impl Limits {
@@ -314,19 +446,50 @@ mod tests {
     #[test]
     fn origins_default_to_same_origin_and_non_browser_clients() {
         let p = policy(&[]);
+        let o = |s: &'static str| Some(s.as_bytes());
         assert!(p.origin_allowed(None, Some("example.test:7146")));
-        assert!(p.origin_allowed(Some("http://example.test:7146"), Some("example.test:7146")));
-        assert!(!p.origin_allowed(Some("http://evil.test"), Some("example.test:7146")));
-        assert!(!p.origin_allowed(Some("http://example.test:7146"), None));
+        assert!(p.origin_allowed(o("http://example.test:7146"), Some("example.test:7146")));
+        assert!(!p.origin_allowed(o("http://evil.test"), Some("example.test:7146")));
+        assert!(!p.origin_allowed(o("http://example.test:7146"), None));
+        // Malformed origins are refusals, not "no origin".
+        for bad in [
+            &b"http://ex\xffample.test"[..],
+            b"null",
+            b"example.test:7146",
+            b"http://",
+        ] {
+            assert!(
+                !p.origin_allowed(Some(bad), Some("example.test:7146")),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
     fn origins_can_be_listed_or_opened_wide() {
         let p = policy(&["--allowed-origins", "https://app.test,https://admin.test/"]);
-        assert!(p.origin_allowed(Some("https://admin.test"), Some("api.test")));
-        assert!(!p.origin_allowed(Some("https://evil.test"), Some("api.test")));
+        assert!(p.origin_allowed(Some(b"https://admin.test"), Some("api.test")));
+        assert!(!p.origin_allowed(Some(b"https://evil.test"), Some("api.test")));
         assert!(
-            policy(&["--allowed-origins", "*"]).origin_allowed(Some("https://evil.test"), None)
+            policy(&["--allowed-origins", "*"]).origin_allowed(Some(b"https://evil.test"), None)
         );
+    }
+
+    #[test]
+    fn server_names_default_to_this_machine() {
+        let names = policy(&[]).names().unwrap();
+        for known in ["localhost", "app.localhost", "127.0.0.1", "[::1]"] {
+            assert!(names.matches(known), "{known}");
+        }
+        assert!(!names.matches("evil.example"));
+        assert!(
+            policy(&["--server-names", "*"])
+                .names()
+                .unwrap()
+                .matches("evil.example")
+        );
+        assert!(policy(&["--server-names", "a b"]).names().is_err());
+        assert!(names.listed(&"localhost".parse().unwrap()));
+        assert!(!names.listed(&"chat.example.com".parse().unwrap()));
     }
 }

@@ -10,10 +10,10 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use crate::auth::{AuthError, TokenSource};
-use crate::router::{HttpMatch, Method, RequestPath};
-use crate::runtime::AppCallError;
+use crate::auth::{AuthError, Verified};
+use crate::router::{HttpMatch, Method, RequestPath, host_name};
 use crate::runtime::bindings::{HttpRequest, HttpResponse};
+use crate::runtime::{AppCallError, RouteTarget};
 use crate::server::ServerState;
 use crate::{statics, ws};
 
@@ -30,21 +30,52 @@ pub async fn handle(
         Ok(path) => path,
         Err(err) => return Ok(plain(StatusCode::BAD_REQUEST, &format!("bad path: {err}"))),
     };
+    let host = match known_host(&state, &request) {
+        Ok(host) => host,
+        Err((status, why)) => return Ok(plain(status, why)),
+    };
     if ws::upgrade::is_upgrade_request(&request) {
-        return Ok(ws::upgrade::accept(&state, request, &path));
+        return Ok(ws::upgrade::accept(&state, request, &host, &path));
     }
-    Ok(route(&state, request, &path).await)
+    Ok(route(&state, request, &host, &path).await)
+}
+
+/// The request's host name, if the server answers for it: one of the
+/// server's names, or one an app claims. Anything else is refused before
+/// any app is involved, so a page on an attacker's domain that resolves
+/// here (DNS rebinding) reaches nothing.
+fn known_host(
+    state: &ServerState,
+    request: &Request<Incoming>,
+) -> Result<String, (StatusCode, &'static str)> {
+    let header = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let Some(host) = header.and_then(host_name) else {
+        return Err((StatusCode::BAD_REQUEST, "missing or malformed Host header"));
+    };
+    if state.names.matches(&host) || state.routes.load().claims(&host) {
+        Ok(host)
+    } else {
+        Err((
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server does not answer for that host name (see --server-names)",
+        ))
+    }
 }
 
 async fn route(
     state: &ServerState,
     request: Request<Incoming>,
+    host: &str,
     path: &RequestPath,
 ) -> Response<Body> {
     let Some(method) = Method::from_http(request.method()) else {
         return plain(StatusCode::NOT_IMPLEMENTED, "method not supported");
     };
-    let (target, params) = match state.routes.load().match_http(method, path) {
+    let (target, params) = match state.routes.load().match_http(method, host, path) {
         HttpMatch::Found(found) => (found.entry.target.clone(), found.params),
         HttpMatch::MethodNotAllowed(allowed) => {
             let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
@@ -54,7 +85,7 @@ async fn route(
             }
             return response;
         }
-        HttpMatch::NotFound if state.routes.load().match_websocket(path).is_some() => {
+        HttpMatch::NotFound if state.routes.load().match_websocket(host, path).is_some() => {
             let mut response = plain(
                 StatusCode::UPGRADE_REQUIRED,
                 "this is a WebSocket route: connect with a WebSocket client",
@@ -66,7 +97,7 @@ async fn route(
         }
         HttpMatch::NotFound => {
             if matches!(method, Method::Get | Method::Head)
-                && let Some(file) = statics::find(&state.public_dirs.load(), path).await
+                && let Some(file) = statics::find(&state.routes, host, path).await
             {
                 return file.respond(request.headers(), method == Method::Head);
             }
@@ -76,8 +107,8 @@ async fn route(
 
     let (parts, body) = request.into_parts();
     let query = query_pairs(parts.uri.query());
-    let claims = match authenticate(state, target.secured, &parts.headers, &query) {
-        Ok(claims) => claims.map(|(claims, _)| claims),
+    let claims = match authenticate(state, &target, &parts.headers, &query) {
+        Ok(verified) => verified.map(|verified| verified.claims),
         Err(err) => return unauthorized(&err),
     };
     let body = match read_body(body, &parts.headers, state.limits.max_body_bytes.get()).await {
@@ -124,19 +155,19 @@ async fn route(
     response
 }
 
-/// For a secured route: the token's claims and where it was found.
+/// For a secured route: the verified token, which must be for its app.
 pub fn authenticate(
     state: &ServerState,
-    secured: bool,
+    target: &RouteTarget,
     headers: &hyper::HeaderMap,
     query: &[(String, String)],
-) -> Result<Option<(String, TokenSource)>, AuthError> {
-    if !secured {
+) -> Result<Option<Verified>, AuthError> {
+    if !target.secured {
         return Ok(None);
     }
     state
         .auth
-        .verify(headers, query)
+        .verify(headers, query, &target.app.audience())
         .map(Some)
         .inspect_err(|err| {
             if *err == AuthError::NoSecret {
@@ -193,27 +224,38 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Headers the host sets itself; an app's values for them are ignored.
+/// Headers the host sets itself, and hop-by-hop headers (RFC 9110 §7.6.1),
+/// which describe this connection rather than the answer: an app's values
+/// for them are dropped, so it can neither frame nor repurpose the
+/// connection.
 fn host_managed(name: &HeaderName) -> bool {
     [
         header::CONNECTION,
         header::CONTENT_LENGTH,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
+        header::TE,
+        header::TRAILER,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
     ]
     .contains(name)
+        || ["keep-alive", "proxy-connection"].contains(&name.as_str())
 }
 
-/// Converts an app's answer, refusing what HTTP cannot carry.
+/// Converts an app's answer, refusing what HTTP cannot carry and what only
+/// the host may say: an informational (1xx) status, 101 included, would
+/// claim the connection for another protocol or leave the request
+/// unanswered.
 fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
     let status = StatusCode::from_u16(answer.status)
         .ok()
-        .filter(|_| (100..=599).contains(&answer.status));
+        .filter(|_| (200..=599).contains(&answer.status));
     let Some(status) = status else {
         tracing::error!(
             app,
             status = answer.status,
-            "app answered with an invalid status"
+            "app answered with a status it may not send (200 to 599 only)"
         );
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
     };
@@ -233,7 +275,7 @@ fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
                 response.headers_mut().append(name, value);
             }
             (Ok(_), Ok(_)) => {}
-            _ => tracing::warn!(app, header = %name, "app sent an invalid header; dropped"),
+            _ => tracing::warn!(app, header = ?name, "app sent an invalid header; dropped"),
         }
     }
     response

@@ -24,6 +24,7 @@ pub fn runtime_with_cache(cache_dir: Option<std::path::PathBuf>) -> anyhow::Resu
     )?;
     Runtime::new(
         Arc::new(Backplane::local(Arc::new(ConnectionRegistry::new()))),
+        Default::default(),
         limits,
         cache_dir,
         false,
@@ -54,10 +55,12 @@ pub fn routes(dir: &Path) -> anyhow::Result<bool> {
                     .map(|r| RouteEntry {
                         kind: r.kind,
                         pattern: r.pattern.clone(),
+                        hosts: app.policy().hosts.clone(),
                         target: format!("app {:?}", &*app.name),
                     })
                     .collect();
-                if let Err(conflict) = table.add_all(entries) {
+                let own = format!("app {:?}", &*app.name);
+                if let Err(conflict) = table.add_all(entries, |t| *t == own) {
                     println!("  CONFLICT: {conflict}; serve would refuse this app");
                     clean = false;
                 }

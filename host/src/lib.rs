@@ -28,6 +28,8 @@
 //!   own thread.
 //! - [`templates`]: pages apps render from their templates folder (minijinja).
 //! - [`statics`]: each app's public folder, and the built-in `/js/frond.js`.
+//! - [`layout`]: where an app's files live, and the rule that they stay
+//!   inside its folder.
 //! - [`apps`]: the serving apps and every change to them (load, swap,
 //!   unload); the only writer of the route table; the startup banner.
 //! - [`reload`]: watches the apps folder and feeds changed files to [`apps`].
@@ -52,6 +54,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod inspect;
+pub mod layout;
 pub mod reload;
 pub mod router;
 pub mod runtime;

@@ -1,10 +1,12 @@
 //! Route patterns (`/ws/chat/{room}`, `/api/orders/{id:int}`) and the route
 //! table that maps a request's method and path to the app that serves it.
 //!
-//! Matching works on percent-decoded segments, so `%2F` inside a parameter
-//! stays inside that parameter. When several patterns match one path, the
-//! most specific wins, segment by segment: a literal beats `{name:int}`, which
-//! beats `{name}`.
+//! Matching works on percent-decoded segments. A segment that decodes to a
+//! separator (`%2F`, `%5C`) or a control character is refused, so every
+//! request path has exactly one spelling once decoded: the one apps see,
+//! and the one rooms are keyed by. When several patterns of one app match
+//! a path, the most specific wins, segment by segment: a literal beats
+//! `{name:int}`, which beats `{name}`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -57,6 +59,19 @@ impl Method {
 pub enum RouteKind {
     Http(Method),
     WebSocket,
+    /// A file of the app's public folder, answering GET and HEAD.
+    Static,
+}
+
+impl RouteKind {
+    /// Routes of two apps compete for the same requests only within one
+    /// class: plain HTTP (any method, and files), or WebSocket upgrades.
+    fn class(self) -> u8 {
+        match self {
+            Self::Http(_) | Self::Static => 0,
+            Self::WebSocket => 1,
+        }
+    }
 }
 
 impl fmt::Display for RouteKind {
@@ -64,7 +79,121 @@ impl fmt::Display for RouteKind {
         match self {
             Self::Http(method) => f.write_str(method.as_str()),
             Self::WebSocket => f.write_str("WS"),
+            Self::Static => f.write_str("FILE"),
         }
+    }
+}
+
+/// A `Host` name an app is bound to: `chat.example.com`, or
+/// `*.example.org` for every name below `example.org`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// Exactly this name (lower case).
+    Exact(String),
+    /// Any name ending in this suffix, which starts with a dot.
+    Below(String),
+}
+
+/// Why a host name was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not a host name (letters, digits, '-' and '.', optionally starting with '*.')")]
+pub struct HostPatternError(pub String);
+
+impl FromStr for HostPattern {
+    type Err = HostPatternError;
+
+    fn from_str(raw: &str) -> Result<Self, HostPatternError> {
+        let lower = raw.trim_end_matches('.').to_ascii_lowercase();
+        let (below, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(HostPatternError(raw.to_string()));
+        }
+        Ok(if below {
+            Self::Below(format!(".{name}"))
+        } else {
+            Self::Exact(name.to_string())
+        })
+    }
+}
+
+impl HostPattern {
+    /// Whether `host` (a normalized [`host_name`]) is one of its names.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Self::Exact(name) => name == host,
+            Self::Below(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+
+    /// Whether some name is both one of its and one of `other`'s.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Exact(a), Self::Exact(b)) => a == b,
+            (Self::Exact(a), below @ Self::Below(_)) | (below @ Self::Below(_), Self::Exact(a)) => {
+                below.matches(a)
+            }
+            (Self::Below(a), Self::Below(b)) => a.ends_with(b.as_str()) || b.ends_with(a.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(name) => f.write_str(name),
+            Self::Below(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
+/// The name of a `Host` header value, normalized for matching: lower case,
+/// without its port or a trailing dot; `None` if it is not a plausible
+/// host (empty, or holding characters no host name or address has).
+pub fn host_name(header: &str) -> Option<String> {
+    let header = header.trim();
+    let name = if let Some(rest) = header.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:7146`.
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return Some(format!("[{}]", inside.to_ascii_lowercase()));
+    } else {
+        match header.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return None,
+            None => header,
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
+    (!name.is_empty() && name.bytes().all(plain)).then_some(name)
+}
+
+fn is_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The host names an app answers on: the ones it claims, or (`None`) the
+/// server's own names.
+pub type HostBinding = Option<std::sync::Arc<[HostPattern]>>;
+
+/// Whether two bindings share a name: server names never meet claimed
+/// ones (see [`RouteTable::match_http`]).
+fn bindings_overlap(a: &HostBinding, b: &HostBinding) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.iter().any(|x| b.iter().any(|y| x.overlaps(y))),
+        _ => false,
     }
 }
 
@@ -80,6 +209,20 @@ enum Segment {
 }
 
 impl Segment {
+    /// Whether some path segment matches both.
+    fn overlaps(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Literal(a), Self::Literal(b)) => a == b,
+            (Self::Literal(l), Self::IntParam(_)) | (Self::IntParam(_), Self::Literal(l)) => {
+                is_integer(l)
+            }
+            (Self::Literal(l), Self::Param(_)) | (Self::Param(_), Self::Literal(l)) => {
+                !l.is_empty()
+            }
+            _ => true,
+        }
+    }
+
     /// Rank for "most specific wins": higher is more specific.
     fn specificity(&self) -> u8 {
         match self {
@@ -234,6 +377,29 @@ impl RoutePattern {
         self.matches(&path.segments).is_some()
     }
 
+    /// Whether some concrete path matches both patterns.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a.overlaps(b))
+    }
+
+    /// The pattern of exactly one concrete path (a static file's).
+    pub fn literal(path: &RequestPath) -> Self {
+        Self {
+            raw: path.decoded.clone(),
+            segments: path
+                .segments
+                .iter()
+                .cloned()
+                .map(Segment::Literal)
+                .collect(),
+        }
+    }
+
     fn specificity(&self) -> impl Iterator<Item = u8> + '_ {
         self.segments.iter().map(Segment::specificity)
     }
@@ -252,12 +418,15 @@ pub enum PathError {
     NotAbsolute,
     #[error("path is not valid UTF-8 once percent-decoded")]
     NotUtf8,
+    #[error("a path segment may not encode '/', '\\' or a control character")]
+    EncodedSeparator,
 }
 
 /// A request path split into percent-decoded segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestPath {
-    /// The whole path, percent-decoded, as handed to apps.
+    /// The whole path, percent-decoded and without a trailing `/`: its one
+    /// spelling, as handed to apps and as rooms are keyed.
     pub decoded: String,
     /// Its decoded segments, for matching.
     segments: Vec<String>,
@@ -273,28 +442,44 @@ impl RequestPath {
     pub fn parse(raw: &str) -> Result<Self, PathError> {
         let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
         let decode = |s: &str| {
-            percent_decode_str(s)
+            let segment = percent_decode_str(s)
                 .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| PathError::NotUtf8)
+                .map_err(|_| PathError::NotUtf8)?;
+            if segment.contains(['/', '\\']) || segment.chars().any(char::is_control) {
+                return Err(PathError::EncodedSeparator);
+            }
+            Ok(segment.into_owned())
         };
         let segments = split_segments(rest)
             .map(decode)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            decoded: decode(raw)?,
-            segments,
-        })
+        Ok(Self::from_segments(segments))
     }
 
     /// Splits a path that is already decoded (as apps hand them back, e.g.
-    /// a connection's `path`); `None` unless it starts with `/`.
+    /// to `broadcast`); `None` unless it starts with `/` and is spelled the
+    /// one way [`parse`](Self::parse) would spell it.
     pub fn from_decoded(path: &str) -> Option<Self> {
         let rest = path.strip_prefix('/')?;
-        Some(Self {
-            decoded: path.to_string(),
-            segments: split_segments(rest).map(str::to_string).collect(),
-        })
+        let segments: Vec<String> = split_segments(rest).map(str::to_string).collect();
+        let plain = |s: &String| !s.chars().any(|c| c == '\\' || c.is_control());
+        if !segments.iter().all(plain) {
+            return None;
+        }
+        let parsed = Self::from_segments(segments);
+        (parsed.decoded == path).then_some(parsed)
+    }
+
+    fn from_segments(segments: Vec<String>) -> Self {
+        let mut decoded = String::with_capacity(segments.iter().map(|s| s.len() + 1).sum());
+        for segment in &segments {
+            decoded.push('/');
+            decoded.push_str(segment);
+        }
+        if decoded.is_empty() {
+            decoded.push('/');
+        }
+        Self { decoded, segments }
     }
 }
 
@@ -305,8 +490,22 @@ pub struct RouteEntry<T> {
     pub kind: RouteKind,
     /// The parsed path pattern.
     pub pattern: RoutePattern,
+    /// The host names it answers on.
+    pub hosts: HostBinding,
     /// What serves it (the app and the route's index within the app).
     pub target: T,
+}
+
+impl<T> RouteEntry<T> {
+    /// Whether a request for `host` may reach it: a claimed name reaches
+    /// only the apps that claim it; any other name, only the apps bound to
+    /// the server's names.
+    fn on_host(&self, host: &str, claimed: bool) -> bool {
+        match &self.hosts {
+            Some(names) => names.iter().any(|n| n.matches(host)),
+            None => !claimed,
+        }
+    }
 }
 
 /// A matched route with the parameters bound from the path.
@@ -329,7 +528,7 @@ pub enum HttpMatch<'a, T> {
 
 /// Two routes that would answer the same requests.
 #[derive(Debug, thiserror::Error)]
-#[error("route {kind} {pattern} conflicts with {existing}")]
+#[error("route {kind} {pattern} conflicts with {existing}, which already serves those requests")]
 pub struct RouteConflict {
     /// The kind (method or WebSocket) of the refused route.
     pub kind: RouteKind,
@@ -357,20 +556,42 @@ impl<T> Default for RouteTable<T> {
 impl<T: fmt::Display> RouteTable<T> {
     /// Adds a group of routes (one app's) all or nothing: if any of them
     /// conflicts with a route already in the table or within the group, none
-    /// is added.
-    pub fn add_all(&mut self, routes: Vec<RouteEntry<T>>) -> Result<(), RouteConflict> {
+    /// is added. `same_app` tells whether an entry already in the table
+    /// belongs to the group's app.
+    ///
+    /// Within one app, two routes conflict only if they have the same kind
+    /// and shape (the most specific of overlapping routes wins). Between
+    /// apps, routes conflict if some request could reach both: the same
+    /// class, overlapping patterns, a shared host name. So every request
+    /// has at most one app that can answer it, and an app that is serving
+    /// can never be displaced by one that comes later.
+    pub fn add_all(
+        &mut self,
+        routes: Vec<RouteEntry<T>>,
+        same_app: impl Fn(&T) -> bool,
+    ) -> Result<(), RouteConflict> {
         for (i, route) in routes.iter().enumerate() {
             let shape = route.pattern.shape();
-            let clash = self
-                .entries
+            let own = routes[..i]
                 .iter()
-                .chain(&routes[..i])
+                .chain(self.entries.iter().filter(|e| same_app(&e.target)))
                 .find(|e| e.kind == route.kind && e.pattern.shape() == shape);
-            if let Some(existing) = clash {
+            let theirs = || {
+                self.entries.iter().find(|e| {
+                    !same_app(&e.target)
+                        && e.kind.class() == route.kind.class()
+                        && bindings_overlap(&e.hosts, &route.hosts)
+                        && e.pattern.overlaps(&route.pattern)
+                })
+            };
+            if let Some(existing) = own.or_else(theirs) {
                 return Err(RouteConflict {
                     kind: route.kind,
                     pattern: route.pattern.to_string(),
-                    existing: format!("{} of {}", existing.pattern, existing.target),
+                    existing: format!(
+                        "{} {} of {}",
+                        existing.kind, existing.pattern, existing.target
+                    ),
                 });
             }
         }
@@ -390,14 +611,29 @@ impl<T> RouteTable<T> {
         self.entries.retain(|e| !owned(&e.target));
     }
 
-    /// The most specific route of `kind`-class matching `path`.
+    /// Whether some app claims `host` (a normalized [`host_name`]).
+    pub fn claims(&self, host: &str) -> bool {
+        self.entries.iter().any(|e| {
+            e.hosts
+                .as_ref()
+                .is_some_and(|h| h.iter().any(|n| n.matches(host)))
+        })
+    }
+
+    /// The most specific route on `host` of a wanted kind matching `path`.
     fn best<'a>(
         &'a self,
+        host: &str,
         path: &RequestPath,
         wanted: impl Fn(RouteKind) -> bool,
     ) -> Option<RouteMatch<'a, T>> {
+        let claimed = self.claims(host);
         let mut best: Option<RouteMatch<'a, T>> = None;
-        for entry in self.entries.iter().filter(|e| wanted(e.kind)) {
+        for entry in self
+            .entries
+            .iter()
+            .filter(|e| wanted(e.kind) && e.on_host(host, claimed))
+        {
             let Some(params) = entry.pattern.matches(&path.segments) else {
                 continue;
             };
@@ -414,19 +650,23 @@ impl<T> RouteTable<T> {
         best
     }
 
-    /// Routes an HTTP request. `HEAD` falls back to the `GET` route.
-    pub fn match_http(&self, method: Method, path: &RequestPath) -> HttpMatch<'_, T> {
-        if let Some(found) = self.best(path, |k| k == RouteKind::Http(method)) {
+    /// Routes an HTTP request for `host`. `HEAD` falls back to the `GET`
+    /// route. Only apps that claim `host` are asked, or, if none does, the
+    /// apps bound to the server's own names.
+    pub fn match_http(&self, method: Method, host: &str, path: &RequestPath) -> HttpMatch<'_, T> {
+        if let Some(found) = self.best(host, path, |k| k == RouteKind::Http(method)) {
             return HttpMatch::Found(found);
         }
         if method == Method::Head
-            && let Some(found) = self.best(path, |k| k == RouteKind::Http(Method::Get))
+            && let Some(found) = self.best(host, path, |k| k == RouteKind::Http(Method::Get))
         {
             return HttpMatch::Found(found);
         }
+        let claimed = self.claims(host);
         let mut allowed: Vec<Method> = self
             .entries
             .iter()
+            .filter(|e| e.on_host(host, claimed))
             .filter_map(|e| match e.kind {
                 RouteKind::Http(m) if e.pattern.matches(&path.segments).is_some() => Some(m),
                 _ => None,
@@ -440,9 +680,34 @@ impl<T> RouteTable<T> {
         }
     }
 
-    /// Routes a WebSocket upgrade.
-    pub fn match_websocket(&self, path: &RequestPath) -> Option<RouteMatch<'_, T>> {
-        self.best(path, |k| k == RouteKind::WebSocket)
+    /// Routes a WebSocket upgrade for `host`.
+    pub fn match_websocket(&self, host: &str, path: &RequestPath) -> Option<RouteMatch<'_, T>> {
+        self.best(host, path, |k| k == RouteKind::WebSocket)
+    }
+
+    /// The app file listed at `path` for `host`, if any.
+    pub fn match_static(&self, host: &str, path: &RequestPath) -> Option<&RouteEntry<T>> {
+        self.best(host, path, |k| k == RouteKind::Static)
+            .map(|found| found.entry)
+    }
+
+    /// The targets serving `host`, in the order they were added (once each
+    /// per entry; callers dedupe).
+    pub fn targets_on(&self, host: &str) -> impl Iterator<Item = &T> {
+        let claimed = self.claims(host);
+        self.entries
+            .iter()
+            .filter(move |e| e.on_host(host, claimed))
+            .map(|e| &e.target)
+    }
+
+    /// Whether WebSocket upgrades for `path` reach a target that `owned`
+    /// accepts, on that target's hosts: the test of whether an app may
+    /// address a path. Conflicts keep any other app from answering there.
+    pub fn sends_websocket(&self, path: &RequestPath, owned: impl Fn(&T) -> bool) -> bool {
+        self.entries.iter().any(|e| {
+            e.kind == RouteKind::WebSocket && owned(&e.target) && e.pattern.matches_path(path)
+        })
     }
 }
 
@@ -454,15 +719,37 @@ mod tests {
         let mut table = RouteTable::default();
         let entries = routes
             .iter()
-            .map(|(kind, path)| RouteEntry {
-                kind: *kind,
-                pattern: path.parse().unwrap(),
-                target: path.to_string(),
-            })
+            .map(|(kind, path)| entry(*kind, path, None, path))
             .collect();
-        table.add_all(entries).unwrap();
+        table.add_all(entries, |_| true).unwrap();
         table
     }
+
+    fn entry(
+        kind: RouteKind,
+        path: &str,
+        hosts: Option<&[&str]>,
+        target: &str,
+    ) -> RouteEntry<String> {
+        RouteEntry {
+            kind,
+            pattern: path.parse().unwrap(),
+            hosts: hosts.map(|h| h.iter().map(|h| h.parse().unwrap()).collect()),
+            target: target.to_string(),
+        }
+    }
+
+    /// Adds `entries` as app `app`'s (targets name their app before a `:`).
+    fn add(
+        table: &mut RouteTable<String>,
+        app: &str,
+        entries: Vec<RouteEntry<String>>,
+    ) -> Result<(), RouteConflict> {
+        let prefix = format!("{app}:");
+        table.add_all(entries, |t| t.starts_with(&prefix))
+    }
+
+    const HOST: &str = "localhost";
 
     fn path(p: &str) -> RequestPath {
         RequestPath::parse(p).unwrap()
@@ -473,27 +760,54 @@ mod tests {
     #[test]
     fn binds_string_and_int_params() {
         let t = table(&[(RouteKind::Http(Method::Post), "/api/orders/{id:int}/ship")]);
-        let HttpMatch::Found(m) = t.match_http(Method::Post, &path("/api/orders/42/ship")) else {
+        let HttpMatch::Found(m) = t.match_http(Method::Post, HOST, &path("/api/orders/42/ship"))
+        else {
             panic!("no match");
         };
         assert_eq!(m.params, vec![("id".to_string(), "42".to_string())]);
         assert!(matches!(
-            t.match_http(Method::Post, &path("/api/orders/abc/ship")),
+            t.match_http(Method::Post, HOST, &path("/api/orders/abc/ship")),
             HttpMatch::NotFound
         ));
         assert!(matches!(
-            t.match_http(Method::Post, &path("/api/orders/4a/ship")),
+            t.match_http(Method::Post, HOST, &path("/api/orders/4a/ship")),
             HttpMatch::NotFound
         ));
     }
 
     #[test]
-    fn params_are_percent_decoded_and_keep_encoded_slashes() {
+    fn params_are_percent_decoded_and_encoded_separators_refused() {
         let t = table(&[(RouteKind::WebSocket, "/ws/chat/{room}")]);
-        let m = t.match_websocket(&path("/ws/chat/a%2Fb%20c")).unwrap();
-        assert_eq!(m.params, vec![("room".to_string(), "a/b c".to_string())]);
-        assert!(t.match_websocket(&path("/ws/chat/a/b")).is_none());
-        assert!(t.match_websocket(&path("/ws/chat/")).is_none());
+        let m = t
+            .match_websocket(HOST, &path("/ws/chat/a%20c%C3%A9"))
+            .unwrap();
+        assert_eq!(m.params, vec![("room".to_string(), "a cé".to_string())]);
+        assert!(t.match_websocket(HOST, &path("/ws/chat/a/b")).is_none());
+        assert!(t.match_websocket(HOST, &path("/ws/chat/")).is_none());
+        for refused in [
+            "/ws/chat/a%2Fb",
+            "/ws/chat/a%2fb",
+            "/ws/a%5Cb",
+            "/ws/a%0D%0Ab",
+            "/a%00",
+        ] {
+            assert_eq!(
+                RequestPath::parse(refused),
+                Err(PathError::EncodedSeparator),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_has_one_spelling() {
+        assert_eq!(path("/ws/room/lobby/").decoded, "/ws/room/lobby");
+        assert_eq!(path("/ws/r%6Fom/lobby").decoded, "/ws/room/lobby");
+        assert_eq!(path("/").decoded, "/");
+        assert!(RequestPath::from_decoded("/ws/room/lobby").is_some());
+        for other in ["/ws/room/lobby/", "ws/room", "/a\\b", "/a\nb"] {
+            assert!(RequestPath::from_decoded(other).is_none(), "{other:?}");
+        }
     }
 
     #[test]
@@ -503,7 +817,7 @@ mod tests {
             (GET, "/items/{id:int}"),
             (GET, "/items/new"),
         ]);
-        let target = |p: &str| match t.match_http(Method::Get, &path(p)) {
+        let target = |p: &str| match t.match_http(Method::Get, HOST, &path(p)) {
             HttpMatch::Found(m) => m.entry.target.clone(),
             other => panic!("{p}: {other:?}"),
         };
@@ -515,12 +829,12 @@ mod tests {
     #[test]
     fn wrong_method_is_405_and_head_uses_get() {
         let t = table(&[(GET, "/a"), (RouteKind::Http(Method::Put), "/a")]);
-        match t.match_http(Method::Delete, &path("/a")) {
+        match t.match_http(Method::Delete, HOST, &path("/a")) {
             HttpMatch::MethodNotAllowed(m) => assert_eq!(m, vec![Method::Get, Method::Put]),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            t.match_http(Method::Head, &path("/a")),
+            t.match_http(Method::Head, HOST, &path("/a")),
             HttpMatch::Found(_)
         ));
     }
@@ -528,17 +842,17 @@ mod tests {
     #[test]
     fn http_and_websocket_routes_are_separate() {
         let t = table(&[(GET, "/ws/echo")]);
-        assert!(t.match_websocket(&path("/ws/echo")).is_none());
+        assert!(t.match_websocket(HOST, &path("/ws/echo")).is_none());
     }
 
     #[test]
     fn trailing_slash_and_root() {
         let t = table(&[(GET, "/"), (GET, "/a")]);
         assert!(matches!(
-            t.match_http(Method::Get, &path("/a/")),
+            t.match_http(Method::Get, HOST, &path("/a/")),
             HttpMatch::Found(_)
         ));
-        match t.match_http(Method::Get, &path("/")) {
+        match t.match_http(Method::Get, HOST, &path("/")) {
             HttpMatch::Found(m) => assert_eq!(m.entry.target, "/"),
             other => panic!("{other:?}"),
         }
@@ -567,29 +881,196 @@ mod tests {
 
     #[test]
     fn conflicting_groups_are_refused_whole() {
-        let mut t = table(&[(RouteKind::WebSocket, "/ws/chat/{room}")]);
+        let mut t = RouteTable::default();
+        add(
+            &mut t,
+            "chat",
+            vec![entry(
+                RouteKind::WebSocket,
+                "/ws/chat/{room}",
+                None,
+                "chat:ws",
+            )],
+        )
+        .unwrap();
         let group = vec![
-            RouteEntry {
-                kind: GET,
-                pattern: "/fine".parse().unwrap(),
-                target: "second".to_string(),
-            },
-            RouteEntry {
-                kind: RouteKind::WebSocket,
-                pattern: "/ws/chat/{name}".parse().unwrap(),
-                target: "second".to_string(),
-            },
+            entry(GET, "/fine", None, "second:fine"),
+            entry(RouteKind::WebSocket, "/ws/chat/{name}", None, "second:ws"),
         ];
-        let err = t.add_all(group).unwrap_err();
+        let err = add(&mut t, "second", group).unwrap_err();
         assert!(err.to_string().contains("/ws/chat/{room}"), "{err}");
         assert_eq!(t.entries().len(), 1);
-        // Same path, other kind or other param type: no conflict.
-        let ok = vec![RouteEntry {
-            kind: GET,
-            pattern: "/ws/chat/{id:int}".parse().unwrap(),
-            target: "third".to_string(),
-        }];
-        t.add_all(ok).unwrap();
+        // Another class on the same path: no conflict.
+        add(
+            &mut t,
+            "third",
+            vec![entry(GET, "/ws/chat/{id:int}", None, "third:get")],
+        )
+        .unwrap();
+        // Within one app, overlapping routes rank by specificity.
+        add(
+            &mut t,
+            "chat",
+            vec![entry(
+                RouteKind::WebSocket,
+                "/ws/chat/lobby",
+                None,
+                "chat:lobby",
+            )],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_newcomer_can_take_nothing_from_an_app_already_serving() {
+        let mut t = RouteTable::default();
+        add(
+            &mut t,
+            "chat",
+            vec![entry(
+                RouteKind::WebSocket,
+                "/ws/room/{name}",
+                None,
+                "chat:room",
+            )],
+        )
+        .unwrap();
+        for (kind, squat) in [
+            (RouteKind::WebSocket, "/ws/room/lobby"), // more specific
+            (RouteKind::WebSocket, "/{a}/{b}/{c}"),   // broader
+            (RouteKind::WebSocket, "/ws/{x}/{y}"),
+        ] {
+            assert!(
+                add(
+                    &mut t,
+                    "squatter",
+                    vec![entry(kind, squat, None, "squatter:x")]
+                )
+                .is_err(),
+                "{squat}"
+            );
+        }
+        add(&mut t, "web", vec![entry(GET, "/about", None, "web:about")]).unwrap();
+        assert!(
+            add(
+                &mut t,
+                "squatter",
+                vec![entry(RouteKind::Static, "/about", None, "squatter:f")]
+            )
+            .is_err()
+        );
+        assert!(
+            add(
+                &mut t,
+                "squatter",
+                vec![entry(GET, "/{page}", None, "squatter:p")]
+            )
+            .is_err()
+        );
+        assert!(
+            add(
+                &mut t,
+                "squatter",
+                vec![entry(GET, "/about/{x}", None, "squatter:p")]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn hosts_keep_tenants_apart() {
+        let mut t = RouteTable::default();
+        let ws = RouteKind::WebSocket;
+        add(
+            &mut t,
+            "a",
+            vec![entry(
+                ws,
+                "/ws/chat/{room}",
+                Some(&["a.example.com"]),
+                "a:ws",
+            )],
+        )
+        .unwrap();
+        // The same pattern on another host, and on the server's own names.
+        add(
+            &mut t,
+            "b",
+            vec![entry(
+                ws,
+                "/ws/chat/{room}",
+                Some(&["*.example.org"]),
+                "b:ws",
+            )],
+        )
+        .unwrap();
+        add(
+            &mut t,
+            "c",
+            vec![entry(ws, "/ws/chat/{room}", None, "c:ws")],
+        )
+        .unwrap();
+        // Overlapping names conflict.
+        assert!(
+            add(
+                &mut t,
+                "d",
+                vec![entry(ws, "/ws/chat/{x}", Some(&["x.example.org"]), "d:ws")]
+            )
+            .is_err()
+        );
+        assert!(
+            add(
+                &mut t,
+                "d",
+                vec![entry(ws, "/ws/chat/{x}", Some(&["A.Example.com"]), "d:ws")]
+            )
+            .is_err()
+        );
+        let target = |host: &str| {
+            t.match_websocket(host, &path("/ws/chat/1"))
+                .map(|m| m.entry.target.clone())
+        };
+        assert_eq!(target("a.example.com").as_deref(), Some("a:ws"));
+        assert_eq!(target("deep.x.example.org").as_deref(), Some("b:ws"));
+        assert_eq!(target("example.org").as_deref(), Some("c:ws"));
+        assert_eq!(target("localhost").as_deref(), Some("c:ws"));
+        // A claimed host reaches only its claimants.
+        add(&mut t, "c", vec![entry(GET, "/page", None, "c:page")]).unwrap();
+        assert!(matches!(
+            t.match_http(Method::Get, "a.example.com", &path("/page")),
+            HttpMatch::NotFound
+        ));
+        assert!(t.claims("a.example.com") && !t.claims("localhost"));
+    }
+
+    #[test]
+    fn host_headers_and_patterns_are_normalized() {
+        assert_eq!(
+            host_name("Example.COM:7146").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(host_name("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(host_name("127.0.0.1:80").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_name("[::1]:7146").as_deref(), Some("[::1]"));
+        for bad in ["", "a b", "a:b:c", "a/b", "[::1]x", "a:99999999"] {
+            assert_eq!(host_name(bad), None, "{bad:?}");
+        }
+        assert!(
+            "*.example.org"
+                .parse::<HostPattern>()
+                .unwrap()
+                .matches("a.example.org")
+        );
+        assert!(
+            !"*.example.org"
+                .parse::<HostPattern>()
+                .unwrap()
+                .matches("example.org")
+        );
+        for bad in ["", "*", "a..b", "-a.com", "a_b.com", "*.*.com", "a.com/x"] {
+            assert!(bad.parse::<HostPattern>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

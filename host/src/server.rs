@@ -16,9 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::apps::AppManager;
 use crate::auth::Authenticator;
 use crate::backplane::Backplane;
-use crate::config::{EdgePolicy, Limits, ServeConfig};
+use crate::config::{EdgePolicy, Limits, ServeConfig, ServerNames};
 use crate::router::RouteTable;
-use crate::runtime::{RouteTarget, Runtime};
+use crate::runtime::{Runtime, SharedRoutes};
 use crate::ws::registry::ConnectionRegistry;
 use crate::{admin, reload, source_watch, telemetry};
 
@@ -29,7 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct ServerState {
     /// Every route of every app; replaced whole, never edited in place, so a
     /// request sees one consistent table.
-    pub routes: ArcSwap<RouteTable<RouteTarget>>,
+    pub routes: SharedRoutes,
     /// Every open WebSocket connection.
     pub registry: Arc<ConnectionRegistry>,
     /// Delivery across instances (and `count` across them).
@@ -38,6 +38,8 @@ pub struct ServerState {
     pub limits: Limits,
     /// WebSocket admission (origins, connection caps) and liveness.
     pub edge: EdgePolicy,
+    /// The host names answered for apps that claim none.
+    pub names: ServerNames,
     /// Verifies tokens on secured routes.
     pub auth: Authenticator,
     /// Every connection task (HTTP and WebSocket), so shutdown can wait for
@@ -47,8 +49,6 @@ pub struct ServerState {
     pub shutdown: CancellationToken,
     /// True once the initial load is done while at least one app serves.
     pub ready: std::sync::atomic::AtomicBool,
-    /// The serving apps' public folders, searched in order for static files.
-    pub public_dirs: ArcSwap<Vec<std::path::PathBuf>>,
 }
 
 /// `tina4-wasm serve`: runs until SIGINT or SIGTERM.
@@ -61,6 +61,9 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
     }
     // Every configuration error before anything starts or logs.
     let admin_address = config.admin_address()?;
+    let auth = Authenticator::new(config.secret.as_deref())?;
+    let names = config.edge.names()?;
+    config.backplane.check()?;
     // One spelling of every path: the watcher reports absolute paths.
     config.apps_dir = config
         .apps_dir
@@ -69,8 +72,10 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
     let shutdown = shutdown_signal()?;
     let registry = Arc::new(ConnectionRegistry::new());
     let backplane = Arc::new(Backplane::start(&config.backplane, registry.clone())?);
+    let routes: SharedRoutes = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
     let runtime = Arc::new(Runtime::new(
         backplane.clone(),
+        routes.clone(),
         config.limits.clone(),
         config.cache_dir(),
         config.fast_compile,
@@ -80,16 +85,16 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
         None => tracing::info!("compile cache off"),
     }
     let state = Arc::new(ServerState {
-        routes: ArcSwap::from_pointee(RouteTable::default()),
+        routes,
         registry,
         backplane,
         limits: config.limits.clone(),
         edge: config.edge.clone(),
-        auth: Authenticator::new(config.secret.as_deref()),
+        names,
+        auth,
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
         ready: Default::default(),
-        public_dirs: ArcSwap::from_pointee(Vec::new()),
     });
     let admin = match admin_address {
         Some(address) => {

@@ -4,12 +4,15 @@
 //!
 //! A request path is looked up segment by segment, each decoded once: a
 //! segment that is `..`, `.`, hidden (starts with a dot) or holds a
-//! separator is refused, and the resolved file must lie inside the public
-//! folder (symbolic links out of it are refused too), so no encoding of
-//! `..` reaches anything else. Responses carry a content type from the file
+//! separator is refused, and the file is opened through the app's confined
+//! folder ([`AppLayout::open`]), so neither an encoding of `..` nor a
+//! symbolic link (the public folder itself included) reaches anything
+//! outside it. Files belong to apps like routes do: per host, and an app's
+//! listed files cannot be shadowed by another's. Responses carry a content type from the file
 //! extension and a strong ETag (a content hash); `If-None-Match` gets 304.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -18,10 +21,15 @@ use hyper::{Response, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::http::Body;
+use crate::layout::AppLayout;
 use crate::router::RequestPath;
+use crate::runtime::{AppHandle, SharedRoutes};
 
-/// The WebSocket client every page can load from `/js/frond.js`.
+/// The WebSocket client every page can load from [`FROND_PATH`].
 pub const FROND_JS: &str = include_str!("../assets/frond.js");
+
+/// Where the built-in client is served; no app can take this path.
+pub const FROND_PATH: &str = "/js/frond.js";
 
 /// Largest file served, in bytes: public folders are for pages' assets.
 const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
@@ -46,7 +54,10 @@ impl StaticFile {
     /// The response: 304 if the client's ETag matches, else the file
     /// (without a body for HEAD).
     pub fn respond(self, request_headers: &HeaderMap, head: bool) -> Response<Body> {
-        let etag = format!("\"{}\"", &hex(&Sha256::digest(&self.body))[..20]);
+        let etag = format!(
+            "\"{}\"",
+            &crate::runtime::cache::hex(&Sha256::digest(&self.body))[..20]
+        );
         let matches = request_headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
@@ -81,20 +92,43 @@ impl StaticFile {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The file for `path` from the first of `public_dirs` that has it, or the
-/// built-in frond.js; `None` if there is none (or the path is refused).
-pub async fn find(public_dirs: &[PathBuf], path: &RequestPath) -> Option<StaticFile> {
-    let segments = safe_segments(path)?;
-    for dir in public_dirs {
-        if let Some(file) = read_inside(dir, &segments).await {
-            return Some(file);
-        }
+/// The file for `path` on `host`, or `None` if there is none (or the path
+/// is refused). `/js/frond.js` is always the built-in client. A file an
+/// app listed when it was loaded is served by that app alone; a file added
+/// since comes from the first app serving `host` (in load order) that has
+/// it.
+pub async fn find(routes: &SharedRoutes, host: &str, path: &RequestPath) -> Option<StaticFile> {
+    let segments: Vec<String> = safe_segments(path)?
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if path.decoded == FROND_PATH {
+        return Some(StaticFile::frond());
     }
-    (segments == ["js", "frond.js"]).then(StaticFile::frond)
+    let candidates: Vec<AppLayout> = {
+        let table = routes.load();
+        match table.match_static(host, path) {
+            Some(listed) => vec![AppLayout::of(&listed.target.app.file)],
+            None => {
+                let mut apps: Vec<&Arc<AppHandle>> = Vec::new();
+                for target in table.targets_on(host) {
+                    if !apps.iter().any(|a| Arc::ptr_eq(a, &target.app)) {
+                        apps.push(&target.app);
+                    }
+                }
+                apps.iter().map(|app| AppLayout::of(&app.file)).collect()
+            }
+        }
+    };
+    let relative = segments.join("/");
+    tokio::task::spawn_blocking(move || {
+        candidates
+            .iter()
+            .find_map(|layout| read_inside(layout, &relative))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// The path's decoded segments, if every one is a plain name.
@@ -105,25 +139,18 @@ fn safe_segments(path: &RequestPath) -> Option<Vec<&str>> {
     (!segments.is_empty() && segments.iter().all(plain)).then_some(segments)
 }
 
-/// Reads `dir/segments…` if it is a regular file inside `dir`.
-async fn read_inside(dir: &Path, segments: &[&str]) -> Option<StaticFile> {
-    let root = tokio::fs::canonicalize(dir).await.ok()?;
-    let mut candidate = root.clone();
-    candidate.extend(segments);
-    let resolved = tokio::fs::canonicalize(&candidate).await.ok()?;
-    if !resolved.starts_with(&root) {
-        tracing::warn!(path = %candidate.display(), "refused a public file that resolves outside its folder");
-        return None;
-    }
-    let meta = tokio::fs::metadata(&resolved).await.ok()?;
+/// Reads `relative` from the app's public folder if it is a regular file
+/// there; the confined folder refuses anything that resolves outside it.
+fn read_inside(layout: &AppLayout, relative: &str) -> Option<StaticFile> {
+    let public = layout.open(AppLayout::PUBLIC).ok()??;
+    let meta = public.metadata(relative).ok()?;
     if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
         return None;
     }
-    let body = tokio::fs::read(&resolved).await.ok()?;
-    let content_type = content_type_of(&resolved);
+    let body = public.read(relative).ok()?;
     Some(StaticFile {
         body: Bytes::from(body),
-        content_type,
+        content_type: content_type_of(Path::new(relative)),
     })
 }
 
@@ -160,7 +187,9 @@ mod tests {
             "/a//b",
             "/a/%5c..%5cb",
         ] {
-            assert_eq!(safe_segments(&path(refused)), None, "{refused}");
+            let refused_here =
+                RequestPath::parse(refused).map_or(true, |p| safe_segments(&p).is_none());
+            assert!(refused_here, "{refused}");
         }
     }
 

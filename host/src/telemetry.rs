@@ -43,6 +43,9 @@ pub const BACKPLANE_PUBLISHED: &str = "tina4_backplane_published_total";
 pub const BACKPLANE_RECEIVED: &str = "tina4_backplane_received_total";
 /// Messages that could not be published, by reason (counter).
 pub const BACKPLANE_DROPPED: &str = "tina4_backplane_dropped_total";
+/// Messages received from the backplane and not acted on, by reason: no
+/// seal, a bad seal, or malformed (counter).
+pub const BACKPLANE_REFUSED: &str = "tina4_backplane_refused_total";
 /// 1 while the backplane is connected to Redis (gauge).
 pub const BACKPLANE_CONNECTED: &str = "tina4_backplane_connected";
 /// Times the backplane lost its Redis connection (counter).

@@ -2,22 +2,28 @@
 //! (`<apps>/<app>/templates/`) with minijinja, on the host side.
 //!
 //! Each app has its own environment, so one app's templates are invisible to
-//! another, and template names cannot leave the folder (minijinja's path
-//! loader refuses `..`). Autoescape follows the file name (`.html`, `.htm`,
-//! `.xml` escape HTML). A render runs on a fuel budget and its output is
-//! capped, so a template cannot loop forever or fill memory. Before each
-//! render the folder's files are compared (names, sizes, modification
-//! times) with what the environment was built from; any change builds a new
-//! one, so an edited template is used from the next render on.
+//! another. Template files are opened through the app's confined folder
+//! ([`AppLayout::open`]): a name with `..`, or a link that leads out of the
+//! folder, finds nothing. Autoescape follows the file name (`.html`, `.htm`,
+//! `.xml` escape HTML). A render runs on a fuel budget, and its output is
+//! capped as it is produced, so a template cannot loop forever or write an
+//! unbounded page. An edited template is used from the next render on (each
+//! loaded file is checked for changes before use).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use minijinja::Environment;
+use minijinja::{Environment, ErrorKind, TemplateSource};
+
+use crate::layout::AppLayout;
 
 /// Template instructions one render may run.
 const RENDER_FUEL: u64 = 5_000_000;
+
+/// Largest template file read, in bytes.
+const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
 
 /// Why a render failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,26 +38,22 @@ pub enum TemplateError {
 
 /// One app's templates.
 pub struct AppTemplates {
-    /// The folder they live in.
-    dir: PathBuf,
+    /// Where the app's files are.
+    layout: AppLayout,
     /// Largest page a render may produce, in bytes.
     max_output: usize,
-    /// The environment and the folder listing it was built from.
-    current: Mutex<Option<(Listing, Arc<Environment<'static>>)>>,
+    /// The environment, built on first use.
+    env: OnceLock<Environment<'static>>,
 }
-
-/// Each file's path, size and modification time: what a change alters.
-type Listing = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 impl AppTemplates {
     /// The templates of the app whose component is `component_file`:
     /// `<folder>/<app>/templates/`.
     pub fn for_component(component_file: &Path, max_output: usize) -> Self {
-        let dir = component_file.with_extension("").join("templates");
         Self {
-            dir,
+            layout: AppLayout::of(component_file),
             max_output,
-            current: Mutex::new(None),
+            env: OnceLock::new(),
         }
     }
 
@@ -65,35 +67,94 @@ impl AppTemplates {
         if !context.is_object() {
             return Err(TemplateError::BadContext(format!("got {context}")));
         }
-        let env = self.environment();
+        let env = self.env.get_or_init(|| self.environment());
         let template = env
             .get_template(name)
             .map_err(|e| TemplateError::Render(describe(&e)))?;
-        let page = template
-            .render(minijinja::value::Serde(&context))
-            .map_err(|e| TemplateError::Render(describe(&e)))?;
-        if page.len() > self.max_output {
-            return Err(TemplateError::TooLarge(self.max_output));
+        let mut page = Capped {
+            bytes: Vec::new(),
+            max: self.max_output,
+        };
+        match template.render_captured_to(minijinja::value::Serde(&context), &mut page) {
+            Ok(_) => {}
+            Err(_) if page.bytes.len() > self.max_output => {
+                return Err(TemplateError::TooLarge(self.max_output));
+            }
+            Err(err) => return Err(TemplateError::Render(describe(&err))),
         }
-        Ok(page)
+        String::from_utf8(page.bytes).map_err(|_| TemplateError::Render("not UTF-8".into()))
     }
 
-    /// The environment for the folder as it is now.
-    fn environment(&self) -> Arc<Environment<'static>> {
-        let listing = list(&self.dir);
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match &*current {
-            Some((built_from, env)) if *built_from == listing => env.clone(),
-            _ => {
-                let mut env = Environment::new();
-                env.set_loader(minijinja::path_loader(&self.dir));
-                env.set_fuel(Some(RENDER_FUEL));
-                let env = Arc::new(env);
-                *current = Some((listing, env.clone()));
-                env
-            }
-        }
+    fn environment(&self) -> Environment<'static> {
+        let mut env = Environment::new();
+        let layout = self.layout.clone();
+        env.set_loader(move |name| load(&layout, name));
+        env.set_auto_reload(true);
+        env.set_fuel(Some(RENDER_FUEL));
+        env
     }
+}
+
+/// A page being written, refusing to grow past `max` bytes.
+struct Capped {
+    /// What has been written.
+    bytes: Vec<u8>,
+    /// The cap.
+    max: usize,
+}
+
+impl Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + data.len() > self.max {
+            // Marks the overflow for the caller, then stops the render.
+            self.bytes.resize(self.max + 1, 0);
+            return Err(std::io::Error::other("page too large"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads template `name` from the app's confined templates folder, with a
+/// check that tells minijinja when the file changed.
+fn load(layout: &AppLayout, name: &str) -> Result<Option<TemplateSource>, minijinja::Error> {
+    let unreadable = |err: std::io::Error| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, "could not read template")
+            .with_source(err)
+    };
+    let Some(dir) = layout.open(AppLayout::TEMPLATES).map_err(unreadable)? else {
+        return Ok(None);
+    };
+    let stamp = |dir: &cap_std::fs::Dir| -> Option<(u64, Option<SystemTime>)> {
+        let meta = dir.metadata(name).ok()?;
+        Some((meta.len(), meta.modified().ok().map(|t| t.into_std())))
+    };
+    let Some(seen) = stamp(&dir) else {
+        return Ok(None);
+    };
+    if seen.0 > MAX_TEMPLATE_BYTES {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("template larger than {MAX_TEMPLATE_BYTES} bytes"),
+        ));
+    }
+    let text = match dir.read_to_string(name) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(unreadable(err)),
+    };
+    let dir = Arc::new(dir);
+    let name = name.to_string();
+    Ok(Some(TemplateSource::new(text).with_uptodate_check(
+        move || {
+            let meta = dir.metadata(&name).ok();
+            meta.map(|m| (m.len(), m.modified().ok().map(|t| t.into_std()))) == Some(seen)
+        },
+    )))
 }
 
 /// A minijinja error with its template, line and cause, on one line.
@@ -106,29 +167,6 @@ fn describe(err: &minijinja::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Every file under `dir`, sorted; empty if there is no such folder.
-fn list(dir: &Path) -> Listing {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else {
-                files.push((entry.path(), meta.len(), meta.modified().ok()));
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 #[cfg(test)]
@@ -187,6 +225,38 @@ mod tests {
         assert!(syntax.to_string().contains("broken.html"), "{syntax}");
         // A runaway template runs out of fuel instead of running forever.
         assert!(templates.render("loop.txt", "{}").is_err());
+    }
+
+    #[test]
+    fn output_is_capped_while_it_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("site/templates")).unwrap();
+        std::fs::write(
+            root.path().join("site/templates/big.txt"),
+            "{% for i in range(100000) %}0123456789{% endfor %}",
+        )
+        .unwrap();
+        let templates = AppTemplates::for_component(&root.path().join("site.wasm"), 1000);
+        assert!(matches!(
+            templates.render("big.txt", "{}"),
+            Err(TemplateError::TooLarge(1000))
+        ));
+    }
+
+    #[test]
+    fn links_out_of_the_folder_are_not_followed() {
+        let (root, templates) = app_with(&[("ok.txt", "fine")]);
+        std::fs::write(root.path().join("secret.txt"), "secret").unwrap();
+        std::os::unix::fs::symlink(
+            root.path().join("secret.txt"),
+            root.path().join("site/templates/leak.txt"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("site/templates/etc")).unwrap();
+        assert_eq!(templates.render("ok.txt", "{}").unwrap(), "fine");
+        for name in ["leak.txt", "etc/passwd", "../secret.txt"] {
+            assert!(templates.render(name, "{}").is_err(), "{name}");
+        }
     }
 
     #[test]

@@ -341,7 +341,7 @@ async fn counts_expire_in_a_long_outage_and_come_back_with_redis() {
 #[tokio::test]
 async fn an_instance_subscribes_only_to_paths_it_has_connections_on() {
     let (redis, a, b) = chat_cluster().await;
-    let lobby = "tina4:path:/ws/room/lobby";
+    let lobby = "tina4:room:chat/ws/room/lobby";
     assert_eq!(redis.subscribers("tina4:cluster").await, 2);
     assert_eq!(redis.subscribers(lobby).await, 0);
     // Subscribed before the welcome (the `open` event) is sent.
@@ -463,7 +463,7 @@ async fn on_a_redis_cluster_rooms_travel_on_their_own_shards() {
         assert_eq!(chat_text(&mut bob).await, format!("hello {room}"));
         assert_eq!(chat_text(&mut alice).await, format!("hello {room}"));
         // Both instances listen on the room's shard, not on classic pub/sub.
-        let channel = format!("tina4:path:/ws/room/{room}");
+        let channel = format!("tina4:room:chat/ws/room/{room}");
         let (listeners, owner) = cluster.shard_subscribers(&channel).await;
         assert_eq!(listeners, 2, "{channel}");
         owners.insert(owner);

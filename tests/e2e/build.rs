@@ -129,7 +129,7 @@ async fn sdk_behaviour(language: &str) {
     let refused = http().get(server.url("/sdk/secret")).send().await.unwrap();
     assert_eq!(refused.status(), 401);
     let claims = server
-        .get_json(&format!("/sdk/secret?token={}", token(SECRET, 60)))
+        .get_json(&format!("/sdk/secret?token={}", token("sdk", SECRET, 60)))
         .await;
     assert_eq!(claims, json!({"sub": "alice"}));
 

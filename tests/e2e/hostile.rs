@@ -65,6 +65,30 @@ async fn an_output_flood_is_rate_limited() {
 }
 
 #[tokio::test]
+async fn the_logging_import_shares_the_output_limit_and_cannot_forge_lines() {
+    let server = arena().await;
+    let mut bystander = server.connect("/ws/echo").await;
+    let mut attacker = server.connect("/ws/hostile").await;
+    // A line break in a message stays inside its line.
+    let forged = "2026-01-01T00:00:00.000000Z  INFO tina4_wasm::server: admin signed in";
+    attacker.send(&format!("forge {forged}")).await;
+    assert_eq!(attacker.recv().await, "forged");
+    server.wait_for_log(&["a line\\u{a}2026-01-01"]).await;
+    assert!(
+        !server
+            .log()
+            .lines()
+            .any(|line| line.starts_with("2026-01-01"))
+    );
+    // A flood through the logging import meets stdout's limit.
+    attacker.send("log").await;
+    still_answers(&mut bystander, "during the flood").await;
+    assert_eq!(attacker.recv().await, "logged");
+    let logged = server.count_log(&["flooding the error log"]);
+    assert!(logged < 1_000, "{logged} of 100000 lines reached the log");
+}
+
+#[tokio::test]
 async fn a_broadcast_flood_evicts_only_its_own_slow_clients() {
     let server = arena().await;
     let mut bystander = server.connect("/ws/echo").await;
@@ -120,4 +144,33 @@ async fn files_sockets_and_environment_are_not_there() {
     }
     attacker.send("env").await;
     assert_eq!(attacker.recv().await, "0");
+}
+
+#[tokio::test]
+async fn a_sleep_cannot_outlast_the_event_deadline() {
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["probe", "echo"],
+        args: vec!["--event-timeout-ms".into(), "1000".into()],
+        ..Default::default()
+    })
+    .await;
+    let mut bystander = server.connect("/ws/echo").await;
+    // A minute's sleep would outlive every wait of this test.
+    let response = crate::support::http()
+        .get(server.url("/probe/slow?ms=60000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    server
+        .wait_for_log(&["guest failed", "would outlast the event's CPU deadline"])
+        .await;
+    // A short one is kept.
+    let response = crate::support::http()
+        .get(server.url("/probe/slow?ms=10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "finished");
+    still_answers(&mut bystander, "after the sleep").await;
 }

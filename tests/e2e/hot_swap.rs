@@ -156,7 +156,7 @@ async fn a_broken_version_changes_nothing_and_the_next_good_one_is_picked_up() {
         (
             "a route conflict",
             std::fs::read(component("chat")).unwrap(),
-            "conflicts with /ws/room/{roomName}",
+            "conflicts with WS /ws/room/{roomName}",
         ),
     ];
     for (what, bytes, reason) in broken {
@@ -298,10 +298,7 @@ async fn a_corrupt_cache_entry_is_detected_and_rebuilt() {
     };
     let first = Server::start_with(options()).await;
     assert_eq!(first.terminate().await, Some(0));
-    let entries: Vec<_> = std::fs::read_dir(cache.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let entries = cache_entries(cache.path());
     assert_eq!(entries.len(), 1, "{entries:?}");
     let mut bytes = std::fs::read(&entries[0]).unwrap();
     let middle = bytes.len() / 2;
@@ -310,7 +307,10 @@ async fn a_corrupt_cache_entry_is_detected_and_rebuilt() {
 
     let second = Server::start_with(options()).await;
     second
-        .wait_for_log(&["discarding a bad compile cache entry", "checksum mismatch"])
+        .wait_for_log(&[
+            "discarding a bad compile cache entry",
+            "signature does not match",
+        ])
         .await;
     assert_eq!(second.count_log(&["app loaded", "origin=compiled"]), 1);
     let mut client = second.connect("/ws/echo").await;
@@ -320,4 +320,55 @@ async fn a_corrupt_cache_entry_is_detected_and_rebuilt() {
     // The rebuilt entry is sound: the next start uses it.
     let third = Server::start_with(options()).await;
     assert_eq!(third.count_log(&["app loaded", "origin=from cache"]), 1);
+}
+
+/// The compiled components in a cache folder.
+fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[tokio::test]
+async fn a_planted_cache_entry_is_refused_and_an_unsafe_folder_is_not_used() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = |apps| ServerOptions {
+        apps,
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..Default::default()
+    };
+    let first = Server::start_with(options(vec!["echo"])).await;
+    assert_eq!(first.terminate().await, Some(0));
+    let [echo] = cache_entries(cache.path()).try_into().unwrap();
+    let first = Server::start_with(options(vec!["probe"])).await;
+    assert_eq!(first.terminate().await, Some(0));
+    // Another component's compiled code, planted under echo's name.
+    let probe = cache_entries(cache.path())
+        .into_iter()
+        .find(|p| *p != echo)
+        .unwrap();
+    std::fs::copy(&probe, &echo).unwrap();
+    let second = Server::start_with(options(vec!["echo"])).await;
+    second
+        .wait_for_log(&[
+            "discarding a bad compile cache entry",
+            "signature does not match",
+        ])
+        .await;
+    let mut client = second.connect("/ws/echo").await;
+    still_answers(&mut client, "its own code").await;
+    assert_eq!(second.terminate().await, Some(0));
+
+    // A folder others may write to is not trusted at all.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let third = Server::start_with(options(vec!["echo"])).await;
+    third
+        .wait_for_log(&["compile cache disabled", "others may write"])
+        .await;
+    assert_eq!(third.count_log(&["app loaded", "origin=compiled"]), 1);
 }

@@ -34,21 +34,38 @@ async fn bad_files_are_reported_by_name_and_the_rest_still_load() {
 }
 
 #[tokio::test]
-async fn the_second_app_claiming_a_route_is_refused_and_the_first_serves() {
+async fn two_apps_claiming_one_route_at_startup_are_both_refused_and_the_rest_serve() {
+    // Whichever file name sorts first, neither gets the contested route:
+    // a tenant cannot take a path by the name of its file.
     let chat = std::fs::read(component("chat")).unwrap();
     let server = Server::start_with(ServerOptions {
-        apps: vec!["chat"],
-        files: vec![("chat2.wasm", chat)],
+        apps: vec!["chat", "echo"],
+        files: vec![("aaa.wasm", chat)],
         ..Default::default()
     })
     .await;
-    let line = server.wait_for_log(&["chat2.wasm", "app refused"]).await;
-    assert!(
-        line.contains("conflicts with /ws/room/{roomName} of app"),
-        "{line}"
-    );
-    let mut client = server.connect("/ws/room/x").await;
-    assert_eq!(client.recv_json().await["online"], 1);
+    for app in ["aaa.wasm", "chat.wasm"] {
+        let line = server.wait_for_log(&[app, "app refused"]).await;
+        assert!(
+            line.contains("conflicts with WS /ws/room/{roomName} of app"),
+            "{line}"
+        );
+    }
+    assert_eq!(server.upgrade_status("/ws/room/x", &[]).await, Some(404));
+    let mut client = server.connect("/ws/echo").await;
+    still_answers(&mut client, "the others serve").await;
+}
+
+#[tokio::test]
+async fn an_app_added_later_cannot_take_a_route_from_one_that_serves() {
+    let server = Server::start(&["chat"]).await;
+    let mut member = server.connect("/ws/room/x").await;
+    assert_eq!(member.recv_json().await["online"], 1);
+    std::fs::copy(component("chat"), server.apps_dir().join("aaa.wasm")).unwrap();
+    let line = server.wait_for_log(&["aaa.wasm", "app refused"]).await;
+    assert!(line.contains("of app \"chat\""), "{line}");
+    let mut newcomer = server.connect("/ws/room/x").await;
+    assert_eq!(newcomer.recv_json().await["online"], 2);
 }
 
 #[tokio::test]

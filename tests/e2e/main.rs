@@ -22,5 +22,6 @@ mod policy;
 mod redis_server;
 mod source_watch;
 mod support;
+mod tenancy;
 mod web;
 mod websocket;

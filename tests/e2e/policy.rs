@@ -8,8 +8,9 @@ use crate::support::{Install, Server, ServerOptions, still_answers};
 async fn settings_apply_to_their_app_only() {
     let root = tempfile::tempdir().unwrap();
     let apps = root.path().join("apps");
-    std::fs::create_dir_all(apps.join("data")).unwrap();
-    std::fs::write(apps.join("data/hello.txt"), "hello").unwrap();
+    // The granted folder is inside the app's own.
+    std::fs::create_dir_all(apps.join("hostile/data")).unwrap();
+    std::fs::write(apps.join("hostile/data/hello.txt"), "hello").unwrap();
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps),
         apps: vec!["probe", "hostile", "echo"],

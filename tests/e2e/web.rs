@@ -11,7 +11,7 @@ use crate::support::{Server, content_type, http};
 /// HTTP client library would normalize `..` away before sending).
 async fn raw_get(server: &Server, target: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();

@@ -5,7 +5,9 @@
 //! and decoded once by each receiving instance, borrowing from the received
 //! bytes; the frame built from it is shared by every local recipient.
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Leading byte of every encoded message; instances speaking another
@@ -44,11 +46,11 @@ impl<'a> Payload<'a> {
 /// instance ignores its own messages when Redis hands them back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Envelope<'a> {
-    /// `broadcast` or `push` by `app` to every connection on `path`.
+    /// `broadcast` or `push` to every connection of a room (its key names
+    /// the app and the path).
     Broadcast {
         origin: &'a str,
-        app: &'a str,
-        path: &'a str,
+        room: &'a str,
         exclude: Option<&'a str>,
         payload: Payload<'a>,
     },
@@ -67,8 +69,8 @@ pub enum Envelope<'a> {
         code: u16,
         reason: &'a str,
     },
-    /// The sender's open connections per path: every path it has (`full`),
-    /// or only paths that changed (0 for a path it no longer has).
+    /// The sender's open connections per room (by key): every room it has
+    /// (`full`), or only rooms that changed (0 for one it no longer has).
     Counts {
         origin: &'a str,
         full: bool,
@@ -112,6 +114,90 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// Leading byte of a sealed message: then its HMAC-SHA256, then the
+/// encoded envelope.
+const SEALED: u8 = 2;
+
+/// Bytes of a seal's tag.
+const TAG: usize = 32;
+
+/// Why a received message was not acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not one of ours, or damaged.
+    Malformed,
+    /// This cluster seals its messages, and this one has no seal.
+    Unsealed,
+    /// Its seal does not match: forged, or sealed with another secret.
+    BadSeal,
+}
+
+impl Refusal {
+    /// The reason, as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Unsealed => "unsealed",
+            Self::BadSeal => "bad seal",
+        }
+    }
+}
+
+/// Seals and checks messages when the cluster shares a secret
+/// (`--backplane-secret`): a message is then acted on only if it carries
+/// an HMAC-SHA256 of its bytes under that secret, so whoever can publish to
+/// Redis without the secret can neither reach clients nor forge counts.
+#[derive(Clone)]
+pub struct Seal {
+    /// The HMAC keyed with the secret; `None` without one.
+    key: Option<Hmac<Sha256>>,
+}
+
+impl Seal {
+    /// Seals with `secret`, or not at all.
+    pub fn new(secret: Option<&str>) -> Self {
+        Self {
+            key: secret.map(|s| Hmac::new_from_slice(s.as_bytes()).expect("HMAC takes any key")),
+        }
+    }
+
+    /// The bytes to publish for `envelope`.
+    pub fn seal(&self, envelope: &Envelope<'_>) -> Vec<u8> {
+        let body = envelope.encode();
+        let Some(key) = &self.key else {
+            return body;
+        };
+        let mut mac = key.clone();
+        mac.update(&body);
+        let mut sealed = Vec::with_capacity(1 + TAG + body.len());
+        sealed.push(SEALED);
+        sealed.extend_from_slice(&mac.finalize().into_bytes());
+        sealed.extend_from_slice(&body);
+        sealed
+    }
+
+    /// Reads a received message, if it may be acted on.
+    pub fn open<'a>(&self, bytes: &'a [u8]) -> Result<Envelope<'a>, Refusal> {
+        let body = match &self.key {
+            None => bytes,
+            Some(key) => {
+                if bytes.first() != Some(&SEALED) {
+                    return Err(Refusal::Unsealed);
+                }
+                if bytes.len() < 1 + TAG {
+                    return Err(Refusal::Malformed);
+                }
+                let (tag, body) = bytes[1..].split_at(TAG);
+                let mut mac = key.clone();
+                mac.update(body);
+                mac.verify_slice(tag).map_err(|_| Refusal::BadSeal)?;
+                body
+            }
+        };
+        Envelope::decode(body).ok_or(Refusal::Malformed)
+    }
+}
+
 /// The channel names of one cluster (instances sharing a prefix).
 #[derive(Debug, Clone)]
 pub struct Channels {
@@ -127,15 +213,15 @@ impl Channels {
         }
     }
 
-    /// Where broadcasts to `path` go; only instances with a connection on
-    /// `path` listen.
-    pub fn path(&self, path: &str) -> String {
-        format!("{}:path:{path}", self.prefix)
+    /// Where broadcasts to a room go (by its key); only instances with a
+    /// connection in the room listen.
+    pub fn room(&self, room: &str) -> String {
+        format!("{}:room:{room}", self.prefix)
     }
 
-    /// The path a path channel is for.
-    pub fn path_of<'c>(&self, channel: &'c str) -> Option<&'c str> {
-        channel.strip_prefix(&self.prefix)?.strip_prefix(":path:")
+    /// The room key a room channel is for.
+    pub fn room_of<'c>(&self, channel: &'c str) -> Option<&'c str> {
+        channel.strip_prefix(&self.prefix)?.strip_prefix(":room:")
     }
 
     /// Where sends and closes to `instance`'s connections go.
@@ -159,8 +245,7 @@ mod tests {
         let sent = [
             Envelope::Broadcast {
                 origin: "a1",
-                app: "chat",
-                path: "/ws/room/x",
+                room: "chat/ws/room/x",
                 exclude: Some("a1-7"),
                 payload: Payload::Text("héllo"),
             },
@@ -180,7 +265,7 @@ mod tests {
             Envelope::Counts {
                 origin: "a1",
                 full: true,
-                counts: vec![("/ws/room/x", 3), ("/ws/room/y", 0)],
+                counts: vec![("chat/ws/room/x", 3), ("chat/ws/room/y", 0)],
             },
             Envelope::Hello { origin: "a1" },
         ];
@@ -188,6 +273,25 @@ mod tests {
             let bytes = envelope.encode();
             assert_eq!(Envelope::decode(&bytes), Some(envelope));
         }
+    }
+
+    #[test]
+    fn sealed_messages_open_only_with_their_secret() {
+        let hello = Envelope::Hello { origin: "a1" };
+        let ours = Seal::new(Some("the cluster's secret"));
+        let sealed = ours.seal(&hello);
+        assert_eq!(ours.open(&sealed), Ok(hello.clone()));
+        let theirs = Seal::new(Some("another secret"));
+        assert_eq!(theirs.open(&sealed), Err(Refusal::BadSeal));
+        // A forger without the secret: unsealed, or with a made-up seal.
+        assert_eq!(ours.open(&hello.encode()), Err(Refusal::Unsealed));
+        let mut forged = sealed.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(ours.open(&forged), Err(Refusal::BadSeal));
+        assert_eq!(ours.open(&[SEALED, 1, 2]), Err(Refusal::Malformed));
+        // Without a secret, plain envelopes pass as before.
+        assert_eq!(Seal::new(None).open(&hello.encode()), Ok(hello));
     }
 
     #[test]
@@ -200,11 +304,11 @@ mod tests {
     }
 
     #[test]
-    fn path_channels_name_their_path() {
+    fn room_channels_name_their_room() {
         let channels = Channels::new("t4");
-        let channel = channels.path("/ws/room/a:b");
-        assert_eq!(channels.path_of(&channel), Some("/ws/room/a:b"));
-        assert_eq!(channels.path_of(&channels.cluster()), None);
-        assert_eq!(Channels::new("other").path_of(&channel), None);
+        let channel = channels.room("chat/ws/room/a:b");
+        assert_eq!(channels.room_of(&channel), Some("chat/ws/room/a:b"));
+        assert_eq!(channels.room_of(&channels.cluster()), None);
+        assert_eq!(Channels::new("other").room_of(&channel), None);
     }
 }

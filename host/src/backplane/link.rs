@@ -5,7 +5,7 @@
 //!   it is down, new messages are dropped and counted at once, and what was
 //!   queued is dropped too: nothing waits for Redis to come back.
 //! - The listener subscribes to this instance's channel, the cluster
-//!   channel, and the channel of every path that has a connection here
+//!   channel, and the channel of every room that has a connection here
 //!   (targeted: an instance hears only traffic it can deliver), following
 //!   the registry's changes. It delivers what arrives, applies the other
 //!   instances' counts, and sends the heartbeat and count updates.
@@ -23,13 +23,13 @@ use redis::RedisError;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::envelope::{Channels, Envelope, Payload};
+use super::envelope::{Channels, Envelope, Payload, Seal};
 use super::peers::Peers;
 use super::transport::{Incoming, Publisher, RESPONSE_TIMEOUT, Received, Subscriber, Transport};
 use super::{HEARTBEAT, PEER_TTL, SNAPSHOT_EVERY};
 use crate::config::{BackplaneConfig, BackplaneKind};
 use crate::telemetry;
-use crate::ws::registry::ConnectionRegistry;
+use crate::ws::registry::{ConnectionRegistry, Room};
 
 /// First pause before reconnecting; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -49,6 +49,8 @@ pub struct RedisLink {
     instance: Arc<str>,
     /// The channel names of this cluster.
     channels: Channels,
+    /// Seals what this instance publishes and checks what it receives.
+    seal: Seal,
     /// This instance's connections, where received messages are delivered.
     registry: Arc<ConnectionRegistry>,
     /// Redis's address without any password, for log lines.
@@ -59,9 +61,9 @@ pub struct RedisLink {
     publishing: AtomicBool,
     /// Whether the listener is connected and subscribed.
     connected: AtomicBool,
-    /// Paths whose channel Redis confirmed this instance listens to.
-    subscribed: Mutex<HashSet<Arc<str>>>,
-    /// Wakes connections waiting for their path's subscription.
+    /// Rooms whose channel Redis confirmed this instance listens to.
+    subscribed: Mutex<HashSet<Room>>,
+    /// Wakes connections waiting for their room's subscription.
     subscribed_changed: Notify,
     /// The other instances and their counts.
     peers: Peers,
@@ -96,6 +98,7 @@ impl RedisLink {
         let link = Arc::new(Self {
             instance: registry.instance().into(),
             channels: Channels::new(&config.prefix),
+            seal: Seal::new(config.secret.as_deref()),
             registry,
             shown_url,
             outgoing,
@@ -128,18 +131,17 @@ impl RedisLink {
         self.peers.is_live(instance, Instant::now())
     }
 
-    /// Open connections on `path` on the other live instances.
-    pub fn peers_count(&self, path: &str) -> u32 {
-        self.peers.count(path, Instant::now())
+    /// Open connections in `room` on the other live instances.
+    pub fn peers_count(&self, room: &Room) -> u32 {
+        self.peers.count(room.as_str(), Instant::now())
     }
 
-    /// Publishes a broadcast to the other instances with a connection on `path`.
-    pub fn broadcast(&self, app: &str, path: &str, frame: &Message, exclude: Option<&str>) {
+    /// Publishes a broadcast to the other instances with a connection in `room`.
+    pub fn broadcast(&self, room: &Room, frame: &Message, exclude: Option<&str>) {
         if let Some(payload) = Payload::of(frame) {
-            self.enqueue(self.channels.path(path), || Envelope::Broadcast {
+            self.enqueue(self.channels.room(room.as_str()), || Envelope::Broadcast {
                 origin: &self.instance,
-                app,
-                path,
+                room: room.as_str(),
                 exclude,
                 payload,
             });
@@ -194,7 +196,7 @@ impl RedisLink {
         }
         let publication = Publication {
             channel,
-            payload: envelope().encode(),
+            payload: self.seal.seal(&envelope()),
             sent: None,
         };
         self.outgoing
@@ -213,15 +215,15 @@ impl RedisLink {
         }
     }
 
-    /// Resolves once this instance listens to `path`'s channel, Redis is
+    /// Resolves once this instance listens to `room`'s channel, Redis is
     /// unreachable, or [`SUBSCRIBE_WAIT`] has passed.
-    pub async fn listening(&self, path: &str) {
+    pub async fn listening(&self, room: &Room) {
         let subscribed = async {
             loop {
                 let changed = self.subscribed_changed.notified();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
-                if !self.is_connected() || self.lock_subscribed().contains(path) {
+                if !self.is_connected() || self.lock_subscribed().contains(room) {
                     return;
                 }
                 changed.await;
@@ -231,11 +233,11 @@ impl RedisLink {
             .await
             .is_err()
         {
-            tracing::warn!(path, "backplane: subscription not confirmed in time");
+            tracing::warn!(%room, "backplane: subscription not confirmed in time");
         }
     }
 
-    fn lock_subscribed(&self) -> std::sync::MutexGuard<'_, HashSet<Arc<str>>> {
+    fn lock_subscribed(&self) -> std::sync::MutexGuard<'_, HashSet<Room>> {
         self.subscribed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -247,10 +249,9 @@ impl RedisLink {
         let (sent, done) = oneshot::channel();
         let publication = Publication {
             channel: self.channels.cluster(),
-            payload: Envelope::Bye {
+            payload: self.seal.seal(&Envelope::Bye {
                 origin: &self.instance,
-            }
-            .encode(),
+            }),
             sent: Some(sent),
         };
         if self.outgoing.try_send(publication).is_ok() {
@@ -266,13 +267,13 @@ impl RedisLink {
         self.publish_counts(true, self.registry.open_counts());
     }
 
-    /// Publishes this instance's counts for `counts`' paths (all of them
+    /// Publishes this instance's counts for `counts`' rooms (all of them
     /// when `full`).
-    fn publish_counts(&self, full: bool, counts: Vec<(Arc<str>, u32)>) {
+    fn publish_counts(&self, full: bool, counts: Vec<(Room, u32)>) {
         self.enqueue_control(|| Envelope::Counts {
             origin: &self.instance,
             full,
-            counts: counts.iter().map(|(path, n)| (&**path, *n)).collect(),
+            counts: counts.iter().map(|(room, n)| (room.as_str(), *n)).collect(),
         });
     }
 
@@ -402,21 +403,21 @@ impl RedisLink {
     }
 
     /// A subscribed connection: this instance's and the cluster's channels
-    /// plus every path with a connection here.
+    /// plus every room with a connection here.
     async fn subscribe(&self, transport: &Transport) -> anyhow::Result<(Subscriber, Incoming)> {
         let (mut sink, stream) = transport.subscriber().await?;
         // Everything is subscribed afresh; pending interest changes are moot.
         let _ = self.registry.take_changes();
-        let paths = self.registry.admitted_paths();
+        let rooms = self.registry.admitted_rooms();
         let mut channels = vec![
             self.channels.instance(&self.instance),
             self.channels.cluster(),
         ];
-        channels.extend(paths.iter().map(|path| self.channels.path(path)));
+        channels.extend(rooms.iter().map(|room| self.channels.room(room.as_str())));
         tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channels))
             .await
             .context("timed out subscribing")??;
-        *self.lock_subscribed() = paths.into_iter().collect();
+        *self.lock_subscribed() = rooms.into_iter().collect();
         self.connected.store(true, Ordering::Release);
         self.subscribed_changed.notify_waiters();
         self.announce();
@@ -457,7 +458,7 @@ impl RedisLink {
         }
     }
 
-    /// Publishes changed counts; subscribes to paths that gained their
+    /// Publishes changed counts; subscribes to rooms that gained their
     /// first connection and unsubscribes from those that lost their last.
     async fn follow_changes(&self, sink: &mut Subscriber) -> anyhow::Result<()> {
         let changes = self.registry.take_changes();
@@ -465,9 +466,9 @@ impl RedisLink {
             let counts = changes
                 .counts
                 .into_iter()
-                .map(|path| {
-                    let n = self.registry.count(&path);
-                    (path, n)
+                .map(|room| {
+                    let n = self.registry.count(&room);
+                    (room, n)
                 })
                 .collect();
             self.publish_counts(false, counts);
@@ -475,17 +476,20 @@ impl RedisLink {
         let (mut join, mut part) = (Vec::new(), Vec::new());
         {
             let subscribed = self.lock_subscribed();
-            for path in changes.interest {
-                let wanted = self.registry.admitted_on(&path) > 0;
-                match (wanted, subscribed.contains(&path)) {
-                    (true, false) => join.push(path),
-                    (false, true) => part.push(path),
+            for room in changes.interest {
+                let wanted = self.registry.admitted_in(&room) > 0;
+                match (wanted, subscribed.contains(&room)) {
+                    (true, false) => join.push(room),
+                    (false, true) => part.push(room),
                     _ => {}
                 }
             }
         }
         if !join.is_empty() {
-            let channels: Vec<String> = join.iter().map(|p| self.channels.path(p)).collect();
+            let channels: Vec<String> = join
+                .iter()
+                .map(|r| self.channels.room(r.as_str()))
+                .collect();
             tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channels))
                 .await
                 .context("timed out subscribing")??;
@@ -495,11 +499,14 @@ impl RedisLink {
         if !part.is_empty() {
             {
                 let mut subscribed = self.lock_subscribed();
-                for path in &part {
-                    subscribed.remove(path);
+                for room in &part {
+                    subscribed.remove(room);
                 }
             }
-            let channels: Vec<String> = part.iter().map(|p| self.channels.path(p)).collect();
+            let channels: Vec<String> = part
+                .iter()
+                .map(|r| self.channels.room(r.as_str()))
+                .collect();
             tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(channels))
                 .await
                 .context("timed out unsubscribing")??;
@@ -510,9 +517,14 @@ impl RedisLink {
     /// Acts on one message from another instance.
     fn receive(&self, message: &Received) {
         metrics::counter!(telemetry::BACKPLANE_RECEIVED).increment(1);
-        let Some(envelope) = Envelope::decode(message.payload()) else {
-            tracing::debug!("backplane: ignoring a message in an unknown format");
-            return;
+        let envelope = match self.seal.open(message.payload()) {
+            Ok(envelope) => envelope,
+            Err(refusal) => {
+                metrics::counter!(telemetry::BACKPLANE_REFUSED, "reason" => refusal.as_str())
+                    .increment(1);
+                tracing::debug!(reason = refusal.as_str(), "backplane: refused a message");
+                return;
+            }
         };
         let origin = envelope.origin();
         if origin == &*self.instance {
@@ -522,16 +534,20 @@ impl RedisLink {
         let now = Instant::now();
         match envelope {
             Envelope::Broadcast {
-                app,
-                path,
+                room,
                 exclude,
                 payload,
                 ..
             } => {
+                let Some(room) = Room::parse(room) else {
+                    return;
+                };
                 let frame = payload.to_frame();
                 let len = frame.len();
-                let recipients = self.registry.broadcast_for(app, path, &frame, exclude);
-                telemetry::count_out(app, recipients, len);
+                let recipients = self.registry.broadcast(&room, &frame, exclude);
+                if recipients > 0 {
+                    telemetry::count_out(room.app(), recipients, len);
+                }
             }
             Envelope::Send {
                 app, to, payload, ..

@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::{BackplaneConfig, BackplaneKind};
-use crate::ws::registry::{ConnectionRegistry, RegistryError};
+use crate::ws::registry::{ConnectionRegistry, RegistryError, Room};
 use link::RedisLink;
 
 /// How often each instance says it is alive.
@@ -96,20 +96,14 @@ impl Backplane {
         self.remote_instance(id).is_some()
     }
 
-    /// Queues `frame` for every connection on `path` served by `app`
-    /// (except `exclude`), here and on every other instance.
-    pub fn broadcast(
-        &self,
-        app: &str,
-        path: &str,
-        frame: &Message,
-        exclude: Option<&str>,
-    ) -> Fanout {
-        let local = self.registry.broadcast(path, frame, exclude);
+    /// Queues `frame` for every connection in `room` (except `exclude`),
+    /// here and on every other instance.
+    pub fn broadcast(&self, room: &Room, frame: &Message, exclude: Option<&str>) -> Fanout {
+        let local = self.registry.broadcast(room, frame, exclude);
         let remote = self.link.as_ref().map_or(0, |link| {
-            link.broadcast(app, path, frame, exclude);
+            link.broadcast(room, frame, exclude);
             let excluded = exclude.is_some_and(|id| self.is_remote(id));
-            link.peers_count(path).saturating_sub(u32::from(excluded))
+            link.peers_count(room).saturating_sub(u32::from(excluded))
         });
         Fanout { local, remote }
     }
@@ -142,19 +136,19 @@ impl Backplane {
         }
     }
 
-    /// Open connections on `path`, on every instance.
-    pub fn count(&self, path: &str) -> u32 {
-        let local = self.registry.count(path);
-        let remote = self.link.as_ref().map_or(0, |link| link.peers_count(path));
+    /// Open connections in `room`, on every instance.
+    pub fn count(&self, room: &Room) -> u32 {
+        let local = self.registry.count(room);
+        let remote = self.link.as_ref().map_or(0, |link| link.peers_count(room));
         local.saturating_add(remote)
     }
 
-    /// Resolves once messages other instances publish to `path` reach this
+    /// Resolves once messages other instances publish to `room` reach this
     /// one (immediately when local or while Redis is unreachable), so a
     /// connection's `open` handler runs only once it can hear the cluster.
-    pub async fn listening(&self, path: &str) {
+    pub async fn listening(&self, room: &Room) {
         if let Some(link) = &self.link {
-            link.listening(path).await;
+            link.listening(room).await;
         }
     }
 

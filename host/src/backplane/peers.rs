@@ -7,10 +7,22 @@
 //! next one or by the periodic full snapshot). An instance not heard from
 //! for [`PEER_TTL`](super::PEER_TTL) is presumed dead and drops out of the
 //! counts, so a killed instance does not inflate them for long.
+//!
+//! What peers say is bounded: at most [`MAX_PEERS`] instances, each with at
+//! most [`MAX_ROOMS`] rooms, each with at most [`MAX_COUNT`] connections
+//! (more than one process can hold). Beyond that, news is ignored, so
+//! nobody who can publish to Redis can grow this table without bound.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
+
+/// Most instances kept track of.
+pub const MAX_PEERS: usize = 1024;
+/// Most rooms kept per instance.
+pub const MAX_ROOMS: usize = 65_536;
+/// The largest count believed for one room of one instance.
+pub const MAX_COUNT: u32 = 1_000_000;
 
 /// The other instances of the cluster.
 #[derive(Debug)]
@@ -41,13 +53,17 @@ impl Peers {
     /// Records that `peer` is alive at `now`.
     pub fn seen(&self, peer: &str, now: Instant) {
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-        known
-            .entry(peer.into())
-            .and_modify(|p| p.last_seen = now)
-            .or_insert_with(|| Peer {
-                last_seen: now,
-                counts: HashMap::new(),
-            });
+        if let Some(known) = known.get_mut(peer) {
+            known.last_seen = now;
+        } else if known.len() < MAX_PEERS {
+            known.insert(
+                peer.into(),
+                Peer {
+                    last_seen: now,
+                    counts: HashMap::new(),
+                },
+            );
+        }
     }
 
     /// Applies `peer`'s counts: all of them (`full`) or the changed ones.
@@ -60,11 +76,13 @@ impl Peers {
         if full {
             entry.counts.clear();
         }
-        for &(path, n) in counts {
+        for &(room, n) in counts {
             if n == 0 {
-                entry.counts.remove(path);
-            } else {
-                entry.counts.insert(path.into(), n);
+                entry.counts.remove(room);
+            } else if n <= MAX_COUNT
+                && (entry.counts.len() < MAX_ROOMS || entry.counts.contains_key(room))
+            {
+                entry.counts.insert(room.into(), n);
             }
         }
     }
@@ -140,6 +158,25 @@ mod tests {
         peers.update("b", true, &[("/s", 4)], t);
         assert_eq!(peers.count("/r", t), 0);
         assert_eq!(peers.count("/s", t), 5);
+    }
+
+    #[test]
+    fn what_peers_say_is_bounded() {
+        let peers = Peers::new(TTL);
+        let t = Instant::now();
+        peers.update("a", true, &[("/r", MAX_COUNT + 1), ("/s", 3)], t);
+        assert_eq!(peers.count("/r", t), 0);
+        assert_eq!(peers.count("/s", t), 3);
+        for n in 0..MAX_PEERS + 10 {
+            peers.seen(&format!("p{n}"), t);
+        }
+        assert!(peers.is_live("p0", t));
+        assert!(!peers.is_live(&format!("p{}", MAX_PEERS + 5), t));
+        let rooms: Vec<String> = (0..MAX_ROOMS + 10).map(|n| format!("/r{n}")).collect();
+        let counts: Vec<(&str, u32)> = rooms.iter().map(|r| (r.as_str(), 1)).collect();
+        peers.update("a", true, &counts, t);
+        assert_eq!(peers.count(&format!("/r{}", MAX_ROOMS + 5), t), 0);
+        assert_eq!(peers.count("/r0", t), 1);
     }
 
     #[test]

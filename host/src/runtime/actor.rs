@@ -77,9 +77,9 @@ pub struct AppHandle {
     pub file: PathBuf,
     /// The actor's mailbox.
     mailbox: mpsc::Sender<AppCommand>,
-    /// The most WebSocket connections the app may hold (0: no cap of its
-    /// own); follows the serving version's settings.
-    max_connections: std::sync::atomic::AtomicUsize,
+    /// What the edge checks before involving the app; follows the serving
+    /// version's settings.
+    edge: arc_swap::ArcSwap<EdgeSettings>,
     /// The app's metrics (HTTP answers are counted by the caller).
     pub metrics: Arc<AppMetrics>,
 }
@@ -90,19 +90,31 @@ impl std::fmt::Display for AppHandle {
     }
 }
 
+/// What the edge checks for an app before involving it, from the serving
+/// version's `<app>.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeSettings {
+    /// The most WebSocket connections the app may hold, if it has a cap of
+    /// its own.
+    pub max_connections: Option<usize>,
+    /// The `aud` claim a token must carry to open the app's secured routes.
+    pub audience: Arc<str>,
+}
+
 impl AppHandle {
     /// The app's own connection cap, if it has one.
     pub fn max_connections(&self) -> Option<usize> {
-        let max = self
-            .max_connections
-            .load(std::sync::atomic::Ordering::Relaxed);
-        (max > 0).then_some(max)
+        self.edge.load().max_connections
     }
 
-    /// Sets the app's own connection cap (from the serving version).
-    pub fn set_max_connections(&self, max: Option<usize>) {
-        self.max_connections
-            .store(max.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    /// The audience its secured routes' tokens must name.
+    pub fn audience(&self) -> Arc<str> {
+        self.edge.load().audience.clone()
+    }
+
+    /// Follows the settings of a new serving version.
+    pub fn set_edge(&self, settings: EdgeSettings) {
+        self.edge.store(Arc::new(settings));
     }
 
     /// Sends a WebSocket event to the app, waiting for mailbox space;
@@ -195,10 +207,13 @@ impl AppActor {
             .name(format!("app-{name}"))
             .spawn(move || actor.run(rx))?;
         Ok(Arc::new(AppHandle {
+            edge: arc_swap::ArcSwap::from_pointee(EdgeSettings {
+                max_connections: None,
+                audience: name.clone(),
+            }),
             name,
             file,
             mailbox,
-            max_connections: Default::default(),
             metrics,
         }))
     }
@@ -228,6 +243,8 @@ impl AppActor {
         instance
             .store
             .set_epoch_deadline(self.factory.deadline_ticks);
+        instance.store.data_mut().deadline =
+            Some(Instant::now() + self.factory.policy.event_timeout);
         self.factory.refuel(&mut instance.store);
         Some(instance)
     }

@@ -4,25 +4,41 @@
 //! An entry is keyed by the component's content hash and by the engine's
 //! compatibility hash (wasmtime version and every setting that affects
 //! generated code), so it only ever loads into an engine that can run it.
-//! Each entry carries a checksum of its payload; a corrupt, truncated or
-//! mismatched entry is detected, reported, deleted and rebuilt.
 //!
-//! The cache folder must be trusted: precompiled code is native code.
+//! Precompiled code is native code, run as it is: an entry someone else
+//! planted would run with the host's rights. So the folder must be this
+//! user's and writable by no one else (it is created 0700; one owned by
+//! another user, or group- or world-writable, turns the cache off with a
+//! warning), and every entry carries an HMAC-SHA256, under a per-install
+//! key kept 0600 in the folder, of the component's hash, the engine's and
+//! the payload: an entry that was altered, truncated, or copied to another
+//! component's name is detected, reported, deleted and rebuilt. Entries are
+//! written to exclusively created temporary files, then renamed into place.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+
 use anyhow::Context;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Marks an entry written by this code, in this format.
-const MAGIC: &[u8; 8] = b"T4WCMP01";
+const MAGIC: &[u8; 8] = b"T4WCMP02";
 
-/// Length of the header: magic, then the SHA-256 of the payload.
+/// Length of the header: magic, then the entry's HMAC-SHA256.
 const HEADER: usize = MAGIC.len() + 32;
+
+/// The file holding the per-install key, inside the cache folder.
+const KEY_FILE: &str = "key";
+
+/// Bytes of the per-install key.
+const KEY_BYTES: usize = 32;
 
 /// Where a component came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +70,9 @@ pub struct Loaded {
 
 /// The cache of precompiled components (or no cache).
 pub struct ComponentCache {
-    /// The folder entries live in; `None` turns caching off.
-    dir: Option<PathBuf>,
+    /// The folder entries live in, and the key that signs them; `None`
+    /// turns caching off.
+    dir: Option<(PathBuf, [u8; KEY_BYTES])>,
     /// Hex digest of the engine's compatibility hash, part of every key.
     engine_key: String,
     /// Entries being written in the background, joined before exit.
@@ -73,15 +90,16 @@ pub fn content_hash(bytes: &[u8]) -> String {
 }
 
 impl ComponentCache {
-    /// A cache in `dir` (created if missing), or none.
+    /// A cache in `dir` (created if missing), or none: also none, with a
+    /// warning, if the folder is not safe to run code from.
     pub fn new(dir: Option<PathBuf>, engine: &Engine) -> Self {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
-        let dir = dir.and_then(|dir| match std::fs::create_dir_all(&dir) {
-            Ok(()) => Some(dir),
+        let dir = dir.and_then(|dir| match open_folder(&dir) {
+            Ok(key) => Some((dir, key)),
             Err(err) => {
-                tracing::warn!(dir = %dir.display(), "compile cache disabled: cannot create its folder: {err}");
+                tracing::warn!(dir = %dir.display(), "compile cache disabled: {err:#}");
                 None
             }
         });
@@ -102,20 +120,26 @@ impl ComponentCache {
 
     /// The cache folder, if caching is on.
     pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
+        self.dir.as_ref().map(|(dir, _)| dir.as_path())
     }
 
-    fn entry_path(&self, hash: &str) -> Option<PathBuf> {
-        let dir = self.dir.as_ref()?;
-        Some(dir.join(format!("{hash}-{}.cwasm", self.engine_key)))
+    /// Where the entry for the component whose hash is `hash` lives, and
+    /// what signs it.
+    fn entry(&self, hash: &str) -> Option<Entry> {
+        let (dir, key) = self.dir.as_ref()?;
+        Some(Entry {
+            path: dir.join(format!("{hash}-{}.cwasm", self.engine_key)),
+            key: *key,
+            context: format!("{hash}-{}", self.engine_key),
+        })
     }
 
     /// The compiled form of `bytes` (whose content hash is `hash`): from the
     /// cache if a sound entry exists, else compiled and stored.
     pub fn load(&self, engine: &Engine, bytes: &[u8], hash: &str) -> anyhow::Result<Loaded> {
         let started = Instant::now();
-        if let Some(entry) = self.entry_path(hash) {
-            match read_entry(engine, &entry) {
+        if let Some(entry) = self.entry(hash) {
+            match entry.read(engine) {
                 Ok(Some(component)) => {
                     return Ok(Loaded {
                         component,
@@ -125,8 +149,8 @@ impl ComponentCache {
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::warn!(entry = %entry.display(), "discarding a bad compile cache entry, recompiling: {err:#}");
-                    let _ = std::fs::remove_file(&entry);
+                    tracing::warn!(entry = %entry.path.display(), "discarding a bad compile cache entry, recompiling: {err:#}");
+                    let _ = std::fs::remove_file(&entry.path);
                 }
             }
         }
@@ -135,12 +159,12 @@ impl ComponentCache {
             .map_err(anyhow::Error::from)
             .context("not a valid WebAssembly component")?;
         let elapsed = started.elapsed();
-        if let Some(entry) = self.entry_path(hash) {
+        if let Some(entry) = self.entry(hash) {
             // Off the critical path: the new version need not wait for it.
             let component = component.clone();
             let write = std::thread::spawn(move || {
-                if let Err(err) = write_entry(&component, &entry) {
-                    tracing::warn!(entry = %entry.display(), "cannot write a compile cache entry: {err:#}");
+                if let Err(err) = entry.write(&component) {
+                    tracing::warn!(entry = %entry.path.display(), "cannot write a compile cache entry: {err:#}");
                 }
             });
             let mut writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
@@ -155,47 +179,136 @@ impl ComponentCache {
     }
 }
 
-/// Reads and checks an entry; `Ok(None)` if there is none.
-fn read_entry(engine: &Engine, entry: &Path) -> anyhow::Result<Option<Component>> {
-    let data = match std::fs::read(entry) {
-        Ok(data) => data,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).context("cannot read the entry"),
-    };
+/// Creates `dir` (0700) if it is missing, checks that it is safe to run
+/// code from, and returns the per-install key (made on first use).
+fn open_folder(dir: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .context("cannot create its folder")?;
+    let me = rustix::process::geteuid().as_raw();
+    let folder = std::fs::symlink_metadata(dir).context("cannot read its folder")?;
     anyhow::ensure!(
-        data.len() > HEADER && data.starts_with(MAGIC),
-        "not a cache entry of this format"
+        folder.is_dir(),
+        "it is not a folder (a link is not followed)"
     );
-    let (header, payload) = data.split_at(HEADER);
     anyhow::ensure!(
-        Sha256::digest(payload).as_slice() == &header[MAGIC.len()..],
-        "checksum mismatch (corrupt or truncated)"
+        folder.uid() == me,
+        "it belongs to another user (uid {})",
+        folder.uid()
     );
-    // SAFETY: the payload is exactly what `Component::serialize` wrote for an
-    // engine with the same compatibility hash (the key says so and the
-    // checksum proves it unchanged), in a folder the operator trusts;
-    // wasmtime checks compatibility again while deserializing.
-    let component = unsafe { Component::deserialize(engine, payload) }
-        .map_err(anyhow::Error::from)
-        .context("wasmtime refused the precompiled component")?;
-    Ok(Some(component))
+    anyhow::ensure!(
+        folder.mode() & 0o022 == 0,
+        "others may write to it (mode {:o}); make it 0700",
+        folder.mode() & 0o777
+    );
+    let path = dir.join(KEY_FILE);
+    let mut key = [0u8; KEY_BYTES];
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            getrandom::fill(&mut key)
+                .map_err(|e| anyhow::anyhow!("no randomness for its key: {e}"))?;
+            file.write_all(&key).context("cannot write its key")?;
+            return Ok(key);
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err).context("cannot create its key"),
+    }
+    let meta = std::fs::symlink_metadata(&path).context("cannot read its key")?;
+    anyhow::ensure!(
+        meta.is_file() && meta.uid() == me && meta.mode() & 0o077 == 0,
+        "its key file must be this user's, mode 0600"
+    );
+    let bytes = std::fs::read(&path).context("cannot read its key")?;
+    key = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("its key file is damaged; delete it to make a new one"))?;
+    Ok(key)
 }
 
-/// Writes an entry atomically (temporary file, then rename), so a reader
-/// never sees half of one.
-fn write_entry(component: &Component, entry: &Path) -> anyhow::Result<()> {
-    let payload = component
-        .serialize()
-        .map_err(anyhow::Error::from)
-        .context("serializing")?;
-    let mut data = Vec::with_capacity(HEADER + payload.len());
-    data.extend_from_slice(MAGIC);
-    data.extend_from_slice(&Sha256::digest(&payload));
-    data.extend_from_slice(&payload);
-    let temporary = entry.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, &data).context("writing")?;
-    std::fs::rename(&temporary, entry).context("renaming into place")?;
-    Ok(())
+/// One entry: its file and what it is signed with.
+struct Entry {
+    /// Its file.
+    path: PathBuf,
+    /// The per-install key.
+    key: [u8; KEY_BYTES],
+    /// The component's and the engine's hashes: what the entry must be for.
+    context: String,
+}
+
+impl Entry {
+    /// The HMAC of `payload` for this entry.
+    fn tag(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+        mac.update(self.context.as_bytes());
+        mac.update(b"\0");
+        mac.update(payload);
+        mac
+    }
+
+    /// Reads and checks the entry; `Ok(None)` if there is none.
+    fn read(&self, engine: &Engine) -> anyhow::Result<Option<Component>> {
+        let data = match std::fs::read(&self.path) {
+            Ok(data) => data,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).context("cannot read the entry"),
+        };
+        anyhow::ensure!(
+            data.len() > HEADER && data.starts_with(MAGIC),
+            "not a cache entry of this format"
+        );
+        let (header, payload) = data.split_at(HEADER);
+        self.tag(payload)
+            .verify_slice(&header[MAGIC.len()..])
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "its signature does not match (altered, truncated, or not this component's)"
+                )
+            })?;
+        // SAFETY: the payload is exactly what `Component::serialize` wrote
+        // for this component and an engine with the same compatibility
+        // hash: the HMAC under this install's key proves it, and only this
+        // user can write the folder or read the key. wasmtime checks
+        // compatibility again while deserializing.
+        let component = unsafe { Component::deserialize(engine, payload) }
+            .map_err(anyhow::Error::from)
+            .context("wasmtime refused the precompiled component")?;
+        Ok(Some(component))
+    }
+
+    /// Writes the entry atomically: to an exclusively created temporary
+    /// file, then renamed into place, so a reader never sees half of one
+    /// and nobody can have prepared the file beforehand.
+    fn write(&self, component: &Component) -> anyhow::Result<()> {
+        let payload = component
+            .serialize()
+            .map_err(anyhow::Error::from)
+            .context("serializing")?;
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
+        let temporary = self.path.with_extension(format!("tmp-{}", hex(&nonce)));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .context("creating")?;
+        let written = file
+            .write_all(MAGIC)
+            .and_then(|()| file.write_all(&self.tag(&payload).finalize().into_bytes()))
+            .and_then(|()| file.write_all(&payload));
+        if let Err(err) = written.and_then(|()| std::fs::rename(&temporary, &self.path)) {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(err).context("writing");
+        }
+        Ok(())
+    }
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/tina4-wasm/components`, or

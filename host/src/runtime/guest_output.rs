@@ -1,7 +1,11 @@
-//! Guest stdout and stderr, written line by line to the host log tagged with
-//! the app, so a `println!` in a handler is visible and attributable — and
-//! rate-limited per app, so a guest cannot flood the host's log.
+//! Everything an app writes to the host log: its stdout and stderr line by
+//! line, its `logging` calls, and warnings about its templates. Each line is
+//! tagged with the app, so it is attributable; rate-limited per app (one
+//! allowance for all of them), so a guest cannot flood the host's log; and
+//! its control characters are escaped, so a guest (or a client whose input
+//! it echoes) cannot forge log lines or drive a terminal.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -56,6 +60,66 @@ impl OutputBudget {
     }
 }
 
+/// One app's way into the host log, shared by all its instances.
+#[derive(Debug, Clone)]
+pub struct AppLog {
+    /// The app the lines come from.
+    app: Arc<str>,
+    /// The app's allowance of lines.
+    budget: Arc<Mutex<OutputBudget>>,
+}
+
+impl AppLog {
+    /// A log for `app` with a full allowance.
+    pub fn new(app: Arc<str>) -> Self {
+        Self {
+            app,
+            budget: Default::default(),
+        }
+    }
+
+    /// Logs one line of the app's at `level`, if its allowance has room;
+    /// says how many were dropped since the last one that got through.
+    pub fn line(&self, level: tracing::Level, source: &str, text: &str) {
+        let allowed = self.budget.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let app = &*self.app;
+        match allowed {
+            None => return,
+            Some(0) => {}
+            Some(dropped) => tracing::warn!(
+                app = %app,
+                dropped,
+                "guest output over its rate limit ({LINES_PER_SECOND} lines/s); lines dropped"
+            ),
+        }
+        let text = escaped(text);
+        match level {
+            tracing::Level::ERROR => tracing::error!(app = %app, "{source}: {text}"),
+            tracing::Level::WARN => tracing::warn!(app = %app, "{source}: {text}"),
+            tracing::Level::INFO => tracing::info!(app = %app, "{source}: {text}"),
+            tracing::Level::DEBUG => tracing::debug!(app = %app, "{source}: {text}"),
+            tracing::Level::TRACE => tracing::trace!(app = %app, "{source}: {text}"),
+        }
+    }
+}
+
+/// `text` with control characters (line breaks, escapes) written as
+/// `\u{..}`, so one logged line stays one line and says only what it says.
+pub fn escaped(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Which of the guest's streams this is.
 #[derive(Debug, Clone, Copy)]
 pub enum Stream {
@@ -66,21 +130,15 @@ pub enum Stream {
 /// A WASI output stream that logs each line with the app's name.
 #[derive(Clone)]
 pub struct GuestOutput {
-    /// The app the lines come from.
-    app: Arc<str>,
+    /// Where its lines go.
+    log: AppLog,
     /// stdout or stderr (stderr lines log at warn level).
     stream: Stream,
-    /// The app's allowance of lines.
-    budget: Arc<Mutex<OutputBudget>>,
 }
 
 impl GuestOutput {
-    pub fn new(app: Arc<str>, stream: Stream, budget: Arc<Mutex<OutputBudget>>) -> Self {
-        Self {
-            app,
-            stream,
-            budget,
-        }
+    pub fn new(log: AppLog, stream: Stream) -> Self {
+        Self { log, stream }
     }
 }
 
@@ -116,31 +174,11 @@ impl LineLogger {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches('\r');
-        if text.trim().is_empty() {
-            self.line.clear();
-            return;
-        }
-        let allowed = self
-            .sink
-            .budget
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match allowed {
-            None => {
-                self.line.clear();
-                return;
+        if !text.trim().is_empty() {
+            match self.sink.stream {
+                Stream::Stdout => self.sink.log.line(tracing::Level::INFO, "stdout", text),
+                Stream::Stderr => self.sink.log.line(tracing::Level::WARN, "stderr", text),
             }
-            Some(0) => {}
-            Some(dropped) => tracing::warn!(
-                app = %self.sink.app,
-                dropped,
-                "guest output over its rate limit ({LINES_PER_SECOND} lines/s); lines dropped"
-            ),
-        }
-        match self.sink.stream {
-            Stream::Stdout => tracing::info!(app = %self.sink.app, "stdout: {text}"),
-            Stream::Stderr => tracing::warn!(app = %self.sink.app, "stderr: {text}"),
         }
         self.line.clear();
     }
@@ -187,6 +225,15 @@ impl Drop for LineLogger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escaped("plain\ttext"), "plain\ttext");
+        assert_eq!(
+            escaped("forged\n2026 INFO admin logged in\u{1b}[2J"),
+            "forged\\u{a}2026 INFO admin logged in\\u{1b}[2J"
+        );
+    }
 
     #[test]
     fn a_burst_is_allowed_then_lines_are_dropped_and_counted() {

@@ -1,33 +1,35 @@
 //! What an app's imports do: the store data of one app instance and its
 //! implementation of the `websocket` and `logging` interfaces.
 //!
-//! Every call is checked against the app's own routes and connections
+//! Every call is checked against the app's own rooms and connections
 //! (tenancy) and the message size limit, and never blocks: delivery only
-//! queues onto outboxes.
+//! queues onto outboxes. An app may address a path only where the published
+//! route table sends that path's WebSocket upgrades to this app, and then
+//! only its own room there.
 
 use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Message;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::SharedRoutes;
 use super::bindings::tina4::wasm::{logging, templates, types, websocket};
 use super::bindings::{GuestApiError, Level};
 use crate::backplane::Backplane;
-use crate::router::{RequestPath, RoutePattern};
+use crate::router::RequestPath;
 use crate::telemetry::AppMetrics;
 use crate::templates::AppTemplates;
 use crate::ws::connection::truncate_reason;
-use crate::ws::registry::{ConnectionHandle, RegistryError};
+use crate::ws::registry::{ConnectionHandle, RegistryError, Room};
 
 /// The data of one app instance's `Store`.
 pub struct HostState {
     /// The app's name: tags its log lines and owns its connections.
     pub app: Arc<str>,
-    /// Patterns of the app's WebSocket routes: the only paths it may address.
-    /// Empty while `routes()` is being asked for.
-    pub ws_routes: Arc<[RoutePattern]>,
+    /// The published route table: the paths routed to this app are the
+    /// only ones it may address.
+    pub routes: SharedRoutes,
     /// Where connections live, here and on other instances.
     pub backplane: Arc<Backplane>,
     /// Largest message the app may send, in bytes.
@@ -39,11 +41,15 @@ pub struct HostState {
     /// WASI resources (streams) the guest holds.
     pub table: ResourceTable,
     /// Memory and table caps, enforced by wasmtime.
-    pub limits: StoreLimits,
+    pub limits: super::limiter::AppLimiter,
     /// The app's templates folder, rendered on its behalf.
     pub templates: Arc<AppTemplates>,
     /// The app's metrics.
     pub metrics: Arc<AppMetrics>,
+    /// The app's way into the host log (rate-limited, escaped).
+    pub log: super::guest_output::AppLog,
+    /// When the guest call in progress must end; WASI sleeps end by then.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl WasiView for HostState {
@@ -56,16 +62,19 @@ impl WasiView for HostState {
 }
 
 impl HostState {
-    /// Refuses a path unless it is a concrete path of one of the app's
-    /// WebSocket routes; returns the registry key for it.
-    fn own_path<'p>(&self, path: &'p str) -> Result<&'p str, GuestApiError> {
-        let owned = RequestPath::from_decoded(path)
-            .is_some_and(|p| self.ws_routes.iter().any(|r| r.matches_path(&p)));
+    /// Refuses a path unless the router sends WebSocket upgrades for it to
+    /// this app; returns the app's room there.
+    fn own_room(&self, path: &str) -> Result<Room, GuestApiError> {
+        let owned = RequestPath::from_decoded(path).is_some_and(|p| {
+            self.routes
+                .load()
+                .sends_websocket(&p, |target| *target.app.name == *self.app)
+        });
         if owned {
-            Ok(path)
+            Ok(Room::new(&self.app, path))
         } else {
             Err(GuestApiError::NotPermitted(format!(
-                "{path:?} is not a path of this app's WebSocket routes"
+                "{path:?} is not a path this app's WebSocket routes serve"
             )))
         }
     }
@@ -102,8 +111,8 @@ impl HostState {
         exclude: Option<&str>,
     ) -> Result<u32, GuestApiError> {
         within_limit(len, self.max_message_bytes)?;
-        let path = self.own_path(path)?;
-        let fanout = self.backplane.broadcast(&self.app, path, &frame, exclude);
+        let room = self.own_room(path)?;
+        let fanout = self.backplane.broadcast(&room, &frame, exclude);
         self.metrics.count_out(fanout.local, len);
         self.metrics.fanout(fanout.local);
         Ok(fanout.local.saturating_add(fanout.remote))
@@ -188,8 +197,8 @@ impl websocket::Host for HostState {
     }
 
     fn count(&mut self, path: String) -> Result<u32, GuestApiError> {
-        let path = self.own_path(&path)?;
-        Ok(self.backplane.count(path))
+        let room = self.own_room(&path)?;
+        Ok(self.backplane.count(&room))
     }
 
     fn push(&mut self, path: String, text: String) -> Result<u32, GuestApiError> {
@@ -211,7 +220,8 @@ impl websocket::Host for HostState {
 impl templates::Host for HostState {
     fn render(&mut self, name: String, context: String) -> Result<String, GuestApiError> {
         self.templates.render(&name, &context).map_err(|err| {
-            tracing::warn!(app = %self.app, template = %name, "template: {err}");
+            let line = format!("{name:?}: {err}");
+            self.log.line(tracing::Level::WARN, "template", &line);
             GuestApiError::Invalid(err.to_string())
         })
     }
@@ -219,14 +229,14 @@ impl templates::Host for HostState {
 
 impl logging::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
-        let app = &*self.app;
-        match level {
-            Level::Trace => tracing::trace!(app, "{message}"),
-            Level::Debug => tracing::debug!(app, "{message}"),
-            Level::Info => tracing::info!(app, "{message}"),
-            Level::Warn => tracing::warn!(app, "{message}"),
-            Level::Error => tracing::error!(app, "{message}"),
-        }
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log.line(level, "log", &message);
     }
 }
 

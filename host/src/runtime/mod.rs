@@ -6,7 +6,9 @@ pub mod bindings;
 pub mod cache;
 mod guest_output;
 mod host;
+mod limiter;
 pub mod policy;
+mod sleeps;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,25 +16,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use wasmtime::component::Linker;
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::add_to_linker_sync;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use self::actor::{AppActor, Instance};
-pub use self::actor::{AppCallError, AppHandle};
+pub use self::actor::{AppCallError, AppHandle, EdgeSettings};
 use self::bindings::{Connection, Handler, HandlerPre, WsEvent};
 use self::cache::{ComponentCache, Origin, content_hash};
-use self::guest_output::{GuestOutput, Stream};
+use self::guest_output::{AppLog, GuestOutput, Stream};
 pub use self::host::HostState;
-use self::policy::AppPolicy;
+use self::limiter::AppLimiter;
+use self::policy::{AppPolicy, Ceilings};
 use crate::backplane::Backplane;
 use crate::config::Limits;
-use crate::router::{RouteKind, RoutePattern};
+use crate::router::{RouteKind, RoutePattern, RouteTable};
 use crate::telemetry::AppMetrics;
 use crate::templates::AppTemplates;
 
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The published route table: written by the app manager, read by the edge
+/// to route requests and by apps' imports to decide which paths an app may
+/// address. Replaced whole, never edited in place.
+pub type SharedRoutes = Arc<arc_swap::ArcSwap<RouteTable<RouteTarget>>>;
 
 /// Names a route across versions of an app: what it answers, and the shape
 /// of its path (parameter names erased). A hot swap keeps serving the open
@@ -133,6 +141,8 @@ pub struct PreparedApp {
     pub hash: String,
     /// Its routes, in `routes()` order (the index is the route id).
     pub routes: Vec<DeclaredRoute>,
+    /// The files of its public folder when it was loaded, relative to it.
+    pub statics: Vec<String>,
     /// What loading took.
     pub timings: LoadTimings,
     /// Makes more instances of this version.
@@ -166,16 +176,21 @@ pub struct Runtime {
     cache: ComponentCache,
     /// Where the connections apps act on live.
     backplane: Arc<Backplane>,
+    /// The published route table, which decides what an app may address.
+    routes: SharedRoutes,
     /// Server-wide limits (mailbox size and the app defaults).
     limits: Limits,
     /// Every app's limits unless its `<app>.toml` says otherwise.
     defaults: AppPolicy,
+    /// The most an `<app>.toml` may ask for.
+    ceilings: Ceilings,
 }
 
 impl Runtime {
     /// An engine with epoch interruption, and a linker with the host imports.
     pub fn new(
         backplane: Arc<Backplane>,
+        routes: SharedRoutes,
         limits: Limits,
         cache_dir: Option<PathBuf>,
         fast_compile: bool,
@@ -201,6 +216,9 @@ impl Runtime {
         add_to_linker_sync(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        sleeps::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI sleeps bounded by the event deadline")?;
         Handler::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |state| state,
@@ -209,13 +227,16 @@ impl Runtime {
         .context("linking the tina4 host interfaces")?;
         let cache = ComponentCache::new(cache_dir, &engine);
         let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
+        let ceilings = Ceilings::from_limits(&limits, &defaults);
         Ok(Self {
             engine,
             linker,
             cache,
             backplane,
+            routes,
             limits,
             defaults,
+            ceilings,
         })
     }
 
@@ -232,8 +253,12 @@ impl Runtime {
         let bytes = std::fs::read(file).context("cannot read the file")?;
         check_is_component(&bytes)?;
         let hash = content_hash(&bytes);
-        let (policy, config) =
-            AppPolicy::for_component(file, &self.defaults, self.limits.fuel_per_event.is_some())?;
+        let (policy, config) = AppPolicy::for_component(
+            file,
+            &self.defaults,
+            &self.ceilings,
+            self.limits.fuel_per_event.is_some(),
+        )?;
         let loaded = self.cache.load(&self.engine, &bytes, &hash)?;
         // The version is the component and its settings together.
         let version = if config.is_empty() {
@@ -251,14 +276,14 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("the component does not implement the tina4:wasm/handler world")?;
 
-        let mut factory = InstanceFactory {
+        let factory = InstanceFactory {
             app: name.clone(),
             pre,
             backplane: self.backplane.clone(),
-            ws_routes: Arc::from([]),
+            routes: self.routes.clone(),
             deadline_ticks: deadline_ticks(policy.event_timeout),
             policy,
-            output: Default::default(),
+            log: AppLog::new(name.clone()),
             templates: Arc::new(AppTemplates::for_component(
                 file,
                 self.limits.max_body_bytes.get(),
@@ -286,19 +311,13 @@ impl Runtime {
                 secured: route.secured,
             });
         }
-        let ws_routes: Arc<[RoutePattern]> = routes
-            .iter()
-            .filter(|r| r.kind == RouteKind::WebSocket)
-            .map(|r| r.pattern.clone())
-            .collect();
-        instance.store.data_mut().ws_routes = ws_routes.clone();
-        factory.ws_routes = ws_routes;
 
         Ok(PreparedApp {
             name,
             file: file.to_path_buf(),
             hash: version,
             routes,
+            statics: crate::layout::AppLayout::of(file).public_files(),
             timings: LoadTimings {
                 origin: loaded.origin,
                 compile: loaded.elapsed,
@@ -331,14 +350,14 @@ pub struct InstanceFactory {
     pre: HandlerPre<HostState>,
     /// Where the app's connections live.
     pub backplane: Arc<Backplane>,
-    /// The app's WebSocket route patterns (tenancy for paths).
-    ws_routes: Arc<[RoutePattern]>,
+    /// The published route table (tenancy for paths).
+    routes: SharedRoutes,
     /// The app's limits and grants.
     pub policy: AppPolicy,
     /// Epoch ticks one guest call may run.
     pub deadline_ticks: u64,
     /// The app's log-line allowance, shared by all its instances.
-    output: Arc<std::sync::Mutex<guest_output::OutputBudget>>,
+    log: AppLog,
     /// The app's templates, shared by all its instances.
     templates: Arc<AppTemplates>,
     /// The app's metrics, shared by all its instances.
@@ -350,39 +369,34 @@ impl InstanceFactory {
     /// imports: no files, no environment, no network; output to the log.
     pub fn instantiate(&self) -> wasmtime::Result<Instance> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(GuestOutput::new(
-            self.app.clone(),
-            Stream::Stdout,
-            self.output.clone(),
-        ))
-        .stderr(GuestOutput::new(
-            self.app.clone(),
-            Stream::Stderr,
-            self.output.clone(),
-        ))
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        wasi.stdout(GuestOutput::new(self.log.clone(), Stream::Stdout))
+            .stderr(GuestOutput::new(self.log.clone(), Stream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if let Some(dir) = &self.policy.data_dir {
             wasi.preopened_dir(dir, "/data", FsPerms::ReadOnly)?;
         }
         let wasi = wasi.build();
         let state = HostState {
             app: self.app.clone(),
-            ws_routes: self.ws_routes.clone(),
+            routes: self.routes.clone(),
             backplane: self.backplane.clone(),
             max_message_bytes: self.policy.max_message_bytes,
             max_attachment_bytes: self.policy.max_attachment_bytes,
             wasi,
             table: Default::default(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.policy.memory_bytes)
-                .instances(self.policy.max_instances)
-                .tables(self.policy.max_tables)
-                .table_elements(self.policy.max_table_elements)
-                .build(),
+            limits: AppLimiter::new(
+                self.policy.memory_bytes,
+                self.policy.max_instances,
+                self.policy.max_memories,
+                self.policy.max_tables,
+                self.policy.max_table_elements,
+            ),
             templates: self.templates.clone(),
             metrics: self.metrics.clone(),
+            log: self.log.clone(),
+            deadline: None,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
@@ -404,13 +418,20 @@ impl InstanceFactory {
     }
 }
 
-/// The app name of a component file: its file name without `.wasm`.
+/// The app name of a component file: its file name without `.wasm`. Only
+/// ASCII letters, digits, `_`, `-` and `.`: the name labels metrics, names
+/// rooms and channels, and is written in log lines.
 pub fn app_name(file: &Path) -> anyhow::Result<String> {
-    file.file_stem()
+    let name = file
+        .file_stem()
         .and_then(|s| s.to_str())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .context("the file name is not valid UTF-8")
+        .context("the file name is not valid UTF-8")?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    anyhow::ensure!(
+        !name.is_empty() && !name.starts_with('.') && name.chars().all(plain),
+        "app names are ASCII letters, digits, '_', '-' and '.' (got {name:?})"
+    );
+    Ok(name.to_string())
 }
 
 /// Rejects files that are not components before the compiler sees them, so
@@ -463,7 +484,8 @@ pub fn describe_guest_error(err: &wasmtime::Error) -> String {
             "trap: unreachable executed (a Rust panic or abort; see its stderr above)".to_string()
         }
         Some(trap) => format!("trap: {trap}"),
-        None => err.to_string(),
+        // The cause, not the backtrace wasmtime wraps it in.
+        None => err.root_cause().to_string(),
     }
 }
 

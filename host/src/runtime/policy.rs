@@ -1,20 +1,27 @@
 //! Per-app limits and grants: the server-wide defaults, overridden by an
-//! optional `<app>.toml` next to `<app>.wasm`.
+//! optional `<app>.toml` next to `<app>.wasm`, within the operator's
+//! ceilings.
 //!
 //! ```toml
 //! # apps/chat.toml: every key is optional
-//! memory_mb = 32               # linear memory cap
+//! memory_mb = 32               # memory cap: all linear memories and tables
 //! event_timeout_ms = 250       # CPU deadline per event
 //! fuel = 50_000_000            # fuel per event (server must run with --fuel-per-event)
 //! max_instances = 20           # core instances in the component
+//! max_memories = 4             # linear memories
 //! max_tables = 20              # tables
 //! max_table_elements = 100_000 # elements per table
 //! max_connections = 500        # WebSocket connections the app may hold
 //! max_message_bytes = 65536    # largest message the app may send
-//! data_dir = "data/chat"       # granted read-only as /data (relative to the apps folder)
+//! data_dir = "data"            # granted read-only as /data (inside <apps>/chat/)
+//! token_audience = "chat"      # the `aud` tokens for its secured routes name
+//! hosts = ["chat.example.com", "*.chat.example.org"]  # Host names it serves
 //! ```
 //!
-//! The file is part of the app's version: changing it reloads the app.
+//! The file is the tenant's, so nothing in it is taken on trust: a value
+//! above its ceiling ([`Ceilings`](crate::config::Ceilings)) refuses the
+//! version, and `data_dir` must stay inside the app's own folder. The file
+//! is part of the app's version: changing it reloads the app.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +30,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::config::Limits;
+use crate::layout::AppLayout;
+use crate::router::{HostBinding, HostPattern};
 
 /// What `<app>.toml` may set.
 #[derive(Debug, Default, Deserialize)]
@@ -32,17 +41,20 @@ struct AppConfig {
     event_timeout_ms: Option<u64>,
     fuel: Option<u64>,
     max_instances: Option<usize>,
+    max_memories: Option<usize>,
     max_tables: Option<usize>,
     max_table_elements: Option<usize>,
     max_connections: Option<usize>,
     max_message_bytes: Option<usize>,
     data_dir: Option<PathBuf>,
+    token_audience: Option<String>,
+    hosts: Option<Vec<String>>,
 }
 
 /// The limits and grants one app runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPolicy {
-    /// Linear memory cap, in bytes.
+    /// Memory cap, in bytes: all its linear memories and tables together.
     pub memory_bytes: usize,
     /// Wall-clock deadline of one guest call.
     pub event_timeout: Duration,
@@ -50,6 +62,8 @@ pub struct AppPolicy {
     pub fuel: Option<u64>,
     /// Core instances the component may create.
     pub max_instances: usize,
+    /// Linear memories it may create.
+    pub max_memories: usize,
     /// Tables it may create.
     pub max_tables: usize,
     /// Elements per table.
@@ -60,15 +74,60 @@ pub struct AppPolicy {
     pub max_message_bytes: usize,
     /// Largest value it may attach to a connection, in bytes.
     pub max_attachment_bytes: usize,
-    /// A host folder it may read, seen as `/data`.
+    /// A folder inside the app's own it may read, seen as `/data`.
     pub data_dir: Option<PathBuf>,
+    /// The `aud` its secured routes' tokens must name (default: its name).
+    pub token_audience: Option<String>,
+    /// The `Host` names it serves; `None`: the server's own names.
+    pub hosts: HostBinding,
+}
+
+/// The most an `<app>.toml` may ask for, resolved from the flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ceilings {
+    /// [`AppPolicy::memory_bytes`].
+    memory_bytes: usize,
+    /// [`AppPolicy::event_timeout`].
+    event_timeout: Duration,
+    /// [`AppPolicy::fuel`].
+    fuel: u64,
+    /// Instances, memories and tables, each.
+    instances: usize,
+    /// [`AppPolicy::max_table_elements`].
+    table_elements: usize,
+    /// [`AppPolicy::max_connections`].
+    connections: usize,
+    /// [`AppPolicy::max_message_bytes`].
+    message_bytes: usize,
 }
 
 /// Defaults for the instance and table caps (generous for components built
 /// by today's toolchains, small enough to stop a runaway).
 const DEFAULT_INSTANCES: usize = 100;
+const DEFAULT_MEMORIES: usize = 10;
 const DEFAULT_TABLES: usize = 100;
 const DEFAULT_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl Ceilings {
+    /// The ceilings the flags set, never below the server-wide defaults.
+    pub fn from_limits(limits: &Limits, defaults: &AppPolicy) -> Self {
+        let c = &limits.ceilings;
+        Self {
+            memory_bytes: (c.app_memory_mb_max.get() << 20).max(defaults.memory_bytes),
+            event_timeout: Duration::from_millis(c.event_timeout_ms_max.get())
+                .max(defaults.event_timeout),
+            fuel: c.app_fuel_max.get().max(defaults.fuel.unwrap_or(0)),
+            instances: c
+                .app_instances_max
+                .get()
+                .max(DEFAULT_INSTANCES)
+                .max(DEFAULT_TABLES),
+            table_elements: c.app_table_elements_max.get().max(DEFAULT_TABLE_ELEMENTS),
+            connections: c.app_connections_max.get(),
+            message_bytes: defaults.max_message_bytes,
+        }
+    }
+}
 
 impl AppPolicy {
     /// The server-wide defaults.
@@ -78,13 +137,21 @@ impl AppPolicy {
             event_timeout: limits.event_timeout(),
             fuel,
             max_instances: DEFAULT_INSTANCES,
+            max_memories: DEFAULT_MEMORIES,
             max_tables: DEFAULT_TABLES,
             max_table_elements: DEFAULT_TABLE_ELEMENTS,
             max_connections: None,
             max_message_bytes: limits.max_message_bytes.get(),
             max_attachment_bytes: limits.max_attachment_bytes.get(),
             data_dir: None,
+            token_audience: None,
+            hosts: None,
         }
+    }
+
+    /// The audience of the app named `app`'s tokens.
+    pub fn audience(&self, app: &str) -> std::sync::Arc<str> {
+        self.token_audience.as_deref().unwrap_or(app).into()
     }
 
     /// The policy of the app in `component` (`<dir>/<app>.wasm`): the
@@ -93,14 +160,14 @@ impl AppPolicy {
     pub fn for_component(
         component: &Path,
         defaults: &AppPolicy,
+        ceilings: &Ceilings,
         metering: bool,
     ) -> anyhow::Result<(Self, String)> {
-        let file = component.with_extension("toml");
-        let text = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((defaults.clone(), String::new()));
-            }
+        let layout = AppLayout::of(component);
+        let file = layout.settings();
+        let text = match read_settings(&file) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok((defaults.clone(), String::new())),
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
         };
         let config: AppConfig = toml::from_str(&text).map_err(|err| {
@@ -115,60 +182,139 @@ impl AppPolicy {
             )
         })?;
         let policy = defaults
-            .apply(
-                config,
-                component.parent().unwrap_or(Path::new(".")),
-                metering,
-            )
+            .apply(config, &layout, ceilings, metering)
             .with_context(|| format!("invalid {}", file.display()))?;
         Ok((policy, text))
     }
 
-    fn apply(&self, config: AppConfig, apps_dir: &Path, metering: bool) -> anyhow::Result<Self> {
-        let positive = |name: &str, value: Option<usize>, default: usize| match value {
+    fn apply(
+        &self,
+        config: AppConfig,
+        layout: &AppLayout,
+        ceilings: &Ceilings,
+        metering: bool,
+    ) -> anyhow::Result<Self> {
+        let within = |name: &str, value: Option<usize>, default: usize, ceiling: usize| match value
+        {
             Some(0) => bail!("{name} must be at least 1"),
+            Some(v) if v > ceiling => {
+                bail!("{name} = {v} is above the operator's ceiling of {ceiling}")
+            }
             Some(v) => Ok(v),
             None => Ok(default),
         };
         if config.fuel.is_some() && !metering {
             bail!("fuel needs the server started with --fuel-per-event");
         }
+        let above = |name: &str, value: u64, ceiling: u64| {
+            anyhow::ensure!(value >= 1, "{name} must be at least 1");
+            anyhow::ensure!(
+                value <= ceiling,
+                "{name} = {value} is above the operator's ceiling of {ceiling}"
+            );
+            Ok(())
+        };
+        if let Some(fuel) = config.fuel {
+            above("fuel", fuel, ceilings.fuel)?;
+        }
+        if let Some(ms) = config.event_timeout_ms {
+            let ceiling = u64::try_from(ceilings.event_timeout.as_millis()).unwrap_or(u64::MAX);
+            above("event_timeout_ms", ms, ceiling)?;
+        }
         let data_dir = match config.data_dir {
             None => None,
-            Some(dir) => {
-                let dir = apps_dir.join(dir);
-                anyhow::ensure!(dir.is_dir(), "data_dir {} is not a folder", dir.display());
-                Some(dir)
+            Some(dir) => Some(layout.inside(&dir).context("data_dir")?),
+        };
+        if let Some(audience) = &config.token_audience {
+            anyhow::ensure!(!audience.is_empty(), "token_audience must not be empty");
+        }
+        let hosts = match config.hosts {
+            None => None,
+            Some(names) => {
+                anyhow::ensure!(
+                    !names.is_empty(),
+                    "hosts must name at least one host (leave it out to serve the server's names)"
+                );
+                let names = names
+                    .iter()
+                    .map(|name| name.parse::<HostPattern>())
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(names.into())
             }
         };
         Ok(Self {
-            memory_bytes: positive("memory_mb", config.memory_mb, self.memory_bytes >> 20)? << 20,
-            event_timeout: match config.event_timeout_ms {
-                Some(0) => bail!("event_timeout_ms must be at least 1"),
-                Some(ms) => Duration::from_millis(ms),
-                None => self.event_timeout,
-            },
+            memory_bytes: within(
+                "memory_mb",
+                config.memory_mb,
+                self.memory_bytes >> 20,
+                ceilings.memory_bytes >> 20,
+            )? << 20,
+            event_timeout: config
+                .event_timeout_ms
+                .map_or(self.event_timeout, Duration::from_millis),
             fuel: config.fuel.or(self.fuel),
-            max_instances: positive("max_instances", config.max_instances, self.max_instances)?,
-            max_tables: positive("max_tables", config.max_tables, self.max_tables)?,
-            max_table_elements: positive(
+            max_instances: within(
+                "max_instances",
+                config.max_instances,
+                self.max_instances,
+                ceilings.instances,
+            )?,
+            max_memories: within(
+                "max_memories",
+                config.max_memories,
+                self.max_memories,
+                ceilings.instances,
+            )?,
+            max_tables: within(
+                "max_tables",
+                config.max_tables,
+                self.max_tables,
+                ceilings.instances,
+            )?,
+            max_table_elements: within(
                 "max_table_elements",
                 config.max_table_elements,
                 self.max_table_elements,
+                ceilings.table_elements,
             )?,
             max_connections: match config.max_connections {
-                Some(0) => bail!("max_connections must be at least 1"),
-                other => other.or(self.max_connections),
+                None => self.max_connections,
+                some => Some(within("max_connections", some, 0, ceilings.connections)?),
             },
-            max_message_bytes: positive(
+            max_message_bytes: within(
                 "max_message_bytes",
                 config.max_message_bytes,
                 self.max_message_bytes,
+                ceilings.message_bytes,
             )?,
             max_attachment_bytes: self.max_attachment_bytes,
             data_dir,
+            token_audience: config.token_audience,
+            hosts,
         })
     }
+}
+
+/// Largest `<app>.toml` read: settings are a few lines.
+const MAX_SETTINGS_BYTES: u64 = 64 * 1024;
+
+/// The settings file's text, if there is one: a regular file (not a link
+/// to elsewhere), of a sane size.
+fn read_settings(file: &Path) -> anyhow::Result<Option<String>> {
+    let meta = match std::fs::symlink_metadata(file) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    anyhow::ensure!(
+        meta.is_file(),
+        "not a regular file (links are not followed)"
+    );
+    anyhow::ensure!(
+        meta.len() <= MAX_SETTINGS_BYTES,
+        "larger than {MAX_SETTINGS_BYTES} bytes"
+    );
+    Ok(Some(std::fs::read_to_string(file)?))
 }
 
 #[cfg(test)]
@@ -181,23 +327,39 @@ mod tests {
             event_timeout: Duration::from_secs(1),
             fuel: None,
             max_instances: 100,
+            max_memories: 10,
             max_tables: 100,
             max_table_elements: 1000,
             max_connections: None,
             max_message_bytes: 1 << 20,
             max_attachment_bytes: 16 << 10,
             data_dir: None,
+            token_audience: None,
+            hosts: None,
+        }
+    }
+
+    fn ceilings() -> Ceilings {
+        Ceilings {
+            memory_bytes: 256 << 20,
+            event_timeout: Duration::from_secs(10),
+            fuel: 1_000_000,
+            instances: 1000,
+            table_elements: 10_000,
+            connections: 100,
+            message_bytes: 1 << 20,
         }
     }
 
     fn apply(text: &str, metering: bool) -> anyhow::Result<AppPolicy> {
-        defaults().apply(toml::from_str(text)?, Path::new("/nonexistent"), metering)
+        let layout = AppLayout::of(Path::new("/nonexistent/app.wasm"));
+        defaults().apply(toml::from_str(text)?, &layout, &ceilings(), metering)
     }
 
     #[test]
     fn keys_override_the_defaults() {
         let p = apply(
-            "memory_mb = 8\nevent_timeout_ms = 50\nmax_connections = 3",
+            "memory_mb = 8\nevent_timeout_ms = 50\nmax_connections = 3\ntoken_audience = \"x\"",
             false,
         )
         .unwrap();
@@ -205,6 +367,8 @@ mod tests {
         assert_eq!(p.event_timeout, Duration::from_millis(50));
         assert_eq!(p.max_connections, Some(3));
         assert_eq!(p.max_message_bytes, 1 << 20);
+        assert_eq!(&*p.audience("app"), "x");
+        assert_eq!(&*defaults().audience("app"), "app");
     }
 
     #[test]
@@ -214,6 +378,33 @@ mod tests {
         assert!(err("colour = \"blue\"", false).contains("unknown field"));
         assert!(err("fuel = 10", false).contains("--fuel-per-event"));
         assert!(apply("fuel = 10", true).is_ok());
-        assert!(err("data_dir = \"nope\"", false).contains("not a folder"));
+        assert!(err("data_dir = \"/etc\"", false).contains("relative path"));
+        assert!(err("data_dir = \"../other\"", false).contains("relative path"));
+        assert!(err("token_audience = \"\"", false).contains("empty"));
+        assert!(err("hosts = []", false).contains("at least one"));
+        assert!(err("hosts = [\"a b\"]", false).contains("not a host name"));
+        let p = apply("hosts = [\"Chat.Example.com\", \"*.example.org\"]", false).unwrap();
+        assert_eq!(p.hosts.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn nothing_goes_above_its_ceiling() {
+        for (text, key) in [
+            ("event_timeout_ms = 3600000", "event_timeout_ms"),
+            ("memory_mb = 4096", "memory_mb"),
+            ("max_instances = 5000", "max_instances"),
+            ("max_memories = 5000", "max_memories"),
+            ("max_table_elements = 100000", "max_table_elements"),
+            ("max_connections = 1000", "max_connections"),
+            ("max_message_bytes = 2000000", "max_message_bytes"),
+            ("fuel = 2000000", "fuel"),
+        ] {
+            let err = format!("{:#}", apply(text, true).unwrap_err());
+            assert!(
+                err.contains(key) && err.contains("ceiling"),
+                "{text}: {err}"
+            );
+        }
+        assert!(apply("event_timeout_ms = 10000\nmemory_mb = 256", false).is_ok());
     }
 }

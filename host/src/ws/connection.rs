@@ -36,6 +36,8 @@ const WRITE_BATCH: usize = 64;
 const ABNORMAL: u16 = 1006;
 /// Close code when the peer sent a close frame without a code.
 const NO_STATUS: u16 = 1005;
+/// Close code for a connection that may no longer stay (RFC 6455 §7.4.1).
+const POLICY_VIOLATION: u16 = 1008;
 
 /// Everything the connection task needs.
 pub struct ConnectionTask {
@@ -53,6 +55,9 @@ pub struct ConnectionTask {
     pub ping_interval: Duration,
     /// Close a connection whose client sends no message for this long.
     pub idle_timeout: Option<Duration>,
+    /// On a secured route: when the client's token expires, and with it
+    /// the connection (1008).
+    pub token_expires: Option<Instant>,
 }
 
 /// How the connection ended.
@@ -97,6 +102,7 @@ impl ConnectionTask {
             backplane,
             ping_interval,
             idle_timeout,
+            token_expires,
         } = self;
         let app = target.app.name.to_string();
         let open = metrics::gauge!(telemetry::WS_CONNECTIONS, "app" => app.clone(), "route" => target.key.shape.clone());
@@ -106,7 +112,7 @@ impl ConnectionTask {
         let bytes_in = metrics::counter!(telemetry::BYTES_IN, "app" => app.clone());
         // With a backplane, `open` runs once this instance hears the
         // cluster's broadcasts to this path.
-        backplane.listening(&handle.path).await;
+        backplane.listening(&handle.room).await;
         let registry = backplane.registry();
         target.dispatch(&info, WsEvent::Open).await;
 
@@ -117,9 +123,17 @@ impl ConnectionTask {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut last_heard, mut last_message) = (Instant::now(), Instant::now());
         let mut last_ping = Instant::now();
+        let expired = async {
+            match token_expires {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         let ending = loop {
             tokio::select! {
                 (code, reason) = handle.evicted() => break Ending::ours(code, reason),
+                () = &mut expired => break Ending::ours(POLICY_VIOLATION, "token expired"),
                 now = ticks.tick() => {
                     if idle_timeout.is_some_and(|idle| now - last_message >= idle) {
                         break Ending::ours(1001, "idle timeout");

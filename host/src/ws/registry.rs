@@ -1,5 +1,8 @@
 //! The connection registry: every open WebSocket connection by id and by
-//! concrete path, and delivery into their outboxes.
+//! [`Room`] (its app and concrete path), and delivery into their outboxes.
+//!
+//! A room belongs to one app: two apps serving the same concrete path never
+//! share a room, so nothing one tenant sends can reach another's clients.
 //!
 //! Delivery never blocks: a frame is built once and its (reference-counted)
 //! payload is queued on each recipient's bounded outbox. A recipient whose
@@ -20,6 +23,54 @@ pub type ConnectionId = Arc<str>;
 /// Close code for a connection evicted because its outbox filled up.
 pub const CLOSE_SLOW_CONSUMER: u16 = 1008;
 
+/// A broadcast group: the connections one app serves on one concrete path.
+///
+/// Stored as one string, the app's name followed by the path
+/// (`chat/ws/room/lobby`): app names never hold a `/` and paths always
+/// start with one, so the split is unambiguous, and the same string names
+/// the room on the backplane.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Room(Arc<str>);
+
+impl Room {
+    /// The room of `app`'s connections on `path` (a decoded, canonical path).
+    pub fn new(app: &str, path: &str) -> Self {
+        debug_assert!(!app.contains('/') && path.starts_with('/'));
+        Self(format!("{app}{path}").into())
+    }
+
+    /// A room named by another instance; `None` unless well formed.
+    pub fn parse(key: &str) -> Option<Self> {
+        let split = key.find('/')?;
+        (split > 0).then(|| Self(key.into()))
+    }
+
+    fn split(&self) -> usize {
+        self.0.find('/').unwrap_or(self.0.len())
+    }
+
+    /// The app whose room it is.
+    pub fn app(&self) -> &str {
+        &self.0[..self.split()]
+    }
+
+    /// The concrete path.
+    pub fn path(&self) -> &str {
+        &self.0[self.split()..]
+    }
+
+    /// The whole key, as instances exchange it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} of app {:?}", self.path(), self.app())
+    }
+}
+
 /// What a connection's writer is asked to do. One pointer wide: every
 /// outbox allocates room for 32 of these when its connection opens, so the
 /// size of this type is memory every idle connection pays.
@@ -36,8 +87,8 @@ pub enum Outgoing {
 pub struct ConnectionHandle {
     /// Unique id, handed to apps.
     pub id: ConnectionId,
-    /// The concrete path it connected to: its broadcast group.
-    pub path: Arc<str>,
+    /// Its app and the concrete path it connected to: its broadcast group.
+    pub room: Room,
     /// Name of the app that serves it; only that app may address it.
     pub app: Arc<str>,
     /// Bounded queue drained by the connection's task.
@@ -59,14 +110,14 @@ impl ConnectionHandle {
     /// A handle plus the receiving end of its outbox, for the connection task.
     pub fn new(
         id: ConnectionId,
-        path: Arc<str>,
         app: Arc<str>,
+        path: &str,
         outbox_capacity: usize,
     ) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
         let (outbox, rx) = mpsc::channel(outbox_capacity);
         let handle = Arc::new(Self {
             id,
-            path,
+            room: Room::new(&app, path),
             app,
             outbox,
             evicted: Notify::new(),
@@ -145,7 +196,7 @@ impl ConnectionHandle {
     pub fn evict(&self, code: u16, reason: &str) {
         let mut eviction = self.eviction.lock().unwrap_or_else(|e| e.into_inner());
         if eviction.is_none() {
-            tracing::warn!(connection = %self.id, path = %self.path, code, reason, "closing connection");
+            tracing::warn!(connection = %self.id, app = %self.app, path = ?self.room.path(), code, reason, "closing connection");
             *eviction = Some((code, reason.to_string()));
             self.evicted.notify_one();
         }
@@ -196,22 +247,22 @@ pub struct ConnectionRegistry {
 /// What changed in the registry that other instances must learn about.
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Paths whose first connection was admitted or last one forgotten:
+    /// Rooms whose first connection was admitted or last one forgotten:
     /// subscribe to them or unsubscribe.
-    pub interest: HashSet<Arc<str>>,
-    /// Paths whose number of open connections changed.
-    pub counts: HashSet<Arc<str>>,
+    pub interest: HashSet<Room>,
+    /// Rooms whose number of open connections changed.
+    pub counts: HashSet<Room>,
 }
 
 #[derive(Debug, Default)]
 struct Groups {
     /// Every connection by id (for `send` and `close`).
     by_id: HashMap<ConnectionId, Arc<ConnectionHandle>>,
-    /// Connections grouped by concrete path (for `broadcast` and `count`);
-    /// an `IndexMap` for O(1) removal and contiguous iteration.
-    by_path: HashMap<Arc<str>, IndexMap<ConnectionId, Arc<ConnectionHandle>>>,
-    /// Admitted connections per path, joined or not (for the per-path cap).
-    admitted_on: HashMap<Arc<str>, usize>,
+    /// Open connections grouped by room (for `broadcast` and `count`); an
+    /// `IndexMap` for O(1) removal and contiguous iteration.
+    by_room: HashMap<Room, IndexMap<ConnectionId, Arc<ConnectionHandle>>>,
+    /// Admitted connections per room, joined or not (for the per-path cap).
+    admitted_in: HashMap<Room, usize>,
     /// Admitted connections per app (for the per-app cap).
     admitted_by: HashMap<Arc<str>, usize>,
 }
@@ -275,7 +326,7 @@ impl ConnectionRegistry {
         self.changed.notified().await;
     }
 
-    fn note_change(&self, path: &Arc<str>, interest: bool) {
+    fn note_change(&self, room: &Room, interest: bool) {
         let recorded = {
             let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
             changes.as_mut().map(|changes| {
@@ -284,7 +335,7 @@ impl ConnectionRegistry {
                 } else {
                     &mut changes.counts
                 };
-                set.insert(path.clone());
+                set.insert(room.clone());
             })
         };
         if recorded.is_some() {
@@ -292,17 +343,17 @@ impl ConnectionRegistry {
         }
     }
 
-    /// Every path with an admitted connection (the channels to listen on).
-    pub fn admitted_paths(&self) -> Vec<Arc<str>> {
-        self.read().admitted_on.keys().cloned().collect()
+    /// Every room with an admitted connection (the channels to listen on).
+    pub fn admitted_rooms(&self) -> Vec<Room> {
+        self.read().admitted_in.keys().cloned().collect()
     }
 
-    /// The number of open connections on every path that has one.
-    pub fn open_counts(&self) -> Vec<(Arc<str>, u32)> {
+    /// The number of open connections in every room that has one.
+    pub fn open_counts(&self) -> Vec<(Room, u32)> {
         self.read()
-            .by_path
+            .by_room
             .iter()
-            .map(|(path, group)| (path.clone(), len_u32(group.len())))
+            .map(|(room, group)| (room.clone(), len_u32(group.len())))
             .collect()
     }
 
@@ -320,16 +371,16 @@ impl ConnectionRegistry {
     /// gets is one its own `open` handler, or a later event, sent.
     pub fn admit(&self, handle: Arc<ConnectionHandle>) {
         let mut groups = self.write();
-        let on_path = groups.admitted_on.entry(handle.path.clone()).or_default();
-        *on_path += 1;
-        let first = *on_path == 1;
+        let in_room = groups.admitted_in.entry(handle.room.clone()).or_default();
+        *in_room += 1;
+        let first = *in_room == 1;
         *groups.admitted_by.entry(handle.app.clone()).or_default() += 1;
-        let path = handle.path.clone();
+        let room = handle.room.clone();
         groups.by_id.insert(handle.id.clone(), handle);
         drop(groups);
         self.admitted.fetch_add(1, Ordering::Relaxed);
         if first {
-            self.note_change(&path, true);
+            self.note_change(&room, true);
         }
     }
 
@@ -338,9 +389,9 @@ impl ConnectionRegistry {
         self.read().admitted_by.get(app).copied().unwrap_or(0)
     }
 
-    /// How many connections are admitted on `path` (joined or not yet).
-    pub fn admitted_on(&self, path: &str) -> usize {
-        self.read().admitted_on.get(path).copied().unwrap_or(0)
+    /// How many connections are admitted in `room` (joined or not yet).
+    pub fn admitted_in(&self, room: &Room) -> usize {
+        self.read().admitted_in.get(room).copied().unwrap_or(0)
     }
 
     /// Puts an admitted connection in its path group (its `open` event).
@@ -350,14 +401,14 @@ impl ConnectionRegistry {
             return;
         };
         if !handle.open.swap(true, Ordering::AcqRel) {
-            let path = handle.path.clone();
+            let room = handle.room.clone();
             groups
-                .by_path
-                .entry(path.clone())
+                .by_room
+                .entry(room.clone())
                 .or_default()
                 .insert(handle.id.clone(), handle);
             drop(groups);
-            self.note_change(&path, false);
+            self.note_change(&room, false);
         }
     }
 
@@ -378,14 +429,14 @@ impl ConnectionRegistry {
             return;
         };
         handle.open.store(false, Ordering::Release);
-        if let Some(group) = groups.by_path.get_mut(&handle.path) {
+        if let Some(group) = groups.by_room.get_mut(&handle.room) {
             let left = group.swap_remove(id).is_some();
             if group.is_empty() {
-                groups.by_path.remove(&handle.path);
+                groups.by_room.remove(&handle.room);
             }
             drop(groups);
             if left {
-                self.note_change(&handle.path, false);
+                self.note_change(&handle.room, false);
             }
         }
     }
@@ -398,11 +449,11 @@ impl ConnectionRegistry {
             return;
         };
         self.admitted.fetch_sub(1, Ordering::Relaxed);
-        let last = decrement(&mut groups.admitted_on, &handle.path);
+        let last = decrement(&mut groups.admitted_in, &handle.room);
         decrement(&mut groups.admitted_by, &handle.app);
         drop(groups);
         if last {
-            self.note_change(&handle.path, true);
+            self.note_change(&handle.room, true);
         }
     }
 
@@ -411,46 +462,17 @@ impl ConnectionRegistry {
         self.read().by_id.get(id).cloned()
     }
 
-    /// Queues a frame for one open connection.
-    pub fn send(&self, id: &str, frame: Message) -> Result<(), RegistryError> {
-        self.get(id)
-            .ok_or_else(|| RegistryError::UnknownConnection(id.to_string()))?
-            .send(frame)
-    }
-
-    /// Queues a frame for every connection on `path` except `exclude`;
+    /// Queues a frame for every connection in `room` except `exclude`;
     /// returns how many it was queued for.
-    pub fn broadcast(&self, path: &str, frame: &Message, exclude: Option<&str>) -> u32 {
-        self.fan_out(path, frame, exclude, None)
-    }
-
-    /// [`broadcast`](Self::broadcast) on behalf of `app` on another
-    /// instance: only to connections that `app` serves here too.
-    pub fn broadcast_for(
-        &self,
-        app: &str,
-        path: &str,
-        frame: &Message,
-        exclude: Option<&str>,
-    ) -> u32 {
-        self.fan_out(path, frame, exclude, Some(app))
-    }
-
-    fn fan_out(
-        &self,
-        path: &str,
-        frame: &Message,
-        exclude: Option<&str>,
-        app: Option<&str>,
-    ) -> u32 {
+    pub fn broadcast(&self, room: &Room, frame: &Message, exclude: Option<&str>) -> u32 {
         let groups = self.read();
-        let Some(group) = groups.by_path.get(path) else {
+        let Some(group) = groups.by_room.get(room) else {
             return 0;
         };
         let item = Outgoing::Frame(Arc::new(frame.clone()));
         let mut queued = 0;
         for (id, handle) in group {
-            if Some(&**id) != exclude && app.is_none_or(|app| *handle.app == *app) {
+            if Some(&**id) != exclude {
                 // A clone shares the payload: the frame is built once.
                 handle.deliver(item.clone());
                 queued += 1;
@@ -467,11 +489,11 @@ impl ConnectionRegistry {
             .close(code, reason)
     }
 
-    /// How many connections are open on `path`.
-    pub fn count(&self, path: &str) -> u32 {
+    /// How many connections are open in `room`.
+    pub fn count(&self, room: &Room) -> u32 {
         self.read()
-            .by_path
-            .get(path)
+            .by_room
+            .get(room)
             .map_or(0, |g| len_u32(g.len()))
     }
 
@@ -503,7 +525,7 @@ impl ConnectionRegistry {
 }
 
 /// Counts one fewer under `key`, dropping the entry at zero; true if it did.
-fn decrement(counts: &mut HashMap<Arc<str>, usize>, key: &Arc<str>) -> bool {
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) -> bool {
     if let Some(n) = counts.get_mut(key) {
         *n -= 1;
         if *n == 0 {
@@ -527,8 +549,16 @@ mod tests {
         path: &str,
         capacity: usize,
     ) -> (Arc<ConnectionHandle>, mpsc::Receiver<Outgoing>) {
-        let (handle, rx) =
-            ConnectionHandle::new(reg.next_id(), path.into(), "app".into(), capacity);
+        connect_as(reg, "app", path, capacity)
+    }
+
+    fn connect_as(
+        reg: &ConnectionRegistry,
+        app: &str,
+        path: &str,
+        capacity: usize,
+    ) -> (Arc<ConnectionHandle>, mpsc::Receiver<Outgoing>) {
+        let (handle, rx) = ConnectionHandle::new(reg.next_id(), app.into(), path, capacity);
         reg.register(handle.clone());
         (handle, rx)
     }
@@ -553,6 +583,31 @@ mod tests {
         assert_ne!(ConnectionRegistry::new().instance(), reg.instance());
     }
 
+    fn room(path: &str) -> Room {
+        Room::new("app", path)
+    }
+
+    #[test]
+    fn rooms_name_their_app_and_path() {
+        let r = Room::new("chat", "/ws/room/lobby");
+        assert_eq!((r.app(), r.path()), ("chat", "/ws/room/lobby"));
+        assert_eq!(Room::parse(r.as_str()), Some(r));
+        assert_eq!(Room::parse("/ws/no-app"), None);
+        assert_eq!(Room::parse("no-path"), None);
+    }
+
+    #[test]
+    fn two_apps_on_one_path_never_share_a_room() {
+        let reg = ConnectionRegistry::new();
+        let (_chat, mut rx_chat) = connect_as(&reg, "chat", "/ws/room/lobby", 8);
+        let (_other, mut rx_other) = connect_as(&reg, "other", "/ws/room/lobby", 8);
+        let chat = Room::new("chat", "/ws/room/lobby");
+        assert_eq!(reg.broadcast(&chat, &Message::text("hi"), None), 1);
+        assert_eq!(text(&mut rx_chat).as_deref(), Some("hi"));
+        assert_eq!(text(&mut rx_other), None);
+        assert_eq!(reg.count(&chat), 1);
+    }
+
     #[test]
     fn broadcast_is_scoped_to_the_path_and_honours_exclude() {
         let reg = ConnectionRegistry::new();
@@ -560,20 +615,20 @@ mod tests {
         let (_b, mut rx_b) = connect(&reg, "/ws/chat/a", 8);
         let (_c, mut rx_c) = connect(&reg, "/ws/chat/b", 8);
         assert_eq!(
-            reg.broadcast("/ws/chat/a", &Message::text("hi"), Some(&a.id)),
+            reg.broadcast(&room("/ws/chat/a"), &Message::text("hi"), Some(&a.id)),
             1
         );
         assert_eq!(text(&mut rx_a), None);
         assert_eq!(text(&mut rx_b).as_deref(), Some("hi"));
         assert_eq!(text(&mut rx_c), None);
-        assert_eq!(reg.count("/ws/chat/a"), 2);
+        assert_eq!(reg.count(&room("/ws/chat/a")), 2);
         assert_eq!(reg.admitted(), 3);
         a.set_attachment(b"alice".to_vec());
         reg.leave(&a.id);
-        assert_eq!(reg.count("/ws/chat/a"), 1);
+        assert_eq!(reg.count(&room("/ws/chat/a")), 1);
         assert_eq!(reg.admitted(), 3, "still admitted until forgotten");
         assert_eq!(
-            reg.send(&a.id, Message::text("x")),
+            a.send(Message::text("x")),
             Err(RegistryError::UnknownConnection(a.id.to_string()))
         );
         // Still readable while its close event is handled, then gone.
@@ -584,7 +639,7 @@ mod tests {
         reg.forget(&a.id);
         assert!(reg.get(&a.id).is_none());
         assert_eq!(reg.admitted(), 2);
-        assert_eq!(reg.admitted_on("/ws/chat/a"), 1);
+        assert_eq!(reg.admitted_in(&room("/ws/chat/a")), 1);
         assert_eq!(reg.admitted_by("app"), 2);
     }
 
@@ -597,8 +652,8 @@ mod tests {
         let (b, _rx) = connect(&reg, "/q", 8);
         let (c, _rx) = connect(&reg, "/q", 8);
         let changes = reg.take_changes();
-        let paths = |set: &HashSet<Arc<str>>| {
-            let mut v: Vec<String> = set.iter().map(|p| p.to_string()).collect();
+        let paths = |set: &HashSet<Room>| {
+            let mut v: Vec<String> = set.iter().map(|p| p.path().to_string()).collect();
             v.sort();
             v
         };
@@ -614,7 +669,7 @@ mod tests {
         let changes = reg.take_changes();
         assert_eq!(paths(&changes.interest), ["/p", "/q"]);
         assert_eq!(reg.open_counts(), vec![]);
-        assert!(reg.admitted_paths().is_empty());
+        assert!(reg.admitted_rooms().is_empty());
     }
 
     #[tokio::test]
@@ -623,7 +678,7 @@ mod tests {
         let (slow, _rx_slow) = connect(&reg, "/p", 2);
         let (_fast, mut rx_fast) = connect(&reg, "/p", 8);
         for _ in 0..3 {
-            reg.broadcast("/p", &Message::text("m"), None);
+            reg.broadcast(&room("/p"), &Message::text("m"), None);
         }
         assert_eq!(slow.evicted().await.0, CLOSE_SLOW_CONSUMER);
         for _ in 0..3 {

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::connection::ConnectionTask;
-use super::registry::ConnectionHandle;
+use super::registry::{ConnectionHandle, Room};
 use crate::auth::TokenSource;
 use crate::http::{Body, authenticate, plain, query_pairs, unauthorized};
 use crate::router::RequestPath;
@@ -55,12 +55,12 @@ fn busy(what: &str) -> Response<Body> {
 }
 
 /// A 503 if another connection (in all, or on this path) would exceed its cap.
-fn over_capacity(state: &ServerState, path: &RequestPath) -> Option<Response<Body>> {
+fn over_capacity(state: &ServerState, room: &Room) -> Option<Response<Body>> {
     if state.registry.admitted() >= state.edge.max_connections.get() {
         return Some(busy("too many WebSocket connections"));
     }
     let per_path = state.edge.max_connections_per_path?;
-    if state.registry.admitted_on(&path.decoded) >= per_path.get() {
+    if state.registry.admitted_in(room) >= per_path.get() {
         return Some(busy("too many WebSocket connections on this path"));
     }
     None
@@ -78,6 +78,7 @@ pub fn is_upgrade_request(request: &Request<Incoming>) -> bool {
 pub fn accept(
     state: &Arc<ServerState>,
     mut request: Request<Incoming>,
+    host: &str,
     path: &RequestPath,
 ) -> Response<Body> {
     if request.method() != hyper::Method::GET {
@@ -105,26 +106,19 @@ pub fn accept(
         return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
     let accept_key = derive_accept_key(key.as_bytes());
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    if !state
-        .edge
-        .origin_allowed(text(header::ORIGIN), text(header::HOST))
-    {
+    let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
+    let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !state.edge.origin_allowed(origin, host_header) {
         return plain(StatusCode::FORBIDDEN, "origin not allowed");
     }
-    if let Some(refusal) = over_capacity(state, path) {
-        return refusal;
-    }
-
     let routes = state.routes.load();
-    let Some(found) = routes.match_websocket(path) else {
+    let Some(found) = routes.match_websocket(host, path) else {
         return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
     };
     let target = found.entry.target.clone();
+    if let Some(refusal) = over_capacity(state, &Room::new(&target.app.name, &path.decoded)) {
+        return refusal;
+    }
     if target
         .app
         .max_connections()
@@ -133,9 +127,13 @@ pub fn accept(
         return busy("this app holds all the WebSocket connections it may");
     }
     let query = query_pairs(request.uri().query());
-    let (claims, subprotocol) = match authenticate(state, target.secured, headers, &query) {
-        Ok(Some((claims, source))) => (Some(claims), source == TokenSource::Subprotocol),
-        Ok(None) => (None, false),
+    let (claims, subprotocol, expires_in) = match authenticate(state, &target, headers, &query) {
+        Ok(Some(verified)) => (
+            Some(verified.claims),
+            verified.source == TokenSource::Subprotocol,
+            Some(verified.expires_in),
+        ),
+        Ok(None) => (None, false, None),
         Err(err) => return unauthorized(&err),
     };
     let id = state.registry.next_id();
@@ -160,8 +158,8 @@ pub fn accept(
 
     let (handle, outbox) = ConnectionHandle::new(
         id,
-        path.decoded.as_str().into(),
         target.app.name.clone(),
+        &path.decoded,
         state.limits.outbox_capacity.get(),
     );
     let max = state.limits.max_message_bytes.get();
@@ -176,6 +174,7 @@ pub fn accept(
         target,
         backplane: state.backplane.clone(),
         ping_interval: state.edge.ping_interval(),
+        token_expires: expires_in.map(|left| tokio::time::Instant::now() + left),
         idle_timeout: state.edge.idle_timeout(),
     };
     // Admitted now, before answering, so the cap is exact; it joins its
