@@ -115,7 +115,7 @@ pub struct BackplaneConfig {
         env = "TINA4_WS_BACKPLANE_SECRET",
         hide_env_values = true
     )]
-    pub secret: Option<String>,
+    pub shared_secret: Option<String>,
 
     /// Most messages waiting to be published; beyond that, new ones are
     /// dropped (and counted) rather than queued.
@@ -130,7 +130,7 @@ pub struct BackplaneConfig {
 impl BackplaneConfig {
     /// Refuses a secret too short to seal with.
     pub fn check(&self) -> anyhow::Result<()> {
-        if let Some(secret) = &self.secret {
+        if let Some(secret) = &self.shared_secret {
             anyhow::ensure!(
                 secret.len() >= crate::auth::MIN_SECRET_BYTES,
                 "TINA4_WS_BACKPLANE_SECRET is {} bytes; it must be at least {}",

@@ -480,3 +480,86 @@ async fn on_a_redis_cluster_rooms_travel_on_their_own_shards() {
         0
     );
 }
+
+/// A broadcast to `room` as an instance would publish it, forged by hand
+/// (postcard: the format byte, the variant, then each field).
+fn forged_broadcast(room: &str, text: &str) -> Vec<u8> {
+    let field = |bytes: &[u8]| {
+        assert!(bytes.len() < 128, "one-byte lengths only");
+        [&[bytes.len() as u8][..], bytes].concat()
+    };
+    [
+        &[1u8, 0][..],       // format 1, Envelope::Broadcast
+        &field(b"intruder"), // origin
+        &field(room.as_bytes()),
+        &[0], // exclude: None
+        &[0], // Payload::Text
+        &field(text.as_bytes()),
+    ]
+    .concat()
+}
+
+/// An instance of a cluster sharing `secret`, on `prefix`.
+async fn sealed_instance(redis: &RedisServer, prefix: &str, secret: Option<&str>) -> Server {
+    let mut args: Vec<String> = ["--backplane", "redis", "--backplane-url"]
+        .map(String::from)
+        .to_vec();
+    args.extend([redis.url(), "--backplane-prefix".into(), prefix.into()]);
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["chat"],
+        args,
+        env: secret
+            .map(|s| vec![("TINA4_WS_BACKPLANE_SECRET".to_string(), s.to_string())])
+            .unwrap_or_default(),
+        ..Default::default()
+    })
+    .await;
+    server.wait_for_log(&[CONNECTED]).await;
+    server
+}
+
+#[tokio::test]
+async fn with_a_shared_secret_a_forged_envelope_is_refused() {
+    let redis = RedisServer::start().await;
+    // Without a secret, whoever can publish to Redis reaches clients.
+    let open = sealed_instance(&redis, "open", None).await;
+    let mut exposed = join(&open, "lobby").await;
+    let channel = "open:room:chat/ws/room/lobby";
+    assert_eq!(
+        redis
+            .publish(channel, &forged_broadcast("chat/ws/room/lobby", "forged"))
+            .await,
+        1
+    );
+    assert_eq!(exposed.recv().await, "forged");
+
+    let secret = "a secret the instances share, 32+ bytes";
+    let (a, b) = tokio::join!(
+        sealed_instance(&redis, "sealed", Some(secret)),
+        sealed_instance(&redis, "sealed", Some(secret))
+    );
+    let mut member = join(&a, "lobby").await;
+    let channel = "sealed:room:chat/ws/room/lobby";
+    redis
+        .publish(channel, &forged_broadcast("chat/ws/room/lobby", "forged"))
+        .await;
+    eventually("the forgery to be refused", || async {
+        let metrics = http()
+            .get(a.admin_url("/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tina4_backplane_refused_total{reason=\"unsealed\"}"))
+            .then_some(())
+    })
+    .await;
+    // What the instances seal still crosses; the forgery never arrived.
+    let mut other = join(&b, "lobby").await;
+    chat(&mut other, "sealed and delivered").await;
+    assert_eq!(chat_text(&mut member).await, "sealed and delivered");
+}

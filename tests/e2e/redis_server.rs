@@ -90,6 +90,38 @@ impl RedisServer {
             .unwrap_or_else(|| panic!("redis-cli said: {text}"))
     }
 
+    /// Publishes `payload` on `channel` as anyone with access to Redis
+    /// could; returns how many clients received it.
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> u64 {
+        use tokio::io::AsyncWriteExt;
+        let mut child = Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "--raw",
+                "-x",
+                "PUBLISH",
+                channel,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("running redis-cli");
+        let mut stdin = child.stdin.take().expect("redis-cli's stdin");
+        stdin
+            .write_all(payload)
+            .await
+            .expect("writing to redis-cli");
+        drop(stdin);
+        let out = within("redis-cli", child.wait_with_output())
+            .await
+            .expect("redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("redis-cli said: {text}"))
+    }
+
     /// What `redis-cli` prints for `args` against this server.
     async fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")

@@ -98,7 +98,7 @@ impl RedisLink {
         let link = Arc::new(Self {
             instance: registry.instance().into(),
             channels: Channels::new(&config.prefix),
-            seal: Seal::new(config.secret.as_deref()),
+            seal: Seal::new(config.shared_secret.as_deref()),
             registry,
             shown_url,
             outgoing,
