@@ -10,6 +10,7 @@ ensure_packages
 ensure_browser_driver
 echo "==> formatting"
 cargo fmt --all --check
+cargo fmt --manifest-path host/template-guest/Cargo.toml --check
 
 build_guests "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}"
 build_host
@@ -20,6 +21,9 @@ cargo clippy --release --all-targets -- -D warnings
 guests=()
 for p in "${EXAMPLE_APPS[@]}" "${TEST_APPS[@]}"; do guests+=(-p "$p"); done
 cargo clippy --profile guest --target wasm32-wasip2 "${guests[@]}" -- -D warnings
+# The template engine the host embeds: its own crate, built by host/build.rs.
+cargo clippy --release --locked --target wasm32-wasip2 --manifest-path host/template-guest/Cargo.toml \
+    --target-dir "$CARGO_TARGET_DIR/template-guest" -- -D warnings
 for file in guest-sdk/javascript/*.js examples/javascript/*/app.js tests/fixtures/sdk-javascript/*.js; do
     node --check "$file"
 done

@@ -111,8 +111,8 @@ fn built_examples_dir() -> PathBuf {
 }
 
 /// The compile cache `scripts/test.sh` precompiled those examples into:
-/// their servers share it, so a 19 MB Python app is compiled once per
-/// build, not once per test.
+/// servers share it, so a 19 MB Python app, or the template engine, is
+/// compiled once per build, not once per test.
 pub fn examples_cache_dir() -> PathBuf {
     built_examples_dir().join("cache")
 }
@@ -199,7 +199,7 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Where its admin endpoints are.
     pub admin: Option<SocketAddr>,
-    /// Holds its apps folder and compile cache (deleted when dropped).
+    /// Holds its apps folder (deleted when dropped).
     _root: tempfile::TempDir,
     /// The apps folder it serves.
     apps: PathBuf,
@@ -259,13 +259,9 @@ impl Server {
             .apps_dir
             .clone()
             .unwrap_or_else(|| root.path().join("apps"));
-        let cache = options.cache_dir.clone().unwrap_or_else(|| {
-            if options.language == Language::Rust {
-                root.path().join("cache")
-            } else {
-                examples_cache_dir()
-            }
-        });
+        // One cache for every server that does not test the cache itself:
+        // each component (and the template engine) is compiled once.
+        let cache = options.cache_dir.clone().unwrap_or_else(examples_cache_dir);
         std::fs::create_dir_all(&apps).expect("apps folder");
         for name in &options.apps {
             install_app(options.language, name, &apps);
@@ -465,6 +461,18 @@ impl Server {
             Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
             Err(other) => panic!("upgrading to {path}: {other}"),
         }
+    }
+
+    /// The most memory the process has held so far (its peak RSS), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let pid = self.child.id().expect("the server is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in its status");
+        kib * 1024
     }
 
     /// Whether the process is still running.

@@ -253,3 +253,57 @@ async fn statuses_and_headers_only_the_host_may_send_are_refused() {
     assert_eq!(hop.headers()["x-broad"], "kept");
     assert_eq!(hop.text().await.unwrap(), "framed by the host");
 }
+
+#[tokio::test]
+async fn template_bombs_meet_their_limits_and_the_host_keeps_its_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let apps = root.path().join("apps");
+    let templates = apps.join("broad/templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    // Doubling a string 40 times: a terabyte, if nothing stops it.
+    std::fs::write(
+        templates.join("bomb.txt"),
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("spin.txt"),
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    )
+    .unwrap();
+    std::fs::write(templates.join("ok.txt"), "still {{ 6 * 7 }}").unwrap();
+    std::fs::write(apps.join("broad.toml"), "hosts = [\"broad.test\"]\n").unwrap();
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["broad", "echo"],
+        apps_dir: Some(apps),
+        ..Default::default()
+    })
+    .await;
+    let mut bystander = server.connect("/ws/echo").await;
+    let get = |path: &str| {
+        http()
+            .get(server.url(path))
+            .header("host", "broad.test")
+            .send()
+    };
+    let bomb = get("/broad/render/bomb.txt").await.unwrap();
+    assert_eq!(bomb.status(), 500);
+    server
+        .wait_for_log(&["template", "ran out of memory"])
+        .await;
+    still_answers(&mut bystander, "after the bomb").await;
+    let spin = get("/broad/render/spin.txt").await.unwrap();
+    assert_eq!(spin.status(), 500);
+    server
+        .wait_for_log(&["template", "past its deadline"])
+        .await;
+    still_answers(&mut bystander, "after the spin").await;
+    let ok = get("/broad/render/ok.txt").await.unwrap();
+    assert_eq!(ok.text().await.unwrap(), "still 42");
+    let peak = server.peak_rss();
+    assert!(
+        peak < 256 << 20,
+        "the server's memory peaked at {} MiB",
+        peak >> 20
+    );
+}

@@ -205,20 +205,27 @@ fn open_folder(dir: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
     );
     let path = dir.join(KEY_FILE);
     let mut key = [0u8; KEY_BYTES];
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut file) => {
-            getrandom::fill(&mut key)
-                .map_err(|e| anyhow::anyhow!("no randomness for its key: {e}"))?;
-            file.write_all(&key).context("cannot write its key")?;
-            return Ok(key);
+    if !path.exists() {
+        // Written whole to a file of its own, then linked into place: a
+        // server starting beside this one reads all of it or none.
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for its key: {e}"))?;
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
+        let fresh = dir.join(format!("{KEY_FILE}.tmp-{}", hex(&nonce)));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&fresh)
+            .context("cannot create its key")?;
+        let written = file.write_all(&key);
+        let linked = written.and_then(|()| std::fs::hard_link(&fresh, &path));
+        let _ = std::fs::remove_file(&fresh);
+        match linked {
+            Ok(()) => return Ok(key),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err).context("cannot write its key"),
         }
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(err) => return Err(err).context("cannot create its key"),
     }
     let meta = std::fs::symlink_metadata(&path).context("cannot read its key")?;
     anyhow::ensure!(

@@ -219,11 +219,13 @@ impl websocket::Host for HostState {
 
 impl templates::Host for HostState {
     fn render(&mut self, name: String, context: String) -> Result<String, GuestApiError> {
-        self.templates.render(&name, &context).map_err(|err| {
-            let line = format!("{name:?}: {err}");
-            self.log.line(tracing::Level::WARN, "template", &line);
-            GuestApiError::Invalid(err.to_string())
-        })
+        self.templates
+            .render(&name, &context, self.deadline)
+            .map_err(|err| {
+                let line = format!("{name:?}: {err}");
+                self.log.line(tracing::Level::WARN, "template", &line);
+                GuestApiError::Invalid(err.to_string())
+            })
     }
 }
 

@@ -32,7 +32,7 @@ use crate::backplane::Backplane;
 use crate::config::Limits;
 use crate::router::{RouteKind, RoutePattern, RouteTable};
 use crate::telemetry::AppMetrics;
-use crate::templates::AppTemplates;
+use crate::templates::{AppTemplates, TemplateEngine};
 
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -184,6 +184,8 @@ pub struct Runtime {
     defaults: AppPolicy,
     /// The most an `<app>.toml` may ask for.
     ceilings: Ceilings,
+    /// Renders apps' templates, in a sandbox of its own.
+    templates: Arc<TemplateEngine>,
 }
 
 impl Runtime {
@@ -229,6 +231,7 @@ impl Runtime {
         let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
         let ceilings = Ceilings::from_limits(&limits, &defaults);
         Ok(Self {
+            templates: Arc::new(TemplateEngine::new(engine.clone(), EPOCH_TICK)),
             engine,
             linker,
             cache,
@@ -243,6 +246,16 @@ impl Runtime {
     /// The compile cache.
     pub fn cache(&self) -> &ComponentCache {
         &self.cache
+    }
+
+    /// Loads the template engine (through the compile cache) unless that
+    /// was done; apps with templates need it before they serve.
+    fn prepare_templates(&self) {
+        self.templates.prepare(|bytes| {
+            let loaded = self.cache.load(&self.engine, bytes, &content_hash(bytes))?;
+            tracing::info!(compile = ?loaded.elapsed, origin = %loaded.origin, "template engine loaded");
+            Ok(loaded.component)
+        });
     }
 
     /// Prepares one component file: compile (or take from the cache), check
@@ -287,9 +300,13 @@ impl Runtime {
             templates: Arc::new(AppTemplates::for_component(
                 file,
                 self.limits.max_body_bytes.get(),
+                self.templates.clone(),
             )),
             metrics: Arc::new(AppMetrics::new(&name)),
         };
+        if factory.templates.exist() {
+            self.prepare_templates();
+        }
         let instantiate_started = Instant::now();
         let mut instance = factory
             .instantiate()
