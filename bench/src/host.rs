@@ -60,6 +60,13 @@ impl Host {
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(["--admin-listen", "127.0.0.1:0", "--cache-dir"])
             .arg(cache_dir)
+            // Every load generator connects from loopback.
+            .args([
+                "--max-connections-per-ip",
+                "0",
+                "--max-http-connections",
+                "1000000",
+            ])
             .args(extra)
             .env("RUST_LOG", "warn");
         Self::spawn(command).await

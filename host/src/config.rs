@@ -165,6 +165,22 @@ pub struct EdgePolicy {
     #[arg(long, env = "TINA4_WS_MAX_CONNECTIONS_PER_PATH")]
     pub max_connections_per_path: Option<NonZeroUsize>,
 
+    /// Most connections one client address may hold, counted apart for
+    /// HTTP and WebSocket (0: no cap); more → 503.
+    #[arg(long, default_value_t = 256, env = "TINA4_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: usize,
+
+    /// Client addresses the per-address cap does not apply to,
+    /// comma-separated (a reverse proxy's; loopback is not exempt unless
+    /// listed).
+    #[arg(long, env = "TINA4_IP_LIMIT_EXEMPT", value_delimiter = ',')]
+    pub ip_limit_exempt: Vec<IpAddr>,
+
+    /// Most HTTP connections open at once (WebSockets count apart, once
+    /// upgraded); more are answered 503 and closed.
+    #[arg(long, default_value = "4096", env = "TINA4_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: NonZeroUsize,
+
     /// Host names the server answers on for apps that claim none (no
     /// `hosts` in their `<app>.toml`), comma-separated: `name`, `*.name`
     /// for every name below it, or `*` for any name. IP addresses are always
@@ -199,6 +215,12 @@ pub struct EdgePolicy {
     #[arg(long, default_value = "262144", env = "TINA4_SEND_BUFFER_BYTES")]
     pub send_buffer_bytes: NonZeroUsize,
 
+    /// Time a client has to take what is written to it, in ms: a write
+    /// (or a close frame) it has not taken by then drops the connection
+    /// and frees its slot. Also the TCP user timeout of every connection.
+    #[arg(long, default_value = "10000", env = "TINA4_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: NonZeroU64,
+
     /// Close (1001) a connection whose client has sent no message for this
     /// many seconds; 0 keeps quiet listeners (the default).
     #[arg(long, default_value_t = 0, env = "TINA4_WS_IDLE_TIMEOUT_SECS")]
@@ -209,6 +231,19 @@ impl EdgePolicy {
     /// The ping interval.
     pub fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms.get())
+    }
+
+    /// The per-address caps and their exemptions.
+    pub fn per_address(&self) -> crate::admission::PerAddress {
+        crate::admission::PerAddress {
+            max: (self.max_connections_per_ip > 0).then_some(self.max_connections_per_ip),
+            exempt: self.ip_limit_exempt.clone(),
+        }
+    }
+
+    /// How long a write may wait for the peer.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms.get())
     }
 
     /// The idle timeout, if on.
@@ -350,6 +385,23 @@ pub struct Limits {
     #[arg(long, default_value = "8388608", env = "TINA4_MAX_BODY_SIZE")]
     pub max_body_bytes: NonZeroUsize,
 
+    /// Request body bytes all requests together may hold while they are
+    /// read and answered; a request that would go past it gets 503.
+    #[arg(
+        long,
+        default_value = "268435456",
+        env = "TINA4_MAX_INFLIGHT_BODY_BYTES"
+    )]
+    pub max_inflight_body_bytes: NonZeroUsize,
+
+    /// Time a request body may take to arrive, in ms (→ 408).
+    #[arg(long, default_value = "30000", env = "TINA4_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: NonZeroU64,
+
+    /// Time a request body may pause between two pieces, in ms (→ 408).
+    #[arg(long, default_value = "10000", env = "TINA4_BODY_IDLE_TIMEOUT_MS")]
+    pub body_idle_timeout_ms: NonZeroU64,
+
     /// Messages queued for one connection before it counts as a slow
     /// consumer and is closed with 1008.
     #[arg(long, default_value = "1024", env = "TINA4_WS_OUTBOX")]
@@ -415,6 +467,14 @@ impl Limits {
     /// The per-call CPU deadline.
     pub fn event_timeout(&self) -> Duration {
         Duration::from_millis(self.event_timeout_ms.get())
+    }
+
+    /// How long a body may take, and may pause.
+    pub fn body_timeouts(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.body_timeout_ms.get()),
+            Duration::from_millis(self.body_idle_timeout_ms.get()),
+        )
     }
 
     /// The HTTP answer deadline.

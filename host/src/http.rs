@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -15,7 +15,7 @@ use crate::router::{HttpMatch, Method, RequestPath, host_name};
 use crate::runtime::bindings::{HttpRequest, HttpResponse};
 use crate::runtime::{AppCallError, RouteTarget};
 use crate::server::ServerState;
-use crate::{statics, ws};
+use crate::{statics, telemetry, ws};
 
 /// The body type of every response the host sends.
 pub type Body = Full<Bytes>;
@@ -28,11 +28,21 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = match RequestPath::parse(request.uri().path()) {
         Ok(path) => path,
-        Err(err) => return Ok(plain(StatusCode::BAD_REQUEST, &format!("bad path: {err}"))),
+        Err(err) => {
+            telemetry::refused("bad_path");
+            return Ok(plain(StatusCode::BAD_REQUEST, &format!("bad path: {err}")));
+        }
     };
     let host = match known_host(&state, &request) {
         Ok(host) => host,
-        Err((status, why)) => return Ok(plain(status, why)),
+        Err((status, why)) => {
+            telemetry::refused(if status == StatusCode::BAD_REQUEST {
+                "host_header"
+            } else {
+                "unknown_host"
+            });
+            return Ok(plain(status, why));
+        }
     };
     if ws::upgrade::is_upgrade_request(&request) {
         return Ok(ws::upgrade::accept(&state, request, &host, &path));
@@ -111,7 +121,7 @@ async fn route(
         Ok(verified) => verified.map(|verified| verified.claims),
         Err(err) => return unauthorized(&err),
     };
-    let body = match read_body(body, &parts.headers, state.limits.max_body_bytes.get()).await {
+    let body = match read_body(state, body, &parts.headers).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -129,7 +139,7 @@ async fn route(
                 (name.as_str().to_string(), value)
             })
             .collect(),
-        body: body.to_vec(),
+        body: body.bytes.to_vec(),
     };
 
     let answer = tokio::time::timeout(
@@ -178,6 +188,7 @@ pub fn authenticate(
 
 /// The 401 answer to a request that failed authentication.
 pub fn unauthorized(err: &AuthError) -> Response<Body> {
+    telemetry::refused("unauthorized");
     let mut response = plain(StatusCode::UNAUTHORIZED, &format!("unauthorized: {err}"));
     response
         .headers_mut()
@@ -185,20 +196,47 @@ pub fn unauthorized(err: &AuthError) -> Response<Body> {
     response
 }
 
-/// Reads the body, refusing more than `limit` bytes with 413.
+/// A body read whole, with its share of the in-flight budget (given back
+/// when dropped, once the app has answered).
+struct ReadBody {
+    /// The bytes.
+    bytes: Bytes,
+    /// Its KiB of [`ServerState::body_budget`].
+    _budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Reads the body within its byte limit (413), its share of the in-flight
+/// budget (503), and its time: a body that pauses too long, or takes too
+/// long in all, gets 408. Each refusal closes the connection, since the
+/// rest of the body is never read.
 async fn read_body(
+    state: &ServerState,
     body: Incoming,
     headers: &hyper::HeaderMap,
-    limit: usize,
-) -> Result<Bytes, Response<Body>> {
-    let too_large = || {
-        // The rest of the body is never read, so the connection cannot be
-        // reused: tell the client before hyper closes it.
-        let mut response = plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+) -> Result<ReadBody, Response<Body>> {
+    let limit = state.limits.max_body_bytes.get();
+    let (total, idle) = state.limits.body_timeouts();
+    let refuse = |status, reason: &'static str, message: &str| {
+        telemetry::refused(reason);
+        let mut response = plain(status, message);
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
+    };
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body too large",
+        )
+    };
+    let busy = || {
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "body_budget",
+            "too many request bodies in flight",
+        )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -207,14 +245,71 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(plain(
-            StatusCode::BAD_REQUEST,
-            "could not read the request body",
-        )),
+    let mut budget: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut held_kib = 0u32;
+    let mut take = |bytes: usize| -> bool {
+        let wanted = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        if wanted <= held_kib {
+            return true;
+        }
+        match state
+            .body_budget
+            .clone()
+            .try_acquire_many_owned(wanted - held_kib)
+        {
+            Ok(more) => {
+                held_kib = wanted;
+                match &mut budget {
+                    Some(permit) => permit.merge(more),
+                    None => budget = Some(more),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    if let Some(len) = declared
+        && !take(len as usize)
+    {
+        return Err(busy());
     }
+    let mut body = body;
+    let mut bytes = bytes::BytesMut::new();
+    let started = tokio::time::Instant::now();
+    loop {
+        let left = total.saturating_sub(started.elapsed());
+        let frame = match tokio::time::timeout(idle.min(left), body.frame()).await {
+            Err(_) => {
+                return Err(refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "request body too slow",
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    "could not read the request body",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if bytes.len() + data.len() > limit {
+            return Err(too_large());
+        }
+        if !take(bytes.len() + data.len()) {
+            return Err(busy());
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok(ReadBody {
+        bytes: bytes.freeze(),
+        _budget: budget,
+    })
 }
 
 /// Decoded `name=value` pairs of a query string, in order.

@@ -15,6 +15,7 @@
 //!   sources into a component, installing the language's toolchain.
 //! - [`config`]: settings for `serve`, from flags, `TINA4_*` env and `.env`.
 //! - [`server`]: binds the port, accepts connections, shuts down cleanly.
+//! - [`admission`]: caps on open HTTP connections, in all and per client.
 //! - [`http`]: one HTTP request → route → app → response.
 //! - [`auth`]: JWT verification for secured routes.
 //! - [`router`]: route patterns (`{name}`, `{name:int}`) and the route table.
@@ -46,6 +47,7 @@
 //! bounded outbox ([`ws::registry`]); each recipient's task writes it out.
 
 pub mod admin;
+pub mod admission;
 pub mod apps;
 pub mod auth;
 pub mod backplane;

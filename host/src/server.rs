@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::ConnectionCaps;
 use crate::apps::AppManager;
 use crate::auth::Authenticator;
 use crate::backplane::Backplane;
@@ -49,7 +50,15 @@ pub struct ServerState {
     pub shutdown: CancellationToken,
     /// True once the initial load is done while at least one app serves.
     pub ready: std::sync::atomic::AtomicBool,
+    /// Open HTTP connections against their caps.
+    pub http_connections: Arc<ConnectionCaps>,
+    /// Request body bytes in flight, in KiB: the budget all requests share.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// The client address of a request, put in its extensions at accept.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// `tina4-wasm serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
@@ -95,6 +104,13 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<bool> {
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
         ready: Default::default(),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_inflight_body_bytes.get().div_ceil(1024),
+        )),
+        http_connections: ConnectionCaps::new(
+            config.edge.max_http_connections.get(),
+            config.edge.per_address(),
+        ),
     });
     let admin = match admin_address {
         Some(address) => {
@@ -173,14 +189,32 @@ async fn accept_until_shutdown(
             },
         };
         let _ = stream.set_nodelay(true);
-        let _ = socket2::SockRef::from(&stream)
-            .set_send_buffer_size(state.edge.send_buffer_bytes.get());
+        let socket = socket2::SockRef::from(&stream);
+        let _ = socket.set_send_buffer_size(state.edge.send_buffer_bytes.get());
+        // Data the peer leaves unacknowledged this long ends the connection
+        // in the kernel too, so an orphaned socket cannot linger.
+        let _ = socket.set_tcp_user_timeout(Some(state.edge.write_timeout()));
+        let slot = match state.http_connections.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                telemetry::refused(refusal.as_str());
+                state
+                    .tasks
+                    .spawn(refuse(stream, state.edge.write_timeout()));
+                continue;
+            }
+        };
         let task_state = state.clone();
         state.tasks.spawn(async move {
             let state = task_state;
+            // Held while the connection speaks HTTP; an upgrade lets it go.
+            let _slot = slot;
             let shutdown = state.shutdown.clone();
             let handshake_timeout = state.edge.handshake_timeout();
-            let service = service_fn(move |request| crate::http::handle(state.clone(), request));
+            let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                crate::http::handle(state.clone(), request)
+            });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(handshake_timeout)
@@ -200,6 +234,20 @@ async fn accept_until_shutdown(
             }
         });
     }
+}
+
+/// Answers a connection over its caps with 503 and closes it, without
+/// reading it (bounded by the write timeout).
+async fn refuse(mut stream: tokio::net::TcpStream, timeout: Duration) {
+    use tokio::io::AsyncWriteExt;
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\nConnection: close\r\n\r\n\
+        too many connections\n";
+    let _ = tokio::time::timeout(timeout, async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// Stops cleanly: every WebSocket is closed with 1001, in-flight HTTP

@@ -35,6 +35,9 @@ pub const REINSTANTIATIONS: &str = "tina4_app_reinstantiations_total";
 pub const SWAPS: &str = "tina4_app_swaps_total";
 /// Time to prepare a new version (compile or load, instantiate), by app (histogram).
 pub const SWAP_SECONDS: &str = "tina4_app_swap_seconds";
+/// Bytes of linear memory and tables an app's instance holds, after its
+/// last event: guest memory, told apart from the host's (gauge).
+pub const APP_MEMORY: &str = "tina4_app_memory_bytes";
 /// HTTP requests answered by apps, by app and status class (counter).
 pub const HTTP_REQUESTS: &str = "tina4_http_requests_total";
 /// Messages published to the backplane (counter).
@@ -43,6 +46,19 @@ pub const BACKPLANE_PUBLISHED: &str = "tina4_backplane_published_total";
 pub const BACKPLANE_RECEIVED: &str = "tina4_backplane_received_total";
 /// Messages that could not be published, by reason (counter).
 pub const BACKPLANE_DROPPED: &str = "tina4_backplane_dropped_total";
+/// HTTP requests dropped from an app's mailbox because their caller had
+/// given up before the app got to them (counter).
+pub const HTTP_ABANDONED: &str = "tina4_http_abandoned_total";
+
+/// Connections and requests refused before any app was involved, by
+/// reason (counter).
+pub const REFUSED: &str = "tina4_refused_total";
+
+/// Counts one refusal.
+pub fn refused(reason: &'static str) {
+    metrics::counter!(REFUSED, "reason" => reason).increment(1);
+}
+
 /// Messages received from the backplane and not acted on, by reason: no
 /// seal, a bad seal, or malformed (counter).
 pub const BACKPLANE_REFUSED: &str = "tina4_backplane_refused_total";
@@ -66,6 +82,8 @@ pub struct AppMetrics {
     handler_seconds: [Histogram; 4],
     /// [`HTTP_REQUESTS`] by status class, 1xx to 5xx.
     http_requests: [Counter; 5],
+    /// [`APP_MEMORY`].
+    memory: metrics::Gauge,
 }
 
 /// A guest call, for [`AppMetrics::handler_time`].
@@ -86,6 +104,7 @@ impl AppMetrics {
         Self {
             messages_out: metrics::counter!(MESSAGES_OUT, "app" => app.clone()),
             bytes_out: metrics::counter!(BYTES_OUT, "app" => app.clone()),
+            memory: metrics::gauge!(APP_MEMORY, "app" => app.clone()),
             fanout: metrics::histogram!(FANOUT, "app" => app.clone()),
             handler_seconds: [
                 handler("http"),
@@ -117,6 +136,11 @@ impl AppMetrics {
     /// Records how long a guest call took.
     pub fn handler_time(&self, event: HandlerEvent, elapsed: std::time::Duration) {
         self.handler_seconds[event as usize].record(elapsed);
+    }
+
+    /// Records the memory the app's instance holds.
+    pub fn memory(&self, bytes: usize) {
+        self.memory.set(bytes as f64);
     }
 
     /// Records an HTTP answer.

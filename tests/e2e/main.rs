@@ -20,6 +20,7 @@ mod notifications;
 mod operations;
 mod policy;
 mod redis_server;
+mod resources;
 mod source_watch;
 mod support;
 mod tenancy;

@@ -277,6 +277,11 @@ impl AppActor {
         if let Some(event) = event {
             self.factory.metrics.handler_time(event, started.elapsed());
         }
+        if let Some(instance) = &self.instance {
+            self.factory
+                .metrics
+                .memory(instance.store.data().limits.used());
+        }
     }
 
     fn dispatch(&mut self, command: AppCommand) {
@@ -286,6 +291,13 @@ impl AppActor {
                 request,
                 reply,
             } => {
+                // A caller that gave up (its client left, or its deadline
+                // passed) does not cost the app an event.
+                if reply.is_closed() {
+                    metrics::counter!(telemetry::HTTP_ABANDONED, "app" => self.factory.app.to_string())
+                        .increment(1);
+                    return;
+                }
                 let answer = self.http(&route, &request);
                 let _ = reply.send(answer);
             }

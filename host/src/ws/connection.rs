@@ -5,6 +5,13 @@
 //! both directions → leave the path group (so `count` excludes it) → `close`
 //! event → forgotten (its attachment with it). Every connection that saw
 //! `open` gets exactly one `close`.
+//!
+//! The task never waits on the peer without a bound: every write (a burst
+//! of frames, a ping, the close frame) must be taken within the write
+//! timeout, and an eviction ends a write that is stuck, so a client that
+//! stops reading is dropped and its slot freed. After our close frame the
+//! task lingers, reading and discarding what the peer still sends, so the
+//! peer gets the close code instead of a reset.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
@@ -53,6 +60,8 @@ pub struct ConnectionTask {
     pub backplane: Arc<Backplane>,
     /// How often to ping; a peer silent for two intervals is dead.
     pub ping_interval: Duration,
+    /// How long the peer has to take a write.
+    pub write_timeout: Duration,
     /// Close a connection whose client sends no message for this long.
     pub idle_timeout: Option<Duration>,
     /// On a secured route: when the client's token expires, and with it
@@ -68,6 +77,9 @@ struct Ending {
     reason: String,
     /// A close frame we still owe the peer (we have not sent one yet).
     send_close: bool,
+    /// The peer sent what cannot be read as frames (a frame too big, a
+    /// protocol error): the stream is done, and what is left is drained.
+    unreadable: bool,
 }
 
 impl Ending {
@@ -76,6 +88,7 @@ impl Ending {
             code,
             reason,
             send_close: false,
+            unreadable: false,
         }
     }
 
@@ -84,6 +97,15 @@ impl Ending {
             code,
             reason: reason.into(),
             send_close: true,
+            unreadable: false,
+        }
+    }
+
+    /// Ours, after the peer sent something unreadable.
+    fn unreadable(code: u16, reason: &str) -> Self {
+        Self {
+            unreadable: true,
+            ..Self::ours(code, reason)
         }
     }
 }
@@ -101,6 +123,7 @@ impl ConnectionTask {
             target,
             backplane,
             ping_interval,
+            write_timeout,
             idle_timeout,
             token_expires,
         } = self;
@@ -145,17 +168,22 @@ impl ConnectionTask {
                     }
                     if now - last_ping >= ping_interval {
                         last_ping = now;
-                        if sink.send(Message::Ping(Default::default())).await.is_err() {
-                            break Ending::peer(ABNORMAL, String::new());
+                        let ping = sink.send(Message::Ping(Default::default()));
+                        match bounded(&handle, write_timeout, ping).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break Ending::peer(ABNORMAL, String::new()),
+                            Err(ending) => break ending,
                         }
                     }
                 }
                 item = outbox.recv() => {
                     let Some(item) = item else { break Ending::ours(1011, "host error") };
-                    match write_burst(&mut sink, &mut outbox, item).await {
-                        Ok(None) => {}
-                        Ok(Some(ending)) => break ending,
-                        Err(_) => break Ending::peer(ABNORMAL, String::new()),
+                    let burst = write_burst(&mut sink, &mut outbox, item);
+                    match bounded(&handle, write_timeout, burst).await {
+                        Ok(Ok(None)) => {}
+                        Ok(Ok(Some(ending))) => break ending,
+                        Ok(Err(_)) => break Ending::peer(ABNORMAL, String::new()),
+                        Err(ending) => break ending,
                     }
                 }
                 frame = stream.next() => {
@@ -201,7 +229,24 @@ impl ConnectionTask {
         if !target.dispatch(&info, close_event).await {
             registry.forget(&handle.id);
         }
-        finish_close(sink, stream, &ending).await;
+        finish_close(sink, stream, &ending, write_timeout).await;
+    }
+}
+
+/// Runs a write, unless the peer does not take it within `timeout` (the
+/// connection is dropped: nobody is there to close with) or the connection
+/// is evicted meanwhile.
+async fn bounded<T>(
+    handle: &ConnectionHandle,
+    timeout: Duration,
+    write: impl Future<Output = T>,
+) -> Result<T, Ending> {
+    tokio::select! {
+        written = tokio::time::timeout(timeout, write) => written.map_err(|_| {
+            tracing::debug!(connection = %handle.id, "peer took no write for {timeout:?}; dropping it");
+            Ending::peer(ABNORMAL, "the client stopped reading".to_string())
+        }),
+        (code, reason) = handle.evicted() => Err(Ending::ours(code, reason)),
     }
 }
 
@@ -240,42 +285,89 @@ where
 fn ending_for_error(err: &WsError) -> Ending {
     match err {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            Ending::ours(1009, "message too big")
+            Ending::unreadable(1009, "message too big")
         }
-        WsError::Capacity(_) => Ending::ours(1009, "frame too big"),
-        WsError::Utf8(_) => Ending::ours(1007, "invalid UTF-8 in text message"),
+        WsError::Capacity(_) => Ending::unreadable(1009, "frame too big"),
+        WsError::Utf8(_) => Ending::unreadable(1007, "invalid UTF-8 in text message"),
         WsError::Protocol(ProtocolError::InvalidCloseSequence) => {
-            Ending::ours(1002, "invalid close sequence")
+            Ending::unreadable(1002, "invalid close sequence")
         }
-        WsError::Protocol(_) => Ending::ours(1002, "protocol error"),
+        WsError::Protocol(_) => Ending::unreadable(1002, "protocol error"),
         _ => Ending::peer(ABNORMAL, String::new()),
     }
 }
 
+/// Most bytes read and dropped while lingering after our close frame.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Sends our close frame if we owe one and waits (bounded) for the peer's
-/// reply, so the peer sees a clean close handshake.
+/// reply, so the peer sees a clean close handshake. Whatever the peer
+/// still sends (the rest of a frame that was too big, say) is read and
+/// dropped, within bounds, so closing the socket does not reset it and
+/// discard the close frame on its way.
 async fn finish_close<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     ending: &Ending,
+    write_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let handshake = async {
+    let started = Instant::now();
+    let limit = CLOSE_HANDSHAKE_TIMEOUT.min(write_timeout);
+    let sent = async {
         if ending.send_close {
             let frame = CloseFrame {
                 code: CloseCode::from(ending.code),
                 reason: truncate_reason(&ending.reason).into(),
             };
-            if sink.send(Message::Close(Some(frame))).await.is_err() {
-                return;
+            return sink.send(Message::Close(Some(frame))).await.is_ok();
+        }
+        true
+    };
+    if !matches!(tokio::time::timeout(limit, sent).await, Ok(true)) {
+        // The peer took nothing: drop it now.
+        return;
+    }
+    // Reading on lets tungstenite flush its reply to a peer's close and
+    // receive the peer's reply to ours; it ends when the peer is done. A
+    // handshake that completes leaves nothing unread: the server closes
+    // the connection first, as RFC 6455 §7.1.1 has it.
+    if !ending.unreadable {
+        let replies = async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(_)) => {}
+                    None | Some(Err(WsError::ConnectionClosed)) => return true,
+                    // What the peer still sends is not frames.
+                    Some(Err(_)) => return false,
+                }
+            }
+        };
+        let left = CLOSE_HANDSHAKE_TIMEOUT.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, replies).await.unwrap_or(false) {
+            return;
+        }
+    }
+    // After an unreadable frame the stream has ended: what the peer still
+    // sends is drained below.
+    let Ok(mut ws) = sink.reunite(stream) else {
+        return;
+    };
+    let linger = async {
+        let socket = ws.get_mut();
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match socket.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
             }
         }
-        // Reading on lets tungstenite flush its reply to a peer's close and
-        // receive the peer's reply to ours; it ends when the peer is done.
-        while let Some(Ok(_)) = stream.next().await {}
     };
-    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, handshake).await;
+    // The peer may be in the middle of a large frame on a busy machine:
+    // give it as long as any write of ours gets, within the byte bound.
+    let _ = tokio::time::timeout(write_timeout.max(CLOSE_HANDSHAKE_TIMEOUT), linger).await;
 }
 
 /// A close reason must fit a control frame: at most 123 bytes of UTF-8.

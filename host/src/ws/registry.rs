@@ -91,6 +91,8 @@ pub struct ConnectionHandle {
     pub room: Room,
     /// Name of the app that serves it; only that app may address it.
     pub app: Arc<str>,
+    /// The client's address, for the per-address cap.
+    pub from: std::net::IpAddr,
     /// Bounded queue drained by the connection's task.
     outbox: mpsc::Sender<Outgoing>,
     /// Wakes the connection's task when it must close without draining its
@@ -112,6 +114,7 @@ impl ConnectionHandle {
         id: ConnectionId,
         app: Arc<str>,
         path: &str,
+        from: std::net::IpAddr,
         outbox_capacity: usize,
     ) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
         let (outbox, rx) = mpsc::channel(outbox_capacity);
@@ -119,6 +122,7 @@ impl ConnectionHandle {
             id,
             room: Room::new(&app, path),
             app,
+            from,
             outbox,
             evicted: Notify::new(),
             eviction: Mutex::new(None),
@@ -265,6 +269,8 @@ struct Groups {
     admitted_in: HashMap<Room, usize>,
     /// Admitted connections per app (for the per-app cap).
     admitted_by: HashMap<Arc<str>, usize>,
+    /// Admitted connections per client address (for the per-address cap).
+    admitted_from: HashMap<std::net::IpAddr, usize>,
 }
 
 impl Default for ConnectionRegistry {
@@ -375,6 +381,7 @@ impl ConnectionRegistry {
         *in_room += 1;
         let first = *in_room == 1;
         *groups.admitted_by.entry(handle.app.clone()).or_default() += 1;
+        *groups.admitted_from.entry(handle.from).or_default() += 1;
         let room = handle.room.clone();
         groups.by_id.insert(handle.id.clone(), handle);
         drop(groups);
@@ -387,6 +394,11 @@ impl ConnectionRegistry {
     /// How many connections `app` holds (joined or not yet).
     pub fn admitted_by(&self, app: &str) -> usize {
         self.read().admitted_by.get(app).copied().unwrap_or(0)
+    }
+
+    /// How many connections the client at `ip` holds (joined or not yet).
+    pub fn admitted_from(&self, ip: std::net::IpAddr) -> usize {
+        self.read().admitted_from.get(&ip).copied().unwrap_or(0)
     }
 
     /// How many connections are admitted in `room` (joined or not yet).
@@ -451,6 +463,7 @@ impl ConnectionRegistry {
         self.admitted.fetch_sub(1, Ordering::Relaxed);
         let last = decrement(&mut groups.admitted_in, &handle.room);
         decrement(&mut groups.admitted_by, &handle.app);
+        decrement(&mut groups.admitted_from, &handle.from);
         drop(groups);
         if last {
             self.note_change(&handle.room, true);
@@ -558,7 +571,8 @@ mod tests {
         path: &str,
         capacity: usize,
     ) -> (Arc<ConnectionHandle>, mpsc::Receiver<Outgoing>) {
-        let (handle, rx) = ConnectionHandle::new(reg.next_id(), app.into(), path, capacity);
+        let from = std::net::Ipv4Addr::LOCALHOST.into();
+        let (handle, rx) = ConnectionHandle::new(reg.next_id(), app.into(), path, from, capacity);
         reg.register(handle.clone());
         (handle, rx)
     }
@@ -641,6 +655,7 @@ mod tests {
         assert_eq!(reg.admitted(), 2);
         assert_eq!(reg.admitted_in(&room("/ws/chat/a")), 1);
         assert_eq!(reg.admitted_by("app"), 2);
+        assert_eq!(reg.admitted_from(std::net::Ipv4Addr::LOCALHOST.into()), 2);
     }
 
     #[test]

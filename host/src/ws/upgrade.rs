@@ -18,7 +18,9 @@ use crate::auth::TokenSource;
 use crate::http::{Body, authenticate, plain, query_pairs, unauthorized};
 use crate::router::RequestPath;
 use crate::runtime::bindings::Connection;
-use crate::server::ServerState;
+use crate::server::{PeerAddr, ServerState};
+use crate::telemetry;
+use std::net::IpAddr;
 
 /// Upgrade-request headers an app gets to see on its connections.
 const SHARED_HEADERS: [&str; 7] = [
@@ -37,6 +39,9 @@ const SHARED_HEADERS: [&str; 7] = [
 /// whole (the buffer grows to fit a frame announced as larger).
 const READ_BUFFER_BYTES: usize = 2048;
 
+/// Bytes of frames gathered before they are written to the socket.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|value| {
         value
@@ -54,14 +59,29 @@ fn busy(what: &str) -> Response<Body> {
     response
 }
 
-/// A 503 if another connection (in all, or on this path) would exceed its cap.
-fn over_capacity(state: &ServerState, room: &Room) -> Option<Response<Body>> {
+/// A 503 if another connection (in all, from this client, or on this
+/// path) would exceed its cap.
+fn over_capacity(state: &ServerState, room: &Room, from: IpAddr) -> Option<Response<Body>> {
+    let refuse = |reason, what| {
+        telemetry::refused(reason);
+        Some(busy(what))
+    };
     if state.registry.admitted() >= state.edge.max_connections.get() {
-        return Some(busy("too many WebSocket connections"));
+        return refuse("ws_connections", "too many WebSocket connections");
+    }
+    let per_ip = state.edge.per_address().cap_for(from);
+    if per_ip.is_some_and(|cap| state.registry.admitted_from(from) >= cap) {
+        return refuse(
+            "ws_connections_per_ip",
+            "too many WebSocket connections from this address",
+        );
     }
     let per_path = state.edge.max_connections_per_path?;
     if state.registry.admitted_in(room) >= per_path.get() {
-        return Some(busy("too many WebSocket connections on this path"));
+        return refuse(
+            "ws_connections_per_path",
+            "too many WebSocket connections on this path",
+        );
     }
     None
 }
@@ -109,6 +129,7 @@ pub fn accept(
     let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
     let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if !state.edge.origin_allowed(origin, host_header) {
+        telemetry::refused("origin");
         return plain(StatusCode::FORBIDDEN, "origin not allowed");
     }
     let routes = state.routes.load();
@@ -116,7 +137,12 @@ pub fn accept(
         return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
     };
     let target = found.entry.target.clone();
-    if let Some(refusal) = over_capacity(state, &Room::new(&target.app.name, &path.decoded)) {
+    let from = request
+        .extensions()
+        .get::<PeerAddr>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.0.ip());
+    let room = Room::new(&target.app.name, &path.decoded);
+    if let Some(refusal) = over_capacity(state, &room, from) {
         return refusal;
     }
     if target
@@ -124,6 +150,7 @@ pub fn accept(
         .max_connections()
         .is_some_and(|max| state.registry.admitted_by(&target.app.name) >= max)
     {
+        telemetry::refused("ws_connections_per_app");
         return busy("this app holds all the WebSocket connections it may");
     }
     let query = query_pairs(request.uri().query());
@@ -160,13 +187,18 @@ pub fn accept(
         id,
         target.app.name.clone(),
         &path.decoded,
+        from,
         state.limits.outbox_capacity.get(),
     );
     let max = state.limits.max_message_bytes.get();
+    // The write buffer is bounded: a peer that sends pings (or anything
+    // that asks for an answer) but never reads gets an error, not memory.
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
-        .read_buffer_size(READ_BUFFER_BYTES);
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(max + 2 * WRITE_BUFFER_BYTES);
     let task = ConnectionTask {
         handle,
         outbox,
@@ -174,6 +206,7 @@ pub fn accept(
         target,
         backplane: state.backplane.clone(),
         ping_interval: state.edge.ping_interval(),
+        write_timeout: state.edge.write_timeout(),
         token_expires: expires_in.map(|left| tokio::time::Instant::now() + left),
         idle_timeout: state.edge.idle_timeout(),
     };

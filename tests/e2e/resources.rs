@@ -1,0 +1,296 @@
+//! The edge never holds what it cannot account for, tried as a hostile or
+//! broken client would: a socket that stops reading, a ping flood that
+//! never reads the pongs, a frame too big, bodies that trickle or never
+//! end, more connections from one address than its share. Each test
+//! provokes one limit.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::support::{Server, ServerOptions, eventually, http, still_answers, within};
+
+fn with_args(apps: &[&'static str], args: &[&str]) -> ServerOptions {
+    ServerOptions {
+        apps: apps.to_vec(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A TCP connection to `server` from `from`, with a small receive buffer
+/// (so a client that does not read fills it soon).
+async fn tcp_from(server: &Server, from: [u8; 4]) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    within("connecting", socket.connect(server.addr))
+        .await
+        .unwrap()
+}
+
+/// Completes a WebSocket handshake for `path` by hand and returns the
+/// socket, to then misbehave on.
+async fn upgraded(server: &Server, from: [u8; 4], path: &str) -> TcpStream {
+    let mut stream = tcp_from(server, from).await;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+}
+
+/// Reads an HTTP response head.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match within("a response head", stream.read(&mut byte)).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A masked client frame.
+fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8, 1, 2, 3, 4];
+    out.extend(
+        payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+    );
+    out
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_its_slot_reused() {
+    let server = Server::start_with(with_args(
+        &["echo"],
+        &[
+            "--max-connections",
+            "2",
+            "--outbox-capacity",
+            "16",
+            "--send-buffer-bytes",
+            "4096",
+            "--write-timeout-ms",
+            "2000",
+        ],
+    ))
+    .await;
+    let _stuck = upgraded(&server, [127, 0, 0, 1], "/ws/broadcast/t").await;
+    let mut flooder = server.connect("/ws/broadcast/t").await;
+    assert_eq!(server.upgrade_status("/ws/echo", &[]).await, Some(503));
+    // Far more than the stuck client's socket and outbox can hold.
+    let big = "x".repeat(60_000);
+    for _ in 0..64 {
+        flooder.send(&big).await;
+        assert_eq!(flooder.recv().await.len(), big.len());
+    }
+    server
+        .wait_for_log(&["closing connection", "code=1008", "slow consumer"])
+        .await;
+    // Its close frame cannot reach it either: it is dropped and its slot
+    // is free again, while it still holds its end open.
+    eventually("the stuck client's slot", || async {
+        server
+            .upgrade_status("/ws/echo", &[])
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_that_never_reads_is_bounded_by_the_write_buffer() {
+    let server = Server::start(&["echo"]).await;
+    let before = server.peak_rss();
+    let mut flood = upgraded(&server, [127, 0, 0, 1], "/ws/echo").await;
+    let ping = frame(0x9, &[7; 125]);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 512)
+        .collect();
+    // Up to 256 MiB of pings, or until the server lets go of us.
+    let mut sent = 0usize;
+    while sent < 256 << 20 {
+        match tokio::time::timeout(Duration::from_secs(5), flood.write_all(&burst)).await {
+            Ok(Ok(())) => sent += burst.len(),
+            _ => break,
+        }
+    }
+    let grew = server.peak_rss().saturating_sub(before);
+    assert!(grew < 64 << 20, "the server grew by {} MiB", grew >> 20);
+    let mut bystander = server.connect("/ws/echo").await;
+    still_answers(&mut bystander, "after the flood").await;
+}
+
+#[tokio::test]
+async fn a_frame_too_big_gets_its_1009_not_a_reset() {
+    let server = Server::start_with(with_args(&["echo"], &["--max-message-bytes", "65536"])).await;
+    for _ in 0..10 {
+        let mut client = server.connect("/ws/echo").await;
+        client.send(&"y".repeat(3 << 20)).await;
+        assert_eq!(client.expect_close().await.0, 1009);
+    }
+}
+
+#[tokio::test]
+async fn bodies_that_stall_or_trickle_get_408_in_time() {
+    let server = Server::start_with(with_args(
+        &["probe"],
+        &[
+            "--body-idle-timeout-ms",
+            "1000",
+            "--body-timeout-ms",
+            "3000",
+        ],
+    ))
+    .await;
+    let head = "POST /probe/echo/a/1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n";
+    // One byte, then nothing.
+    let mut stalled = tcp_from(&server, [127, 0, 0, 1]).await;
+    stalled
+        .write_all(format!("{head}x").as_bytes())
+        .await
+        .unwrap();
+    assert!(read_head(&mut stalled).await.starts_with("HTTP/1.1 408"));
+    // A byte every 300 ms: never idle for long, but never done.
+    let mut trickle = tcp_from(&server, [127, 0, 0, 1]).await;
+    trickle.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = trickle.split();
+    let answer = async {
+        let mut answer = [0u8; 12];
+        loop {
+            tokio::select! {
+                read = reader.read(&mut answer) => {
+                    break read.map(|n| String::from_utf8_lossy(&answer[..n]).into_owned());
+                }
+                () = tokio::time::sleep(Duration::from_millis(300)) => {
+                    // The server may have answered and closed meanwhile.
+                    let _ = writer.write_all(b"x").await;
+                }
+            }
+        }
+    };
+    assert!(
+        within("the 408", answer)
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 408")
+    );
+    assert_eq!(server.get_status("/probe/count").await, 200);
+}
+
+#[tokio::test]
+async fn bodies_in_flight_share_one_budget() {
+    let server = Server::start_with(with_args(
+        &["probe"],
+        &["--max-inflight-body-bytes", "100000"],
+    ))
+    .await;
+    let head = |len: usize| {
+        format!("POST /probe/echo/a/1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len}\r\n\r\n")
+    };
+    // One body holds most of the budget while it arrives...
+    let mut holder = tcp_from(&server, [127, 0, 0, 1]).await;
+    holder.write_all(head(60_000).as_bytes()).await.unwrap();
+    holder.write_all(&[b'a'; 1000]).await.unwrap();
+    // ...so another cannot have as much, until it is done. (One that got
+    // in before the first is dropped at once, which gives its share back.)
+    eventually("the budget to be held", || async {
+        let mut other = tcp_from(&server, [127, 0, 0, 1]).await;
+        other.write_all(head(60_000).as_bytes()).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(1), read_head(&mut other)).await;
+        answer.ok()?.starts_with("HTTP/1.1 503").then_some(())
+    })
+    .await;
+    // Alone it would never fit.
+    let mut alone = tcp_from(&server, [127, 0, 0, 1]).await;
+    alone.write_all(head(200_000).as_bytes()).await.unwrap();
+    assert!(read_head(&mut alone).await.starts_with("HTTP/1.1 503"));
+    holder.write_all(&[b'a'; 59_000]).await.unwrap();
+    assert!(read_head(&mut holder).await.starts_with("HTTP/1.1 201"));
+    drop(holder);
+    let body = "b".repeat(60_000);
+    let response = eventually("the budget to come back", || async {
+        let r = http()
+            .post(server.url("/probe/echo/a/1"))
+            .body(body.clone())
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 201).then_some(r)
+    })
+    .await;
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn one_address_gets_its_share_and_no_more() {
+    let server = Server::start_with(with_args(&["echo"], &["--max-connections-per-ip", "2"])).await;
+    // WebSockets: two from 127.0.0.1, then 503 before the upgrade.
+    let _a = upgraded(&server, [127, 0, 0, 1], "/ws/echo").await;
+    let _b = upgraded(&server, [127, 0, 0, 1], "/ws/echo").await;
+    let mut third = tcp_from(&server, [127, 0, 0, 1]).await;
+    third
+        .write_all(
+            b"GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(read_head(&mut third).await.starts_with("HTTP/1.1 503"));
+    // Another address has a share of its own.
+    let _c = upgraded(&server, [127, 0, 0, 2], "/ws/echo").await;
+    // Plain HTTP connections are counted apart: two idle ones, then 503.
+    let _idle = (
+        tcp_from(&server, [127, 0, 0, 3]).await,
+        tcp_from(&server, [127, 0, 0, 3]).await,
+    );
+    let mut refused = tcp_from(&server, [127, 0, 0, 3]).await;
+    assert!(read_head(&mut refused).await.starts_with("HTTP/1.1 503"));
+    let metrics = http()
+        .get(server.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in ["ws_connections_per_ip", "http_connections_per_ip"] {
+        assert!(
+            metrics.contains(&format!("reason=\"{reason}\"")),
+            "{reason}: {metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_exempt_address_has_no_per_address_cap() {
+    let server = Server::start_with(with_args(
+        &["echo"],
+        &[
+            "--max-connections-per-ip",
+            "1",
+            "--ip-limit-exempt",
+            "127.0.0.1",
+        ],
+    ))
+    .await;
+    let _a = upgraded(&server, [127, 0, 0, 1], "/ws/echo").await;
+    let mut b = server.connect("/ws/echo").await;
+    still_answers(&mut b, "exempt").await;
+}
