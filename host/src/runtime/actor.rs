@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use wasmtime::Store;
 
 use super::bindings::{Connection, Handler, HttpRequest, HttpResponse, WsEvent};
@@ -46,12 +46,37 @@ pub enum AppCommand {
         route: RouteRef,
         conn: Arc<Connection>,
         event: WsEvent,
+        /// Its share of the mailbox, given back once it has been handled.
+        held: Option<Held>,
     },
     /// Serve every later command with a new version; say so on `done`.
     Swap {
         version: Box<PreparedApp>,
         done: oneshot::Sender<()>,
     },
+}
+
+/// The share of an app's mailbox one queued message holds: one of its
+/// connection's places, and its bytes of the app's budget.
+pub struct Held {
+    /// A place of the connection's [`MailboxQuota`].
+    _place: OwnedSemaphorePermit,
+    /// Its KiB of the app's budget.
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// How many messages of one connection may wait in its app's mailbox: a
+/// client that floods waits (and stops being read, so TCP slows it down)
+/// once it has this many queued, and its neighbours never queue behind more
+/// than that of it.
+pub type MailboxQuota = Arc<Semaphore>;
+
+/// Messages one connection may have queued for its app.
+pub const MESSAGES_QUEUED_PER_CONNECTION: usize = 32;
+
+/// A fresh quota for a new connection.
+pub fn mailbox_quota() -> MailboxQuota {
+    Arc::new(Semaphore::new(MESSAGES_QUEUED_PER_CONNECTION))
 }
 
 /// Why an app gave no answer.
@@ -80,6 +105,10 @@ pub struct AppHandle {
     /// What the edge checks before involving the app; follows the serving
     /// version's settings.
     edge: arc_swap::ArcSwap<EdgeSettings>,
+    /// KiB of messages its mailbox may hold, across all its connections.
+    mailbox_bytes: Arc<Semaphore>,
+    /// The size of that budget, in KiB (one message never asks for more).
+    mailbox_kib: u32,
     /// The app's metrics (HTTP answers are counted by the caller).
     pub metrics: Arc<AppMetrics>,
 }
@@ -117,18 +146,44 @@ impl AppHandle {
         self.edge.store(Arc::new(settings));
     }
 
-    /// Sends a WebSocket event to the app, waiting for mailbox space;
-    /// false if the app is gone (unloaded), so the event went nowhere.
+    /// Sends a WebSocket event to the app, waiting for the connection's
+    /// place (`quota`), the app's byte budget and mailbox space; false if
+    /// the app is gone (unloaded), so the event went nowhere. A close event
+    /// waits for mailbox space only: it must always get through.
     pub async fn websocket_event(
         &self,
         route: RouteRef,
         conn: &Arc<Connection>,
         event: WsEvent,
+        quota: &MailboxQuota,
     ) -> bool {
+        let bytes = match &event {
+            WsEvent::Text(text) => text.len(),
+            WsEvent::Binary(data) => data.len(),
+            _ => 0,
+        };
+        let held = if matches!(event, WsEvent::Close(_)) {
+            None
+        } else {
+            let kib = u32::try_from(bytes.div_ceil(1024))
+                .unwrap_or(u32::MAX)
+                .clamp(1, self.mailbox_kib);
+            let (Ok(place), Ok(budget)) = (
+                quota.clone().acquire_owned().await,
+                self.mailbox_bytes.clone().acquire_many_owned(kib).await,
+            ) else {
+                return false;
+            };
+            Some(Held {
+                _place: place,
+                _bytes: budget,
+            })
+        };
         let command = AppCommand::WebSocket {
             route,
             conn: conn.clone(),
             event,
+            held,
         };
         self.mailbox.send(command).await.is_ok()
     }
@@ -194,7 +249,9 @@ impl AppActor {
         keys: Vec<Arc<RouteKey>>,
         file: PathBuf,
         mailbox_capacity: usize,
+        mailbox_bytes: usize,
     ) -> std::io::Result<Arc<AppHandle>> {
+        let mailbox_kib = u32::try_from(mailbox_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         let (mailbox, rx) = mpsc::channel(mailbox_capacity);
         let name = factory.app.clone();
         let metrics = factory.metrics.clone();
@@ -214,6 +271,8 @@ impl AppActor {
             name,
             file,
             mailbox,
+            mailbox_bytes: Arc::new(Semaphore::new(mailbox_kib as usize)),
+            mailbox_kib,
             metrics,
         }))
     }
@@ -301,7 +360,9 @@ impl AppActor {
                 let answer = self.http(&route, &request);
                 let _ = reply.send(answer);
             }
-            AppCommand::WebSocket { route, conn, event } => {
+            AppCommand::WebSocket {
+                route, conn, event, ..
+            } => {
                 let is_close = matches!(event, WsEvent::Close(_));
                 self.websocket(&route, &conn, &event);
                 if is_close {

@@ -100,8 +100,15 @@ pub struct RouteTarget {
 impl RouteTarget {
     /// Delivers a WebSocket event of `conn` to the app; false if the app
     /// is gone and the event went nowhere.
-    pub async fn dispatch(&self, conn: &Arc<Connection>, event: WsEvent) -> bool {
-        self.app.websocket_event(self.route(), conn, event).await
+    pub async fn dispatch(
+        &self,
+        conn: &Arc<Connection>,
+        event: WsEvent,
+        quota: &actor::MailboxQuota,
+    ) -> bool {
+        self.app
+            .websocket_event(self.route(), conn, event, quota)
+            .await
     }
 
     /// The route as the app's actor resolves it.
@@ -354,6 +361,7 @@ impl Runtime {
             keys,
             app.file,
             self.limits.mailbox_capacity.get(),
+            self.limits.mailbox_bytes.get(),
         )
         .context("starting the app's thread")
     }

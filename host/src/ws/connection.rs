@@ -137,7 +137,9 @@ impl ConnectionTask {
         // cluster's broadcasts to this path.
         backplane.listening(&handle.room).await;
         let registry = backplane.registry();
-        target.dispatch(&info, WsEvent::Open).await;
+        // This connection's places in its app's mailbox.
+        let quota = crate::runtime::actor::mailbox_quota();
+        target.dispatch(&info, WsEvent::Open, &quota).await;
 
         let (mut sink, mut stream) = ws.split();
         // One timer per connection: pings, dead-peer and idle checks.
@@ -195,12 +197,12 @@ impl ConnectionTask {
                     Some(Ok(Message::Text(text))) => {
                         messages_in.increment(1);
                         bytes_in.increment(text.len() as u64);
-                        target.dispatch(&info, WsEvent::Text(text.as_str().to_owned())).await;
+                        target.dispatch(&info, WsEvent::Text(text.as_str().to_owned()), &quota).await;
                     }
                     Some(Ok(Message::Binary(data))) => {
                         messages_in.increment(1);
                         bytes_in.increment(data.len() as u64);
-                        target.dispatch(&info, WsEvent::Binary(data.to_vec())).await;
+                        target.dispatch(&info, WsEvent::Binary(data.to_vec()), &quota).await;
                     }
                     // tungstenite answers pings itself; pongs need nothing.
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
@@ -226,7 +228,7 @@ impl ConnectionTask {
             code: ending.code,
             reason: ending.reason.clone(),
         });
-        if !target.dispatch(&info, close_event).await {
+        if !target.dispatch(&info, close_event, &quota).await {
             registry.forget(&handle.id);
         }
         finish_close(sink, stream, &ending, write_timeout).await;
@@ -235,12 +237,18 @@ impl ConnectionTask {
 
 /// Runs a write, unless the peer does not take it within `timeout` (the
 /// connection is dropped: nobody is there to close with) or the connection
-/// is evicted meanwhile.
+/// is evicted meanwhile. A write the socket takes at once (the common case)
+/// costs no timer.
 async fn bounded<T>(
     handle: &ConnectionHandle,
     timeout: Duration,
     write: impl Future<Output = T>,
 ) -> Result<T, Ending> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(written) = first {
+        return Ok(written);
+    }
     tokio::select! {
         written = tokio::time::timeout(timeout, write) => written.map_err(|_| {
             tracing::debug!(connection = %handle.id, "peer took no write for {timeout:?}; dropping it");
