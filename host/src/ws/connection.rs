@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
@@ -364,6 +364,9 @@ async fn finish_close<S>(
     };
     let linger = async {
         let socket = ws.get_mut();
+        // Our side is done: saying so (FIN after the close frame) lets a
+        // peer that has read our close frame finish at once.
+        let _ = socket.shutdown().await;
         let mut scratch = vec![0u8; 16 * 1024];
         let mut dropped = 0;
         while dropped < LINGER_BYTES {
