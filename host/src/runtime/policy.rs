@@ -194,32 +194,29 @@ impl AppPolicy {
         ceilings: &Ceilings,
         metering: bool,
     ) -> anyhow::Result<Self> {
-        let within = |name: &str, value: Option<usize>, default: usize, ceiling: usize| match value
-        {
-            Some(0) => bail!("{name} must be at least 1"),
-            Some(v) if v > ceiling => {
-                bail!("{name} = {v} is above the operator's ceiling of {ceiling}")
-            }
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
-        if config.fuel.is_some() && !metering {
-            bail!("fuel needs the server started with --fuel-per-event");
-        }
-        let above = |name: &str, value: u64, ceiling: u64| {
+        /// A value from the file, at least 1 and at most its ceiling.
+        fn checked(name: &str, value: u64, ceiling: u64) -> anyhow::Result<u64> {
             anyhow::ensure!(value >= 1, "{name} must be at least 1");
             anyhow::ensure!(
                 value <= ceiling,
                 "{name} = {value} is above the operator's ceiling of {ceiling}"
             );
-            Ok(())
+            Ok(value)
+        }
+        let within = |name: &str, value: Option<usize>, default: usize, ceiling: usize| {
+            value.map_or(Ok(default), |v| {
+                checked(name, v as u64, ceiling as u64).map(|v| v as usize)
+            })
         };
+        if config.fuel.is_some() && !metering {
+            bail!("fuel needs the server started with --fuel-per-event");
+        }
         if let Some(fuel) = config.fuel {
-            above("fuel", fuel, ceilings.fuel)?;
+            checked("fuel", fuel, ceilings.fuel)?;
         }
         if let Some(ms) = config.event_timeout_ms {
             let ceiling = u64::try_from(ceilings.event_timeout.as_millis()).unwrap_or(u64::MAX);
-            above("event_timeout_ms", ms, ceiling)?;
+            checked("event_timeout_ms", ms, ceiling)?;
         }
         let data_dir = match config.data_dir {
             None => None,
