@@ -321,15 +321,8 @@ async fn counts_expire_in_a_long_outage_and_come_back_with_redis() {
     a1.send("id").await;
     a1.recv().await;
     let dropped = eventually("a dropped message to be counted", || async {
-        let metrics = http()
-            .get(a.admin_url("/metrics"))
-            .send()
+        a.metrics()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
             .lines()
             .any(|line| line.starts_with("tina4_backplane_dropped_total{"))
             .then_some(())
@@ -549,15 +542,8 @@ async fn with_a_shared_secret_a_forged_envelope_is_refused() {
         .publish(channel, &forged_broadcast("chat/ws/room/lobby", "forged"))
         .await;
     eventually("the forgery to be refused", || async {
-        let metrics = http()
-            .get(a.admin_url("/metrics"))
-            .send()
+        a.metrics()
             .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metrics
             .lines()
             .any(|l| l.starts_with("tina4_backplane_refused_total{reason=\"unsealed\"}"))
             .then_some(())

@@ -23,16 +23,6 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn scrape(server: &Server) -> String {
-    let response = http()
-        .get(server.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn metrics_count_connections_messages_failures_and_requests() {
     let server = Server::start(&["chat", "probe"]).await;
@@ -87,7 +77,7 @@ async fn metrics_count_connections_messages_failures_and_requests() {
         500
     );
 
-    let text = scrape(&server).await;
+    let text = server.metrics().await;
     let chat = [("app", "chat")];
     assert_eq!(
         metric(&text, "tina4_ws_connections_opened_total", &chat),

@@ -261,14 +261,7 @@ async fn one_address_gets_its_share_and_no_more() {
     );
     let mut refused = tcp_from(&server, [127, 0, 0, 3]).await;
     assert!(read_head(&mut refused).await.starts_with("HTTP/1.1 503"));
-    let metrics = http()
-        .get(server.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for reason in ["ws_connections_per_ip", "http_connections_per_ip"] {
         assert!(
             metrics.contains(&format!("reason=\"{reason}\"")),
@@ -292,4 +285,27 @@ async fn an_exempt_address_has_no_per_address_cap() {
     let _a = upgraded(&server, [127, 0, 0, 1], "/ws/echo").await;
     let mut b = server.connect("/ws/echo").await;
     still_answers(&mut b, "exempt").await;
+}
+
+#[tokio::test]
+async fn a_flood_of_big_messages_waits_for_its_app_instead_of_filling_memory() {
+    let server = Server::start(&["hostile", "echo"]).await;
+    let before = server.peak_rss();
+    // The app is busy for a second (until its CPU deadline)...
+    let mut spinner = server.connect("/ws/hostile").await;
+    spinner.send("spin").await;
+    // ...while another of its clients sends 300 MiB. Once that connection
+    // has 32 messages queued, the server stops reading it, and the flood
+    // waits in the sockets, not in the server's memory.
+    let mut flooder = server.connect("/ws/hostile").await;
+    let message = format!("flood {}", "x".repeat((1 << 20) - 6));
+    for _ in 0..300 {
+        if !flooder.send_within(&message, Duration::from_secs(2)).await {
+            break;
+        }
+    }
+    let grew = server.peak_rss().saturating_sub(before);
+    assert!(grew < 128 << 20, "the server grew by {} MiB", grew >> 20);
+    let mut bystander = server.connect("/ws/echo").await;
+    still_answers(&mut bystander, "after the flood").await;
 }

@@ -463,6 +463,17 @@ impl Server {
         }
     }
 
+    /// What its admin listener's `/metrics` says now.
+    pub async fn metrics(&self) -> String {
+        let response = http()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("scraping /metrics");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("the metrics text")
+    }
+
     /// The most memory the process has held so far (its peak RSS), in bytes.
     pub fn peak_rss(&self) -> u64 {
         let pid = self.child.id().expect("the server is running");
@@ -509,6 +520,15 @@ impl Client {
         within("sending", self.ws.send(Message::text(text)))
             .await
             .expect("sending a message");
+    }
+
+    /// Sends a text message unless the socket takes none of it within
+    /// `limit` (the peer has stopped reading); whether it went.
+    pub async fn send_within(&mut self, text: &str, limit: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(limit, self.ws.send(Message::text(text))).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Sends `value` as JSON text.

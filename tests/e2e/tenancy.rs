@@ -31,6 +31,27 @@ async fn chat_and_squatter() -> Server {
     .await
 }
 
+/// The squatter, on a host of its own (its pattern would otherwise
+/// overlap echo's), with echo as the bystander, serving `apps`.
+async fn squatter_on_its_host(apps: std::path::PathBuf) -> Server {
+    std::fs::write(apps.join("broad.toml"), "hosts = [\"broad.test\"]\n").unwrap();
+    Server::start_with(ServerOptions {
+        apps: vec!["broad", "echo"],
+        apps_dir: Some(apps),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A GET of `path` as a browser on `host` would send it.
+fn get_on(
+    server: &Server,
+    host: &str,
+    path: &str,
+) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+    http().get(server.url(path)).header("host", host).send()
+}
+
 #[tokio::test]
 async fn a_room_belongs_to_one_app_whatever_the_path() {
     let server = chat_and_squatter().await;
@@ -84,20 +105,12 @@ async fn encoded_separators_and_unknown_hosts_are_refused_before_any_app() {
         server.upgrade_status("/ws/room/lobby", &rebound).await,
         Some(421)
     );
-    let response = http()
-        .get(server.url("/room/lobby"))
-        .header("host", "evil.example")
-        .send()
+    let response = get_on(&server, "evil.example", "/room/lobby")
         .await
         .unwrap();
     assert_eq!(response.status(), 421);
     // A claimed host reaches only its app: the chat page is not there.
-    let response = http()
-        .get(server.url("/room/lobby"))
-        .header("host", "broad.test")
-        .send()
-        .await
-        .unwrap();
+    let response = get_on(&server, "broad.test", "/room/lobby").await.unwrap();
     assert_eq!(response.status(), 404);
     // A malformed Origin is a refusal, not a missing one.
     let mut request = server
@@ -145,20 +158,8 @@ async fn links_out_of_an_apps_folder_reach_nothing() {
     )
     .unwrap();
     std::fs::write(apps.join("broad/templates/ok.txt"), "fine").unwrap();
-    // On a host of its own: its pattern would otherwise overlap echo's.
-    std::fs::write(apps.join("broad.toml"), "hosts = [\"broad.test\"]\n").unwrap();
-    let server = Server::start_with(ServerOptions {
-        apps: vec!["broad", "echo"],
-        apps_dir: Some(apps),
-        ..Default::default()
-    })
-    .await;
-    let get = |path: &str| {
-        http()
-            .get(server.url(path))
-            .header("host", "broad.test")
-            .send()
-    };
+    let server = squatter_on_its_host(apps).await;
+    let get = |path: &str| get_on(&server, "broad.test", path);
     for file in ["/passwd", "/hostname", "/os-release"] {
         assert_eq!(get(file).await.unwrap().status(), 404, "{file}");
     }
@@ -272,20 +273,9 @@ async fn template_bombs_meet_their_limits_and_the_host_keeps_its_memory() {
     )
     .unwrap();
     std::fs::write(templates.join("ok.txt"), "still {{ 6 * 7 }}").unwrap();
-    std::fs::write(apps.join("broad.toml"), "hosts = [\"broad.test\"]\n").unwrap();
-    let server = Server::start_with(ServerOptions {
-        apps: vec!["broad", "echo"],
-        apps_dir: Some(apps),
-        ..Default::default()
-    })
-    .await;
+    let server = squatter_on_its_host(apps).await;
     let mut bystander = server.connect("/ws/echo").await;
-    let get = |path: &str| {
-        http()
-            .get(server.url(path))
-            .header("host", "broad.test")
-            .send()
-    };
+    let get = |path: &str| get_on(&server, "broad.test", path);
     let bomb = get("/broad/render/bomb.txt").await.unwrap();
     assert_eq!(bomb.status(), 500);
     server
