@@ -68,6 +68,8 @@ impl Host {
                 "1000000",
             ])
             .args(extra)
+            // Load generators send as fast as they can.
+            .env("TINA4_WS_MESSAGES_PER_SECOND", "0")
             .env("RUST_LOG", "warn");
         Self::spawn(command).await
     }
@@ -150,6 +152,11 @@ pub struct Pair {
 impl Pair {
     /// Both servers; tina4-wasm serves the example `apps`.
     pub async fn start(apps: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(apps, &[]).await
+    }
+
+    /// [`Pair::start`], with `extra` flags for tina4-wasm.
+    pub async fn start_with(apps: &[&str], extra: &[&str]) -> anyhow::Result<Self> {
         let root = tempfile::tempdir()?;
         let (dir, cache) = (root.path().join("apps"), root.path().join("cache"));
         std::fs::create_dir_all(&dir)?;
@@ -157,7 +164,8 @@ impl Pair {
             std::fs::copy(component(app)?, dir.join(format!("{app}.wasm")))?;
         }
         // The benchmarks open more connections than the default cap.
-        let tina4 = Host::start(&dir, &cache, &["--max-connections", "1000000"]).await?;
+        let flags = [&["--max-connections", "1000000"], extra].concat();
+        let tina4 = Host::start(&dir, &cache, &flags).await?;
         let native = Host::native().await?;
         Ok(Self {
             _root: root,

@@ -10,12 +10,17 @@
 //! - [`echo`], [`fanout`], [`idle`], [`http_load`], [`startup`]: the
 //!   scenarios run by `all`; [`plot`] draws the fan-out plot.
 //! - [`swap`]: hot-swap latency, cold and from the compile cache.
+//! - [`neighbours`]: a bystander's latency while another client of the
+//!   same app floods it.
+//! - [`churn`]: a million connect/disconnect cycles; resident memory
+//!   against the warm baseline.
 //! - [`backplane`]: delivery across instances through Redis, beside
 //!   delivery within one.
 //! - [`languages`]: what an app costs in each guest language (size,
 //!   compile, cached load, instantiate, CPU per event).
 
 mod backplane;
+mod churn;
 mod echo;
 mod fanout;
 mod host;
@@ -24,6 +29,7 @@ mod idle;
 mod languages;
 mod load;
 mod native;
+mod neighbours;
 mod plot;
 mod startup;
 mod stats;
@@ -52,12 +58,14 @@ struct All {
     http: http_load::Options,
     #[command(flatten)]
     startup: startup::Options,
+    #[command(flatten)]
+    neighbours: neighbours::Options,
 }
 
 #[derive(Subcommand)]
 enum Scenario {
     /// Every scenario below against the native baseline (echo, fan-out,
-    /// idle, HTTP, startup), with sizes as flags.
+    /// idle, HTTP, startup, neighbours), with sizes as flags.
     All(All),
     /// Echo round trips at several client counts.
     Echo(echo::Options),
@@ -69,6 +77,10 @@ enum Scenario {
     Http(http_load::Options),
     /// Time to start with a warm compile cache.
     Startup(startup::Options),
+    /// A bystander's latency while another client of the same app floods.
+    Neighbours(neighbours::Options),
+    /// A million connect/welcome/disconnect cycles: RSS against the warm baseline.
+    Churn(churn::Options),
     /// Hot-swap latency: from a component file's close-after-write to the
     /// first reply from the new version, cold (compiled) and cached.
     Swap(swap::Options),
@@ -102,13 +114,16 @@ fn main() -> anyhow::Result<()> {
                 fanout::run(&all.fanout).await?;
                 idle::run(&all.idle).await?;
                 http_load::run(&all.http).await?;
-                startup::run(&all.startup).await
+                startup::run(&all.startup).await?;
+                neighbours::run(&all.neighbours).await
             }
             Scenario::Echo(options) => echo::run(&options).await,
             Scenario::Fanout(options) => fanout::run(&options).await,
             Scenario::Idle(options) => idle::run(&options).await,
             Scenario::Http(options) => http_load::run(&options).await,
             Scenario::Startup(options) => startup::run(&options).await,
+            Scenario::Neighbours(options) => neighbours::run(&options).await,
+            Scenario::Churn(options) => churn::run(&options).await,
             Scenario::Swap(options) => swap::run(options).await,
             Scenario::Backplane(options) => backplane::run(options).await,
             Scenario::Languages(options) => languages::run(&options).await,
@@ -134,6 +149,8 @@ mod tests {
             "swap",
             "backplane",
             "languages",
+            "neighbours",
+            "churn",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");

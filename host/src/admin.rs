@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::http::{Body, plain};
+use crate::http::{Body, full, plain};
 use crate::server::ServerState;
 
 /// What the admin endpoints report on.
@@ -60,7 +58,7 @@ async fn answer(
 ) -> Result<Response<Body>, Infallible> {
     Ok(match request.uri().path() {
         "/metrics" => {
-            let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            let mut response = Response::new(full(state.metrics.render()));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -72,7 +70,7 @@ async fn answer(
             let ready = state.server.ready.load(Ordering::Acquire);
             let body =
                 serde_json::json!({ "ready": ready, "backplane": state.server.backplane.status() });
-            let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+            let mut response = Response::new(full(body.to_string()));
             *response.status_mut() = if ready {
                 StatusCode::OK
             } else {

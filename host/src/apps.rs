@@ -54,6 +54,7 @@ impl Version {
             edge: EdgeSettings {
                 max_connections: prepared.policy().max_connections,
                 audience: prepared.policy().audience(&prepared.name),
+                message_rate: prepared.policy().message_rate,
             },
             routes: prepared.routes.clone(),
             hosts: prepared.policy().hosts.clone(),

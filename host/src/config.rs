@@ -2,7 +2,7 @@
 //! variables (and a `.env` file in the working directory) as fallbacks.
 
 use std::net::IpAddr;
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -140,6 +140,20 @@ impl BackplaneConfig {
         }
         Ok(())
     }
+}
+
+/// What happens to a WebSocket message sent faster than its connection's
+/// rate allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverRate {
+    /// Drop the message and count it; the connection stays.
+    Drop,
+    /// Close the connection with 1008.
+    Close,
+    /// Stop reading the connection until the rate allows its next message:
+    /// nothing is lost, and TCP slows the client down.
+    Wait,
 }
 
 /// Which backplane.
@@ -407,6 +421,27 @@ pub struct Limits {
     #[arg(long, default_value = "1024", env = "TINA4_WS_OUTBOX")]
     pub outbox_capacity: NonZeroUsize,
 
+    /// Messages per second one WebSocket connection may send, on average
+    /// (0: no limit). Apps may set their own, within
+    /// `--ws-messages-per-second-max`.
+    #[arg(long, default_value = "1000", env = "TINA4_WS_MESSAGES_PER_SECOND")]
+    pub ws_messages_per_second: u32,
+
+    /// Messages one WebSocket connection may send at once, above its rate.
+    #[arg(long, default_value = "2000", env = "TINA4_WS_MESSAGE_BURST")]
+    pub ws_message_burst: NonZeroU32,
+
+    /// What happens to a message over its connection's rate: dropped (and
+    /// counted), the connection closed with 1008, or the connection read no
+    /// further until the rate allows (TCP slows the client down).
+    #[arg(long, value_enum, default_value = "close", env = "TINA4_WS_OVER_RATE")]
+    pub ws_over_rate: OverRate,
+
+    /// Bytes of messages queued for one connection before it counts as a
+    /// slow consumer and is closed with 1008 (one message always fits).
+    #[arg(long, default_value = "16777216", env = "TINA4_WS_OUTBOX_BYTES")]
+    pub outbox_bytes: NonZeroUsize,
+
     /// Events queued for one app before senders wait.
     #[arg(long, default_value = "4096", env = "TINA4_APP_MAILBOX")]
     pub mailbox_capacity: NonZeroUsize,
@@ -462,6 +497,15 @@ pub struct Ceilings {
     /// Most elements per table an app may ask for.
     #[arg(long, default_value = "10000000", env = "TINA4_APP_TABLE_ELEMENTS_MAX")]
     pub app_table_elements_max: NonZeroUsize,
+
+    /// Most messages per second per connection an app may allow (its
+    /// burst may be at most twice that).
+    #[arg(
+        long,
+        default_value = "100000",
+        env = "TINA4_WS_MESSAGES_PER_SECOND_MAX"
+    )]
+    pub ws_messages_per_second_max: NonZeroU32,
 
     /// Most WebSocket connections an app may ask to hold.
     #[arg(long, default_value = "100000", env = "TINA4_APP_CONNECTIONS_MAX")]

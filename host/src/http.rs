@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -17,8 +18,16 @@ use crate::runtime::{AppCallError, RouteTarget};
 use crate::server::ServerState;
 use crate::{statics, telemetry, ws};
 
-/// The body type of every response the host sends.
-pub type Body = Full<Bytes>;
+/// The body type of every response the host sends: bytes in memory, or
+/// a file read as it is sent ([`statics`]).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A body of bytes already in memory.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 /// Handles one request on the shared port: WebSocket upgrades go to
 /// [`ws::upgrade`], everything else to an app's HTTP route.
@@ -359,7 +368,7 @@ fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
     } else {
         Bytes::from(answer.body)
     };
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     for (name, value) in answer.headers {
         match (
@@ -378,7 +387,7 @@ fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
 
 /// A short plain-text response.
 pub fn plain(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    let mut response = Response::new(full(format!("{message}\n")));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

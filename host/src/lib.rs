@@ -16,6 +16,8 @@
 //! - [`config`]: settings for `serve`, from flags, `TINA4_*` env and `.env`.
 //! - [`server`]: binds the port, accepts connections, shuts down cleanly.
 //! - [`admission`]: caps on open HTTP connections, in all and per client.
+//! - [`write_deadline`]: ends an HTTP connection whose peer stops taking
+//!   our writes.
 //! - [`http`]: one HTTP request → route → app → response.
 //! - [`auth`]: JWT verification for secured routes.
 //! - [`router`]: route patterns (`{name}`, `{name:int}`) and the route table.
@@ -65,4 +67,5 @@ pub mod source_watch;
 pub mod statics;
 pub mod telemetry;
 pub mod templates;
+pub mod write_deadline;
 pub mod ws;

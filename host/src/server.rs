@@ -20,6 +20,7 @@ use crate::backplane::Backplane;
 use crate::config::{EdgePolicy, Limits, ServeConfig, ServerNames};
 use crate::router::RouteTable;
 use crate::runtime::{Runtime, SharedRoutes};
+use crate::write_deadline::{Stall, Watched};
 use crate::ws::registry::ConnectionRegistry;
 use crate::{admin, reload, source_watch, telemetry};
 
@@ -211,6 +212,8 @@ async fn accept_until_shutdown(
             let _slot = slot;
             let shutdown = state.shutdown.clone();
             let handshake_timeout = state.edge.handshake_timeout();
+            let write_timeout = state.edge.write_timeout();
+            let stall = Stall::new();
             let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(PeerAddr(peer));
                 crate::http::handle(state.clone(), request)
@@ -218,11 +221,16 @@ async fn accept_until_shutdown(
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(handshake_timeout)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(Watched::new(stream, stall.clone())), service)
                 .with_upgrades();
             tokio::pin!(connection);
             let ended = tokio::select! {
                 ended = connection.as_mut() => ended,
+                // A peer that takes none of a response: let it go.
+                () = stall.deadline(write_timeout) => {
+                    tracing::debug!(%peer, "peer took no write for {write_timeout:?}; dropping it");
+                    return;
+                }
                 () = shutdown.cancelled() => {
                     // Finish the request in flight, then close.
                     connection.as_mut().graceful_shutdown();

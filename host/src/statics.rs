@@ -9,18 +9,26 @@
 //! symbolic link (the public folder itself included) reaches anything
 //! outside it. Files belong to apps like routes do: per host, and an app's
 //! listed files cannot be shadowed by another's. Responses carry a content type from the file
-//! extension and a strong ETag (a content hash); `If-None-Match` gets 304.
+//! extension and a strong ETag (a content hash of a small file, the size
+//! and modification time of a large one); `If-None-Match` gets 304. A
+//! large file is sent as it is read, never held whole.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use std::io::Read;
+
 use bytes::Bytes;
-use http_body_util::Full;
+use futures_util::TryStreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio_util::io::ReaderStream;
 
-use crate::http::Body;
+use crate::http::{Body, full};
 use crate::layout::AppLayout;
 use crate::router::RequestPath;
 use crate::runtime::{AppHandle, SharedRoutes};
@@ -34,19 +42,72 @@ pub const FROND_PATH: &str = "/js/frond.js";
 /// Largest file served, in bytes: public folders are for pages' assets.
 const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Largest file read whole into memory; a larger one is sent as it is
+/// read, so a client that reads slowly (or not at all) holds a chunk of
+/// it, not all of it.
+const IN_MEMORY_BYTES: u64 = 256 * 1024;
+
+/// How much of a large file is read at a time.
+const CHUNK_BYTES: usize = 64 * 1024;
+
 /// A file found for a request.
 pub struct StaticFile {
     /// Its content.
-    body: Bytes,
+    content: Content,
     /// Its content type.
     content_type: String,
+}
+
+/// A file's content, in memory or still on disk.
+enum Content {
+    /// A small file, read whole; its ETag is a hash of its content.
+    Bytes(Bytes),
+    /// A large file, opened; its ETag is its size and modification time.
+    File {
+        /// The open file, read as the response is sent.
+        file: std::fs::File,
+        /// Its size when opened: what the response promises.
+        len: u64,
+        /// When it was last changed, in ns since the epoch.
+        modified: u128,
+    },
+}
+
+impl Content {
+    fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(bytes) => bytes.len() as u64,
+            Content::File { len, .. } => *len,
+        }
+    }
+
+    fn etag(&self) -> String {
+        match self {
+            Content::Bytes(bytes) => format!(
+                "\"{}\"",
+                &crate::runtime::cache::hex(&Sha256::digest(bytes))[..20]
+            ),
+            Content::File { len, modified, .. } => format!("\"{len:x}-{modified:x}\""),
+        }
+    }
+
+    fn into_body(self) -> Body {
+        match self {
+            Content::Bytes(bytes) => full(bytes),
+            Content::File { file, len, .. } => {
+                let file = tokio::fs::File::from_std(file).take(len);
+                let chunks = ReaderStream::with_capacity(file, CHUNK_BYTES).map_ok(Frame::data);
+                StreamBody::new(chunks).boxed_unsync()
+            }
+        }
+    }
 }
 
 impl StaticFile {
     /// The built-in frond.js.
     fn frond() -> Self {
         Self {
-            body: Bytes::from_static(FROND_JS.as_bytes()),
+            content: Content::Bytes(Bytes::from_static(FROND_JS.as_bytes())),
             content_type: "text/javascript; charset=utf-8".to_string(),
         }
     }
@@ -54,22 +115,20 @@ impl StaticFile {
     /// The response: 304 if the client's ETag matches, else the file
     /// (without a body for HEAD).
     pub fn respond(self, request_headers: &HeaderMap, head: bool) -> Response<Body> {
-        let etag = format!(
-            "\"{}\"",
-            &crate::runtime::cache::hex(&Sha256::digest(&self.body))[..20]
-        );
+        let etag = self.content.etag();
+        let len = self.content.len();
         let matches = request_headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
         let (status, body) = if matches {
-            (StatusCode::NOT_MODIFIED, Bytes::new())
+            (StatusCode::NOT_MODIFIED, full(Bytes::new()))
         } else if head {
-            (StatusCode::OK, Bytes::new())
+            (StatusCode::OK, full(Bytes::new()))
         } else {
-            (StatusCode::OK, self.body.clone())
+            (StatusCode::OK, self.content.into_body())
         };
-        let mut response = Response::new(Full::new(body));
+        let mut response = Response::new(body);
         *response.status_mut() = status;
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&etag) {
@@ -84,9 +143,7 @@ impl StaticFile {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             );
-            if head {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
-            }
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         response
     }
@@ -143,13 +200,33 @@ fn safe_segments(path: &RequestPath) -> Option<Vec<&str>> {
 /// there; the confined folder refuses anything that resolves outside it.
 fn read_inside(layout: &AppLayout, relative: &str) -> Option<StaticFile> {
     let public = layout.open(AppLayout::PUBLIC).ok()??;
-    let meta = public.metadata(relative).ok()?;
+    // What is checked is the file opened, not a name that may change.
+    let mut file = public.open(relative).ok()?.into_std();
+    let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
         return None;
     }
-    let body = public.read(relative).ok()?;
+    let content = if meta.len() <= IN_MEMORY_BYTES {
+        let mut body = Vec::with_capacity(meta.len() as usize);
+        file.by_ref()
+            .take(IN_MEMORY_BYTES)
+            .read_to_end(&mut body)
+            .ok()?;
+        Content::Bytes(Bytes::from(body))
+    } else {
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Content::File {
+            file,
+            len: meta.len(),
+            modified,
+        }
+    };
     Some(StaticFile {
-        body: Bytes::from(body),
+        content,
         content_type: content_type_of(Path::new(relative)),
     })
 }

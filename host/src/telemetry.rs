@@ -50,6 +50,10 @@ pub const BACKPLANE_DROPPED: &str = "tina4_backplane_dropped_total";
 /// given up before the app got to them (counter).
 pub const HTTP_ABANDONED: &str = "tina4_http_abandoned_total";
 
+/// WebSocket messages over their connection's rate, by app (counter);
+/// dropped or ending the connection, as the app's policy says.
+pub const RATE_LIMITED: &str = "tina4_ws_rate_limited_total";
+
 /// Connections and requests refused before any app was involved, by
 /// reason (counter).
 pub const REFUSED: &str = "tina4_refused_total";

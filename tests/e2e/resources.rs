@@ -309,3 +309,184 @@ async fn a_flood_of_big_messages_waits_for_its_app_instead_of_filling_memory() {
     let mut bystander = server.connect("/ws/echo").await;
     still_answers(&mut bystander, "after the flood").await;
 }
+
+#[tokio::test]
+async fn a_slow_consumer_of_big_frames_is_bounded_in_bytes() {
+    // Frames are far under the frame bound (1024); bytes are what fill up.
+    let server = Server::start_with(with_args(
+        &["echo"],
+        &[
+            "--outbox-bytes",
+            "262144",
+            "--send-buffer-bytes",
+            "4096",
+            "--max-message-bytes",
+            "65536",
+        ],
+    ))
+    .await;
+    let _stuck = upgraded(&server, [127, 0, 0, 1], "/ws/broadcast/b").await;
+    let mut flooder = server.connect("/ws/broadcast/b").await;
+    // 64 frames of 60 kB: 3.8 MB, past the socket, the write buffer
+    // (64 KiB + 128 KiB) and a 256 KiB outbox.
+    let big = "x".repeat(60_000);
+    for _ in 0..64 {
+        flooder.send(&big).await;
+        assert_eq!(flooder.recv().await.len(), big.len());
+    }
+    server
+        .wait_for_log(&["closing connection", "code=1008", "slow consumer"])
+        .await;
+}
+
+#[tokio::test]
+async fn a_connection_over_its_message_rate_is_closed_with_1008() {
+    let server = Server::start_with(with_args(
+        &["echo"],
+        &["--ws-messages-per-second", "5", "--ws-message-burst", "10"],
+    ))
+    .await;
+    let mut client = server.connect("/ws/echo").await;
+    // Forty at once: ten fit the burst, and a few more the rate refills
+    // while they travel; the rest are over.
+    for n in 0..40 {
+        client.send(&format!("m{n}")).await;
+    }
+    let (code, reason) = client.close_after_messages().await;
+    assert_eq!((code, reason.as_str()), (1008, "message rate exceeded"));
+    let mut bystander = server.connect("/ws/echo").await;
+    still_answers(&mut bystander, "unaffected").await;
+}
+
+#[tokio::test]
+async fn an_app_can_choose_to_drop_messages_over_its_rate() {
+    let settings = "messages_per_second = 1\nmessage_burst = 3\nover_message_rate = \"drop\"\n";
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["echo"],
+        files: vec![("echo.toml", settings.as_bytes().to_vec())],
+        ..Default::default()
+    })
+    .await;
+    let mut client = server.connect("/ws/echo").await;
+    for n in 0..10 {
+        client.send(&format!("m{n}")).await;
+    }
+    // The burst gets through, in order...
+    for n in 0..3 {
+        assert_eq!(client.recv().await, format!("Echo: m{n}"));
+    }
+    // ...the rest are dropped and counted (one may have been refilled
+    // while they travelled), and the connection stays.
+    let dropped = eventually("the drops to be counted", || async {
+        let metrics = server.metrics().await;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("tina4_ws_rate_limited_total{app=\"echo\"}"))?
+            .to_string();
+        let n: u64 = line.rsplit(' ').next()?.parse().ok()?;
+        (n >= 6).then_some(n)
+    })
+    .await;
+    assert!(dropped <= 7, "{dropped} dropped");
+    client.pong().await;
+    assert_eq!(server.count_log(&["message rate exceeded"]), 0);
+}
+
+/// Opens `path` with a tiny receive buffer, reads the response head and
+/// then stops reading; the socket, for later.
+async fn request_and_stop_reading(server: &Server, path: &str) -> TcpStream {
+    let mut stream = tcp_from(server, [127, 0, 0, 1]).await;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream
+}
+
+#[tokio::test]
+async fn a_large_file_nobody_reads_costs_a_chunk_and_ends_at_the_write_timeout() {
+    const FILE: usize = 30 << 20;
+    const CLIENTS: usize = 20;
+    let server = Server::start_with(with_args(
+        &["chat"],
+        &[
+            "--write-timeout-ms",
+            "1000",
+            "--send-buffer-bytes",
+            "4096",
+            "--max-http-connections",
+            "20",
+        ],
+    ))
+    .await;
+    std::fs::write(
+        server.apps_dir().join("chat/public/big.bin"),
+        vec![7u8; FILE],
+    )
+    .unwrap();
+    let before = server.peak_rss();
+    let mut stuck = Vec::new();
+    for _ in 0..CLIENTS {
+        stuck.push(request_and_stop_reading(&server, "/big.bin").await);
+    }
+    // Every HTTP slot is taken by a client that does not read, until the
+    // server gives up on them at the write timeout: then all twenty slots
+    // can be held again (by keep-alive connections that did read).
+    let mut held = Vec::new();
+    within("the stuck clients' slots", async {
+        while held.len() < CLIENTS {
+            let mut probe = tcp_from(&server, [127, 0, 0, 1]).await;
+            let request = "GET /css/chat.css HTTP/1.1\r\nHost: localhost\r\n\r\n";
+            probe.write_all(request.as_bytes()).await.unwrap();
+            if read_head(&mut probe).await.starts_with("HTTP/1.1 200") {
+                held.push(probe);
+            } else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    })
+    .await;
+    for mut stream in stuck {
+        let got = within("what the server had sent", async {
+            let mut scratch = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            loop {
+                match stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        assert!(got < FILE, "all {got} bytes arrived");
+    }
+    // Nor did it ever hold the file in memory for any of them.
+    let grew = server.peak_rss().saturating_sub(before);
+    assert!(grew < 48 << 20, "the server grew by {} MiB", grew >> 20);
+}
+
+#[tokio::test]
+async fn an_app_can_choose_to_slow_a_fast_sender_down_and_lose_nothing() {
+    let settings = "messages_per_second = 1\nmessage_burst = 2\nover_message_rate = \"wait\"\n";
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["echo"],
+        files: vec![("echo.toml", settings.as_bytes().to_vec())],
+        ..Default::default()
+    })
+    .await;
+    let mut client = server.connect("/ws/echo").await;
+    for n in 0..4 {
+        client.send(&format!("m{n}")).await;
+    }
+    // Two at once, then one a second: every one of them, in order.
+    for n in 0..4 {
+        assert_eq!(client.recv().await, format!("Echo: m{n}"));
+    }
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("tina4_ws_rate_limited_total{app=\"echo\"}"),
+        "the waits are counted"
+    );
+    let mut bystander = server.connect("/ws/echo").await;
+    still_answers(&mut bystander, "unaffected").await;
+}

@@ -274,7 +274,6 @@ impl Server {
             command.current_dir(cwd);
         }
         let mut child = command
-            .envs(options.env.iter().cloned())
             .arg("serve")
             .arg(&apps)
             .args(["--host", "127.0.0.1", "--admin-listen", "127.0.0.1:0"])
@@ -285,6 +284,7 @@ impl Server {
             .args(&options.args)
             .env("RUST_LOG", "info")
             .env_remove("TINA4_PORT")
+            .envs(options.env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -578,6 +578,41 @@ impl Client {
             Message::Close(Some(frame)) => (u16::from(frame.code), frame.reason.to_string()),
             Message::Close(None) => (1005, String::new()),
             other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// Pings and waits for the pong, skipping data messages: the
+    /// connection is still open and read.
+    pub async fn pong(&mut self) {
+        within("a pong", async {
+            self.ws
+                .send(Message::Ping(b"still there?".to_vec().into()))
+                .await
+                .expect("pinging");
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Pong(_))) => return,
+                    Some(Ok(Message::Close(frame))) => panic!("closed instead: {frame:?}"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(err)) => panic!("connection failed: {err}"),
+                    None => panic!("connection ended"),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Reads past data messages to the server's close frame; its code
+    /// and reason.
+    pub async fn close_after_messages(&mut self) -> (u16, String) {
+        loop {
+            match self.next_message().await {
+                Message::Close(Some(frame)) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Message::Close(None) => return (1005, String::new()),
+                _ => continue,
+            }
         }
     }
 

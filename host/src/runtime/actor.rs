@@ -1,8 +1,10 @@
 //! The app actor: one long-lived instance of an app, owned by one thread and
 //! fed by a bounded mailbox.
 //!
-//! Events of an app run one at a time, in arrival order, so module-level
-//! state in the guest (a map of chat users) behaves as it does in Tina4. A
+//! Events of an app run one at a time, so module-level state in the guest
+//! (a map of chat users) behaves as it does in Tina4. Each connection's
+//! events run in arrival order; connections take turns, so one client's
+//! backlog never makes its neighbours wait behind it. A
 //! dedicated thread keeps guest CPU off the async reactor; the epoch deadline
 //! bounds each call. Any guest error discards the `Store` (a trap poisons it)
 //! and the next event runs on a fresh instance.
@@ -20,6 +22,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use wasmtime::Store;
 
 use super::bindings::{Connection, Handler, HttpRequest, HttpResponse, WsEvent};
+use super::policy::MessageRate;
+use super::turns::Turns;
 use super::{InstanceFactory, PreparedApp, RouteKey, describe_guest_error};
 use crate::telemetry::{self, AppMetrics, HandlerEvent};
 
@@ -128,6 +132,8 @@ pub struct EdgeSettings {
     pub max_connections: Option<usize>,
     /// The `aud` claim a token must carry to open the app's secured routes.
     pub audience: Arc<str>,
+    /// How fast each connection may send, if there is a limit.
+    pub message_rate: Option<MessageRate>,
 }
 
 impl AppHandle {
@@ -139,6 +145,11 @@ impl AppHandle {
     /// The audience its secured routes' tokens must name.
     pub fn audience(&self) -> Arc<str> {
         self.edge.load().audience.clone()
+    }
+
+    /// How fast each of its connections may send, if there is a limit.
+    pub fn message_rate(&self) -> Option<MessageRate> {
+        self.edge.load().message_rate
     }
 
     /// Follows the settings of a new serving version.
@@ -231,6 +242,17 @@ pub struct Instance {
     pub handler: Handler,
 }
 
+/// Whose turn an event waits for: its connection's (events of one
+/// connection keep their order), or its own (an HTTP request).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Lane {
+    /// A connection, by the address of its shared [`Connection`], which
+    /// every event it sends carries and keeps alive while it waits.
+    Connection(usize),
+    /// One HTTP request, numbered as it arrived.
+    Request(u64),
+}
+
 /// The thread-side half of an app.
 pub struct AppActor {
     /// Makes fresh instances after a failure.
@@ -262,11 +284,12 @@ impl AppActor {
         };
         std::thread::Builder::new()
             .name(format!("app-{name}"))
-            .spawn(move || actor.run(rx))?;
+            .spawn(move || actor.run(rx, mailbox_capacity))?;
         Ok(Arc::new(AppHandle {
             edge: arc_swap::ArcSwap::from_pointee(EdgeSettings {
                 max_connections: None,
                 audience: name.clone(),
+                message_rate: None,
             }),
             name,
             file,
@@ -277,9 +300,47 @@ impl AppActor {
         }))
     }
 
-    fn run(mut self, mut mailbox: mpsc::Receiver<AppCommand>) {
-        while let Some(command) = mailbox.blocking_recv() {
-            self.handle(command);
+    /// Takes what the mailbox brings into lanes that take turns (see
+    /// [`Turns`]), at most `capacity` events at a time, and handles them.
+    /// A swap is a barrier: everything that arrived before it runs on the
+    /// old version, so intake pauses until that is done.
+    fn run(mut self, mut mailbox: mpsc::Receiver<AppCommand>, capacity: usize) {
+        let mut turns: Turns<Lane, AppCommand> = Turns::default();
+        let mut swap: Option<AppCommand> = None;
+        let mut requests: u64 = 0;
+        let mut take = |command: AppCommand, turns: &mut Turns<_, _>, swap: &mut Option<_>| {
+            let lane = match &command {
+                AppCommand::WebSocket { conn, .. } => Lane::Connection(Arc::as_ptr(conn).addr()),
+                AppCommand::Http { .. } => {
+                    requests = requests.wrapping_add(1);
+                    Lane::Request(requests)
+                }
+                AppCommand::Swap { .. } => {
+                    *swap = Some(command);
+                    return;
+                }
+            };
+            turns.push(lane, command);
+        };
+        loop {
+            if swap.is_none() {
+                if turns.is_empty() {
+                    let Some(command) = mailbox.blocking_recv() else {
+                        break;
+                    };
+                    take(command, &mut turns, &mut swap);
+                }
+                while swap.is_none() && turns.len() < capacity {
+                    let Ok(command) = mailbox.try_recv() else {
+                        break;
+                    };
+                    take(command, &mut turns, &mut swap);
+                }
+            }
+            match turns.pop().or_else(|| swap.take()) {
+                Some(command) => self.handle(command),
+                None => break,
+            }
         }
         tracing::debug!(app = %self.factory.app, "app stopped");
     }

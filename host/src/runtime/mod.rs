@@ -9,6 +9,7 @@ mod host;
 mod limiter;
 pub mod policy;
 mod sleeps;
+mod turns;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -13,6 +13,9 @@
 //! max_table_elements = 100_000 # elements per table
 //! max_connections = 500        # WebSocket connections the app may hold
 //! max_message_bytes = 65536    # largest message the app may send
+//! messages_per_second = 50     # per connection, on average
+//! message_burst = 100          # per connection, at once
+//! over_message_rate = "wait"   # or "drop", or "close" (1008)
 //! data_dir = "data"            # granted read-only as /data (inside <apps>/chat/)
 //! token_audience = "chat"      # the `aud` tokens for its secured routes name
 //! hosts = ["chat.example.com", "*.chat.example.org"]  # Host names it serves
@@ -29,7 +32,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::config::Limits;
+use crate::config::{Limits, OverRate};
 use crate::layout::AppLayout;
 use crate::router::{HostBinding, HostPattern};
 
@@ -46,6 +49,9 @@ struct AppConfig {
     max_table_elements: Option<usize>,
     max_connections: Option<usize>,
     max_message_bytes: Option<usize>,
+    messages_per_second: Option<u32>,
+    message_burst: Option<u32>,
+    over_message_rate: Option<OverRate>,
     data_dir: Option<PathBuf>,
     token_audience: Option<String>,
     hosts: Option<Vec<String>>,
@@ -74,6 +80,8 @@ pub struct AppPolicy {
     pub max_message_bytes: usize,
     /// Largest value it may attach to a connection, in bytes.
     pub max_attachment_bytes: usize,
+    /// How fast each of its connections may send; `None`: no limit.
+    pub message_rate: Option<MessageRate>,
     /// A folder inside the app's own it may read, seen as `/data`.
     pub data_dir: Option<PathBuf>,
     /// The `aud` its secured routes' tokens must name (default: its name).
@@ -99,6 +107,20 @@ pub struct Ceilings {
     connections: usize,
     /// [`AppPolicy::max_message_bytes`].
     message_bytes: usize,
+    /// [`MessageRate::per_second`] (the burst may be twice that).
+    messages_per_second: u32,
+}
+
+/// How many messages one connection may send: a steady rate, a burst above
+/// it, and what happens to a message over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRate {
+    /// Messages per second, on average.
+    pub per_second: u32,
+    /// Messages that may come at once.
+    pub burst: u32,
+    /// Dropped, or the connection closed.
+    pub over: OverRate,
 }
 
 /// Defaults for the instance and table caps (generous for components built
@@ -125,6 +147,10 @@ impl Ceilings {
             table_elements: c.app_table_elements_max.get().max(DEFAULT_TABLE_ELEMENTS),
             connections: c.app_connections_max.get(),
             message_bytes: defaults.max_message_bytes,
+            messages_per_second: c
+                .ws_messages_per_second_max
+                .get()
+                .max(defaults.message_rate.map_or(0, |r| r.per_second)),
         }
     }
 }
@@ -143,6 +169,11 @@ impl AppPolicy {
             max_connections: None,
             max_message_bytes: limits.max_message_bytes.get(),
             max_attachment_bytes: limits.max_attachment_bytes.get(),
+            message_rate: (limits.ws_messages_per_second > 0).then(|| MessageRate {
+                per_second: limits.ws_messages_per_second,
+                burst: limits.ws_message_burst.get(),
+                over: limits.ws_over_rate,
+            }),
             data_dir: None,
             token_audience: None,
             hosts: None,
@@ -194,20 +225,12 @@ impl AppPolicy {
         ceilings: &Ceilings,
         metering: bool,
     ) -> anyhow::Result<Self> {
-        /// A value from the file, at least 1 and at most its ceiling.
-        fn checked(name: &str, value: u64, ceiling: u64) -> anyhow::Result<u64> {
-            anyhow::ensure!(value >= 1, "{name} must be at least 1");
-            anyhow::ensure!(
-                value <= ceiling,
-                "{name} = {value} is above the operator's ceiling of {ceiling}"
-            );
-            Ok(value)
-        }
         let within = |name: &str, value: Option<usize>, default: usize, ceiling: usize| {
             value.map_or(Ok(default), |v| {
                 checked(name, v as u64, ceiling as u64).map(|v| v as usize)
             })
         };
+        let message_rate = self.message_rate_with(&config, ceilings)?;
         if config.fuel.is_some() && !metering {
             bail!("fuel needs the server started with --fuel-per-event");
         }
@@ -285,11 +308,60 @@ impl AppPolicy {
                 ceilings.message_bytes,
             )?,
             max_attachment_bytes: self.max_attachment_bytes,
+            message_rate,
             data_dir,
             token_audience: config.token_audience,
             hosts,
         })
     }
+}
+
+impl AppPolicy {
+    /// The message rate `config` asks for: its keys over the defaults,
+    /// within the ceiling. A burst left out follows the rate (twice it).
+    fn message_rate_with(
+        &self,
+        config: &AppConfig,
+        ceilings: &Ceilings,
+    ) -> anyhow::Result<Option<MessageRate>> {
+        let ceiling = u64::from(ceilings.messages_per_second);
+        let per_second = match config.messages_per_second {
+            Some(rate) => Some(checked("messages_per_second", rate.into(), ceiling)? as u32),
+            None => self.message_rate.map(|r| r.per_second),
+        };
+        let Some(per_second) = per_second else {
+            anyhow::ensure!(
+                config.message_burst.is_none() && config.over_message_rate.is_none(),
+                "message_burst and over_message_rate need messages_per_second \
+                 (the server sets no message rate)"
+            );
+            return Ok(None);
+        };
+        let burst = match config.message_burst {
+            Some(burst) => checked("message_burst", burst.into(), ceiling * 2)? as u32,
+            None if config.messages_per_second.is_some() => per_second.saturating_mul(2),
+            None => self.message_rate.map_or(per_second, |r| r.burst),
+        };
+        let over = config
+            .over_message_rate
+            .or(self.message_rate.map(|r| r.over))
+            .unwrap_or(OverRate::Close);
+        Ok(Some(MessageRate {
+            per_second,
+            burst,
+            over,
+        }))
+    }
+}
+
+/// A value from an app's file, at least 1 and at most its ceiling.
+fn checked(name: &str, value: u64, ceiling: u64) -> anyhow::Result<u64> {
+    anyhow::ensure!(value >= 1, "{name} must be at least 1");
+    anyhow::ensure!(
+        value <= ceiling,
+        "{name} = {value} is above the operator's ceiling of {ceiling}"
+    );
+    Ok(value)
 }
 
 /// Largest `<app>.toml` read: settings are a few lines.
@@ -330,6 +402,11 @@ mod tests {
             max_connections: None,
             max_message_bytes: 1 << 20,
             max_attachment_bytes: 16 << 10,
+            message_rate: Some(MessageRate {
+                per_second: 100,
+                burst: 300,
+                over: OverRate::Close,
+            }),
             data_dir: None,
             token_audience: None,
             hosts: None,
@@ -345,6 +422,7 @@ mod tests {
             table_elements: 10_000,
             connections: 100,
             message_bytes: 1 << 20,
+            messages_per_second: 1000,
         }
     }
 
@@ -366,6 +444,38 @@ mod tests {
         assert_eq!(p.max_message_bytes, 1 << 20);
         assert_eq!(&*p.audience("app"), "x");
         assert_eq!(&*defaults().audience("app"), "app");
+    }
+
+    #[test]
+    fn message_rates_follow_the_file_within_the_ceiling() {
+        let rate = |text: &str| apply(text, false).unwrap().message_rate.unwrap();
+        assert_eq!(rate(""), defaults().message_rate.unwrap());
+        // A rate of its own brings a burst of twice that, unless it says.
+        let own = rate("messages_per_second = 10");
+        assert_eq!(
+            (own.per_second, own.burst, own.over),
+            (10, 20, OverRate::Close)
+        );
+        let own = rate("messages_per_second = 10\nmessage_burst = 1\nover_message_rate = \"drop\"");
+        assert_eq!(
+            (own.per_second, own.burst, own.over),
+            (10, 1, OverRate::Drop)
+        );
+        assert_eq!(rate("message_burst = 5").per_second, 100);
+        let err = |text: &str| format!("{:#}", apply(text, false).unwrap_err());
+        assert!(err("messages_per_second = 1001").contains("ceiling of 1000"));
+        assert!(err("message_burst = 2001").contains("ceiling of 2000"));
+        assert!(err("messages_per_second = 0").contains("at least 1"));
+        assert!(err("over_message_rate = \"ignore\"").contains("unknown variant"));
+        // Where the server sets no rate, the other keys need one.
+        let layout = AppLayout::of(Path::new("/nonexistent/app.wasm"));
+        let unlimited = AppPolicy {
+            message_rate: None,
+            ..defaults()
+        };
+        let config = toml::from_str("message_burst = 5").unwrap();
+        let refused = unlimited.apply(config, &layout, &ceilings(), false);
+        assert!(format!("{:#}", refused.unwrap_err()).contains("need messages_per_second"));
     }
 
     #[test]

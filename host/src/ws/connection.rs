@@ -27,8 +27,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::rate::TokenBucket;
 use super::registry::{ConnectionHandle, Outgoing};
 use crate::backplane::Backplane;
+use crate::config::OverRate;
 use crate::runtime::RouteTarget;
 use crate::runtime::bindings::{CloseInfo, Connection, WsEvent};
 use crate::telemetry;
@@ -133,6 +135,7 @@ impl ConnectionTask {
         metrics::counter!(telemetry::WS_OPENED, "app" => app.clone()).increment(1);
         let messages_in = metrics::counter!(telemetry::MESSAGES_IN, "app" => app.clone());
         let bytes_in = metrics::counter!(telemetry::BYTES_IN, "app" => app.clone());
+        let rate_limited = metrics::counter!(telemetry::RATE_LIMITED, "app" => app.clone());
         // With a backplane, `open` runs once this instance hears the
         // cluster's broadcasts to this path.
         backplane.listening(&handle.room).await;
@@ -148,6 +151,13 @@ impl ConnectionTask {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut last_heard, mut last_message) = (Instant::now(), Instant::now());
         let mut last_ping = Instant::now();
+        // Over the rate with the `wait` policy: the message waiting for
+        // its token, and when it is due. Nothing is read meanwhile.
+        let (mut held, mut resume): (Option<WsEvent>, Instant) = (None, Instant::now());
+        let mut bucket = TokenBucket::new(
+            target.app.message_rate().map_or(0, |rate| rate.burst),
+            last_heard.into_std(),
+        );
         let expired = async {
             match token_expires {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -180,7 +190,7 @@ impl ConnectionTask {
                 }
                 item = outbox.recv() => {
                     let Some(item) = item else { break Ending::ours(1011, "host error") };
-                    let burst = write_burst(&mut sink, &mut outbox, item);
+                    let burst = write_burst(&handle, &mut sink, &mut outbox, item);
                     match bounded(&handle, write_timeout, burst).await {
                         Ok(Ok(None)) => {}
                         Ok(Ok(Some(ending))) => break ending,
@@ -188,31 +198,59 @@ impl ConnectionTask {
                         Err(ending) => break ending,
                     }
                 }
-                frame = stream.next() => {
+                // A message held back by the `wait` policy, once its token
+                // is due; reading resumes after it.
+                () = tokio::time::sleep_until(resume), if held.is_some() => {
+                    let now = Instant::now();
+                    if let Some(rate) = target.app.message_rate()
+                        && !bucket.take(&rate, now.into_std())
+                    {
+                        resume = now + bucket.until_next(&rate, now.into_std());
+                        continue;
+                    }
+                    let Some(event) = held.take() else { continue };
+                    if let Err(ending) = unless_evicted(&handle, target.dispatch(&info, event, &quota)).await {
+                        break ending;
+                    }
+                }
+                frame = stream.next(), if held.is_none() => {
                     last_heard = Instant::now();
                     if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
                         last_message = last_heard;
                     }
-                    match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        messages_in.increment(1);
-                        bytes_in.increment(text.len() as u64);
-                        target.dispatch(&info, WsEvent::Text(text.as_str().to_owned()), &quota).await;
+                    let (event, len) = match frame {
+                        Some(Ok(Message::Text(text))) => (WsEvent::Text(text.as_str().to_owned()), text.len()),
+                        Some(Ok(Message::Binary(data))) => (WsEvent::Binary(data.to_vec()), data.len()),
+                        // tungstenite answers pings itself; pongs need nothing.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                        Some(Ok(Message::Close(frame))) => {
+                            let (code, reason) = frame
+                                .map_or((NO_STATUS, String::new()), |f| (f.code.into(), f.reason.as_str().to_owned()));
+                            break Ending::peer(code, reason);
+                        }
+                        Some(Err(err)) => break ending_for_error(&err),
+                        None => break Ending::peer(ABNORMAL, String::new()),
+                    };
+                    messages_in.increment(1);
+                    bytes_in.increment(len as u64);
+                    if let Some(rate) = target.app.message_rate()
+                        && !bucket.take(&rate, last_heard.into_std())
+                    {
+                        rate_limited.increment(1);
+                        match rate.over {
+                            OverRate::Drop => continue,
+                            OverRate::Close => break Ending::ours(POLICY_VIOLATION, "message rate exceeded"),
+                            OverRate::Wait => {
+                                resume = last_heard + bucket.until_next(&rate, last_heard.into_std());
+                                held = Some(event);
+                                continue;
+                            }
+                        }
                     }
-                    Some(Ok(Message::Binary(data))) => {
-                        messages_in.increment(1);
-                        bytes_in.increment(data.len() as u64);
-                        target.dispatch(&info, WsEvent::Binary(data.to_vec()), &quota).await;
-                    }
-                    // tungstenite answers pings itself; pongs need nothing.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(frame))) => {
-                        let (code, reason) = frame
-                            .map_or((NO_STATUS, String::new()), |f| (f.code.into(), f.reason.as_str().to_owned()));
-                        break Ending::peer(code, reason);
-                    }
-                    Some(Err(err)) => break ending_for_error(&err),
-                    None => break Ending::peer(ABNORMAL, String::new()),
+                    // Waiting for a place in the app's mailbox must not
+                    // delay an eviction.
+                    if let Err(ending) = unless_evicted(&handle, target.dispatch(&info, event, &quota)).await {
+                        break ending;
                     }
                 }
             }
@@ -258,9 +296,22 @@ async fn bounded<T>(
     }
 }
 
+/// Runs `work` unless the connection is evicted first.
+async fn unless_evicted<T>(
+    handle: &ConnectionHandle,
+    work: impl Future<Output = T>,
+) -> Result<T, Ending> {
+    tokio::select! {
+        biased;
+        done = work => Ok(done),
+        (code, reason) = handle.evicted() => Err(Ending::ours(code, reason)),
+    }
+}
+
 /// Writes `first` and whatever else is already queued, then flushes once.
 /// Returns the ending if a close request was among them.
 async fn write_burst<S>(
+    handle: &ConnectionHandle,
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     outbox: &mut mpsc::Receiver<Outgoing>,
     first: Outgoing,
@@ -271,6 +322,8 @@ where
     let mut next = Some(first);
     let mut written = 0;
     while let Some(item) = next.take() {
+        // Its bytes are the socket's (and the write buffer's) from here.
+        handle.written(&item);
         match item {
             // Cloning the message shares its payload.
             Outgoing::Frame(frame) => sink.feed(Message::clone(&frame)).await?,

@@ -2,5 +2,6 @@
 //! connection's task, and the registry that groups them by path.
 
 pub mod connection;
+mod rate;
 pub mod registry;
 pub mod upgrade;

@@ -5,12 +5,12 @@
 //! share a room, so nothing one tenant sends can reach another's clients.
 //!
 //! Delivery never blocks: a frame is built once and its (reference-counted)
-//! payload is queued on each recipient's bounded outbox. A recipient whose
-//! outbox is full is a slow consumer; it is evicted (closed with 1008) rather
+//! payload is queued on each recipient's outbox, bounded in frames and in
+//! bytes. A recipient whose outbox is full is a slow consumer; it is evicted (closed with 1008) rather
 //! than allowed to stall the sender or the rest of its path group.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use indexmap::IndexMap;
@@ -71,6 +71,16 @@ impl std::fmt::Display for Room {
     }
 }
 
+/// How much one connection's outbox may hold: in frames (each costs its
+/// slot from the start), and in bytes of payload.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxBounds {
+    /// Frames queued at most.
+    pub frames: usize,
+    /// Payload bytes queued at most; one frame always fits.
+    pub bytes: usize,
+}
+
 /// What a connection's writer is asked to do. One pointer wide: every
 /// outbox allocates room for 32 of these when its connection opens, so the
 /// size of this type is memory every idle connection pays.
@@ -80,6 +90,16 @@ pub enum Outgoing {
     Frame(Arc<Message>),
     /// Send a close frame with this code and reason, then finish.
     Close(Box<(u16, String)>),
+}
+
+impl Outgoing {
+    /// The payload bytes it holds against its outbox's byte bound.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Outgoing::Frame(frame) => frame.len(),
+            Outgoing::Close(_) => 0,
+        }
+    }
 }
 
 /// The registry's view of one open connection.
@@ -95,6 +115,10 @@ pub struct ConnectionHandle {
     pub from: std::net::IpAddr,
     /// Bounded queue drained by the connection's task.
     outbox: mpsc::Sender<Outgoing>,
+    /// Payload bytes on the outbox and not yet written.
+    queued_bytes: AtomicUsize,
+    /// The most `queued_bytes` may reach.
+    outbox_bytes: usize,
     /// Wakes the connection's task when it must close without draining its
     /// outbox (slow consumer, app unloaded).
     evicted: Notify,
@@ -115,15 +139,17 @@ impl ConnectionHandle {
         app: Arc<str>,
         path: &str,
         from: std::net::IpAddr,
-        outbox_capacity: usize,
+        bounds: OutboxBounds,
     ) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
-        let (outbox, rx) = mpsc::channel(outbox_capacity);
+        let (outbox, rx) = mpsc::channel(bounds.frames);
         let handle = Arc::new(Self {
             id,
             room: Room::new(&app, path),
             app,
             from,
             outbox,
+            queued_bytes: AtomicUsize::new(0),
+            outbox_bytes: bounds.bytes,
             evicted: Notify::new(),
             eviction: Mutex::new(None),
             open: AtomicBool::new(false),
@@ -173,20 +199,38 @@ impl ConnectionHandle {
         }
     }
 
-    /// Queues a frame or close request; evicts the connection if its outbox is full.
+    /// Queues a frame or close request; evicts the connection if its
+    /// outbox is full, in frames or in bytes.
     fn deliver(&self, item: Outgoing) {
+        let len = item.bytes();
+        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > self.outbox_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return self.overflow();
+        }
         match self.outbox.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.is_evicted() {
-                    metrics::counter!(crate::telemetry::OUTBOX_OVERFLOWS, "app" => self.app.to_string())
-                        .increment(1);
-                }
-                self.evict(CLOSE_SLOW_CONSUMER, "slow consumer: outbox full");
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.overflow();
             }
             // The connection task has finished; nothing to deliver to.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    /// The connection's task wrote `item`: its bytes leave the outbox.
+    pub fn written(&self, item: &Outgoing) {
+        self.queued_bytes.fetch_sub(item.bytes(), Ordering::AcqRel);
+    }
+
+    /// A slow consumer: counted once, and closed.
+    fn overflow(&self) {
+        if !self.is_evicted() {
+            metrics::counter!(crate::telemetry::OUTBOX_OVERFLOWS, "app" => self.app.to_string())
+                .increment(1);
+        }
+        self.evict(CLOSE_SLOW_CONSUMER, "slow consumer: outbox full");
     }
 
     fn is_evicted(&self) -> bool {
@@ -240,7 +284,7 @@ pub struct ConnectionRegistry {
     /// The connections, by id and by path.
     inner: RwLock<Groups>,
     /// How many are admitted and not yet forgotten, for admission control.
-    admitted: std::sync::atomic::AtomicUsize,
+    admitted: AtomicUsize,
     /// Paths changed since the backplane last looked; `None` while no
     /// backplane watches, so a single instance keeps no such record.
     changes: Mutex<Option<Changes>>,
@@ -572,7 +616,11 @@ mod tests {
         capacity: usize,
     ) -> (Arc<ConnectionHandle>, mpsc::Receiver<Outgoing>) {
         let from = std::net::Ipv4Addr::LOCALHOST.into();
-        let (handle, rx) = ConnectionHandle::new(reg.next_id(), app.into(), path, from, capacity);
+        let bounds = OutboxBounds {
+            frames: capacity,
+            bytes: 1 << 20,
+        };
+        let (handle, rx) = ConnectionHandle::new(reg.next_id(), app.into(), path, from, bounds);
         reg.register(handle.clone());
         (handle, rx)
     }

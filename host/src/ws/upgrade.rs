@@ -13,9 +13,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::connection::ConnectionTask;
-use super::registry::{ConnectionHandle, Room};
+use super::registry::{ConnectionHandle, OutboxBounds, Room};
 use crate::auth::TokenSource;
-use crate::http::{Body, authenticate, plain, query_pairs, unauthorized};
+use crate::http::{Body, authenticate, full, plain, query_pairs, unauthorized};
 use crate::router::RequestPath;
 use crate::runtime::bindings::Connection;
 use crate::server::{PeerAddr, ServerState};
@@ -188,7 +188,10 @@ pub fn accept(
         target.app.name.clone(),
         &path.decoded,
         from,
-        state.limits.outbox_capacity.get(),
+        OutboxBounds {
+            frames: state.limits.outbox_capacity.get(),
+            bytes: state.limits.outbox_bytes.get(),
+        },
     );
     let max = state.limits.max_message_bytes.get();
     // The write buffer is bounded: a peer that sends pings (or anything
@@ -233,7 +236,7 @@ pub fn accept(
         }
     });
 
-    let mut response = Response::new(Body::default());
+    let mut response = Response::new(full(bytes::Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
