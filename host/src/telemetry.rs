@@ -171,9 +171,24 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     let fanout = [
         1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0,
     ];
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &seconds)?
         .set_buckets_for_metric(Matcher::Full(FANOUT.to_string()), &fanout)?
         .install_recorder()
-        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    // Histogram samples wait in a queue until they are folded into their
+    // buckets; without a scrape, only upkeep folds them. Unscraped, the
+    // queue would grow with every event.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
