@@ -28,6 +28,22 @@ pub struct AppLayout {
 }
 
 impl AppLayout {
+    /// Whether `path` is an app's component: a `.wasm` file whose name is
+    /// not hidden. The one definition the loader and the watcher share, so
+    /// a file is served exactly when changes to it are followed.
+    pub fn is_component(path: &Path) -> bool {
+        let visible = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.'));
+        visible && path.extension().is_some_and(|e| e == "wasm")
+    }
+
+    /// Whether `path` is an app's settings file (`<app>.toml`).
+    pub fn is_settings(path: &Path) -> bool {
+        path.extension().is_some_and(|e| e == "toml")
+    }
+
     /// The layout of the app whose component is `component`.
     pub fn of(component: &Path) -> Self {
         Self {
@@ -161,6 +177,15 @@ impl AppLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_component_is_a_visible_wasm_file() {
+        assert!(AppLayout::is_component(Path::new("/apps/chat.wasm")));
+        assert!(!AppLayout::is_component(Path::new("/apps/.chat.wasm")));
+        assert!(!AppLayout::is_component(Path::new("/apps/chat.toml")));
+        assert!(!AppLayout::is_component(Path::new("/apps/chat")));
+        assert!(AppLayout::is_settings(Path::new("/apps/chat.toml")));
+    }
 
     fn app() -> (tempfile::TempDir, AppLayout) {
         let root = tempfile::tempdir().unwrap();

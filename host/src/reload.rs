@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::apps::AppManager;
+use crate::layout::AppLayout;
 
 /// Debounce after a close-after-write or a rename into place.
 const SETTLED: Duration = Duration::from_millis(2);
@@ -95,20 +96,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Whether a path is a component file the apps folder serves.
-fn is_component_file(path: &Path) -> bool {
-    let visible = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| !n.starts_with('.'));
-    visible && path.extension().is_some_and(|e| e == "wasm")
-}
-
-/// Whether a path is an app's settings file (`<app>.toml`).
-fn is_settings_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "toml")
-}
-
 /// Records when each path touched by `event` should be looked at.
 fn note(pending: &mut HashMap<PathBuf, Instant>, event: &notify::Event) {
     let now = Instant::now();
@@ -131,12 +118,12 @@ fn note(pending: &mut HashMap<PathBuf, Instant>, event: &notify::Event) {
     };
     for (path, delay) in paths {
         // An app's settings file is part of its version: reload the app.
-        let path = if is_settings_file(path) {
+        let path = if AppLayout::is_settings(path) {
             path.with_extension("wasm")
         } else {
             path.clone()
         };
-        if is_component_file(&path) {
+        if AppLayout::is_component(&path) {
             // The latest event decides: a close after writes shortens the
             // wait, writes after a close lengthen it again.
             pending.insert(path, now + delay);

@@ -82,3 +82,18 @@ async fn a_missing_apps_folder_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_hidden_component_is_not_served() {
+    // Editors and copy tools leave hidden files: `.echo.wasm` is not an
+    // app, at startup as after a change (the watcher ignores it too).
+    let echo = std::fs::read(component("echo")).unwrap();
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["chat"],
+        files: vec![(".echo.wasm", echo)],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(server.upgrade_status("/ws/echo", &[]).await, Some(404));
+    assert!(!server.log().contains(".echo.wasm"));
+}

@@ -57,7 +57,13 @@ async fn connection_ids_are_unique_and_carry_params_query_and_headers() {
 async fn count_is_per_concrete_path() {
     let server = Server::start(&["probe"]).await;
     let mut a1 = server.connect("/ws/probe/a").await;
-    let _a2 = server.connect("/ws/probe/a").await;
+    let mut a2 = server.connect("/ws/probe/a").await;
+    // A connection counts once its `open` has run; its own events run in
+    // order, so an answer to it means its `open` ran. (The handshake's
+    // answer alone does not: on a busy machine, a1's message can reach the
+    // app before a2's `open`.)
+    a2.send("count").await;
+    a2.recv().await;
     let mut b1 = server.connect("/ws/probe/b").await;
     a1.send("count").await;
     assert_eq!(a1.recv().await, "2");

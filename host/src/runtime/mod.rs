@@ -31,6 +31,7 @@ use self::limiter::AppLimiter;
 use self::policy::{AppPolicy, Ceilings};
 use crate::backplane::Backplane;
 use crate::config::Limits;
+use crate::layout::AppLayout;
 use crate::router::{RouteKind, RoutePattern, RouteTable};
 use crate::telemetry::AppMetrics;
 use crate::templates::{AppTemplates, TemplateEngine};
@@ -342,7 +343,7 @@ impl Runtime {
             file: file.to_path_buf(),
             hash: version,
             routes,
-            statics: crate::layout::AppLayout::of(file).public_files(),
+            statics: AppLayout::of(file).public_files(),
             timings: LoadTimings {
                 origin: loaded.origin,
                 compile: loaded.elapsed,
@@ -515,15 +516,15 @@ pub fn describe_guest_error(err: &wasmtime::Error) -> String {
     }
 }
 
-/// The `.wasm` files of a folder, sorted by name, so load order (and which
-/// of two conflicting apps wins) is stable.
+/// The components of a folder ([`AppLayout::is_component`]), sorted by
+/// name, so load order is stable.
 pub fn component_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the apps folder {}", dir.display()))?
     {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+        if AppLayout::is_component(&path) && path.is_file() {
             files.push(path);
         }
     }
