@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::{Server, ServerOptions, eventually, http, still_answers, within};
+use crate::support::{Client, Server, ServerOptions, eventually, http, still_answers, within};
 
 fn with_args(apps: &[&'static str], args: &[&str]) -> ServerOptions {
     ServerOptions {
@@ -358,19 +358,29 @@ async fn a_connection_over_its_message_rate_is_closed_with_1008() {
     still_answers(&mut bystander, "unaffected").await;
 }
 
-#[tokio::test]
-async fn an_app_can_choose_to_drop_messages_over_its_rate() {
-    let settings = "messages_per_second = 1\nmessage_burst = 3\nover_message_rate = \"drop\"\n";
+/// The echo app at one message a second per connection, with `burst` and
+/// the `policy` for messages over it, and a client that has sent `count`
+/// messages (`m0`, `m1`, …) at once.
+async fn echo_at_one_per_second(burst: u32, policy: &str, count: usize) -> (Server, Client) {
+    let settings = format!(
+        "messages_per_second = 1\nmessage_burst = {burst}\nover_message_rate = \"{policy}\"\n"
+    );
     let server = Server::start_with(ServerOptions {
         apps: vec!["echo"],
-        files: vec![("echo.toml", settings.as_bytes().to_vec())],
+        files: vec![("echo.toml", settings.into_bytes())],
         ..Default::default()
     })
     .await;
     let mut client = server.connect("/ws/echo").await;
-    for n in 0..10 {
+    for n in 0..count {
         client.send(&format!("m{n}")).await;
     }
+    (server, client)
+}
+
+#[tokio::test]
+async fn an_app_can_choose_to_drop_messages_over_its_rate() {
+    let (server, mut client) = echo_at_one_per_second(3, "drop", 10).await;
     // The burst gets through, in order...
     for n in 0..3 {
         assert_eq!(client.recv().await, format!("Echo: m{n}"));
@@ -467,17 +477,7 @@ async fn a_large_file_nobody_reads_costs_a_chunk_and_ends_at_the_write_timeout()
 
 #[tokio::test]
 async fn an_app_can_choose_to_slow_a_fast_sender_down_and_lose_nothing() {
-    let settings = "messages_per_second = 1\nmessage_burst = 2\nover_message_rate = \"wait\"\n";
-    let server = Server::start_with(ServerOptions {
-        apps: vec!["echo"],
-        files: vec![("echo.toml", settings.as_bytes().to_vec())],
-        ..Default::default()
-    })
-    .await;
-    let mut client = server.connect("/ws/echo").await;
-    for n in 0..4 {
-        client.send(&format!("m{n}")).await;
-    }
+    let (server, mut client) = echo_at_one_per_second(2, "wait", 4).await;
     // Two at once, then one a second: every one of them, in order.
     for n in 0..4 {
         assert_eq!(client.recv().await, format!("Echo: m{n}"));
