@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::host::Pair;
 use crate::load::{Socket, Spent, connect_many, micros_per};
+use crate::plot::{self, Point};
 use crate::stats::{Summary, ms};
 
 /// Options of the fan-out scenario.
@@ -59,6 +60,18 @@ pub struct Run {
     pub cpu: f64,
     /// Deliveries that never arrived.
     pub lost: usize,
+}
+
+impl Run {
+    /// What the plot draws of it.
+    fn point(&self) -> Point {
+        Point {
+            size: self.size,
+            median: self.summary.median,
+            p99: self.summary.p99,
+            rate: self.rate,
+        }
+    }
 }
 
 /// Shared by the receivers of one run.
@@ -198,7 +211,8 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         "| room size | server | deliveries/s | p50 | p99 | server CPU per delivery | lost | ÷ native (deliveries/s) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    let mut runs: Vec<(&str, Vec<Run>)> = vec![("tina4-wasm", Vec::new()), ("native", Vec::new())];
+    let mut runs: Vec<(&str, Vec<Point>)> =
+        vec![("tina4-wasm", Vec::new()), ("native", Vec::new())];
     for &size in &options.sizes {
         let tina4 = run_one(&pair.tina4, size, options).await?;
         let native = run_one(&pair.native, size, options).await?;
@@ -213,11 +227,11 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                 run.rate / native.rate
             );
         }
-        runs[0].1.push(tina4);
-        runs[1].1.push(native);
+        runs[0].1.push(tina4.point());
+        runs[1].1.push(native.point());
     }
     println!();
-    crate::plot::fanout(&options.plot, &runs)?;
+    plot::fanout(&options.plot, &runs)?;
     println!("(plot: {})", options.plot.display());
     println!();
     Ok(())

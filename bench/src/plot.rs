@@ -2,16 +2,27 @@
 //! tina4-wasm and the native baseline (SVG, with plotters).
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
-use crate::fanout::Run;
+/// One room size's measurement, as the plot draws it.
+pub struct Point {
+    /// Room size.
+    pub size: usize,
+    /// Median latency.
+    pub median: Duration,
+    /// 99th-percentile latency.
+    pub p99: Duration,
+    /// Deliveries per second.
+    pub rate: f64,
+}
 
 /// Draws `runs` (per server) into an SVG at `file`.
-pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
+pub fn fanout(file: &Path, runs: &[(&str, Vec<Point>)]) -> anyhow::Result<()> {
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -31,7 +42,7 @@ pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
     let latencies = || {
         runs.iter().flat_map(|(_, r)| {
             r.iter()
-                .flat_map(|r| [r.summary.median, r.summary.p99].map(|d| d.as_secs_f64() * 1000.0))
+                .flat_map(|r| [r.median, r.p99].map(|d| d.as_secs_f64() * 1000.0))
         })
     };
     let worst = latencies().fold(0.0, f64::max);
@@ -47,7 +58,7 @@ pub fn fanout(file: &Path, runs: &[(&str, Vec<Run>)]) -> anyhow::Result<()> {
             let points: Vec<(f64, f64)> = runs
                 .iter()
                 .map(|r| {
-                    let d = if p99 { r.summary.p99 } else { r.summary.median };
+                    let d = if p99 { r.p99 } else { r.median };
                     (r.size as f64, d.as_secs_f64() * 1000.0)
                 })
                 .collect();

@@ -1,8 +1,11 @@
-//! The command line.
+//! The command line, and the program that runs it.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
 
 use crate::config::ServeConfig;
 
@@ -16,24 +19,24 @@ use crate::config::ServeConfig;
 /// configuration or a failure to start.
 #[derive(Debug, Parser)]
 #[command(name = "tina4-wasm", version, about, long_about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TINA4_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 
     /// Log level or filter (e.g. `debug`, `info,tina4_wasm=debug`); default:
     /// RUST_LOG, else `info`.
     #[arg(long, global = true)]
-    pub log_level: Option<String>,
+    pub(crate) log_level: Option<String>,
 }
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// For people.
     Text,
     /// One JSON object per line, for log pipelines.
@@ -42,7 +45,7 @@ pub enum LogFormat {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Load every app in a folder and serve its routes on one port.
     Serve(Box<ServeConfig>),
     /// List the apps in a folder and their routes, and any conflicts,
@@ -66,4 +69,64 @@ pub enum Command {
         #[arg(long, env = "TINA4_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
     },
+}
+
+/// The program: parses the command line, sets up logging, and runs the
+/// command; its exit code says how it went.
+pub fn run() -> ExitCode {
+    // A missing .env is normal; a malformed one is worth saying so.
+    if let Err(err) = dotenvy::dotenv()
+        && !err.not_found()
+    {
+        eprintln!("tina4-wasm: ignoring .env: {err}");
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => err.exit(), // --help, --version
+        Err(err) => {
+            // One line: what is wrong, and where to look.
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("tina4-wasm: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = match cli.log_level.as_deref().map(EnvFilter::try_new) {
+        Some(Ok(filter)) => filter,
+        Some(Err(err)) => {
+            eprintln!("tina4-wasm: --log-level: {err}");
+            return ExitCode::from(2);
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tina4-wasm: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(config) => runtime.block_on(crate::server::serve(*config)),
+        Command::Routes { dir } => crate::inspect::routes(&dir),
+        Command::Check { file, cache_dir } => crate::inspect::check(&file, cache_dir),
+        Command::Build(args) => crate::build::command::run(*args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("tina4-wasm: {err:#}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -10,32 +10,32 @@ use clap::Args;
 
 /// Everything `serve` needs to know.
 #[derive(Debug, Clone, Args)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     /// Folder of app components (`*.wasm`); each file is one app.
     #[arg(default_value = "apps", env = "TINA4_APPS_DIR")]
-    pub apps_dir: PathBuf,
+    pub(crate) apps_dir: PathBuf,
 
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0", env = "TINA4_HOST")]
-    pub host: IpAddr,
+    pub(crate) host: IpAddr,
 
     /// Port for HTTP and WebSocket alike (0 picks a free one).
     #[arg(long, short, default_value_t = 7146, env = "TINA4_PORT")]
-    pub port: u16,
+    pub(crate) port: u16,
 
     /// Folder for precompiled components, so restarts and swaps back to a
     /// known version skip compiling [default: ~/.cache/tina4-wasm/components].
     #[arg(long, env = "TINA4_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
 
     /// Compile every component afresh; keep nothing on disk.
     #[arg(long, conflicts_with = "cache_dir")]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
 
     /// Compile about 40% faster (no optimizations, single-pass register
     /// allocation) at the cost of slower guest code: for development.
     #[arg(long, env = "TINA4_FAST_COMPILE")]
-    pub fast_compile: bool,
+    pub(crate) fast_compile: bool,
 
     /// Rebuild apps when their sources (Rust, JavaScript or Python) change,
     /// as `tina4-wasm build` does. Searches the given folders (default: the
@@ -43,40 +43,40 @@ pub struct ServeConfig {
     /// app (`chat/` builds `chat.wasm`); put DIR before this flag
     /// (`serve apps --watch`).
     #[arg(long, num_args = 0.., value_name = "SRC")]
-    pub watch: Option<Vec<PathBuf>>,
+    pub(crate) watch: Option<Vec<PathBuf>>,
 
     /// The engine `--watch` compiles JavaScript apps with (as `build
     /// --js-engine`).
     #[arg(long, value_enum, default_value_t, env = "TINA4_JS_ENGINE")]
-    pub js_engine: crate::build::JsEngine,
+    pub(crate) js_engine: JsEngine,
 
     /// Address of the admin endpoints (/metrics, /health, /ready), or
     /// `off`. Loopback by default: never expose it publicly unasked.
     #[arg(long, default_value = "127.0.0.1:7147", env = "TINA4_ADMIN_LISTEN")]
-    pub admin_listen: String,
+    pub(crate) admin_listen: String,
 
     /// The HS256 secret that tokens for secured routes are signed with.
     /// Prefer the environment variable: flags show up in process lists.
     #[arg(long, env = "TINA4_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    pub(crate) secret: Option<String>,
 
     /// Limits that protect the host from apps and clients.
     #[command(flatten)]
-    pub limits: Limits,
+    pub(crate) limits: Limits,
 
     /// Who may connect, and how connections are kept alive.
     #[command(flatten)]
-    pub edge: EdgePolicy,
+    pub(crate) edge: EdgePolicy,
 
     /// Whether, and how, several instances act as one.
     #[command(flatten)]
-    pub backplane: BackplaneConfig,
+    pub(crate) backplane: BackplaneConfig,
 }
 
 /// The backplane: broadcasts, pushes, sends, closes and counts across
 /// instances.
 #[derive(Debug, Clone, Args)]
-pub struct BackplaneConfig {
+pub(crate) struct BackplaneConfig {
     /// `local` (this instance only), `redis` (every instance on the same
     /// Redis and prefix acts as one server) or `redis-cluster` (the same on
     /// a Redis Cluster, with sharded pub/sub).
@@ -86,7 +86,7 @@ pub struct BackplaneConfig {
         default_value = "local",
         env = "TINA4_WS_BACKPLANE"
     )]
-    pub kind: BackplaneKind,
+    pub(crate) kind: BackplaneKind,
 
     /// The Redis server for `--backplane redis`
     /// (`redis://[:password@]host:port[/db]`); for `redis-cluster`, seed
@@ -97,7 +97,7 @@ pub struct BackplaneConfig {
         env = "TINA4_WS_BACKPLANE_URL",
         hide_env_values = true
     )]
-    pub url: String,
+    pub(crate) url: String,
 
     /// Prefix of the channel names: clusters with different prefixes share
     /// one Redis without hearing each other.
@@ -106,7 +106,7 @@ pub struct BackplaneConfig {
         default_value = "tina4",
         env = "TINA4_WS_BACKPLANE_PREFIX"
     )]
-    pub prefix: String,
+    pub(crate) prefix: String,
 
     /// A secret every instance of the cluster shares (at least 32 bytes):
     /// messages are sealed with it, and unsealed or forged ones refused.
@@ -115,7 +115,7 @@ pub struct BackplaneConfig {
         env = "TINA4_WS_BACKPLANE_SECRET",
         hide_env_values = true
     )]
-    pub shared_secret: Option<String>,
+    pub(crate) shared_secret: Option<String>,
 
     /// Most messages waiting to be published; beyond that, new ones are
     /// dropped (and counted) rather than queued.
@@ -124,18 +124,18 @@ pub struct BackplaneConfig {
         default_value = "16384",
         env = "TINA4_WS_BACKPLANE_QUEUE"
     )]
-    pub queue: NonZeroUsize,
+    pub(crate) queue: NonZeroUsize,
 }
 
 impl BackplaneConfig {
     /// Refuses a secret too short to seal with.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
         if let Some(secret) = &self.shared_secret {
             anyhow::ensure!(
-                secret.len() >= crate::auth::MIN_SECRET_BYTES,
+                secret.len() >= MIN_SECRET_BYTES,
                 "TINA4_WS_BACKPLANE_SECRET is {} bytes; it must be at least {}",
                 secret.len(),
-                crate::auth::MIN_SECRET_BYTES
+                MIN_SECRET_BYTES
             );
         }
         Ok(())
@@ -146,7 +146,7 @@ impl BackplaneConfig {
 /// rate allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum OverRate {
+pub(crate) enum OverRate {
     /// Drop the message and count it; the connection stays.
     Drop,
     /// Close the connection with 1008.
@@ -158,7 +158,7 @@ pub enum OverRate {
 
 /// Which backplane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackplaneKind {
+pub(crate) enum BackplaneKind {
     /// This instance only.
     #[value(alias = "none")]
     Local,
@@ -170,30 +170,30 @@ pub enum BackplaneKind {
 
 /// The WebSocket edge: admission and liveness.
 #[derive(Debug, Clone, Args)]
-pub struct EdgePolicy {
+pub(crate) struct EdgePolicy {
     /// Most WebSocket connections open at once; more → 503 before the upgrade.
     #[arg(long, default_value = "10000", env = "TINA4_WS_MAX_CONNECTIONS")]
-    pub max_connections: NonZeroUsize,
+    pub(crate) max_connections: NonZeroUsize,
 
     /// Most WebSocket connections on one concrete path; more → 503.
     #[arg(long, env = "TINA4_WS_MAX_CONNECTIONS_PER_PATH")]
-    pub max_connections_per_path: Option<NonZeroUsize>,
+    pub(crate) max_connections_per_path: Option<NonZeroUsize>,
 
     /// Most connections one client address may hold, counted apart for
     /// HTTP and WebSocket (0: no cap); more → 503.
     #[arg(long, default_value_t = 256, env = "TINA4_MAX_CONNECTIONS_PER_IP")]
-    pub max_connections_per_ip: usize,
+    pub(crate) max_connections_per_ip: usize,
 
     /// Client addresses the per-address cap does not apply to,
     /// comma-separated (a reverse proxy's; loopback is not exempt unless
     /// listed).
     #[arg(long, env = "TINA4_IP_LIMIT_EXEMPT", value_delimiter = ',')]
-    pub ip_limit_exempt: Vec<IpAddr>,
+    pub(crate) ip_limit_exempt: Vec<IpAddr>,
 
     /// Most HTTP connections open at once (WebSockets count apart, once
     /// upgraded); more are answered 503 and closed.
     #[arg(long, default_value = "4096", env = "TINA4_MAX_HTTP_CONNECTIONS")]
-    pub max_http_connections: NonZeroUsize,
+    pub(crate) max_http_connections: NonZeroUsize,
 
     /// Host names the server answers on for apps that claim none (no
     /// `hosts` in their `<app>.toml`), comma-separated: `name`, `*.name`
@@ -206,79 +206,79 @@ pub struct EdgePolicy {
         env = "TINA4_SERVER_NAMES",
         value_delimiter = ','
     )]
-    pub server_names: Vec<String>,
+    pub(crate) server_names: Vec<String>,
 
     /// Origins allowed to open WebSockets, comma-separated (`*` for any).
     /// Requests without an Origin (non-browser clients) and same-origin
     /// requests are always allowed; any other origin, or one that is not a
     /// valid origin, gets 403.
     #[arg(long, env = "TINA4_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub allowed_origins: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
 
     /// Time a client has to send its request head, in ms (slowloris guard).
     #[arg(long, default_value = "10000", env = "TINA4_HANDSHAKE_TIMEOUT_MS")]
-    pub handshake_timeout_ms: NonZeroU64,
+    pub(crate) handshake_timeout_ms: NonZeroU64,
 
     /// Server ping interval, in ms. A peer that sends nothing (not even a
     /// pong) for two intervals is dead and is dropped.
     #[arg(long, default_value = "30000", env = "TINA4_WS_PING_INTERVAL_MS")]
-    pub ping_interval_ms: NonZeroU64,
+    pub(crate) ping_interval_ms: NonZeroU64,
 
     /// Kernel send buffer per connection, in bytes: bounds the memory a
     /// client that stops reading can pin, and lets the outbox notice it.
     #[arg(long, default_value = "262144", env = "TINA4_SEND_BUFFER_BYTES")]
-    pub send_buffer_bytes: NonZeroUsize,
+    pub(crate) send_buffer_bytes: NonZeroUsize,
 
     /// Time a client has to take what is written to it, in ms: a write
     /// (or a close frame) it has not taken by then drops the connection
     /// and frees its slot. Also the TCP user timeout of every connection.
     #[arg(long, default_value = "10000", env = "TINA4_WRITE_TIMEOUT_MS")]
-    pub write_timeout_ms: NonZeroU64,
+    pub(crate) write_timeout_ms: NonZeroU64,
 
     /// Close (1001) a connection whose client has sent no message for this
     /// many seconds; 0 keeps quiet listeners (the default).
     #[arg(long, default_value_t = 0, env = "TINA4_WS_IDLE_TIMEOUT_SECS")]
-    pub idle_timeout_secs: u64,
+    pub(crate) idle_timeout_secs: u64,
 }
 
 impl EdgePolicy {
     /// The ping interval.
-    pub fn ping_interval(&self) -> Duration {
+    pub(crate) fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms.get())
     }
 
     /// The per-address caps and their exemptions.
-    pub fn per_address(&self) -> crate::admission::PerAddress {
-        crate::admission::PerAddress {
+    pub(crate) fn per_address(&self) -> PerAddress {
+        PerAddress {
             max: (self.max_connections_per_ip > 0).then_some(self.max_connections_per_ip),
             exempt: self.ip_limit_exempt.clone(),
         }
     }
 
     /// How long a write may wait for the peer.
-    pub fn write_timeout(&self) -> Duration {
+    pub(crate) fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms.get())
     }
 
     /// The idle timeout, if on.
-    pub fn idle_timeout(&self) -> Option<Duration> {
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
     }
 
     /// The request-head timeout.
-    pub fn handshake_timeout(&self) -> Duration {
+    pub(crate) fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms.get())
     }
 
     /// The names the server answers on for apps that claim none.
-    pub fn names(&self) -> anyhow::Result<ServerNames> {
+    pub(crate) fn names(&self) -> anyhow::Result<ServerNames> {
         ServerNames::parse(&self.server_names)
     }
 
     /// Whether a browser page at `origin` (the Origin header's bytes) may
     /// connect to this server, which the client reached as `host` (the
     /// Host header). An Origin that is not `http(s)://authority` is refused.
-    pub fn origin_allowed(&self, origin: Option<&[u8]>, host: Option<&str>) -> bool {
+    pub(crate) fn origin_allowed(&self, origin: Option<&[u8]>, host: Option<&str>) -> bool {
         let Some(origin) = origin else {
             return true;
         };
@@ -303,7 +303,7 @@ impl EdgePolicy {
 
 /// The names the server answers on for apps that claim none.
 #[derive(Debug, Clone)]
-pub struct ServerNames {
+pub(crate) struct ServerNames {
     /// `*`: any name no app claims.
     any: bool,
     /// The names listed.
@@ -312,7 +312,7 @@ pub struct ServerNames {
 
 impl ServerNames {
     /// Parses `--server-names`.
-    pub fn parse(list: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn parse(list: &[String]) -> anyhow::Result<Self> {
         let mut names = ServerNames {
             any: false,
             names: Vec::new(),
@@ -332,7 +332,7 @@ impl ServerNames {
 
     /// Whether `host` (a normalized host name) is one of them; an IP
     /// address always is.
-    pub fn matches(&self, host: &str) -> bool {
+    pub(crate) fn matches(&self, host: &str) -> bool {
         let literal = host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -343,14 +343,14 @@ impl ServerNames {
 
     /// Whether an app's claimed name is one of the listed ones, which
     /// belong to the apps that claim none.
-    pub fn listed(&self, claim: &crate::router::HostPattern) -> bool {
+    pub(crate) fn listed(&self, claim: &crate::router::HostPattern) -> bool {
         self.names.iter().any(|n| n.overlaps(claim))
     }
 }
 
 impl ServeConfig {
     /// The admin listener's address, or `None` for `off`.
-    pub fn admin_address(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    pub(crate) fn admin_address(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
         if self.admin_listen.eq_ignore_ascii_case("off") {
             return Ok(None);
         }
@@ -363,7 +363,7 @@ impl ServeConfig {
     }
 
     /// The source folders `--watch` searches, if it was given.
-    pub fn watch_sources(&self) -> Option<Vec<PathBuf>> {
+    pub(crate) fn watch_sources(&self) -> Option<Vec<PathBuf>> {
         let sources = self.watch.clone()?;
         Some(if sources.is_empty() {
             vec![PathBuf::from(".")]
@@ -373,31 +373,29 @@ impl ServeConfig {
     }
 
     /// The compile cache folder in effect, if any.
-    pub fn cache_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn cache_dir(&self) -> Option<PathBuf> {
         if self.no_cache {
             None
         } else {
-            self.cache_dir
-                .clone()
-                .or_else(crate::runtime::cache::default_dir)
+            self.cache_dir.clone().or_else(default_cache_dir)
         }
     }
 }
 
 /// Bounds on everything a guest or a client can make the host hold or do.
 #[derive(Debug, Clone, Args)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest WebSocket message accepted from a client or sent by an app, in bytes.
     #[arg(long, default_value = "1048576", env = "TINA4_WS_MAX_FRAME_SIZE")]
-    pub max_message_bytes: NonZeroUsize,
+    pub(crate) max_message_bytes: NonZeroUsize,
 
     /// Largest value an app may attach to a connection, in bytes.
     #[arg(long, default_value = "16384", env = "TINA4_WS_ATTACHMENT_MAX")]
-    pub max_attachment_bytes: NonZeroUsize,
+    pub(crate) max_attachment_bytes: NonZeroUsize,
 
     /// Largest HTTP request body, in bytes (larger → 413).
     #[arg(long, default_value = "8388608", env = "TINA4_MAX_BODY_SIZE")]
-    pub max_body_bytes: NonZeroUsize,
+    pub(crate) max_body_bytes: NonZeroUsize,
 
     /// Request body bytes all requests together may hold while they are
     /// read and answered; a request that would go past it gets 503.
@@ -406,97 +404,97 @@ pub struct Limits {
         default_value = "268435456",
         env = "TINA4_MAX_INFLIGHT_BODY_BYTES"
     )]
-    pub max_inflight_body_bytes: NonZeroUsize,
+    pub(crate) max_inflight_body_bytes: NonZeroUsize,
 
     /// Time a request body may take to arrive, in ms (→ 408).
     #[arg(long, default_value = "30000", env = "TINA4_BODY_TIMEOUT_MS")]
-    pub body_timeout_ms: NonZeroU64,
+    pub(crate) body_timeout_ms: NonZeroU64,
 
     /// Time a request body may pause between two pieces, in ms (→ 408).
     #[arg(long, default_value = "10000", env = "TINA4_BODY_IDLE_TIMEOUT_MS")]
-    pub body_idle_timeout_ms: NonZeroU64,
+    pub(crate) body_idle_timeout_ms: NonZeroU64,
 
     /// Messages queued for one connection before it counts as a slow
     /// consumer and is closed with 1008.
     #[arg(long, default_value = "1024", env = "TINA4_WS_OUTBOX")]
-    pub outbox_capacity: NonZeroUsize,
+    pub(crate) outbox_capacity: NonZeroUsize,
 
     /// Messages per second one WebSocket connection may send, on average
     /// (0: no limit). Apps may set their own, within
     /// `--ws-messages-per-second-max`.
     #[arg(long, default_value = "1000", env = "TINA4_WS_MESSAGES_PER_SECOND")]
-    pub ws_messages_per_second: u32,
+    pub(crate) ws_messages_per_second: u32,
 
     /// Messages one WebSocket connection may send at once, above its rate.
     #[arg(long, default_value = "2000", env = "TINA4_WS_MESSAGE_BURST")]
-    pub ws_message_burst: NonZeroU32,
+    pub(crate) ws_message_burst: NonZeroU32,
 
     /// What happens to a message over its connection's rate: dropped (and
     /// counted), the connection closed with 1008, or the connection read no
     /// further until the rate allows (TCP slows the client down).
     #[arg(long, value_enum, default_value = "close", env = "TINA4_WS_OVER_RATE")]
-    pub ws_over_rate: OverRate,
+    pub(crate) ws_over_rate: OverRate,
 
     /// Bytes of messages queued for one connection before it counts as a
     /// slow consumer and is closed with 1008 (one message always fits).
     #[arg(long, default_value = "16777216", env = "TINA4_WS_OUTBOX_BYTES")]
-    pub outbox_bytes: NonZeroUsize,
+    pub(crate) outbox_bytes: NonZeroUsize,
 
     /// Events queued for one app before senders wait.
     #[arg(long, default_value = "4096", env = "TINA4_APP_MAILBOX")]
-    pub mailbox_capacity: NonZeroUsize,
+    pub(crate) mailbox_capacity: NonZeroUsize,
 
     /// Bytes of WebSocket messages queued for one app before senders wait
     /// (each connection also has at most 32 queued).
     #[arg(long, default_value = "67108864", env = "TINA4_APP_MAILBOX_BYTES")]
-    pub mailbox_bytes: NonZeroUsize,
+    pub(crate) mailbox_bytes: NonZeroUsize,
 
     /// Wall-clock time one guest call may run before it is interrupted, in ms.
     #[arg(long, default_value = "1000", env = "TINA4_EVENT_TIMEOUT_MS")]
-    pub event_timeout_ms: NonZeroU64,
+    pub(crate) event_timeout_ms: NonZeroU64,
 
     /// Meter fuel: each guest call may execute about this many instructions
     /// (per-app `fuel` overrides). Off by default: metering costs speed.
     #[arg(long, env = "TINA4_FUEL_PER_EVENT")]
-    pub fuel_per_event: Option<NonZeroU64>,
+    pub(crate) fuel_per_event: Option<NonZeroU64>,
 
     /// Linear memory one app instance may grow to, in MiB.
     #[arg(long, default_value = "64", env = "TINA4_APP_MEMORY_MB")]
-    pub app_memory_mb: NonZeroUsize,
+    pub(crate) app_memory_mb: NonZeroUsize,
 
     /// How long an HTTP request may wait for its app's answer, in ms (→ 503).
     #[arg(long, default_value = "30000", env = "TINA4_HTTP_TIMEOUT_MS")]
-    pub http_timeout_ms: NonZeroU64,
+    pub(crate) http_timeout_ms: NonZeroU64,
 
     /// The most an app's `<app>.toml` may ask for.
     #[command(flatten)]
-    pub ceilings: Ceilings,
+    pub(crate) ceilings: Ceilings,
 }
 
 /// The operator's ceilings on what an app's own `<app>.toml` may ask for:
 /// a version asking for more is refused, naming the file and the key. A
 /// server-wide default above its ceiling raises the ceiling to it.
 #[derive(Debug, Clone, Args)]
-pub struct Ceilings {
+pub(crate) struct Ceilings {
     /// Most memory (all linear memories and tables) an app may ask for, in MiB.
     #[arg(long, default_value = "512", env = "TINA4_APP_MEMORY_MB_MAX")]
-    pub app_memory_mb_max: NonZeroUsize,
+    pub(crate) app_memory_mb_max: NonZeroUsize,
 
     /// Longest CPU deadline per event an app may ask for, in ms.
     #[arg(long, default_value = "10000", env = "TINA4_EVENT_TIMEOUT_MS_MAX")]
-    pub event_timeout_ms_max: NonZeroU64,
+    pub(crate) event_timeout_ms_max: NonZeroU64,
 
     /// Most fuel per event an app may ask for.
     #[arg(long, default_value = "10000000000", env = "TINA4_APP_FUEL_MAX")]
-    pub app_fuel_max: NonZeroU64,
+    pub(crate) app_fuel_max: NonZeroU64,
 
     /// Most core instances, memories or tables (each) an app may ask for.
     #[arg(long, default_value = "1000", env = "TINA4_APP_INSTANCES_MAX")]
-    pub app_instances_max: NonZeroUsize,
+    pub(crate) app_instances_max: NonZeroUsize,
 
     /// Most elements per table an app may ask for.
     #[arg(long, default_value = "10000000", env = "TINA4_APP_TABLE_ELEMENTS_MAX")]
-    pub app_table_elements_max: NonZeroUsize,
+    pub(crate) app_table_elements_max: NonZeroUsize,
 
     /// Most messages per second per connection an app may allow (its
     /// burst may be at most twice that).
@@ -505,21 +503,32 @@ pub struct Ceilings {
         default_value = "100000",
         env = "TINA4_WS_MESSAGES_PER_SECOND_MAX"
     )]
-    pub ws_messages_per_second_max: NonZeroU32,
+    pub(crate) ws_messages_per_second_max: NonZeroU32,
 
     /// Most WebSocket connections an app may ask to hold.
     #[arg(long, default_value = "100000", env = "TINA4_APP_CONNECTIONS_MAX")]
-    pub app_connections_max: NonZeroUsize,
+    pub(crate) app_connections_max: NonZeroUsize,
+}
+
+impl Default for Limits {
+    /// The limits `serve` runs with when no flag sets one: clap's defaults
+    /// (and `TINA4_*` variables), so each default is written once, on its flag.
+    fn default() -> Self {
+        let command = <Self as clap::Args>::augment_args(clap::Command::new("limits"));
+        let matches = command.get_matches_from(["limits"]);
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("every limit has a default")
+    }
 }
 
 impl Limits {
     /// The per-call CPU deadline.
-    pub fn event_timeout(&self) -> Duration {
+    pub(crate) fn event_timeout(&self) -> Duration {
         Duration::from_millis(self.event_timeout_ms.get())
     }
 
     /// How long a body may take, and may pause.
-    pub fn body_timeouts(&self) -> (Duration, Duration) {
+    pub(crate) fn body_timeouts(&self) -> (Duration, Duration) {
         (
             Duration::from_millis(self.body_timeout_ms.get()),
             Duration::from_millis(self.body_idle_timeout_ms.get()),
@@ -527,14 +536,56 @@ impl Limits {
     }
 
     /// The HTTP answer deadline.
-    pub fn http_timeout(&self) -> Duration {
+    pub(crate) fn http_timeout(&self) -> Duration {
         Duration::from_millis(self.http_timeout_ms.get())
     }
 
     /// The linear memory cap in bytes.
-    pub fn app_memory_bytes(&self) -> usize {
+    pub(crate) fn app_memory_bytes(&self) -> usize {
         self.app_memory_mb.get() << 20
     }
+}
+
+/// The shortest secret accepted: HS256's own output size.
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
+
+/// The JavaScript engine a JavaScript app is compiled with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum JsEngine {
+    /// StarlingMonkey (componentize-js): runs `async` handlers to the end,
+    /// as Node does; ~12 MB components.
+    #[default]
+    Spidermonkey,
+    /// QuickJS (componentize-qjs): ~1.7 MB components that compile in a
+    /// second, but an `async` handler stops at its first `await`.
+    Quickjs,
+}
+
+/// Per-address caps and their exemptions, shared by HTTP and WebSocket
+/// admission.
+#[derive(Debug, Clone)]
+pub(crate) struct PerAddress {
+    /// The most connections of one kind one address may hold; `None`: no cap.
+    pub(crate) max: Option<usize>,
+    /// Addresses no per-address cap applies to.
+    pub(crate) exempt: Vec<IpAddr>,
+}
+
+impl PerAddress {
+    /// The cap that applies to `ip`, if any.
+    pub(crate) fn cap_for(&self, ip: IpAddr) -> Option<usize> {
+        self.max.filter(|_| !self.exempt.contains(&ip))
+    }
+}
+
+/// The default cache folder: `$XDG_CACHE_HOME/tina4-wasm/components`, or
+/// `~/.cache/tina4-wasm/components`.
+pub(crate) fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("tina4-wasm").join("components"))
 }
 
 #[cfg(test)]

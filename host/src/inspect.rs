@@ -4,28 +4,25 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::backplane::Backplane;
+use crate::app_files::component_files;
 use crate::config::Limits;
+use crate::delivery::{ConnectionRegistry, Delivery};
 use crate::router::{RouteEntry, RouteTable};
-use crate::runtime::{PreparedApp, Runtime, component_files};
-use crate::ws::registry::ConnectionRegistry;
+use crate::runtime::{PreparedApp, Runtime};
 
 /// A runtime with the default limits and the default compile cache.
 fn runtime() -> anyhow::Result<Runtime> {
-    runtime_with_cache(crate::runtime::cache::default_dir())
+    runtime_with_cache(crate::config::default_cache_dir())
 }
 
 /// A runtime with the default limits (the engine `serve` makes by default)
 /// and the compile cache in `cache_dir`.
-pub fn runtime_with_cache(cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Runtime> {
-    let limits = <Limits as clap::FromArgMatches>::from_arg_matches(
-        &<Limits as clap::Args>::augment_args(clap::Command::new("defaults"))
-            .get_matches_from(["defaults"]),
-    )?;
+pub(crate) fn runtime_with_cache(cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Runtime> {
+    // Nothing is delivered: no app serves a connection here.
     Runtime::new(
-        Arc::new(Backplane::local(Arc::new(ConnectionRegistry::new()))),
+        Arc::new(Delivery::local(Arc::new(ConnectionRegistry::new()))),
         Default::default(),
-        limits,
+        Limits::default(),
         cache_dir,
         false,
     )
@@ -33,7 +30,7 @@ pub fn runtime_with_cache(cache_dir: Option<std::path::PathBuf>) -> anyhow::Resu
 
 /// Lists each app in `dir` with its routes; reports files that do not load
 /// and routes that conflict. `Ok(false)` if anything is wrong.
-pub fn routes(dir: &Path) -> anyhow::Result<bool> {
+pub(crate) fn routes(dir: &Path) -> anyhow::Result<bool> {
     let runtime = runtime()?;
     let mut table: RouteTable<String> = RouteTable::default();
     let mut clean = true;
@@ -76,7 +73,7 @@ pub fn routes(dir: &Path) -> anyhow::Result<bool> {
 
 /// Prints what loading an app took (compile or cache load, and
 /// instantiate) and its routes.
-pub fn print_load(app: &PreparedApp) {
+pub(crate) fn print_load(app: &PreparedApp) {
     let timings = &app.timings;
     println!(
         "loads: compile {:.1?} ({}), instantiate {:.1?}",
@@ -89,8 +86,8 @@ pub fn print_load(app: &PreparedApp) {
 
 /// Checks one component file; prints what it serves and what loading it
 /// took, or why it cannot be served.
-pub fn check(file: &Path, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<bool> {
-    let runtime = runtime_with_cache(cache_dir.or_else(crate::runtime::cache::default_dir))?;
+pub(crate) fn check(file: &Path, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<bool> {
+    let runtime = runtime_with_cache(cache_dir.or_else(crate::config::default_cache_dir))?;
     let prepared = runtime.prepare(file);
     runtime.cache().finish_writes();
     match prepared {

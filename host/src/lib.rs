@@ -7,65 +7,76 @@
 //! events by calling back into the host (`send`, `broadcast`, `close`,
 //! `count`, `push`).
 //!
+//! # Layers
+//!
+//! Imports flow one way, from the edge down to delivery; each layer may use
+//! the ones below it and the leaves, never one above:
+//!
+//! ```text
+//!   server        wires the layers; `serve`
+//!     │
+//!   edge/         sockets and clients: accept, HTTP, statics, tokens,
+//!     │           admin, the WebSocket upgrade and connection tasks
+//!   apps/         which versions serve: load, swap, unload, reload, watch
+//!     │
+//!   runtime/      wasmtime: engine, load, sandbox, actor, host imports
+//!     │
+//!   delivery/     connections, rooms, their lifecycle, close codes, and
+//!                 the Redis backplane
+//!
+//!   leaves        config, router, telemetry, app_files, hex
+//! ```
+//!
+//! The commands beside `serve` sit on top: [`cli`] parses and dispatches,
+//! [`inspect`] loads apps without serving (`routes`, `check`), and
+//! [`build`] turns an app's sources into a component.
+//!
 //! # Map of the crate
 //!
-//! - [`cli`]: the command line (clap).
-//! - [`inspect`]: `routes` and `check`, which load apps without serving.
-//! - [`build`]: `build`, which turns an app's Rust, JavaScript or Python
-//!   sources into a component, installing the language's toolchain.
+//! - [`server`]: builds every layer from the configuration, loads the
+//!   apps, serves a listener until shutdown.
+//! - [`edge`]: [`accept`](edge::accept) (caps, socket options, shutdown),
+//!   [`http`](edge::http) (request → route → app → response),
+//!   [`statics`](edge::statics), [`auth`](edge::auth) (JWT),
+//!   [`admin`](edge::admin) (`/metrics`, `/health`, `/ready`),
+//!   [`admission`](edge::admission) (HTTP connection caps),
+//!   [`write_deadline`](edge::write_deadline), and [`ws`](edge::ws): the
+//!   upgrade, each connection's task and its message rate.
+//! - [`apps`]: the [`AppManager`](apps::AppManager), the only writer of
+//!   the published [`Serving`](runtime::Serving) snapshot;
+//!   [`reload`](apps::reload) (the apps folder) and
+//!   [`source_watch`](apps::source_watch) (`serve --watch`).
+//! - [`runtime`]: the engine, the compile cache, loading a version, the
+//!   sandbox, the host imports, and the actor that runs each app.
+//! - [`delivery`]: the [`ConnectionRegistry`](delivery::ConnectionRegistry)
+//!   and each connection's [`Membership`](delivery::Membership), and the
+//!   [`Delivery`](delivery::Delivery) that reaches other instances.
 //! - [`config`]: settings for `serve`, from flags, `TINA4_*` env and `.env`.
-//! - [`server`]: binds the port, accepts connections, shuts down cleanly.
-//! - [`admission`]: caps on open HTTP connections, in all and per client.
-//! - [`write_deadline`]: ends an HTTP connection whose peer stops taking
-//!   our writes.
-//! - [`http`]: one HTTP request → route → app → response.
-//! - [`auth`]: JWT verification for secured routes.
 //! - [`router`]: route patterns (`{name}`, `{name:int}`) and the route table.
-//! - [`ws`]: the WebSocket upgrade, each connection's task, and the
-//!   [`ConnectionRegistry`](ws::registry::ConnectionRegistry) that groups
-//!   connections by concrete path.
-//! - [`backplane`]: delivery across instances (Redis pub/sub), and
-//!   cluster-wide `count`.
-//! - [`runtime`]: wasmtime engine, the compile cache, loading components,
-//!   host imports, and the app actor that runs each app's instance on its
-//!   own thread.
-//! - [`templates`]: pages apps render from their templates folder (minijinja).
-//! - [`statics`]: each app's public folder, and the built-in `/js/frond.js`.
-//! - [`layout`]: where an app's files live, and the rule that they stay
-//!   inside its folder.
-//! - [`apps`]: the serving apps and every change to them (load, swap,
-//!   unload); the only writer of the route table; the startup banner.
-//! - [`reload`]: watches the apps folder and feeds changed files to [`apps`].
 //! - [`telemetry`]: the metrics the host records.
-//! - [`admin`]: the admin listener: `/metrics`, `/health`, `/ready`.
-//! - [`source_watch`]: `serve --watch`; rebuilds apps when their sources change.
+//! - [`app_files`]: where an app's files live, and the rule that they stay
+//!   inside its folder.
 //!
 //! # Life of a WebSocket message
 //!
-//! A client's frame is read by its connection task ([`ws::connection`]),
-//! which puts an event in its app's bounded mailbox. The app's actor thread
-//! calls the guest's `on-websocket`; the guest calls `broadcast`, which
-//! builds the frame once and queues it (by reference) on each recipient's
-//! bounded outbox ([`ws::registry`]); each recipient's task writes it out.
+//! A client's frame is read by its connection task ([`edge::ws`]), which
+//! puts an event in its app's bounded mailbox. The app's actor calls the
+//! guest's `on-websocket`; the guest calls `broadcast`, which builds the
+//! frame once and queues it (by reference) on each recipient's bounded
+//! outbox ([`delivery`]); each recipient's task writes it out.
 
-pub mod admin;
-pub mod admission;
-pub mod apps;
-pub mod auth;
-pub mod backplane;
-pub mod build;
-pub mod cli;
-pub mod config;
-pub mod http;
-pub mod inspect;
-pub mod layout;
-pub mod reload;
-pub mod router;
-pub mod runtime;
-pub mod server;
-pub mod source_watch;
-pub mod statics;
-pub mod telemetry;
-pub mod templates;
-pub mod write_deadline;
-pub mod ws;
+mod app_files;
+mod apps;
+mod build;
+mod cli;
+mod config;
+mod delivery;
+mod edge;
+mod hex;
+mod inspect;
+mod router;
+mod runtime;
+mod server;
+mod telemetry;
+
+pub use cli::run;

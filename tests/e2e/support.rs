@@ -73,7 +73,7 @@ pub fn component(name: &str) -> PathBuf {
     let file = dir.join(format!("{}.wasm", name.replace('-', "_")));
     assert!(
         file.is_file(),
-        "{} not found: build the guests first (scripts/build-apps.sh)",
+        "{} not found: build the guests first (scripts/test.sh builds them)",
         file.display()
     );
     file

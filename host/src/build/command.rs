@@ -8,51 +8,52 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::build::toolchain::Toolchains;
-use crate::build::{AppSource, JsEngine, Language, build};
+use crate::build::{AppSource, Language, build};
+use crate::config::JsEngine;
 
 /// What `tina4-wasm build` is told.
 #[derive(Debug, Clone, Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// The app's source folder: a Cargo package (Rust), a folder with
     /// `app.js` or a package.json (JavaScript), or one with `app.py` (Python).
     #[arg(default_value = ".")]
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
 
     /// The apps folder the component goes into, as `<name>.wasm`.
     #[arg(long, default_value = "apps", env = "TINA4_APPS_DIR")]
-    pub apps: PathBuf,
+    pub(crate) apps: PathBuf,
 
     /// The app's name [default: the source folder's name, `-` as `_`].
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 
     /// The source's language [default: from the files in the folder].
     #[arg(long, value_enum)]
-    pub language: Option<Language>,
+    pub(crate) language: Option<Language>,
 
     /// The engine JavaScript apps are compiled with: SpiderMonkey runs
     /// `async` handlers to the end; QuickJS makes ~7x smaller components
     /// whose `async` handlers stop at their first `await`.
     #[arg(long, value_enum, default_value_t, env = "TINA4_JS_ENGINE")]
-    pub js_engine: JsEngine,
+    pub(crate) js_engine: JsEngine,
 
     /// Where language toolchains are installed on first use
     /// [default: ~/.cache/tina4-wasm/toolchains].
     #[arg(long, env = "TINA4_TOOLCHAINS_DIR")]
-    pub toolchains: Option<PathBuf>,
+    pub(crate) toolchains: Option<PathBuf>,
 
     /// The compile cache to precompile into: use the one `serve` uses
     /// [default: ~/.cache/tina4-wasm/components].
     #[arg(long, env = "TINA4_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
 
     /// Check the component without storing its compiled code.
     #[arg(long, conflicts_with = "cache_dir")]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
 }
 
 /// Runs `build`; `Ok(false)` if the component built but cannot be served.
-pub fn run(args: BuildArgs) -> anyhow::Result<bool> {
+pub(crate) fn run(args: BuildArgs) -> anyhow::Result<bool> {
     let app = AppSource::new(&args.source, args.language, args.name.clone())?;
     let toolchains = match args.toolchains {
         Some(dir) => Toolchains::new(dir),
@@ -73,7 +74,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<bool> {
     let cache_dir = if args.no_cache {
         None
     } else {
-        args.cache_dir.or_else(crate::runtime::cache::default_dir)
+        args.cache_dir.or_else(crate::config::default_cache_dir)
     };
     let runtime = crate::inspect::runtime_with_cache(cache_dir)?;
     let prepared = runtime.prepare(&file);

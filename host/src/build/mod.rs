@@ -14,10 +14,10 @@
 //! `serve` never sees half a file). `serve --watch` builds through
 //! [`build`] too.
 
-pub mod command;
-pub mod sdk;
-pub mod stage;
-pub mod toolchain;
+pub(crate) mod command;
+pub(crate) mod sdk;
+pub(crate) mod stage;
+pub(crate) mod toolchain;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,13 +25,14 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 use crate::build::toolchain::Toolchains;
+use crate::config::JsEngine;
 
 /// How much of a failed tool's output an error shows.
 const OUTPUT_TAIL: usize = 40;
 
 /// The languages an app can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Language {
+pub(crate) enum Language {
     /// A Cargo package with a `cdylib` target, using the `tina4-guest` crate.
     Rust,
     /// An ES module (`app.js`, or `main` of `package.json`) using the
@@ -43,18 +44,6 @@ pub enum Language {
     /// componentize-py.
     #[value(alias = "py")]
     Python,
-}
-
-/// The JavaScript engine a JavaScript app is compiled with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum JsEngine {
-    /// StarlingMonkey (componentize-js): runs `async` handlers to the end,
-    /// as Node does; ~12 MB components.
-    #[default]
-    Spidermonkey,
-    /// QuickJS (componentize-qjs): ~1.7 MB components that compile in a
-    /// second, but an `async` handler stops at its first `await`.
-    Quickjs,
 }
 
 impl std::fmt::Display for Language {
@@ -71,7 +60,7 @@ impl Language {
     /// The language of the app in `dir`, from the files it holds:
     /// `Cargo.toml` is Rust, `package.json` or `app.js` JavaScript, and
     /// `app.py` Python.
-    pub fn detect(dir: &Path) -> Option<Self> {
+    pub(crate) fn detect(dir: &Path) -> Option<Self> {
         let has = |name: &str| dir.join(name).is_file();
         if has("Cargo.toml") {
             Some(Self::Rust)
@@ -87,19 +76,19 @@ impl Language {
 
 /// One app's source folder, and the component it builds.
 #[derive(Debug, Clone)]
-pub struct AppSource {
+pub(crate) struct AppSource {
     /// The app's language.
-    pub language: Language,
+    pub(crate) language: Language,
     /// The source folder (a Cargo package, or the folder of `app.js`/`app.py`).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The app's name: its component is `<apps>/<name>.wasm`.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 impl AppSource {
     /// The app in `dir`: its language detected unless given, its name the
     /// folder's (`my-app` → `my_app`) unless given.
-    pub fn new(
+    pub(crate) fn new(
         dir: &Path,
         language: Option<Language>,
         name: Option<String>,
@@ -130,7 +119,7 @@ impl AppSource {
     }
 
     /// Where the component goes in `apps_dir`.
-    pub fn app_file(&self, apps_dir: &Path) -> PathBuf {
+    pub(crate) fn app_file(&self, apps_dir: &Path) -> PathBuf {
         apps_dir.join(format!("{}.wasm", self.name))
     }
 }
@@ -146,7 +135,11 @@ fn default_name(dir: &Path) -> anyhow::Result<String> {
 
 /// Builds `app` into `<apps_dir>/<name>.wasm`, installing its language's
 /// toolchain first if it is missing. Blocking (it runs compilers).
-pub fn build(app: &AppSource, apps_dir: &Path, toolchains: &Toolchains) -> anyhow::Result<PathBuf> {
+pub(crate) fn build(
+    app: &AppSource,
+    apps_dir: &Path,
+    toolchains: &Toolchains,
+) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(apps_dir)
         .with_context(|| format!("cannot create the apps folder {}", apps_dir.display()))?;
     let target = app.app_file(apps_dir);

@@ -4,13 +4,13 @@
 //! host that serves it.
 
 /// A file to write into a staging folder: path relative to it, and contents.
-pub type File = (&'static str, &'static str);
+pub(crate) type File = (&'static str, &'static str);
 
 /// The WIT contract (`wit/tina4.wit`).
-pub const WIT: File = ("wit/tina4.wit", include_str!("../../../wit/tina4.wit"));
+pub(crate) const WIT: File = ("wit/tina4.wit", include_str!("../../../wit/tina4.wit"));
 
 /// The `tina4-wasm` npm package, as `node_modules/tina4-wasm`.
-pub const JAVASCRIPT: &[File] = &[
+pub(crate) const JAVASCRIPT: &[File] = &[
     (
         "node_modules/tina4-wasm/package.json",
         include_str!("../../../guest-sdk/javascript/package.json"),
@@ -26,7 +26,7 @@ pub const JAVASCRIPT: &[File] = &[
 ];
 
 /// The `tina4_wasm` Python package, in the staging folder's `sdk/`.
-pub const PYTHON: &[File] = &[
+pub(crate) const PYTHON: &[File] = &[
     (
         "sdk/tina4_wasm/__init__.py",
         include_str!("../../../guest-sdk/python/tina4_wasm/__init__.py"),

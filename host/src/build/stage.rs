@@ -11,11 +11,11 @@ use crate::build::sdk;
 
 /// The generated JavaScript entry module: imports the app (which registers
 /// its routes) and re-exports the world's functions from the SDK.
-pub const JS_ENTRY: &str = "tina4-entry.js";
+pub(crate) const JS_ENTRY: &str = "tina4-entry.js";
 
 /// The generated Python entry module: imports `app` (which registers its
 /// routes) and names the SDK's `WitWorld`.
-pub const PY_ENTRY: &str = "tina4_entry";
+pub(crate) const PY_ENTRY: &str = "tina4_entry";
 
 /// Folders never copied: build output, dependencies the build supplies,
 /// version control and caches.
@@ -42,7 +42,7 @@ fn javascript_main(dir: &Path) -> anyhow::Result<String> {
 
 /// The app's sources under `app/`, the `tina4-wasm` package under
 /// `node_modules/`, the app's own dependencies beside it, and the entry.
-pub fn javascript(dir: &Path) -> anyhow::Result<TempDir> {
+pub(crate) fn javascript(dir: &Path) -> anyhow::Result<TempDir> {
     let main = javascript_main(dir)?;
     if !dir.join(&main).is_file() {
         anyhow::bail!("the app's main module {main} does not exist");
@@ -68,7 +68,7 @@ pub fn javascript(dir: &Path) -> anyhow::Result<TempDir> {
 
 /// The app's sources under `app/` (on the Python path, so `import app`
 /// finds `app/app.py`), the SDK under `sdk/`, and the entry beside `app.py`.
-pub fn python(dir: &Path) -> anyhow::Result<TempDir> {
+pub(crate) fn python(dir: &Path) -> anyhow::Result<TempDir> {
     if !dir.join("app.py").is_file() {
         anyhow::bail!("no app.py in {}", dir.display());
     }

@@ -10,12 +10,13 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::build::{JsEngine, run};
+use crate::build::run;
+use crate::config::JsEngine;
 
 /// The JavaScript toolchain (npm): the SpiderMonkey and QuickJS
 /// componentizers, and esbuild, which bundles an app's modules and its npm
 /// dependencies into the one module the componentizers take.
-pub const JAVASCRIPT_PACKAGES: &[&str] = &[
+pub(crate) const JAVASCRIPT_PACKAGES: &[&str] = &[
     "@bytecodealliance/componentize-js@0.23.0",
     "componentize-qjs@0.4.5",
     "esbuild@0.25.12",
@@ -26,15 +27,15 @@ pub const JAVASCRIPT_PACKAGES: &[&str] = &[
 const JAVASCRIPT_DIR: &str = "javascript-componentize-js-0.23.0-qjs-0.4.5-esbuild-0.25.12";
 
 /// The Python componentizer (PyPI).
-pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+pub(crate) const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
 /// Runs componentize-py's command line from its installed package (the
 /// venv's own launcher script would pin the venv's first location).
-pub const COMPONENTIZE_PY_MAIN: &str = "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())";
+pub(crate) const COMPONENTIZE_PY_MAIN: &str = "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())";
 
 /// Where toolchains are installed, and which JavaScript engine to use.
 #[derive(Debug, Clone)]
-pub struct Toolchains {
+pub(crate) struct Toolchains {
     /// The folder holding one sub-folder per installed toolchain version.
     root: PathBuf,
     /// The engine JavaScript apps are compiled with.
@@ -42,19 +43,19 @@ pub struct Toolchains {
 }
 
 /// `~/.cache/tina4-wasm/toolchains` (or under `$XDG_CACHE_HOME`).
-pub fn default_dir() -> Option<PathBuf> {
-    crate::runtime::cache::default_dir()
+pub(crate) fn default_dir() -> Option<PathBuf> {
+    crate::config::default_cache_dir()
         .and_then(|components| components.parent().map(|p| p.join("toolchains")))
 }
 
 /// The cargo to build with: the one running us, if any.
-pub fn cargo() -> std::ffi::OsString {
+pub(crate) fn cargo() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 impl Toolchains {
     /// Toolchains kept in `root`, compiling JavaScript with SpiderMonkey.
-    pub fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Self {
             root,
             js_engine: JsEngine::default(),
@@ -62,7 +63,7 @@ impl Toolchains {
     }
 
     /// The same toolchains, compiling JavaScript with `engine`.
-    pub fn with_js_engine(self, engine: JsEngine) -> Self {
+    pub(crate) fn with_js_engine(self, engine: JsEngine) -> Self {
         Self {
             js_engine: engine,
             ..self
@@ -70,12 +71,12 @@ impl Toolchains {
     }
 
     /// The engine JavaScript apps are compiled with.
-    pub fn js_engine(&self) -> JsEngine {
+    pub(crate) fn js_engine(&self) -> JsEngine {
         self.js_engine
     }
 
     /// Toolchains in the default folder.
-    pub fn default_location() -> anyhow::Result<Self> {
+    pub(crate) fn default_location() -> anyhow::Result<Self> {
         let root = default_dir().context(
             "no cache folder (neither HOME nor XDG_CACHE_HOME is set); pass --toolchains",
         )?;
@@ -84,7 +85,7 @@ impl Toolchains {
 
     /// Makes sure rustup has the wasm32-wasip2 target (when rustup manages
     /// the toolchain; otherwise cargo says what is missing).
-    pub fn rust(&self) -> anyhow::Result<()> {
+    pub(crate) fn rust(&self) -> anyhow::Result<()> {
         let Ok(installed) = Command::new("rustup")
             .args(["target", "list", "--installed"])
             .output()
@@ -107,7 +108,7 @@ impl Toolchains {
 
     /// The folder of the JavaScript tools' commands (`node_modules/.bin`),
     /// installed with npm if missing.
-    pub fn javascript(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn javascript(&self) -> anyhow::Result<PathBuf> {
         let dir = self.root.join(JAVASCRIPT_DIR);
         let bin = dir.join("node_modules/.bin");
         self.install_once(&dir, &bin.join("esbuild"), "npm", |scratch| {
@@ -126,7 +127,7 @@ impl Toolchains {
 
     /// A Python that runs componentize-py, installed into a venv with pip
     /// if missing.
-    pub fn python(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn python(&self) -> anyhow::Result<PathBuf> {
         let dir = self.root.join(COMPONENTIZE_PY.replace("==", "-"));
         let python = dir.join("bin/python3");
         self.install_once(&dir, &python, "PyPI", |scratch| {

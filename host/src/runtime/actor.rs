@@ -25,20 +25,21 @@ use super::bindings::{Connection, Handler, HttpRequest, HttpResponse, WsEvent};
 use super::policy::MessageRate;
 use super::turns::Turns;
 use super::{InstanceFactory, PreparedApp, RouteKey, describe_guest_error};
-use crate::telemetry::{self, AppMetrics, HandlerEvent};
+use crate::delivery::{Membership, close};
+use crate::telemetry::{AppMetrics, GuestFailure, HandlerEvent};
 
 /// A route as named in a command: its index in the version that routed it,
 /// and its key to find it in a later version.
 #[derive(Debug, Clone)]
-pub struct RouteRef {
+pub(crate) struct RouteRef {
     /// Its index in the version that routed the request.
-    pub index: u32,
+    pub(crate) index: u32,
     /// Its identity across versions (kind and pattern).
-    pub key: Arc<RouteKey>,
+    pub(crate) key: Arc<RouteKey>,
 }
 
 /// What an app is asked to do.
-pub enum AppCommand {
+pub(crate) enum AppCommand {
     /// Answer an HTTP request on `route`.
     Http {
         route: RouteRef,
@@ -48,10 +49,14 @@ pub enum AppCommand {
     /// Handle a WebSocket event of `conn` on `route`.
     WebSocket {
         route: RouteRef,
+        /// The connection's place in delivery: joined at `open`; held
+        /// until its `close` is handled, so the handler can still reach it.
+        member: Arc<Membership>,
         conn: Arc<Connection>,
         event: WsEvent,
-        /// Its share of the mailbox, given back once it has been handled.
-        held: Option<Held>,
+        /// Its share of the mailbox, given back when it is dropped, once
+        /// it has been handled.
+        _held: Option<Held>,
     },
     /// Serve every later command with a new version; say so on `done`.
     Swap {
@@ -62,7 +67,7 @@ pub enum AppCommand {
 
 /// The share of an app's mailbox one queued message holds: one of its
 /// connection's places, and its bytes of the app's budget.
-pub struct Held {
+pub(crate) struct Held {
     /// A place of the connection's [`MailboxQuota`].
     _place: OwnedSemaphorePermit,
     /// Its KiB of the app's budget.
@@ -73,19 +78,19 @@ pub struct Held {
 /// client that floods waits (and stops being read, so TCP slows it down)
 /// once it has this many queued, and its neighbours never queue behind more
 /// than that of it.
-pub type MailboxQuota = Arc<Semaphore>;
+pub(crate) type MailboxQuota = Arc<Semaphore>;
 
 /// Messages one connection may have queued for its app.
-pub const MESSAGES_QUEUED_PER_CONNECTION: usize = 32;
+pub(crate) const MESSAGES_QUEUED_PER_CONNECTION: usize = 32;
 
 /// A fresh quota for a new connection.
-pub fn mailbox_quota() -> MailboxQuota {
+pub(crate) fn mailbox_quota() -> MailboxQuota {
     Arc::new(Semaphore::new(MESSAGES_QUEUED_PER_CONNECTION))
 }
 
 /// Why an app gave no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum AppCallError {
+pub(crate) enum AppCallError {
     /// The guest trapped, ran out of time or memory; it has been restarted.
     #[error("the app failed while handling the request")]
     GuestFailed,
@@ -99,11 +104,11 @@ pub enum AppCallError {
 
 /// A loaded app, as the rest of the host sees it.
 #[derive(Debug)]
-pub struct AppHandle {
+pub(crate) struct AppHandle {
     /// The app's name (its file name without `.wasm`).
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// The component file it was loaded from.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The actor's mailbox.
     mailbox: mpsc::Sender<AppCommand>,
     /// What the edge checks before involving the app; follows the serving
@@ -114,7 +119,7 @@ pub struct AppHandle {
     /// The size of that budget, in KiB (one message never asks for more).
     mailbox_kib: u32,
     /// The app's metrics (HTTP answers are counted by the caller).
-    pub metrics: Arc<AppMetrics>,
+    pub(crate) metrics: Arc<AppMetrics>,
 }
 
 impl std::fmt::Display for AppHandle {
@@ -126,34 +131,34 @@ impl std::fmt::Display for AppHandle {
 /// What the edge checks for an app before involving it, from the serving
 /// version's `<app>.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EdgeSettings {
+pub(crate) struct EdgeSettings {
     /// The most WebSocket connections the app may hold, if it has a cap of
     /// its own.
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// The `aud` claim a token must carry to open the app's secured routes.
-    pub audience: Arc<str>,
+    pub(crate) audience: Arc<str>,
     /// How fast each connection may send, if there is a limit.
-    pub message_rate: Option<MessageRate>,
+    pub(crate) message_rate: Option<MessageRate>,
 }
 
 impl AppHandle {
     /// The app's own connection cap, if it has one.
-    pub fn max_connections(&self) -> Option<usize> {
+    pub(crate) fn max_connections(&self) -> Option<usize> {
         self.edge.load().max_connections
     }
 
     /// The audience its secured routes' tokens must name.
-    pub fn audience(&self) -> Arc<str> {
+    pub(crate) fn audience(&self) -> Arc<str> {
         self.edge.load().audience.clone()
     }
 
     /// How fast each of its connections may send, if there is a limit.
-    pub fn message_rate(&self) -> Option<MessageRate> {
+    pub(crate) fn message_rate(&self) -> Option<MessageRate> {
         self.edge.load().message_rate
     }
 
     /// Follows the settings of a new serving version.
-    pub fn set_edge(&self, settings: EdgeSettings) {
+    pub(crate) fn set_edge(&self, settings: EdgeSettings) {
         self.edge.store(Arc::new(settings));
     }
 
@@ -161,9 +166,10 @@ impl AppHandle {
     /// place (`quota`), the app's byte budget and mailbox space; false if
     /// the app is gone (unloaded), so the event went nowhere. A close event
     /// waits for mailbox space only: it must always get through.
-    pub async fn websocket_event(
+    pub(crate) async fn websocket_event(
         &self,
         route: RouteRef,
+        member: &Arc<Membership>,
         conn: &Arc<Connection>,
         event: WsEvent,
         quota: &MailboxQuota,
@@ -192,15 +198,16 @@ impl AppHandle {
         };
         let command = AppCommand::WebSocket {
             route,
+            member: member.clone(),
             conn: conn.clone(),
             event,
-            held,
+            _held: held,
         };
         self.mailbox.send(command).await.is_ok()
     }
 
     /// Asks the app to answer an HTTP request.
-    pub async fn http(
+    pub(crate) async fn http(
         &self,
         route: RouteRef,
         request: HttpRequest,
@@ -220,7 +227,7 @@ impl AppHandle {
 
     /// Hands the app a new version, which serves every command sent after
     /// this one; resolves once the switch has happened.
-    pub async fn swap(&self, version: PreparedApp) -> Result<(), AppCallError> {
+    pub(crate) async fn swap(&self, version: PreparedApp) -> Result<(), AppCallError> {
         let (done, switched) = oneshot::channel();
         let command = AppCommand::Swap {
             version: Box::new(version),
@@ -235,11 +242,11 @@ impl AppHandle {
 }
 
 /// A live instance: its store and its typed exports.
-pub struct Instance {
+pub(crate) struct Instance {
     /// The store: the instance's memory and the host state it calls into.
-    pub store: Store<super::HostState>,
+    pub(crate) store: Store<super::HostState>,
     /// The typed exports (`routes`, `handle-http`, `on-websocket`).
-    pub handler: Handler,
+    pub(crate) handler: Handler,
 }
 
 /// Whose turn an event waits for: its connection's (events of one
@@ -254,7 +261,7 @@ enum Lane {
 }
 
 /// The thread-side half of an app.
-pub struct AppActor {
+pub(crate) struct AppActor {
     /// Makes fresh instances after a failure.
     factory: InstanceFactory,
     /// The current instance; `None` after a failure until re-instantiated.
@@ -265,7 +272,7 @@ pub struct AppActor {
 
 impl AppActor {
     /// Starts the actor on its own thread with an already-created instance.
-    pub fn spawn(
+    pub(crate) fn spawn(
         factory: InstanceFactory,
         instance: Instance,
         keys: Vec<Arc<RouteKey>>,
@@ -310,7 +317,9 @@ impl AppActor {
         let mut requests: u64 = 0;
         let mut take = |command: AppCommand, turns: &mut Turns<_, _>, swap: &mut Option<_>| {
             let lane = match &command {
-                AppCommand::WebSocket { conn, .. } => Lane::Connection(Arc::as_ptr(conn).addr()),
+                AppCommand::WebSocket { member, .. } => {
+                    Lane::Connection(Arc::as_ptr(member).addr())
+                }
                 AppCommand::Http { .. } => {
                     requests = requests.wrapping_add(1);
                     Lane::Request(requests)
@@ -414,22 +423,22 @@ impl AppActor {
                 // A caller that gave up (its client left, or its deadline
                 // passed) does not cost the app an event.
                 if reply.is_closed() {
-                    metrics::counter!(telemetry::HTTP_ABANDONED, "app" => self.factory.app.to_string())
-                        .increment(1);
+                    self.factory.metrics.http_abandoned();
                     return;
                 }
                 let answer = self.http(&route, &request);
                 let _ = reply.send(answer);
             }
             AppCommand::WebSocket {
-                route, conn, event, ..
+                route,
+                member,
+                conn,
+                event,
+                ..
             } => {
-                let is_close = matches!(event, WsEvent::Close(_));
-                self.websocket(&route, &conn, &event);
-                if is_close {
-                    // The close handler may read the attachment; now it goes.
-                    self.factory.backplane.registry().forget(&conn.id);
-                }
+                // After a close, dropping `member` here (with the connection
+                // task's) forgets the connection: its handler has run.
+                self.websocket(&route, &member, &conn, &event);
             }
             AppCommand::Swap { version, done } => {
                 let version = *version;
@@ -457,26 +466,29 @@ impl AppActor {
             })
     }
 
-    fn websocket(&mut self, route: &RouteRef, conn: &Connection, event: &WsEvent) {
+    fn websocket(
+        &mut self,
+        route: &RouteRef,
+        member: &Membership,
+        conn: &Connection,
+        event: &WsEvent,
+    ) {
         let is_close = matches!(event, WsEvent::Close(_));
-        let registry = self.factory.backplane.registry().clone();
         if matches!(event, WsEvent::Open) {
-            // Into its path group now: `count` includes it in its own
-            // `open`, and nothing broadcast before reaches it.
-            registry.join(&conn.id);
+            member.opened();
         }
         // Closing is moot for a close event: the connection is already gone.
-        let close = |code, reason| {
+        let end = |code, reason| {
             if !is_close {
-                let _ = registry.close(&conn.id, code, reason);
+                let _ = member.handle().close(code, reason);
             }
         };
         let Some(index) = self.resolve(route) else {
-            close(1001, "route removed by an update of the app");
+            end(close::GOING_AWAY, "route removed by an update of the app");
             return;
         };
         let Some(instance) = self.instance() else {
-            close(1011, "app unavailable");
+            end(close::INTERNAL_ERROR, "app unavailable");
             return;
         };
         let result = instance
@@ -484,23 +496,20 @@ impl AppActor {
             .call_on_websocket(&mut instance.store, index, conn, event);
         if let Err(err) = result {
             self.fail(&err, "WebSocket", &conn.path);
-            close(1011, "internal error");
+            end(close::INTERNAL_ERROR, "internal error");
         }
     }
 
     /// Logs a guest failure and throws the instance away: after a trap its
     /// store is poisoned, and after any error its state is suspect.
     fn fail(&mut self, err: &wasmtime::Error, kind: &str, path: &str) {
-        let reason = match err.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => "interrupt",
-            Some(wasmtime::Trap::OutOfFuel) => "fuel",
-            Some(_) => "trap",
-            None => "other",
+        let why = match err.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => GuestFailure::Interrupt,
+            Some(wasmtime::Trap::OutOfFuel) => GuestFailure::Fuel,
+            Some(_) => GuestFailure::Trap,
+            None => GuestFailure::Other,
         };
-        let app = self.factory.app.to_string();
-        metrics::counter!(telemetry::GUEST_FAILURES, "app" => app.clone(), "reason" => reason)
-            .increment(1);
-        metrics::counter!(telemetry::REINSTANTIATIONS, "app" => app).increment(1);
+        self.factory.metrics.guest_failed(why);
         tracing::error!(
             app = %self.factory.app,
             kind,

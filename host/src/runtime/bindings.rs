@@ -8,8 +8,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use self::tina4::wasm::logging::Level;
-pub use self::tina4::wasm::types::{
+pub(crate) use self::tina4::wasm::logging::Level;
+pub(crate) use self::tina4::wasm::types::{
     CloseInfo, Error as GuestApiError, Method, RouteKind as WitRouteKind,
 };
 

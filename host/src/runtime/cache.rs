@@ -28,6 +28,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::hex::hex;
+
 /// Marks an entry written by this code, in this format.
 const MAGIC: &[u8; 8] = b"T4WCMP02";
 
@@ -42,7 +44,7 @@ const KEY_BYTES: usize = 32;
 
 /// Where a component came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Compiled now (and stored, when the cache is on).
     Compiled,
     /// Deserialized from the cache.
@@ -59,17 +61,17 @@ impl std::fmt::Display for Origin {
 }
 
 /// A compiled component and what it took.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The component, ready to instantiate.
-    pub component: Component,
+    pub(crate) component: Component,
     /// Compiled now, or taken from the cache.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     /// Compile or deserialize time.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 /// The cache of precompiled components (or no cache).
-pub struct ComponentCache {
+pub(crate) struct ComponentCache {
     /// The folder entries live in, and the key that signs them; `None`
     /// turns caching off.
     dir: Option<(PathBuf, [u8; KEY_BYTES])>,
@@ -79,20 +81,15 @@ pub struct ComponentCache {
     writing: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The SHA-256 of a component's bytes, in hex: its version id.
-pub fn content_hash(bytes: &[u8]) -> String {
+pub(crate) fn content_hash(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
 impl ComponentCache {
     /// A cache in `dir` (created if missing), or none: also none, with a
     /// warning, if the folder is not safe to run code from.
-    pub fn new(dir: Option<PathBuf>, engine: &Engine) -> Self {
+    pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine) -> Self {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
@@ -111,7 +108,7 @@ impl ComponentCache {
     }
 
     /// Waits for entries still being written (at shutdown).
-    pub fn finish_writes(&self) {
+    pub(crate) fn finish_writes(&self) {
         let writing = std::mem::take(&mut *self.writing.lock().unwrap_or_else(|e| e.into_inner()));
         for write in writing {
             let _ = write.join();
@@ -119,7 +116,7 @@ impl ComponentCache {
     }
 
     /// The cache folder, if caching is on.
-    pub fn dir(&self) -> Option<&Path> {
+    pub(crate) fn dir(&self) -> Option<&Path> {
         self.dir.as_ref().map(|(dir, _)| dir.as_path())
     }
 
@@ -136,7 +133,7 @@ impl ComponentCache {
 
     /// The compiled form of `bytes` (whose content hash is `hash`): from the
     /// cache if a sound entry exists, else compiled and stored.
-    pub fn load(&self, engine: &Engine, bytes: &[u8], hash: &str) -> anyhow::Result<Loaded> {
+    pub(crate) fn load(&self, engine: &Engine, bytes: &[u8], hash: &str) -> anyhow::Result<Loaded> {
         let started = Instant::now();
         if let Some(entry) = self.entry(hash) {
             match entry.read(engine) {
@@ -316,14 +313,4 @@ impl Entry {
         }
         Ok(())
     }
-}
-
-/// The default cache folder: `$XDG_CACHE_HOME/tina4-wasm/components`, or
-/// `~/.cache/tina4-wasm/components`.
-pub fn default_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("tina4-wasm").join("components"))
 }

@@ -23,7 +23,7 @@ const BURST: f64 = 200.0;
 /// An app's allowance of log lines (a token bucket), shared by its stdout
 /// and stderr and by every instance of the app.
 #[derive(Debug)]
-pub struct OutputBudget {
+pub(crate) struct OutputBudget {
     /// Lines that may be logged now.
     tokens: f64,
     /// When `tokens` was last topped up.
@@ -62,7 +62,7 @@ impl OutputBudget {
 
 /// One app's way into the host log, shared by all its instances.
 #[derive(Debug, Clone)]
-pub struct AppLog {
+pub(crate) struct AppLog {
     /// The app the lines come from.
     app: Arc<str>,
     /// The app's allowance of lines.
@@ -71,7 +71,7 @@ pub struct AppLog {
 
 impl AppLog {
     /// A log for `app` with a full allowance.
-    pub fn new(app: Arc<str>) -> Self {
+    pub(crate) fn new(app: Arc<str>) -> Self {
         Self {
             app,
             budget: Default::default(),
@@ -80,7 +80,7 @@ impl AppLog {
 
     /// Logs one line of the app's at `level`, if its allowance has room;
     /// says how many were dropped since the last one that got through.
-    pub fn line(&self, level: tracing::Level, source: &str, text: &str) {
+    pub(crate) fn line(&self, level: tracing::Level, source: &str, text: &str) {
         let allowed = self.budget.lock().unwrap_or_else(|e| e.into_inner()).take();
         let app = &*self.app;
         match allowed {
@@ -105,7 +105,7 @@ impl AppLog {
 
 /// `text` with control characters (line breaks, escapes) written as
 /// `\u{..}`, so one logged line stays one line and says only what it says.
-pub fn escaped(text: &str) -> Cow<'_, str> {
+pub(crate) fn escaped(text: &str) -> Cow<'_, str> {
     if !text.chars().any(|c| c.is_control() && c != '\t') {
         return Cow::Borrowed(text);
     }
@@ -122,14 +122,14 @@ pub fn escaped(text: &str) -> Cow<'_, str> {
 
 /// Which of the guest's streams this is.
 #[derive(Debug, Clone, Copy)]
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
 
 /// A WASI output stream that logs each line with the app's name.
 #[derive(Clone)]
-pub struct GuestOutput {
+pub(crate) struct GuestOutput {
     /// Where its lines go.
     log: AppLog,
     /// stdout or stderr (stderr lines log at warn level).
@@ -137,7 +137,7 @@ pub struct GuestOutput {
 }
 
 impl GuestOutput {
-    pub fn new(log: AppLog, stream: Stream) -> Self {
+    pub(crate) fn new(log: AppLog, stream: Stream) -> Self {
         Self { log, stream }
     }
 }

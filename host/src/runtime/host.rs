@@ -13,43 +13,43 @@ use tokio_tungstenite::tungstenite::Message;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::SharedRoutes;
+use super::SharedServing;
 use super::bindings::tina4::wasm::{logging, templates, types, websocket};
 use super::bindings::{GuestApiError, Level};
-use crate::backplane::Backplane;
+use crate::delivery::Delivery;
+use crate::delivery::close;
+use crate::delivery::{ConnectionHandle, RegistryError, Room};
 use crate::router::RequestPath;
+use crate::runtime::templates::AppTemplates;
 use crate::telemetry::AppMetrics;
-use crate::templates::AppTemplates;
-use crate::ws::connection::truncate_reason;
-use crate::ws::registry::{ConnectionHandle, RegistryError, Room};
 
 /// The data of one app instance's `Store`.
-pub struct HostState {
+pub(crate) struct HostState {
     /// The app's name: tags its log lines and owns its connections.
-    pub app: Arc<str>,
-    /// The published route table: the paths routed to this app are the
-    /// only ones it may address.
-    pub routes: SharedRoutes,
+    pub(crate) app: Arc<str>,
+    /// What is serving: the paths routed to this app are the only ones it
+    /// may address.
+    pub(crate) serving: SharedServing,
     /// Where connections live, here and on other instances.
-    pub backplane: Arc<Backplane>,
+    pub(crate) delivery: Arc<Delivery>,
     /// Largest message the app may send, in bytes.
-    pub max_message_bytes: usize,
+    pub(crate) max_message_bytes: usize,
     /// Largest per-connection attachment, in bytes.
-    pub max_attachment_bytes: usize,
+    pub(crate) max_attachment_bytes: usize,
     /// WASI state: no files, no environment, no sockets; output goes to the log.
-    pub wasi: WasiCtx,
+    pub(crate) wasi: WasiCtx,
     /// WASI resources (streams) the guest holds.
-    pub table: ResourceTable,
+    pub(crate) table: ResourceTable,
     /// Memory and table caps, enforced by wasmtime.
-    pub limits: super::limiter::AppLimiter,
+    pub(crate) limits: super::limiter::AppLimiter,
     /// The app's templates folder, rendered on its behalf.
-    pub templates: Arc<AppTemplates>,
+    pub(crate) templates: Arc<AppTemplates>,
     /// The app's metrics.
-    pub metrics: Arc<AppMetrics>,
+    pub(crate) metrics: Arc<AppMetrics>,
     /// The app's way into the host log (rate-limited, escaped).
-    pub log: super::guest_output::AppLog,
+    pub(crate) log: super::guest_output::AppLog,
     /// When the guest call in progress must end; WASI sleeps end by then.
-    pub deadline: Option<std::time::Instant>,
+    pub(crate) deadline: Option<std::time::Instant>,
 }
 
 impl WasiView for HostState {
@@ -66,8 +66,9 @@ impl HostState {
     /// this app; returns the app's room there.
     fn own_room(&self, path: &str) -> Result<Room, GuestApiError> {
         let owned = RequestPath::from_decoded(path).is_some_and(|p| {
-            self.routes
+            self.serving
                 .load()
+                .routes
                 .sends_websocket(&p, |target| *target.app.name == *self.app)
         });
         if owned {
@@ -81,7 +82,7 @@ impl HostState {
 
     /// Refuses a connection id unless it is open and served by this app.
     fn own_connection(&self, id: &str) -> Result<Arc<ConnectionHandle>, GuestApiError> {
-        match self.backplane.registry().get(id) {
+        match self.delivery.registry().get(id) {
             Some(handle) if handle.app == self.app => Ok(handle),
             Some(_) => Err(GuestApiError::NotPermitted(format!(
                 "connection {id} belongs to another app"
@@ -91,11 +92,11 @@ impl HostState {
     }
 
     /// Sends to one connection; one on another instance is reached through
-    /// the backplane, which checks there that it is this app's.
+    /// the delivery, which checks there that it is this app's.
     fn send_frame(&mut self, to: &str, len: usize, frame: Message) -> Result<(), GuestApiError> {
         within_limit(len, self.max_message_bytes)?;
-        if self.backplane.is_remote(to) {
-            self.backplane.send_remote(&self.app, to, &frame)?;
+        if self.delivery.is_remote(to) {
+            self.delivery.send_remote(&self.app, to, &frame)?;
         } else {
             self.own_connection(to)?.send(frame)?;
             self.metrics.count_out(1, len);
@@ -112,7 +113,7 @@ impl HostState {
     ) -> Result<u32, GuestApiError> {
         within_limit(len, self.max_message_bytes)?;
         let room = self.own_room(path)?;
-        let fanout = self.backplane.broadcast(&room, &frame, exclude);
+        let fanout = self.delivery.broadcast(&room, &frame, exclude);
         self.metrics.count_out(fanout.local, len);
         self.metrics.fanout(fanout.local);
         Ok(fanout.local.saturating_add(fanout.remote))
@@ -135,11 +136,6 @@ fn within_limit(len: usize, limit: usize) -> Result<(), GuestApiError> {
     } else {
         Ok(())
     }
-}
-
-/// Close codes an application may put in a close frame (RFC 6455 §7.4).
-fn sendable_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 impl types::Host for HostState {}
@@ -176,18 +172,18 @@ impl websocket::Host for HostState {
     }
 
     fn close(&mut self, conn: String, code: u16, reason: String) -> Result<(), GuestApiError> {
-        if !sendable_close_code(code) {
+        if !close::sendable(code) {
             return Err(GuestApiError::Invalid(format!(
                 "close code {code} may not be sent by an application"
             )));
         }
-        if truncate_reason(&reason).len() != reason.len() {
+        if close::truncate_reason(&reason).len() != reason.len() {
             return Err(GuestApiError::Invalid(
                 "close reason longer than 123 bytes".to_string(),
             ));
         }
-        if self.backplane.is_remote(&conn) {
-            self.backplane
+        if self.delivery.is_remote(&conn) {
+            self.delivery
                 .close_remote(&self.app, &conn, code, &reason)?;
             return Ok(());
         }
@@ -198,7 +194,7 @@ impl websocket::Host for HostState {
 
     fn count(&mut self, path: String) -> Result<u32, GuestApiError> {
         let room = self.own_room(&path)?;
-        Ok(self.backplane.count(&room))
+        Ok(self.delivery.count(&room))
     }
 
     fn push(&mut self, path: String, text: String) -> Result<u32, GuestApiError> {
@@ -243,16 +239,4 @@ impl logging::Host for HostState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn close_codes_follow_rfc_6455() {
-        for ok in [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
-            assert!(sendable_close_code(ok), "{ok}");
-        }
-        for bad in [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000] {
-            assert!(!sendable_close_code(bad), "{bad}");
-        }
-    }
-}
+mod tests {}

@@ -14,7 +14,7 @@ const TABLE_ELEMENT_BYTES: usize = 16;
 
 /// The caps of one store, and what it holds now.
 #[derive(Debug)]
-pub struct AppLimiter {
+pub(crate) struct AppLimiter {
     /// The budget for memories and tables together, in bytes.
     memory_bytes: usize,
     /// Core instances the store may create.
@@ -31,7 +31,7 @@ pub struct AppLimiter {
 
 impl AppLimiter {
     /// A limiter with nothing held yet.
-    pub fn new(
+    pub(crate) fn new(
         memory_bytes: usize,
         max_instances: usize,
         max_memories: usize,
@@ -49,7 +49,7 @@ impl AppLimiter {
     }
 
     /// Bytes the store's memories and tables take now.
-    pub fn used(&self) -> usize {
+    pub(crate) fn used(&self) -> usize {
         self.used
     }
 

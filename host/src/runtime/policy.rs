@@ -32,8 +32,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::app_files::AppFiles;
 use crate::config::{Limits, OverRate};
-use crate::layout::AppLayout;
 use crate::router::{HostBinding, HostPattern};
 
 /// What `<app>.toml` may set.
@@ -59,40 +59,40 @@ struct AppConfig {
 
 /// The limits and grants one app runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppPolicy {
+pub(crate) struct AppPolicy {
     /// Memory cap, in bytes: all its linear memories and tables together.
-    pub memory_bytes: usize,
+    pub(crate) memory_bytes: usize,
     /// Wall-clock deadline of one guest call.
-    pub event_timeout: Duration,
+    pub(crate) event_timeout: Duration,
     /// Fuel per guest call, when the engine meters fuel.
-    pub fuel: Option<u64>,
+    pub(crate) fuel: Option<u64>,
     /// Core instances the component may create.
-    pub max_instances: usize,
+    pub(crate) max_instances: usize,
     /// Linear memories it may create.
-    pub max_memories: usize,
+    pub(crate) max_memories: usize,
     /// Tables it may create.
-    pub max_tables: usize,
+    pub(crate) max_tables: usize,
     /// Elements per table.
-    pub max_table_elements: usize,
+    pub(crate) max_table_elements: usize,
     /// WebSocket connections it may hold at once.
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// Largest message it may send, in bytes.
-    pub max_message_bytes: usize,
+    pub(crate) max_message_bytes: usize,
     /// Largest value it may attach to a connection, in bytes.
-    pub max_attachment_bytes: usize,
+    pub(crate) max_attachment_bytes: usize,
     /// How fast each of its connections may send; `None`: no limit.
-    pub message_rate: Option<MessageRate>,
+    pub(crate) message_rate: Option<MessageRate>,
     /// A folder inside the app's own it may read, seen as `/data`.
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// The `aud` its secured routes' tokens must name (default: its name).
-    pub token_audience: Option<String>,
+    pub(crate) token_audience: Option<String>,
     /// The `Host` names it serves; `None`: the server's own names.
-    pub hosts: HostBinding,
+    pub(crate) hosts: HostBinding,
 }
 
 /// The most an `<app>.toml` may ask for, resolved from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ceilings {
+pub(crate) struct Ceilings {
     /// [`AppPolicy::memory_bytes`].
     memory_bytes: usize,
     /// [`AppPolicy::event_timeout`].
@@ -114,13 +114,13 @@ pub struct Ceilings {
 /// How many messages one connection may send: a steady rate, a burst above
 /// it, and what happens to a message over it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MessageRate {
+pub(crate) struct MessageRate {
     /// Messages per second, on average.
-    pub per_second: u32,
+    pub(crate) per_second: u32,
     /// Messages that may come at once.
-    pub burst: u32,
+    pub(crate) burst: u32,
     /// Dropped, or the connection closed.
-    pub over: OverRate,
+    pub(crate) over: OverRate,
 }
 
 /// Defaults for the instance and table caps (generous for components built
@@ -132,7 +132,7 @@ const DEFAULT_TABLE_ELEMENTS: usize = 1_000_000;
 
 impl Ceilings {
     /// The ceilings the flags set, never below the server-wide defaults.
-    pub fn from_limits(limits: &Limits, defaults: &AppPolicy) -> Self {
+    pub(crate) fn from_limits(limits: &Limits, defaults: &AppPolicy) -> Self {
         let c = &limits.ceilings;
         Self {
             memory_bytes: (c.app_memory_mb_max.get() << 20).max(defaults.memory_bytes),
@@ -157,7 +157,7 @@ impl Ceilings {
 
 impl AppPolicy {
     /// The server-wide defaults.
-    pub fn defaults(limits: &Limits, fuel: Option<u64>) -> Self {
+    pub(crate) fn defaults(limits: &Limits, fuel: Option<u64>) -> Self {
         Self {
             memory_bytes: limits.app_memory_bytes(),
             event_timeout: limits.event_timeout(),
@@ -181,20 +181,20 @@ impl AppPolicy {
     }
 
     /// The audience of the app named `app`'s tokens.
-    pub fn audience(&self, app: &str) -> std::sync::Arc<str> {
+    pub(crate) fn audience(&self, app: &str) -> std::sync::Arc<str> {
         self.token_audience.as_deref().unwrap_or(app).into()
     }
 
     /// The policy of the app in `component` (`<dir>/<app>.wasm`): the
     /// defaults, overridden by `<dir>/<app>.toml` if there is one. Also
     /// returns the file's text, which is part of the app's version.
-    pub fn for_component(
+    pub(crate) fn for_component(
         component: &Path,
         defaults: &AppPolicy,
         ceilings: &Ceilings,
         metering: bool,
     ) -> anyhow::Result<(Self, String)> {
-        let layout = AppLayout::of(component);
+        let layout = AppFiles::of(component);
         let file = layout.settings();
         let text = match read_settings(&file) {
             Ok(Some(text)) => text,
@@ -221,7 +221,7 @@ impl AppPolicy {
     fn apply(
         &self,
         config: AppConfig,
-        layout: &AppLayout,
+        layout: &AppFiles,
         ceilings: &Ceilings,
         metering: bool,
     ) -> anyhow::Result<Self> {
@@ -427,7 +427,7 @@ mod tests {
     }
 
     fn apply(text: &str, metering: bool) -> anyhow::Result<AppPolicy> {
-        let layout = AppLayout::of(Path::new("/nonexistent/app.wasm"));
+        let layout = AppFiles::of(Path::new("/nonexistent/app.wasm"));
         defaults().apply(toml::from_str(text)?, &layout, &ceilings(), metering)
     }
 
@@ -468,7 +468,7 @@ mod tests {
         assert!(err("messages_per_second = 0").contains("at least 1"));
         assert!(err("over_message_rate = \"ignore\"").contains("unknown variant"));
         // Where the server sets no rate, the other keys need one.
-        let layout = AppLayout::of(Path::new("/nonexistent/app.wasm"));
+        let layout = AppFiles::of(Path::new("/nonexistent/app.wasm"));
         let unlimited = AppPolicy {
             message_rate: None,
             ..defaults()

@@ -49,7 +49,7 @@ impl HostState {
 
 /// Replaces the monotonic clock's `subscribe-duration` and
 /// `subscribe-instant` in a linker that already has WASI.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut clock = linker.instance(MONOTONIC_CLOCK)?;
     clock.func_wrap("subscribe-duration", |mut store, (nanos,): (u64,)| {

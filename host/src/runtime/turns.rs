@@ -12,7 +12,7 @@ use std::hash::Hash;
 
 /// Events in lanes that take turns.
 #[derive(Debug)]
-pub struct Turns<K, T> {
+pub(crate) struct Turns<K, T> {
     /// The events waiting, per lane, in arrival order.
     lanes: HashMap<K, VecDeque<T>>,
     /// The lanes that have events waiting, in the order they get a turn.
@@ -34,7 +34,7 @@ impl<K: Hash + Eq + Clone, T> Default for Turns<K, T> {
 impl<K: Hash + Eq + Clone, T> Turns<K, T> {
     /// Queues `event` at the end of `lane`; a lane that had nothing waiting
     /// joins the end of the round.
-    pub fn push(&mut self, lane: K, event: T) {
+    pub(crate) fn push(&mut self, lane: K, event: T) {
         let waiting = self.lanes.entry(lane.clone()).or_default();
         if waiting.is_empty() {
             self.order.push_back(lane);
@@ -45,7 +45,7 @@ impl<K: Hash + Eq + Clone, T> Turns<K, T> {
 
     /// The next event: the oldest of the lane whose turn it is. That lane
     /// goes to the back of the round if it has more.
-    pub fn pop(&mut self) -> Option<T> {
+    pub(crate) fn pop(&mut self) -> Option<T> {
         let lane = self.order.pop_front()?;
         let waiting = self.lanes.get_mut(&lane)?;
         let event = waiting.pop_front();
@@ -59,12 +59,12 @@ impl<K: Hash + Eq + Clone, T> Turns<K, T> {
     }
 
     /// How many events wait.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 }

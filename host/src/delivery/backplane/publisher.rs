@@ -1,0 +1,100 @@
+//! The publisher: one connection to Redis that drains the bounded queue,
+//! one pipeline per batch. While it is down, new messages are dropped and
+//! counted at once, and what was queued is dropped too: nothing waits for
+//! Redis to come back.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use redis::RedisError;
+use tokio::sync::mpsc;
+
+use super::transport::{Publisher, RESPONSE_TIMEOUT, Transport};
+use super::{BATCH, Backoff, Publication, RedisLink};
+use crate::telemetry;
+
+impl RedisLink {
+    /// The publisher task: connect, publish batches until an error, drop
+    /// what is queued, reconnect.
+    pub(super) async fn publish(
+        self: Arc<Self>,
+        transport: Arc<Transport>,
+        mut queue: mpsc::Receiver<Publication>,
+    ) {
+        let mut backoff = Backoff::default();
+        loop {
+            let mut connection = match transport.publisher().await {
+                Ok(connection) => connection,
+                Err(err) => {
+                    tracing::debug!(url = %self.shown_url, "backplane publisher: {err:#}");
+                    tokio::time::sleep(backoff.next_pause()).await;
+                    continue;
+                }
+            };
+            backoff = Backoff::default();
+            self.publishing.store(true, Ordering::Release);
+            self.announce();
+            let err = self.publish_until_error(&mut connection, &mut queue).await;
+            self.publishing.store(false, Ordering::Release);
+            let mut stranded = 0;
+            while queue.try_recv().is_ok() {
+                stranded += 1;
+            }
+            if stranded > 0 {
+                self.dropped("unreachable", stranded);
+            }
+            tracing::debug!(url = %self.shown_url, "backplane publisher lost Redis: {err}");
+        }
+    }
+
+    async fn publish_until_error(
+        &self,
+        connection: &mut Publisher,
+        queue: &mut mpsc::Receiver<Publication>,
+    ) -> RedisError {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            if queue.recv_many(&mut batch, BATCH).await == 0 {
+                return RedisError::from(std::io::Error::other("the link was dropped"));
+            }
+            let messages = batch
+                .iter()
+                .map(|p| (p.channel.as_str(), p.payload.as_slice()));
+            let sent = tokio::time::timeout(RESPONSE_TIMEOUT, connection.publish(messages))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "Redis did not answer in time",
+                    )))
+                });
+            let n = batch.len() as u64;
+            match sent {
+                Ok(()) => {
+                    metrics::counter!(telemetry::BACKPLANE_PUBLISHED).increment(n);
+                    for publication in batch.drain(..) {
+                        if let Some(sent) = publication.sent {
+                            let _ = sent.send(());
+                        }
+                    }
+                    self.report_drops();
+                }
+                Err(err) => {
+                    self.dropped("unreachable", n);
+                    return err;
+                }
+            }
+        }
+    }
+
+    /// Logs how many messages were dropped since the last report, if any.
+    fn report_drops(&self) {
+        let dropped = self.unreported_drops.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "backplane: {dropped} cross-instance messages were dropped (see tina4_backplane_dropped_total)"
+            );
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Accepting connections on the public port: the caps on open HTTP
+//! connections, socket options, the write deadline beside each connection,
+//! and the clean shutdown that closes every WebSocket with 1001.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use super::state::{PeerAddr, ServerState};
+use super::write_deadline::{Stall, Watched};
+use crate::delivery::close;
+use crate::telemetry;
+
+/// How long shutdown waits for in-flight requests and close handshakes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Accepts connections until `shutdown` resolves: each one within the
+/// connection caps is served HTTP (and may upgrade to a WebSocket); one
+/// over them is refused with 503.
+pub(crate) async fn accept_until_shutdown(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let socket = socket2::SockRef::from(&stream);
+        let _ = socket.set_send_buffer_size(state.edge.send_buffer_bytes.get());
+        // Data the peer leaves unacknowledged this long ends the connection
+        // in the kernel too, so an orphaned socket cannot linger.
+        let _ = socket.set_tcp_user_timeout(Some(state.edge.write_timeout()));
+        let slot = match state.http_connections.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                telemetry::refused(refusal.as_str());
+                state
+                    .tasks
+                    .spawn(refuse(stream, state.edge.write_timeout()));
+                continue;
+            }
+        };
+        let task_state = state.clone();
+        state.tasks.spawn(async move {
+            let state = task_state;
+            // Held while the connection speaks HTTP; an upgrade lets it go.
+            let _slot = slot;
+            let shutdown = state.shutdown.clone();
+            let handshake_timeout = state.edge.handshake_timeout();
+            let write_timeout = state.edge.write_timeout();
+            let stall = Stall::new();
+            let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                super::http::handle(state.clone(), request)
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(handshake_timeout)
+                .serve_connection(TokioIo::new(Watched::new(stream, stall.clone())), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                // A peer that takes none of a response: let it go.
+                () = stall.deadline(write_timeout) => {
+                    tracing::debug!(%peer, "peer took no write for {write_timeout:?}; dropping it");
+                    return;
+                }
+                () = shutdown.cancelled() => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = ended {
+                tracing::debug!(%peer, "HTTP connection ended: {err}");
+            }
+        });
+    }
+}
+
+/// Answers a connection over its caps with 503 and closes it, without
+/// reading it (bounded by the write timeout).
+async fn refuse(mut stream: tokio::net::TcpStream, timeout: Duration) {
+    use tokio::io::AsyncWriteExt;
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\nConnection: close\r\n\r\n\
+        too many connections\n";
+    let _ = tokio::time::timeout(timeout, async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Stops cleanly: every WebSocket is closed with 1001, in-flight HTTP
+/// requests finish, idle keep-alive connections close; all within
+/// [`SHUTDOWN_GRACE`].
+pub(crate) async fn shut_down(state: &ServerState) {
+    let open = state.delivery.registry().all();
+    tracing::info!(websockets = open.len(), "shutting down");
+    state.shutdown.cancel();
+    for handle in &open {
+        handle.evict(close::GOING_AWAY, "server shutting down");
+    }
+    state.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish in time; closing them");
+    }
+    state.delivery.leave().await;
+}

@@ -1,0 +1,423 @@
+//! One WebSocket connection's task: reads the client's frames into app
+//! events, and writes what the registry queued on its outbox.
+//!
+//! Lifecycle: register (so `count` includes it) → `open` event → frames in
+//! both directions → leave the path group (so `count` excludes it) → `close`
+//! event → forgotten (its attachment with it). Every connection that saw
+//! `open` gets exactly one `close`.
+//!
+//! The task never waits on the peer without a bound: every write (a burst
+//! of frames, a ping, the close frame) must be taken within the write
+//! timeout, and an eviction ends a write that is stuck, so a client that
+//! stops reading is dropped and its slot freed. After our close frame the
+//! task lingers, reading and discarding what the peer still sends, so the
+//! peer gets the close code instead of a reset.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::rate::TokenBucket;
+use crate::config::OverRate;
+use crate::delivery::Delivery;
+use crate::delivery::close;
+use crate::delivery::{ConnectionHandle, Membership, Outgoing};
+use crate::runtime::RouteTarget;
+use crate::runtime::bindings::{CloseInfo, Connection, WsEvent};
+
+/// How long to wait for the peer's reply to our close frame.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Outgoing frames written before one flush, so a burst costs one syscall.
+const WRITE_BATCH: usize = 64;
+
+/// Everything the connection task needs.
+pub(crate) struct ConnectionTask {
+    /// Its place in delivery (id, path, outbox sender, eviction signal);
+    /// dropped with the task, it forgets the connection.
+    pub(crate) member: Arc<Membership>,
+    /// The outbox the registry fills.
+    pub(crate) outbox: mpsc::Receiver<Outgoing>,
+    /// The connection as the app sees it, passed with every event.
+    pub(crate) info: Arc<Connection>,
+    /// The app and route that serve it.
+    pub(crate) target: RouteTarget,
+    /// Where it is registered, here and across instances.
+    pub(crate) delivery: Arc<Delivery>,
+    /// How often to ping; a peer silent for two intervals is dead.
+    pub(crate) ping_interval: Duration,
+    /// How long the peer has to take a write.
+    pub(crate) write_timeout: Duration,
+    /// Close a connection whose client sends no message for this long.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// On a secured route: when the client's token expires, and with it
+    /// the connection (1008).
+    pub(crate) token_expires: Option<Instant>,
+}
+
+/// How the connection ended.
+struct Ending {
+    /// The close code reported to the app.
+    code: u16,
+    /// The close reason reported to the app.
+    reason: String,
+    /// A close frame we still owe the peer (we have not sent one yet).
+    send_close: bool,
+    /// The peer sent what cannot be read as frames (a frame too big, a
+    /// protocol error): the stream is done, and what is left is drained.
+    unreadable: bool,
+}
+
+impl Ending {
+    fn peer(code: u16, reason: String) -> Self {
+        Self {
+            code,
+            reason,
+            send_close: false,
+            unreadable: false,
+        }
+    }
+
+    fn ours(code: u16, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            send_close: true,
+            unreadable: false,
+        }
+    }
+
+    /// Ours, after the peer sent something unreadable.
+    fn unreadable(code: u16, reason: &str) -> Self {
+        Self {
+            unreadable: true,
+            ..Self::ours(code, reason)
+        }
+    }
+}
+
+impl ConnectionTask {
+    /// Runs the connection until it closes.
+    pub(crate) async fn run<S>(self, ws: WebSocketStream<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Self {
+            member,
+            mut outbox,
+            info,
+            target,
+            delivery,
+            ping_interval,
+            write_timeout,
+            idle_timeout,
+            token_expires,
+        } = self;
+        let metrics = target.app.metrics.clone();
+        let open = metrics.connection_opened(&target.key.shape);
+        // With a backplane, `open` runs once this instance hears the
+        // cluster's broadcasts to this path.
+        let handle = member.handle().clone();
+        delivery.listening(&handle.room).await;
+        // This connection's places in its app's mailbox.
+        let quota = crate::runtime::actor::mailbox_quota();
+        target.dispatch(&member, &info, WsEvent::Open, &quota).await;
+
+        let (mut sink, mut stream) = ws.split();
+        // One timer per connection: pings, dead-peer and idle checks.
+        let period = idle_timeout.map_or(ping_interval, |idle| idle.min(ping_interval));
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut last_heard, mut last_message) = (Instant::now(), Instant::now());
+        let mut last_ping = Instant::now();
+        // Over the rate with the `wait` policy: the message waiting for
+        // its token, and when it is due. Nothing is read meanwhile.
+        let (mut held, mut resume): (Option<WsEvent>, Instant) = (None, Instant::now());
+        let mut bucket = TokenBucket::new(
+            target.app.message_rate().map_or(0, |rate| rate.burst),
+            last_heard.into_std(),
+        );
+        let expired = async {
+            match token_expires {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
+        let ending = loop {
+            tokio::select! {
+                (code, reason) = handle.evicted() => break Ending::ours(code, reason),
+                () = &mut expired => break Ending::ours(close::POLICY_VIOLATION, "token expired"),
+                now = ticks.tick() => {
+                    if idle_timeout.is_some_and(|idle| now - last_message >= idle) {
+                        break Ending::ours(close::GOING_AWAY, "idle timeout");
+                    }
+                    if now - last_heard >= ping_interval * 2 {
+                        // Nobody there to close with: drop it.
+                        tracing::debug!(connection = %handle.id, "peer stopped answering pings");
+                        break Ending::peer(close::ABNORMAL, "no answer to pings".to_string());
+                    }
+                    if now - last_ping >= ping_interval {
+                        last_ping = now;
+                        let ping = sink.send(Message::Ping(Default::default()));
+                        match bounded(&handle, write_timeout, ping).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break Ending::peer(close::ABNORMAL, String::new()),
+                            Err(ending) => break ending,
+                        }
+                    }
+                }
+                item = outbox.recv() => {
+                    let Some(item) = item else { break Ending::ours(close::INTERNAL_ERROR, "host error") };
+                    let burst = write_burst(&handle, &mut sink, &mut outbox, item);
+                    match bounded(&handle, write_timeout, burst).await {
+                        Ok(Ok(None)) => {}
+                        Ok(Ok(Some(ending))) => break ending,
+                        Ok(Err(_)) => break Ending::peer(close::ABNORMAL, String::new()),
+                        Err(ending) => break ending,
+                    }
+                }
+                // A message held back by the `wait` policy, once its token
+                // is due; reading resumes after it.
+                () = tokio::time::sleep_until(resume), if held.is_some() => {
+                    let now = Instant::now();
+                    if let Some(rate) = target.app.message_rate()
+                        && !bucket.take(&rate, now.into_std())
+                    {
+                        resume = now + bucket.until_next(&rate, now.into_std());
+                        continue;
+                    }
+                    let Some(event) = held.take() else { continue };
+                    if let Err(ending) = unless_evicted(&handle, target.dispatch(&member, &info, event, &quota)).await {
+                        break ending;
+                    }
+                }
+                frame = stream.next(), if held.is_none() => {
+                    last_heard = Instant::now();
+                    if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                        last_message = last_heard;
+                    }
+                    let (event, len) = match frame {
+                        Some(Ok(Message::Text(text))) => (WsEvent::Text(text.as_str().to_owned()), text.len()),
+                        Some(Ok(Message::Binary(data))) => (WsEvent::Binary(data.to_vec()), data.len()),
+                        // tungstenite answers pings itself; pongs need nothing.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                        Some(Ok(Message::Close(frame))) => {
+                            let (code, reason) = frame
+                                .map_or((close::NO_STATUS, String::new()), |f| (f.code.into(), f.reason.as_str().to_owned()));
+                            break Ending::peer(code, reason);
+                        }
+                        Some(Err(err)) => break ending_for_error(&err),
+                        None => break Ending::peer(close::ABNORMAL, String::new()),
+                    };
+                    metrics.received(len);
+                    if let Some(rate) = target.app.message_rate()
+                        && !bucket.take(&rate, last_heard.into_std())
+                    {
+                        metrics.rate_limited();
+                        match rate.over {
+                            OverRate::Drop => continue,
+                            OverRate::Close => break Ending::ours(close::POLICY_VIOLATION, "message rate exceeded"),
+                            OverRate::Wait => {
+                                resume = last_heard + bucket.until_next(&rate, last_heard.into_std());
+                                held = Some(event);
+                                continue;
+                            }
+                        }
+                    }
+                    // Waiting for a place in the app's mailbox must not
+                    // delay an eviction.
+                    if let Err(ending) = unless_evicted(&handle, target.dispatch(&member, &info, event, &quota)).await {
+                        break ending;
+                    }
+                }
+            }
+        };
+
+        // Out of the group first, so the app's `close` handler sees the new
+        // count.
+        member.closed();
+        metrics.connection_closed(&open, ending.code);
+        let close_event = WsEvent::Close(CloseInfo {
+            code: ending.code,
+            reason: ending.reason.clone(),
+        });
+        target.dispatch(&member, &info, close_event, &quota).await;
+        // Forgotten once both this task and the close event are done.
+        drop(member);
+        finish_close(sink, stream, &ending, write_timeout).await;
+    }
+}
+
+/// Runs a write, unless the peer does not take it within `timeout` (the
+/// connection is dropped: nobody is there to close with) or the connection
+/// is evicted meanwhile. A write the socket takes at once (the common case)
+/// costs no timer.
+async fn bounded<T>(
+    handle: &ConnectionHandle,
+    timeout: Duration,
+    write: impl Future<Output = T>,
+) -> Result<T, Ending> {
+    let mut write = std::pin::pin!(write);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(written) = first {
+        return Ok(written);
+    }
+    tokio::select! {
+        written = tokio::time::timeout(timeout, write) => written.map_err(|_| {
+            tracing::debug!(connection = %handle.id, "peer took no write for {timeout:?}; dropping it");
+            Ending::peer(close::ABNORMAL, "the client stopped reading".to_string())
+        }),
+        (code, reason) = handle.evicted() => Err(Ending::ours(code, reason)),
+    }
+}
+
+/// Runs `work` unless the connection is evicted first.
+async fn unless_evicted<T>(
+    handle: &ConnectionHandle,
+    work: impl Future<Output = T>,
+) -> Result<T, Ending> {
+    tokio::select! {
+        biased;
+        done = work => Ok(done),
+        (code, reason) = handle.evicted() => Err(Ending::ours(code, reason)),
+    }
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once.
+/// Returns the ending if a close request was among them.
+async fn write_burst<S>(
+    handle: &ConnectionHandle,
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    outbox: &mut mpsc::Receiver<Outgoing>,
+    first: Outgoing,
+) -> Result<Option<Ending>, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(item) = next.take() {
+        // Its bytes are the socket's (and the write buffer's) from here.
+        handle.written(&item);
+        match item {
+            // Cloning the message shares its payload.
+            Outgoing::Frame(frame) => sink.feed(Message::clone(&frame)).await?,
+            Outgoing::Close(close) => {
+                let (code, reason) = *close;
+                sink.flush().await?;
+                return Ok(Some(Ending::ours(code, reason)));
+            }
+        }
+        written += 1;
+        if written < WRITE_BATCH {
+            next = outbox.try_recv().ok();
+        }
+    }
+    sink.flush().await?;
+    Ok(None)
+}
+
+/// Maps a read error to the close code RFC 6455 prescribes for it.
+fn ending_for_error(err: &WsError) -> Ending {
+    match err {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Ending::unreadable(close::TOO_BIG, "message too big")
+        }
+        WsError::Capacity(_) => Ending::unreadable(close::TOO_BIG, "frame too big"),
+        WsError::Utf8(_) => {
+            Ending::unreadable(close::INVALID_DATA, "invalid UTF-8 in text message")
+        }
+        WsError::Protocol(ProtocolError::InvalidCloseSequence) => {
+            Ending::unreadable(close::PROTOCOL_ERROR, "invalid close sequence")
+        }
+        WsError::Protocol(_) => Ending::unreadable(close::PROTOCOL_ERROR, "protocol error"),
+        _ => Ending::peer(close::ABNORMAL, String::new()),
+    }
+}
+
+/// Most bytes read and dropped while lingering after our close frame.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Sends our close frame if we owe one and waits (bounded) for the peer's
+/// reply, so the peer sees a clean close handshake. Whatever the peer
+/// still sends (the rest of a frame that was too big, say) is read and
+/// dropped, within bounds, so closing the socket does not reset it and
+/// discard the close frame on its way.
+async fn finish_close<S>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    ending: &Ending,
+    write_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let limit = CLOSE_HANDSHAKE_TIMEOUT.min(write_timeout);
+    let sent = async {
+        if ending.send_close {
+            let frame = CloseFrame {
+                code: CloseCode::from(ending.code),
+                reason: close::truncate_reason(&ending.reason).into(),
+            };
+            return sink.send(Message::Close(Some(frame))).await.is_ok();
+        }
+        true
+    };
+    if !matches!(tokio::time::timeout(limit, sent).await, Ok(true)) {
+        // The peer took nothing: drop it now.
+        return;
+    }
+    // Reading on lets tungstenite flush its reply to a peer's close and
+    // receive the peer's reply to ours; it ends when the peer is done. A
+    // handshake that completes leaves nothing unread: the server closes
+    // the connection first, as RFC 6455 §7.1.1 has it.
+    if !ending.unreadable {
+        let replies = async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(_)) => {}
+                    None | Some(Err(WsError::ConnectionClosed)) => return true,
+                    // What the peer still sends is not frames.
+                    Some(Err(_)) => return false,
+                }
+            }
+        };
+        let left = CLOSE_HANDSHAKE_TIMEOUT.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, replies).await.unwrap_or(false) {
+            return;
+        }
+    }
+    // After an unreadable frame the stream has ended: what the peer still
+    // sends is drained below.
+    let Ok(mut ws) = sink.reunite(stream) else {
+        return;
+    };
+    let linger = async {
+        let socket = ws.get_mut();
+        // Our side is done: saying so (FIN after the close frame) lets a
+        // peer that has read our close frame finish at once.
+        let _ = socket.shutdown().await;
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match socket.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    // The peer may be in the middle of a large frame on a busy machine:
+    // give it as long as any write of ours gets, within the byte bound.
+    let _ = tokio::time::timeout(write_timeout.max(CLOSE_HANDSHAKE_TIMEOUT), linger).await;
+}

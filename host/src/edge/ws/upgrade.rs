@@ -1,0 +1,223 @@
+//! The WebSocket handshake (RFC 6455 §4.2) on the shared HTTP port: validate
+//! the request, route it, answer 101, and hand the upgraded socket to a
+//! [`ConnectionTask`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::connection::ConnectionTask;
+use crate::delivery::{Caps, ConnectionHandle, OutboxBounds};
+use crate::edge::auth::{TokenSource, authenticate, unauthorized};
+use crate::edge::response::{Body, busy, full, plain};
+use crate::edge::state::{PeerAddr, ServerState};
+use crate::router::{RequestPath, query_pairs};
+use crate::runtime::bindings::Connection;
+use crate::runtime::{AppHandle, Serving};
+use crate::telemetry;
+
+/// Upgrade-request headers an app gets to see on its connections.
+const SHARED_HEADERS: [&str; 7] = [
+    "origin",
+    "user-agent",
+    "cookie",
+    "authorization",
+    "accept-language",
+    "x-forwarded-for",
+    "sec-websocket-protocol",
+];
+
+/// Bytes read from a client's socket at a time. tungstenite's default
+/// (128 KiB) would be allocated, and touched, for every connection: an idle
+/// connection would cost that much memory. Larger messages still arrive
+/// whole (the buffer grows to fit a frame announced as larger).
+const READ_BUFFER_BYTES: usize = 2048;
+
+/// Bytes of frames gathered before they are written to the socket.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value
+            .to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// The caps a connection of `app` is admitted under.
+fn caps(state: &ServerState, app: &AppHandle, from: IpAddr) -> Caps {
+    Caps {
+        total: state.edge.max_connections.get(),
+        per_address: state.edge.per_address().cap_for(from),
+        per_path: state.edge.max_connections_per_path.map(|cap| cap.get()),
+        per_app: app.max_connections(),
+    }
+}
+
+/// Whether the request asks to switch to WebSocket.
+pub(crate) fn is_upgrade_request(request: &Request<Incoming>) -> bool {
+    let headers = request.headers();
+    header_has_token(headers, header::UPGRADE, "websocket")
+        && header_has_token(headers, header::CONNECTION, "upgrade")
+}
+
+/// Answers an upgrade request: 101 and a connection task, or a refusal
+/// without upgrading.
+pub(crate) fn accept(
+    state: &Arc<ServerState>,
+    serving: &Serving,
+    mut request: Request<Incoming>,
+    host: &str,
+    path: &RequestPath,
+) -> Response<Body> {
+    if request.method() != hyper::Method::GET {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket upgrades must use GET",
+        );
+    }
+    let headers = request.headers();
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut response = plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported WebSocket version",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    let accept_key = derive_accept_key(key.as_bytes());
+    let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
+    let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !state.edge.origin_allowed(origin, host_header) {
+        telemetry::refused("origin");
+        return plain(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    let Some(found) = serving.routes.match_websocket(host, path) else {
+        return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
+    };
+    let target = found.entry.target.clone();
+    let from = request
+        .extensions()
+        .get::<PeerAddr>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.0.ip());
+    let registry = state.delivery.registry();
+    let id = registry.next_id();
+    let (handle, outbox) = ConnectionHandle::new(
+        id.clone(),
+        target.app.name.clone(),
+        target.app.metrics.clone(),
+        &path.decoded,
+        from,
+        OutboxBounds {
+            frames: state.limits.outbox_capacity.get(),
+            bytes: state.limits.outbox_bytes.get(),
+        },
+    );
+    // Admitted now, before answering, so the caps are exact; it joins its
+    // path group when the app handles its `open` event, and is forgotten
+    // when its task (or a refusal below, or a failed upgrade) drops it.
+    let member = match registry.admit(handle, &caps(state, &target.app, from)) {
+        Ok(member) => member,
+        Err(refusal) => {
+            telemetry::refused(refusal.as_str());
+            return busy(&refusal.to_string());
+        }
+    };
+    let query = query_pairs(request.uri().query());
+    let (claims, subprotocol, expires_in) =
+        match authenticate(&state.auth, &target, headers, &query) {
+            Ok(Some(verified)) => (
+                Some(verified.claims),
+                verified.source == TokenSource::Subprotocol,
+                Some(verified.expires_in),
+            ),
+            Ok(None) => (None, false, None),
+            Err(err) => return unauthorized(&err),
+        };
+    let info = Arc::new(Connection {
+        id: id.to_string(),
+        path: path.decoded.clone(),
+        params: found.params,
+        query,
+        claims,
+        headers: SHARED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = headers.get(*name)?;
+                Some((
+                    name.to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                ))
+            })
+            .collect(),
+    });
+
+    let max = state.limits.max_message_bytes.get();
+    // The write buffer is bounded: a peer that sends pings (or anything
+    // that asks for an answer) but never reads gets an error, not memory.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(max + 2 * WRITE_BUFFER_BYTES);
+    let task = ConnectionTask {
+        member,
+        outbox,
+        info,
+        target,
+        delivery: state.delivery.clone(),
+        ping_interval: state.edge.ping_interval(),
+        write_timeout: state.edge.write_timeout(),
+        token_expires: expires_in.map(|left| tokio::time::Instant::now() + left),
+        idle_timeout: state.edge.idle_timeout(),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    state.tasks.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                task.run(ws).await;
+            }
+            Err(err) => tracing::debug!("WebSocket upgrade failed: {err}"),
+        }
+    });
+
+    let mut response = Response::new(full(bytes::Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(value) = HeaderValue::from_str(&accept_key) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    if subprotocol {
+        // The client offered `bearer, <jwt>`; a handshake must select one.
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("bearer"),
+        );
+    }
+    response
+}

@@ -1,0 +1,168 @@
+//! The engine every app shares: wasmtime configured for epoch deadlines,
+//! the linker with the host imports, the compile cache, and starting a
+//! prepared version on its actor.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Trap};
+use wasmtime_wasi::p2::add_to_linker_sync;
+
+use super::bindings::Handler;
+use super::cache::{ComponentCache, content_hash};
+use super::host::HostState;
+use super::policy::{AppPolicy, Ceilings};
+use super::routes::SharedServing;
+use super::sleeps;
+use super::templates::TemplateEngine;
+use crate::config::Limits;
+use crate::delivery::Delivery;
+
+/// How often the engine's epoch advances; the granularity of CPU deadlines.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Compiles and instantiates apps; one per host process.
+pub(crate) struct Runtime {
+    /// The shared engine (compiled code, epoch counter).
+    pub(super) engine: Engine,
+    /// Host imports: the tina4 interfaces and a capability-free WASI.
+    pub(super) linker: Linker<HostState>,
+    /// Precompiled components on disk.
+    pub(super) cache: ComponentCache,
+    /// Where the connections apps act on live.
+    pub(super) delivery: Arc<Delivery>,
+    /// What is serving, which decides what an app may address.
+    pub(super) serving: SharedServing,
+    /// Server-wide limits (mailbox size and the app defaults).
+    pub(super) limits: Limits,
+    /// Every app's limits unless its `<app>.toml` says otherwise.
+    pub(super) defaults: AppPolicy,
+    /// The most an `<app>.toml` may ask for.
+    pub(super) ceilings: Ceilings,
+    /// Renders apps' templates, in a sandbox of its own.
+    pub(super) templates: Arc<TemplateEngine>,
+}
+
+impl Runtime {
+    /// An engine with epoch interruption, and a linker with the host imports.
+    pub(crate) fn new(
+        delivery: Arc<Delivery>,
+        serving: SharedServing,
+        limits: Limits,
+        cache_dir: Option<PathBuf>,
+        fast_compile: bool,
+    ) -> anyhow::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Component-model concurrency would roughly double the cost of a call.
+        config.concurrency_support(false);
+        config.consume_fuel(limits.fuel_per_event.is_some());
+        if fast_compile {
+            // Roughly 40% less compile time for slower guest code: for the
+            // edit-build-swap loop of development.
+            config.cranelift_opt_level(wasmtime::OptLevel::None);
+            config.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
+        }
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+        start_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        sleeps::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI sleeps bounded by the event deadline")?;
+        Handler::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)
+        .context("linking the tina4 host interfaces")?;
+        let cache = ComponentCache::new(cache_dir, &engine);
+        let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
+        let ceilings = Ceilings::from_limits(&limits, &defaults);
+        Ok(Self {
+            templates: Arc::new(TemplateEngine::new(engine.clone(), EPOCH_TICK)),
+            engine,
+            linker,
+            cache,
+            delivery,
+            serving,
+            limits,
+            defaults,
+            ceilings,
+        })
+    }
+
+    /// The compile cache.
+    pub(crate) fn cache(&self) -> &ComponentCache {
+        &self.cache
+    }
+
+    /// Loads the template engine (through the compile cache) unless that
+    /// was done; apps with templates need it before they serve.
+    pub(super) fn prepare_templates(&self) {
+        self.templates.prepare(|bytes| {
+            let loaded = self.cache.load(&self.engine, bytes, &content_hash(bytes))?;
+            tracing::info!(compile = ?loaded.elapsed, origin = %loaded.origin, "template engine loaded");
+            Ok(loaded.component)
+        });
+    }
+}
+
+/// Epoch ticks for a deadline, rounded up, plus one for the partial tick in
+/// progress when the call starts.
+pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for the life of the process.
+fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".to_string())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// One line saying why a guest call failed, for the log. The wasm backtrace,
+/// if any, is logged separately at debug level.
+pub(crate) fn describe_guest_error(err: &wasmtime::Error) -> String {
+    tracing::debug!("guest error in full: {err:?}");
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => "it ran past its CPU time limit (epoch deadline)".to_string(),
+        Some(Trap::StackOverflow) => "stack overflow".to_string(),
+        Some(Trap::OutOfFuel) => "it ran out of fuel".to_string(),
+        Some(Trap::UnreachableCodeReached) => {
+            "trap: unreachable executed (a Rust panic or abort; see its stderr above)".to_string()
+        }
+        Some(trap) => format!("trap: {trap}"),
+        // The cause, not the backtrace wasmtime wraps it in.
+        None => err.root_cause().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up() {
+        assert_eq!(deadline_ticks(Duration::from_millis(1000)), 101);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+    }
+}

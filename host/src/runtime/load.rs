@@ -1,0 +1,202 @@
+//! Loading one version of an app: read and check the component, compile it
+//! (or take it from the cache), apply its settings, instantiate it and ask
+//! for its routes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::actor::{AppActor, AppHandle, Instance};
+use super::bindings::HandlerPre;
+use super::cache::{Origin, content_hash};
+use super::engine::{Runtime, deadline_ticks, describe_guest_error};
+use super::guest_output::AppLog;
+use super::policy::AppPolicy;
+use super::routes::{DeclaredRoute, RouteKey};
+use super::sandbox::InstanceFactory;
+use super::templates::AppTemplates;
+use crate::app_files::AppFiles;
+use crate::router::RouteKind;
+use crate::telemetry::AppMetrics;
+
+/// How long the steps of loading a version took.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadTimings {
+    /// Compiled now, or deserialized from the cache.
+    pub(crate) origin: Origin,
+    /// Compile (or deserialize) time.
+    pub(crate) compile: Duration,
+    /// Instantiate time, `routes()` included.
+    pub(crate) instantiate: Duration,
+}
+
+/// One version of an app, compiled and instantiated, not yet serving.
+pub(crate) struct PreparedApp {
+    /// The app's name (file name without `.wasm`).
+    pub(crate) name: Arc<str>,
+    /// The component file.
+    pub(crate) file: PathBuf,
+    /// SHA-256 of the file's bytes (and of its `<app>.toml`, if any): the
+    /// version's id.
+    pub(crate) hash: String,
+    /// Its routes, in `routes()` order (the index is the route id).
+    pub(crate) routes: Vec<DeclaredRoute>,
+    /// The files of its public folder when it was loaded, relative to it.
+    pub(crate) statics: Vec<String>,
+    /// What loading took.
+    pub(crate) timings: LoadTimings,
+    /// Makes more instances of this version.
+    pub(super) factory: InstanceFactory,
+    /// The instance `routes()` was asked on; it serves the first event.
+    pub(super) instance: Instance,
+}
+
+impl PreparedApp {
+    /// The limits and grants this version runs with.
+    pub(crate) fn policy(&self) -> &AppPolicy {
+        &self.factory.policy
+    }
+
+    /// The identities of its routes, in order.
+    pub(crate) fn route_keys(&self) -> Vec<Arc<RouteKey>> {
+        self.routes
+            .iter()
+            .map(|r| Arc::new(RouteKey::of(r.kind, &r.pattern)))
+            .collect()
+    }
+}
+
+impl Runtime {
+    /// Prepares one component file: compile (or take from the cache), check
+    /// it is a `handler`, instantiate it and ask for its routes. Blocking:
+    /// call it off the async runtime.
+    pub(crate) fn prepare(&self, file: &Path) -> anyhow::Result<PreparedApp> {
+        let files = AppFiles::of(file);
+        let name: Arc<str> = files.name()?.into();
+        let bytes = std::fs::read(file).context("cannot read the file")?;
+        check_is_component(&bytes)?;
+        let hash = content_hash(&bytes);
+        let (policy, config) = AppPolicy::for_component(
+            file,
+            &self.defaults,
+            &self.ceilings,
+            self.limits.fuel_per_event.is_some(),
+        )?;
+        let loaded = self.cache.load(&self.engine, &bytes, &hash)?;
+        // The version is the component and its settings together.
+        let version = if config.is_empty() {
+            hash
+        } else {
+            content_hash(&[bytes.as_slice(), b"\0", config.as_bytes()].concat())
+        };
+
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&loaded.component)
+            .map_err(anyhow::Error::from)
+            .context("the component needs imports this host does not provide")?;
+        let pre = HandlerPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not implement the tina4:wasm/handler world")?;
+
+        let factory = InstanceFactory {
+            app: name.clone(),
+            pre,
+            delivery: self.delivery.clone(),
+            serving: self.serving.clone(),
+            deadline_ticks: deadline_ticks(policy.event_timeout),
+            policy,
+            log: AppLog::new(name.clone()),
+            templates: Arc::new(AppTemplates::for_component(
+                file,
+                self.limits.max_body_bytes.get(),
+                self.templates.clone(),
+            )),
+            metrics: Arc::new(AppMetrics::new(&name)),
+        };
+        if factory.templates.exist() {
+            self.prepare_templates();
+        }
+        let instantiate_started = Instant::now();
+        let mut instance = factory
+            .instantiate()
+            .map_err(anyhow::Error::from)
+            .context("instantiating the component failed")?;
+        let declared = instance
+            .handler
+            .call_routes(&mut instance.store)
+            .map_err(|e| anyhow::anyhow!("routes() failed: {}", describe_guest_error(&e)))?;
+        let instantiate = instantiate_started.elapsed();
+        if u32::try_from(declared.len()).is_err() {
+            bail!("too many routes");
+        }
+        let mut routes = Vec::with_capacity(declared.len());
+        for route in declared {
+            routes.push(DeclaredRoute {
+                kind: RouteKind::from(route.kind),
+                pattern: route.path.parse()?,
+                secured: route.secured,
+            });
+        }
+
+        Ok(PreparedApp {
+            name,
+            file: file.to_path_buf(),
+            hash: version,
+            routes,
+            statics: files.public_files(),
+            timings: LoadTimings {
+                origin: loaded.origin,
+                compile: loaded.elapsed,
+                instantiate,
+            },
+            factory,
+            instance,
+        })
+    }
+
+    /// Starts a prepared app on its own actor thread.
+    pub(crate) fn start(&self, app: PreparedApp) -> anyhow::Result<Arc<AppHandle>> {
+        let keys = app.route_keys();
+        AppActor::spawn(
+            app.factory,
+            app.instance,
+            keys,
+            app.file,
+            self.limits.mailbox_capacity.get(),
+            self.limits.mailbox_bytes.get(),
+        )
+        .context("starting the app's thread")
+    }
+}
+
+/// Rejects files that are not components before the compiler sees them, so
+/// the message says what is wrong in words a user can act on.
+fn check_is_component(bytes: &[u8]) -> anyhow::Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) || bytes.len() < 8 {
+        bail!("not a WebAssembly file");
+    }
+    if bytes[4..8] == CORE_MODULE {
+        bail!(
+            "a core WebAssembly module, not a component (build it with `--target wasm32-wasip2`)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_components_pass_the_header_check() {
+        assert!(check_is_component(b"hello").is_err());
+        let core = check_is_component(b"\0asm\x01\0\0\0").unwrap_err();
+        assert!(core.to_string().contains("core WebAssembly module"));
+        assert!(check_is_component(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

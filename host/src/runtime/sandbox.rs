@@ -1,0 +1,95 @@
+//! The sandbox of one instance: a fresh store with the app's limits, its
+//! CPU deadline and fuel, and a WASI with no capabilities beyond what its
+//! settings grant.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use super::actor::Instance;
+use super::bindings::HandlerPre;
+use super::guest_output::{AppLog, GuestOutput, Stream};
+use super::host::HostState;
+use super::limiter::AppLimiter;
+use super::policy::AppPolicy;
+use super::routes::SharedServing;
+use super::templates::AppTemplates;
+use crate::delivery::Delivery;
+use crate::telemetry::AppMetrics;
+
+/// Everything needed to make a fresh sandboxed instance of one app.
+pub(crate) struct InstanceFactory {
+    /// The app's name.
+    pub(crate) app: Arc<str>,
+    /// The pre-linked component.
+    pub(super) pre: HandlerPre<HostState>,
+    /// Where the app's connections live.
+    pub(crate) delivery: Arc<Delivery>,
+    /// What is serving (tenancy for paths).
+    pub(super) serving: SharedServing,
+    /// The app's limits and grants.
+    pub(crate) policy: AppPolicy,
+    /// Epoch ticks one guest call may run.
+    pub(crate) deadline_ticks: u64,
+    /// The app's log-line allowance, shared by all its instances.
+    pub(super) log: AppLog,
+    /// The app's templates, shared by all its instances.
+    pub(super) templates: Arc<AppTemplates>,
+    /// The app's metrics, shared by all its instances.
+    pub(crate) metrics: Arc<AppMetrics>,
+}
+
+impl InstanceFactory {
+    /// A new instance in a new store, with no capabilities beyond the host
+    /// imports: no files, no environment, no network; output to the log.
+    pub(crate) fn instantiate(&self) -> wasmtime::Result<Instance> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(GuestOutput::new(self.log.clone(), Stream::Stdout))
+            .stderr(GuestOutput::new(self.log.clone(), Stream::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(dir) = &self.policy.data_dir {
+            wasi.preopened_dir(dir, "/data", FsPerms::ReadOnly)?;
+        }
+        let wasi = wasi.build();
+        let state = HostState {
+            app: self.app.clone(),
+            serving: self.serving.clone(),
+            delivery: self.delivery.clone(),
+            max_message_bytes: self.policy.max_message_bytes,
+            max_attachment_bytes: self.policy.max_attachment_bytes,
+            wasi,
+            table: Default::default(),
+            limits: AppLimiter::new(
+                self.policy.memory_bytes,
+                self.policy.max_instances,
+                self.policy.max_memories,
+                self.policy.max_tables,
+                self.policy.max_table_elements,
+            ),
+            templates: self.templates.clone(),
+            metrics: self.metrics.clone(),
+            log: self.log.clone(),
+            deadline: None,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks);
+        self.refuel(&mut store);
+        let handler = self.pre.instantiate(&mut store)?;
+        // The first call gets a full budget too.
+        self.refuel(&mut store);
+        Ok(Instance { store, handler })
+    }
+
+    /// A fresh fuel budget for the next call, when fuel is metered.
+    pub(crate) fn refuel(&self, store: &mut Store<HostState>) {
+        if let Some(fuel) = self.policy.fuel {
+            // Cannot fail: a policy only has fuel when the engine meters it.
+            let _ = store.set_fuel(fuel);
+        }
+    }
+}
