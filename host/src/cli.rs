@@ -117,9 +117,11 @@ pub fn run() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(config) => runtime.block_on(crate::server::serve(*config)),
-        Command::Routes { dir } => crate::inspect::routes(&dir),
-        Command::Check { file, cache_dir } => crate::inspect::check(&file, cache_dir),
-        Command::Build(args) => crate::build::command::run(*args),
+        Command::Routes { dir } => runtime.block_on(crate::inspect::routes(&dir)),
+        Command::Check { file, cache_dir } => {
+            runtime.block_on(crate::inspect::check(&file, cache_dir))
+        }
+        Command::Build(args) => runtime.block_on(crate::build::command::run(*args)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -462,6 +462,17 @@ pub(crate) struct Limits {
     #[arg(long, default_value = "64", env = "TINA4_APP_MEMORY_MB")]
     pub(crate) app_memory_mb: NonZeroUsize,
 
+    /// Drop the instance of an app that had no event for this long, in ms
+    /// (its connections stay open; the next event starts a fresh one).
+    /// 0: never. An app's `hibernate_after_ms` overrides it.
+    #[arg(
+        long,
+        alias = "hibernate-after",
+        default_value = "0",
+        env = "TINA4_HIBERNATE_AFTER_MS"
+    )]
+    pub(crate) hibernate_after_ms: u64,
+
     /// How long an HTTP request may wait for its app's answer, in ms (→ 503).
     #[arg(long, default_value = "30000", env = "TINA4_HTTP_TIMEOUT_MS")]
     pub(crate) http_timeout_ms: NonZeroU64,
@@ -504,6 +515,11 @@ pub(crate) struct Ceilings {
         env = "TINA4_WS_MESSAGES_PER_SECOND_MAX"
     )]
     pub(crate) ws_messages_per_second_max: NonZeroU32,
+
+    /// Longest an app may ask to stay resident while idle, in ms
+    /// (`hibernate_after_ms`); 0: no ceiling, an app may stay resident.
+    #[arg(long, default_value = "0", env = "TINA4_HIBERNATE_AFTER_MS_MAX")]
+    pub(crate) hibernate_after_ms_max: u64,
 
     /// Most WebSocket connections an app may ask to hold.
     #[arg(long, default_value = "100000", env = "TINA4_APP_CONNECTIONS_MAX")]

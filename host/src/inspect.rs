@@ -11,13 +11,15 @@ use crate::router::{RouteEntry, RouteTable};
 use crate::runtime::{PreparedApp, Runtime};
 
 /// A runtime with the default limits and the default compile cache.
-fn runtime() -> anyhow::Result<Runtime> {
+fn runtime() -> anyhow::Result<Arc<Runtime>> {
     runtime_with_cache(crate::config::default_cache_dir())
 }
 
 /// A runtime with the default limits (the engine `serve` makes by default)
 /// and the compile cache in `cache_dir`.
-pub(crate) fn runtime_with_cache(cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Runtime> {
+pub(crate) fn runtime_with_cache(
+    cache_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<Arc<Runtime>> {
     // Nothing is delivered: no app serves a connection here.
     Runtime::new(
         Arc::new(Delivery::local(Arc::new(ConnectionRegistry::new()))),
@@ -26,11 +28,12 @@ pub(crate) fn runtime_with_cache(cache_dir: Option<std::path::PathBuf>) -> anyho
         cache_dir,
         false,
     )
+    .map(Arc::new)
 }
 
 /// Lists each app in `dir` with its routes; reports files that do not load
 /// and routes that conflict. `Ok(false)` if anything is wrong.
-pub(crate) fn routes(dir: &Path) -> anyhow::Result<bool> {
+pub(crate) async fn routes(dir: &Path) -> anyhow::Result<bool> {
     let runtime = runtime()?;
     let mut table: RouteTable<String> = RouteTable::default();
     let mut clean = true;
@@ -40,7 +43,7 @@ pub(crate) fn routes(dir: &Path) -> anyhow::Result<bool> {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        match runtime.prepare(&file) {
+        match runtime.prepare(&file).await {
             Ok(app) => {
                 println!("{} ({name})", app.name);
                 for route in &app.routes {
@@ -86,10 +89,12 @@ pub(crate) fn print_load(app: &PreparedApp) {
 
 /// Checks one component file; prints what it serves and what loading it
 /// took, or why it cannot be served.
-pub(crate) fn check(file: &Path, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<bool> {
+pub(crate) async fn check(
+    file: &Path,
+    cache_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<bool> {
     let runtime = runtime_with_cache(cache_dir.or_else(crate::config::default_cache_dir))?;
-    let prepared = runtime.prepare(file);
-    runtime.cache().finish_writes();
+    let prepared = runtime.prepare(file).await;
     match prepared {
         Ok(app) => {
             println!(

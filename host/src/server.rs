@@ -31,8 +31,6 @@ pub(crate) struct Server {
     config: ServeConfig,
     /// What every request handler shares.
     state: Arc<ServerState>,
-    /// Compiles and runs the apps; its cache is flushed at the end.
-    runtime: Arc<Runtime>,
     /// The serving apps, handed to the reloader when the server runs.
     apps: AppManager,
     /// The watch on the apps folder, started before the first load so no
@@ -109,12 +107,11 @@ impl Server {
         };
         // Watch first, so a change during the initial load is not missed.
         let watch = reload::watch(&config.apps_dir)?;
-        let mut apps = AppManager::new(runtime.clone(), serving, registry, names);
+        let mut apps = AppManager::new(runtime, serving, registry, names);
         apps.load_dir(&config.apps_dir).await?;
         Ok(Self {
             config,
             state,
-            runtime,
             apps,
             watch,
             admin,
@@ -141,7 +138,6 @@ impl Server {
         let Self {
             config,
             state,
-            runtime,
             apps,
             watch,
             admin: _,
@@ -165,7 +161,6 @@ impl Server {
 
         accept_until_shutdown(listener, state.clone(), shutdown).await;
         shut_down(&state).await;
-        tokio::task::spawn_blocking(move || runtime.cache().finish_writes()).await?;
         Ok(())
     }
 }

@@ -38,6 +38,10 @@ pub(crate) const SWAP_SECONDS: &str = "tina4_app_swap_seconds";
 /// Bytes of linear memory and tables an app's instance holds, after its
 /// last event: guest memory, told apart from the host's (gauge).
 pub(crate) const APP_MEMORY: &str = "tina4_app_memory_bytes";
+/// Instances dropped for want of events, by app (counter).
+pub(crate) const HIBERNATIONS: &str = "tina4_app_hibernations_total";
+/// Time to instantiate an app woken from hibernation, by app (histogram).
+pub(crate) const WAKE_SECONDS: &str = "tina4_app_wake_seconds";
 /// HTTP requests answered by apps, by app and status class (counter).
 pub(crate) const HTTP_REQUESTS: &str = "tina4_http_requests_total";
 /// Messages published to the backplane (counter).
@@ -111,6 +115,10 @@ pub(crate) struct AppMetrics {
     http_requests: [Counter; 5],
     /// [`APP_MEMORY`].
     memory: metrics::Gauge,
+    /// [`HIBERNATIONS`].
+    hibernations: Counter,
+    /// [`WAKE_SECONDS`].
+    wake_seconds: Histogram,
 }
 
 /// Why a guest call failed, for [`AppMetrics::guest_failed`].
@@ -157,6 +165,8 @@ impl AppMetrics {
             messages_out: metrics::counter!(MESSAGES_OUT, "app" => app.clone()),
             bytes_out: metrics::counter!(BYTES_OUT, "app" => app.clone()),
             memory: metrics::gauge!(APP_MEMORY, "app" => app.clone()),
+            hibernations: metrics::counter!(HIBERNATIONS, "app" => app.clone()),
+            wake_seconds: metrics::histogram!(WAKE_SECONDS, "app" => app.clone()),
             fanout: metrics::histogram!(FANOUT, "app" => app.clone()),
             handler_seconds: [
                 handler("http"),
@@ -243,6 +253,16 @@ impl AppMetrics {
     /// Records the memory the app's instance holds.
     pub(crate) fn memory(&self, bytes: usize) {
         self.memory.set(bytes as f64);
+    }
+
+    /// The app's instance was dropped for want of events.
+    pub(crate) fn hibernated(&self) {
+        self.hibernations.increment(1);
+    }
+
+    /// The app woke from hibernation: a new instance took `elapsed`.
+    pub(crate) fn woke(&self, elapsed: std::time::Duration) {
+        self.wake_seconds.record(elapsed);
     }
 
     /// Records an HTTP answer.

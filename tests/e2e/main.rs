@@ -10,6 +10,7 @@ mod build;
 mod chat;
 mod echo;
 mod edge;
+mod execution;
 mod faults;
 mod hostile;
 mod hot_swap;

@@ -193,24 +193,18 @@ impl AppManager {
         }
     }
 
-    /// Compiles and instantiates the version in `file`, off the async
-    /// runtime; a failure is logged and is `None`.
+    /// Compiles (off the async runtime) and instantiates the version in
+    /// `file`; a failure is logged and is `None`.
     async fn prepare(&self, file: &Path) -> Option<PreparedApp> {
-        let runtime = self.runtime.clone();
-        let path = file.to_path_buf();
         let keeps = if self.apps.contains_key(file) {
             "; the previous version keeps serving"
         } else {
             ""
         };
-        match tokio::task::spawn_blocking(move || runtime.prepare(&path)).await {
-            Ok(Ok(prepared)) => Some(prepared),
-            Ok(Err(err)) => {
+        match self.runtime.prepare(file).await {
+            Ok(prepared) => Some(prepared),
+            Err(err) => {
                 tracing::error!(app = %app_of(file), file = %file.display(), "cannot load app: {err:#}{keeps}");
-                None
-            }
-            Err(panic) => {
-                tracing::error!(app = %app_of(file), file = %file.display(), "loading the app panicked: {panic}");
                 None
             }
         }
@@ -228,13 +222,7 @@ impl AppManager {
     fn start(&mut self, prepared: PreparedApp) {
         let file = prepared.file.clone();
         let version = Version::of(&prepared);
-        let handle = match self.runtime.start(prepared) {
-            Ok(handle) => handle,
-            Err(err) => {
-                tracing::error!(app = %app_of(&file), file = %file.display(), "cannot start app: {err:#}");
-                return;
-            }
-        };
+        let handle = self.runtime.start(prepared);
         let mut table = self.table_without(None);
         if let Err(refusal) = self.admit(&mut table, &handle, &version) {
             // Dropping the handle stops the actor.

@@ -53,7 +53,7 @@ pub(crate) struct BuildArgs {
 }
 
 /// Runs `build`; `Ok(false)` if the component built but cannot be served.
-pub(crate) fn run(args: BuildArgs) -> anyhow::Result<bool> {
+pub(crate) async fn run(args: BuildArgs) -> anyhow::Result<bool> {
     let app = AppSource::new(&args.source, args.language, args.name.clone())?;
     let toolchains = match args.toolchains {
         Some(dir) => Toolchains::new(dir),
@@ -77,8 +77,7 @@ pub(crate) fn run(args: BuildArgs) -> anyhow::Result<bool> {
         args.cache_dir.or_else(crate::config::default_cache_dir)
     };
     let runtime = crate::inspect::runtime_with_cache(cache_dir)?;
-    let prepared = runtime.prepare(&file);
-    runtime.cache().finish_writes();
+    let prepared = runtime.prepare(&file).await;
     match prepared {
         Ok(prepared) => {
             crate::inspect::print_load(&prepared);

@@ -1,13 +1,18 @@
-//! The app actor: one long-lived instance of an app, owned by one thread and
-//! fed by a bounded mailbox.
+//! The app actor: one long-lived instance of an app, owned by one task on
+//! the async runtime and fed by a bounded mailbox.
 //!
 //! Events of an app run one at a time, so module-level state in the guest
 //! (a map of chat users) behaves as it does in Tina4. Each connection's
 //! events run in arrival order; connections take turns, so one client's
-//! backlog never makes its neighbours wait behind it. A
-//! dedicated thread keeps guest CPU off the async reactor; the epoch deadline
-//! bounds each call. Any guest error discards the `Store` (a trap poisons it)
+//! backlog never makes its neighbours wait behind it. Guest calls are
+//! futures: a call yields its worker at every epoch tick and traps at its
+//! deadline, and an event sent to an idle app wakes its task on the worker
+//! that sent it. Any guest error discards the `Store` (a trap poisons it)
 //! and the next event runs on a fresh instance.
+//!
+//! An app with no event for its `hibernate_after` drops its instance; its
+//! connections stay open, and the next event instantiates afresh from the
+//! pre-linked component, as after a failure.
 //!
 //! A hot swap is a command in the same mailbox: events queued before it run
 //! on the old version, events after it on the new one, so the switch falls
@@ -16,7 +21,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use wasmtime::Store;
@@ -260,18 +265,23 @@ enum Lane {
     Request(u64),
 }
 
-/// The thread-side half of an app.
+/// The task-side half of an app.
 pub(crate) struct AppActor {
-    /// Makes fresh instances after a failure.
+    /// Makes fresh instances after a failure or a hibernation.
     factory: InstanceFactory,
-    /// The current instance; `None` after a failure until re-instantiated.
+    /// The current instance; `None` after a failure until re-instantiated,
+    /// and while hibernating.
     instance: Option<Instance>,
+    /// Whether the instance was dropped for want of events (so the next
+    /// one is a wake, not a restart).
+    hibernating: bool,
     /// The current version's routes, by index.
     keys: Vec<Arc<RouteKey>>,
 }
 
 impl AppActor {
-    /// Starts the actor on its own thread with an already-created instance.
+    /// Starts the actor on its own task with an already-created instance.
+    /// Call it on the async runtime.
     pub(crate) fn spawn(
         factory: InstanceFactory,
         instance: Instance,
@@ -279,7 +289,7 @@ impl AppActor {
         file: PathBuf,
         mailbox_capacity: usize,
         mailbox_bytes: usize,
-    ) -> std::io::Result<Arc<AppHandle>> {
+    ) -> Arc<AppHandle> {
         let mailbox_kib = u32::try_from(mailbox_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         let (mailbox, rx) = mpsc::channel(mailbox_capacity);
         let name = factory.app.clone();
@@ -287,12 +297,11 @@ impl AppActor {
         let actor = Self {
             factory,
             instance: Some(instance),
+            hibernating: false,
             keys,
         };
-        std::thread::Builder::new()
-            .name(format!("app-{name}"))
-            .spawn(move || actor.run(rx, mailbox_capacity))?;
-        Ok(Arc::new(AppHandle {
+        tokio::spawn(actor.run(rx, mailbox_capacity));
+        Arc::new(AppHandle {
             edge: arc_swap::ArcSwap::from_pointee(EdgeSettings {
                 max_connections: None,
                 audience: name.clone(),
@@ -304,14 +313,14 @@ impl AppActor {
             mailbox_bytes: Arc::new(Semaphore::new(mailbox_kib as usize)),
             mailbox_kib,
             metrics,
-        }))
+        })
     }
 
     /// Takes what the mailbox brings into lanes that take turns (see
     /// [`Turns`]), at most `capacity` events at a time, and handles them.
     /// A swap is a barrier: everything that arrived before it runs on the
     /// old version, so intake pauses until that is done.
-    fn run(mut self, mut mailbox: mpsc::Receiver<AppCommand>, capacity: usize) {
+    async fn run(mut self, mut mailbox: mpsc::Receiver<AppCommand>, capacity: usize) {
         let mut turns: Turns<Lane, AppCommand> = Turns::default();
         let mut swap: Option<AppCommand> = None;
         let mut requests: u64 = 0;
@@ -334,7 +343,7 @@ impl AppActor {
         loop {
             if swap.is_none() {
                 if turns.is_empty() {
-                    let Some(command) = mailbox.blocking_recv() else {
+                    let Some(command) = self.next_command(&mut mailbox).await else {
                         break;
                     };
                     take(command, &mut turns, &mut swap);
@@ -347,18 +356,59 @@ impl AppActor {
                 }
             }
             match turns.pop().or_else(|| swap.take()) {
-                Some(command) => self.handle(command),
+                Some(command) => self.handle(command).await,
                 None => break,
             }
+            // An app that is never idle still lets the other tasks of its
+            // worker have their turn.
+            tokio::task::consume_budget().await;
         }
         tracing::debug!(app = %self.factory.app, "app stopped");
     }
 
-    /// The current instance, instantiating afresh if the last one failed.
-    fn instance(&mut self) -> Option<&mut Instance> {
+    /// The next command; `None` once the app is gone. An app that waits
+    /// longer than its `hibernate_after` drops its instance meanwhile.
+    async fn next_command(
+        &mut self,
+        mailbox: &mut mpsc::Receiver<AppCommand>,
+    ) -> Option<AppCommand> {
+        if let Some(after) = self.hibernate_after()
+            && self.instance.is_some()
+        {
+            match tokio::time::timeout(after, mailbox.recv()).await {
+                Ok(command) => return command,
+                Err(_) => self.hibernate(),
+            }
+        }
+        mailbox.recv().await
+    }
+
+    /// How long the app may be idle before it hibernates, if it does.
+    fn hibernate_after(&self) -> Option<Duration> {
+        self.factory.policy.hibernate_after
+    }
+
+    /// Drops the instance (its memory, its module-level state); the
+    /// connections, their attachments and the pre-linked component stay.
+    fn hibernate(&mut self) {
+        self.instance = None;
+        self.hibernating = true;
+        self.factory.metrics.hibernated();
+        self.factory.metrics.memory(0);
+        tracing::debug!(app = %self.factory.app, "app hibernated");
+    }
+
+    /// The current instance, instantiating afresh if the last one failed
+    /// or hibernated, ready for one call.
+    async fn instance(&mut self) -> Option<&mut Instance> {
         if self.instance.is_none() {
             let started = Instant::now();
-            match self.factory.instantiate() {
+            match self.factory.instantiate().await {
+                Ok(instance) if self.hibernating => {
+                    self.factory.metrics.woke(started.elapsed());
+                    tracing::debug!(app = %self.factory.app, elapsed = ?started.elapsed(), "app woke");
+                    self.instance = Some(instance);
+                }
                 Ok(instance) => {
                     tracing::info!(app = %self.factory.app, elapsed = ?started.elapsed(), "app re-instantiated");
                     self.instance = Some(instance);
@@ -367,14 +417,10 @@ impl AppActor {
                     tracing::error!(app = %self.factory.app, "cannot instantiate app: {err:#}");
                 }
             }
+            self.hibernating = false;
         }
         let instance = self.instance.as_mut()?;
-        instance
-            .store
-            .set_epoch_deadline(self.factory.deadline_ticks);
-        instance.store.data_mut().deadline =
-            Some(Instant::now() + self.factory.policy.event_timeout);
-        self.factory.refuel(&mut instance.store);
+        self.factory.start_call(&mut instance.store);
         Some(instance)
     }
 
@@ -387,7 +433,7 @@ impl AppActor {
         self.keys.iter().position(same).map(|i| i as u32)
     }
 
-    fn handle(&mut self, command: AppCommand) {
+    async fn handle(&mut self, command: AppCommand) {
         let started = Instant::now();
         let event = match &command {
             AppCommand::Http { .. } => Some(HandlerEvent::Http),
@@ -402,7 +448,7 @@ impl AppActor {
             AppCommand::WebSocket { .. } => Some(HandlerEvent::Message),
             AppCommand::Swap { .. } => None,
         };
-        self.dispatch(command);
+        self.dispatch(command).await;
         if let Some(event) = event {
             self.factory.metrics.handler_time(event, started.elapsed());
         }
@@ -413,7 +459,7 @@ impl AppActor {
         }
     }
 
-    fn dispatch(&mut self, command: AppCommand) {
+    async fn dispatch(&mut self, command: AppCommand) {
         match command {
             AppCommand::Http {
                 route,
@@ -426,7 +472,7 @@ impl AppActor {
                     self.factory.metrics.http_abandoned();
                     return;
                 }
-                let answer = self.http(&route, &request);
+                let answer = self.http(&route, &request).await;
                 let _ = reply.send(answer);
             }
             AppCommand::WebSocket {
@@ -438,35 +484,40 @@ impl AppActor {
             } => {
                 // After a close, dropping `member` here (with the connection
                 // task's) forgets the connection: its handler has run.
-                self.websocket(&route, &member, &conn, &event);
+                self.websocket(&route, &member, &conn, &event).await;
             }
             AppCommand::Swap { version, done } => {
                 let version = *version;
                 self.keys = version.route_keys();
                 self.factory = version.factory;
                 self.instance = Some(version.instance);
+                self.hibernating = false;
                 let _ = done.send(());
             }
         }
     }
 
-    fn http(
+    async fn http(
         &mut self,
         route: &RouteRef,
         request: &HttpRequest,
     ) -> Result<HttpResponse, AppCallError> {
         let index = self.resolve(route).ok_or(AppCallError::RouteGone)?;
-        let instance = self.instance().ok_or(AppCallError::Unavailable)?;
-        instance
+        let instance = self.instance().await.ok_or(AppCallError::Unavailable)?;
+        let answer = instance
             .handler
             .call_handle_http(&mut instance.store, index, request)
-            .map_err(|err| {
-                self.fail(&err, "HTTP", &request.path);
-                AppCallError::GuestFailed
-            })
+            .await;
+        match answer {
+            Ok(response) => Ok(response),
+            Err(err) => {
+                self.fail(&err, "HTTP", &request.path).await;
+                Err(AppCallError::GuestFailed)
+            }
+        }
     }
 
-    fn websocket(
+    async fn websocket(
         &mut self,
         route: &RouteRef,
         member: &Membership,
@@ -487,22 +538,23 @@ impl AppActor {
             end(close::GOING_AWAY, "route removed by an update of the app");
             return;
         };
-        let Some(instance) = self.instance() else {
+        let Some(instance) = self.instance().await else {
             end(close::INTERNAL_ERROR, "app unavailable");
             return;
         };
         let result = instance
             .handler
-            .call_on_websocket(&mut instance.store, index, conn, event);
+            .call_on_websocket(&mut instance.store, index, conn, event)
+            .await;
         if let Err(err) = result {
-            self.fail(&err, "WebSocket", &conn.path);
+            self.fail(&err, "WebSocket", &conn.path).await;
             end(close::INTERNAL_ERROR, "internal error");
         }
     }
 
     /// Logs a guest failure and throws the instance away: after a trap its
     /// store is poisoned, and after any error its state is suspect.
-    fn fail(&mut self, err: &wasmtime::Error, kind: &str, path: &str) {
+    async fn fail(&mut self, err: &wasmtime::Error, kind: &str, path: &str) {
         let why = match err.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => GuestFailure::Interrupt,
             Some(wasmtime::Trap::OutOfFuel) => GuestFailure::Fuel,
@@ -520,6 +572,6 @@ impl AppActor {
         self.instance = None;
         // Re-instantiate now, so a broken app is reported at once and the
         // next event does not pay for it.
-        let _ = self.instance();
+        let _ = self.instance().await;
     }
 }

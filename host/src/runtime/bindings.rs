@@ -3,9 +3,14 @@
 
 use crate::router::{Method as RouteMethod, RouteKind};
 
+// Exports are called as futures on the async runtime. Imports stay plain
+// functions (they only queue onto outboxes), except `render`, which runs
+// the template engine's own guest.
 wasmtime::component::bindgen!({
     world: "handler",
     path: "../wit",
+    imports: { "tina4:wasm/templates.render": async },
+    exports: { default: async },
 });
 
 pub(crate) use self::tina4::wasm::logging::Level;

@@ -14,6 +14,13 @@
 //! the payload: an entry that was altered, truncated, or copied to another
 //! component's name is detected, reported, deleted and rebuilt. Entries are
 //! written to exclusively created temporary files, then renamed into place.
+//!
+//! An entry is two files: `<key>.cwasm`, exactly what wasmtime serialized,
+//! and `<key>.mac`, its signature. A sound entry is mapped, not copied,
+//! into memory: its code pages are the file's, shared with the page cache
+//! and given back by the kernel when they go unused, so an idle app's code
+//! costs no anonymous memory. A freshly compiled component is written and
+//! then mapped the same way, so the compile's copy is freed at once.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -30,11 +37,11 @@ use wasmtime::component::Component;
 
 use crate::hex::hex;
 
-/// Marks an entry written by this code, in this format.
-const MAGIC: &[u8; 8] = b"T4WCMP02";
+/// Marks a signature written by this code, in this format.
+const MAGIC: &[u8; 8] = b"T4WCMP03";
 
-/// Length of the header: magic, then the entry's HMAC-SHA256.
-const HEADER: usize = MAGIC.len() + 32;
+/// Length of a signature file: magic, then the entry's HMAC-SHA256.
+const SIGNATURE: usize = MAGIC.len() + 32;
 
 /// The file holding the per-install key, inside the cache folder.
 const KEY_FILE: &str = "key";
@@ -77,8 +84,6 @@ pub(crate) struct ComponentCache {
     dir: Option<(PathBuf, [u8; KEY_BYTES])>,
     /// Hex digest of the engine's compatibility hash, part of every key.
     engine_key: String,
-    /// Entries being written in the background, joined before exit.
-    writing: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// The SHA-256 of a component's bytes, in hex: its version id.
@@ -100,19 +105,7 @@ impl ComponentCache {
                 None
             }
         });
-        Self {
-            dir,
-            engine_key,
-            writing: Default::default(),
-        }
-    }
-
-    /// Waits for entries still being written (at shutdown).
-    pub(crate) fn finish_writes(&self) {
-        let writing = std::mem::take(&mut *self.writing.lock().unwrap_or_else(|e| e.into_inner()));
-        for write in writing {
-            let _ = write.join();
-        }
+        Self { dir, engine_key }
     }
 
     /// The cache folder, if caching is on.
@@ -126,6 +119,7 @@ impl ComponentCache {
         let (dir, key) = self.dir.as_ref()?;
         Some(Entry {
             path: dir.join(format!("{hash}-{}.cwasm", self.engine_key)),
+            signature: dir.join(format!("{hash}-{}.mac", self.engine_key)),
             key: *key,
             context: format!("{hash}-{}", self.engine_key),
         })
@@ -147,7 +141,7 @@ impl ComponentCache {
                 Ok(None) => {}
                 Err(err) => {
                     tracing::warn!(entry = %entry.path.display(), "discarding a bad compile cache entry, recompiling: {err:#}");
-                    let _ = std::fs::remove_file(&entry.path);
+                    entry.remove();
                 }
             }
         }
@@ -156,18 +150,20 @@ impl ComponentCache {
             .map_err(anyhow::Error::from)
             .context("not a valid WebAssembly component")?;
         let elapsed = started.elapsed();
-        if let Some(entry) = self.entry(hash) {
-            // Off the critical path: the new version need not wait for it.
-            let component = component.clone();
-            let write = std::thread::spawn(move || {
-                if let Err(err) = entry.write(&component) {
+        // The compiler's working memory goes back to the system now, not
+        // whenever the allocator would get round to it.
+        give_back_free_memory();
+        let component = match self.entry(hash) {
+            // Stored, then mapped from the file: the compiled copy is freed.
+            Some(entry) => match entry.write(&component).and_then(|()| entry.map(engine)) {
+                Ok(mapped) => mapped,
+                Err(err) => {
                     tracing::warn!(entry = %entry.path.display(), "cannot write a compile cache entry: {err:#}");
+                    component
                 }
-            });
-            let mut writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-            writing.retain(|w| !w.is_finished());
-            writing.push(write);
-        }
+            },
+            None => component,
+        };
         Ok(Loaded {
             component,
             origin: Origin::Compiled,
@@ -236,10 +232,22 @@ fn open_folder(dir: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
     Ok(key)
 }
 
-/// One entry: its file and what it is signed with.
+/// Returns the allocator's free memory to the system (glibc keeps what a
+/// compile freed in its arenas otherwise).
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// One entry: its files and what it is signed with.
 struct Entry {
-    /// Its file.
+    /// The compiled component, as wasmtime serialized it.
     path: PathBuf,
+    /// Its signature.
+    signature: PathBuf,
     /// The per-install key.
     key: [u8; KEY_BYTES],
     /// The component's and the engine's hashes: what the entry must be for.
@@ -256,61 +264,85 @@ impl Entry {
         mac
     }
 
-    /// Reads and checks the entry; `Ok(None)` if there is none.
+    /// Checks the entry and maps it; `Ok(None)` if there is none.
     fn read(&self, engine: &Engine) -> anyhow::Result<Option<Component>> {
-        let data = match std::fs::read(&self.path) {
-            Ok(data) => data,
+        let signature = match std::fs::read(&self.signature) {
+            Ok(signature) => signature,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).context("cannot read the entry's signature"),
+        };
+        let payload = match std::fs::read(&self.path) {
+            Ok(payload) => payload,
+            // Signed but not there: one being written, or half removed.
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err).context("cannot read the entry"),
         };
         anyhow::ensure!(
-            data.len() > HEADER && data.starts_with(MAGIC),
+            signature.len() == SIGNATURE && signature.starts_with(MAGIC),
             "not a cache entry of this format"
         );
-        let (header, payload) = data.split_at(HEADER);
-        self.tag(payload)
-            .verify_slice(&header[MAGIC.len()..])
+        self.tag(&payload)
+            .verify_slice(&signature[MAGIC.len()..])
             .map_err(|_| {
                 anyhow::anyhow!(
                     "its signature does not match (altered, truncated, or not this component's)"
                 )
             })?;
-        // SAFETY: the payload is exactly what `Component::serialize` wrote
-        // for this component and an engine with the same compatibility
-        // hash: the HMAC under this install's key proves it, and only this
-        // user can write the folder or read the key. wasmtime checks
-        // compatibility again while deserializing.
-        let component = unsafe { Component::deserialize(engine, payload) }
-            .map_err(anyhow::Error::from)
-            .context("wasmtime refused the precompiled component")?;
-        Ok(Some(component))
+        drop(payload);
+        self.map(engine).map(Some)
     }
 
-    /// Writes the entry atomically: to an exclusively created temporary
-    /// file, then renamed into place, so a reader never sees half of one
-    /// and nobody can have prepared the file beforehand.
+    /// Maps the entry's file as a component.
+    fn map(&self, engine: &Engine) -> anyhow::Result<Component> {
+        // SAFETY: the file is exactly what `Component::serialize` wrote for
+        // this component and an engine with the same compatibility hash:
+        // its HMAC under this install's key proves it, and only this user
+        // can write the folder or read the key. Entries are only ever
+        // replaced by a rename, never rewritten in place, so the mapped
+        // file does not change under the running code. wasmtime checks
+        // compatibility again while deserializing.
+        unsafe { Component::deserialize_file(engine, &self.path) }
+            .map_err(anyhow::Error::from)
+            .context("wasmtime refused the precompiled component")
+    }
+
+    /// Removes both files.
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.signature);
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Writes the entry atomically: each file to an exclusively created
+    /// temporary file, then renamed into place, the signature last, so a
+    /// reader sees a whole entry or none, and nobody can have prepared
+    /// either file beforehand.
     fn write(&self, component: &Component) -> anyhow::Result<()> {
         let payload = component
             .serialize()
             .map_err(anyhow::Error::from)
             .context("serializing")?;
-        let mut nonce = [0u8; 8];
-        let _ = getrandom::fill(&mut nonce);
-        let temporary = self.path.with_extension(format!("tmp-{}", hex(&nonce)));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .context("creating")?;
-        let written = file
-            .write_all(MAGIC)
-            .and_then(|()| file.write_all(&self.tag(&payload).finalize().into_bytes()))
-            .and_then(|()| file.write_all(&payload));
-        if let Err(err) = written.and_then(|()| std::fs::rename(&temporary, &self.path)) {
-            let _ = std::fs::remove_file(&temporary);
-            return Err(err).context("writing");
-        }
-        Ok(())
+        let tag = self.tag(&payload).finalize().into_bytes();
+        write_new(&self.path, &[&payload])?;
+        write_new(&self.signature, &[MAGIC, &tag])
     }
+}
+
+/// Writes `parts` to a fresh temporary file beside `path`, then renames it
+/// to `path`.
+fn write_new(path: &Path, parts: &[&[u8]]) -> anyhow::Result<()> {
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let temporary = path.with_extension(format!("tmp-{}", hex(&nonce)));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .context("creating")?;
+    let written = parts.iter().try_for_each(|part| file.write_all(part));
+    if let Err(err) = written.and_then(|()| std::fs::rename(&temporary, path)) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err).context("writing");
+    }
+    Ok(())
 }

@@ -1,15 +1,16 @@
 //! The engine every app shares: wasmtime configured for epoch deadlines,
-//! the linker with the host imports, the compile cache, and starting a
-//! prepared version on its actor.
+//! the linker with the host imports (WASI's async bindings, so a guest's
+//! WASI call never blocks a worker), the compile cache, and the deadline
+//! every guest call runs under.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use wasmtime::component::Linker;
-use wasmtime::{Engine, Trap};
-use wasmtime_wasi::p2::add_to_linker_sync;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::add_to_linker_async;
 
 use super::bindings::Handler;
 use super::cache::{ComponentCache, content_hash};
@@ -73,7 +74,7 @@ impl Runtime {
         start_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
-        add_to_linker_sync(&mut linker)
+        add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
         sleeps::add_to_linker(&mut linker)
@@ -89,7 +90,7 @@ impl Runtime {
         let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
         let ceilings = Ceilings::from_limits(&limits, &defaults);
         Ok(Self {
-            templates: Arc::new(TemplateEngine::new(engine.clone(), EPOCH_TICK)),
+            templates: Arc::new(TemplateEngine::new(engine.clone())),
             engine,
             linker,
             cache,
@@ -117,11 +118,22 @@ impl Runtime {
     }
 }
 
-/// Epoch ticks for a deadline, rounded up, plus one for the partial tick in
-/// progress when the call starts.
-pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
-    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
-    u64::try_from(ticks).unwrap_or(u64::MAX - 1) + 1
+/// Bounds the guest calls of `store` in time without holding a worker:
+/// at every epoch tick a running call yields to the other tasks of the
+/// async runtime, and once `deadline` (read from the store's data) has
+/// passed, it traps with [`Trap::Interrupt`].
+pub(crate) fn yield_until_deadline<T: 'static>(
+    store: &mut Store<T>,
+    deadline: fn(&T) -> Option<Instant>,
+) {
+    store.epoch_deadline_callback(move |context| match deadline(context.data()) {
+        Some(at) if Instant::now() >= at => Ok(UpdateDeadline::Interrupt),
+        _ => Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        )),
+    });
+    store.set_epoch_deadline(1);
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] for the life of the process.
@@ -153,16 +165,5 @@ pub(crate) fn describe_guest_error(err: &wasmtime::Error) -> String {
         Some(trap) => format!("trap: {trap}"),
         // The cause, not the backtrace wasmtime wraps it in.
         None => err.root_cause().to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_round_up() {
-        assert_eq!(deadline_ticks(Duration::from_millis(1000)), 101);
-        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Every call is checked against the app's own rooms and connections
 //! (tenancy) and the message size limit, and never blocks: delivery only
-//! queues onto outboxes. An app may address a path only where the published
+//! queues onto outboxes, and a render is awaited (it runs a guest of its
+//! own). An app may address a path only where the published
 //! route table sends that path's WebSocket upgrades to this app, and then
 //! only its own room there.
 
@@ -214,9 +215,11 @@ impl websocket::Host for HostState {
 }
 
 impl templates::Host for HostState {
-    fn render(&mut self, name: String, context: String) -> Result<String, GuestApiError> {
-        self.templates
+    async fn render(&mut self, name: String, context: String) -> Result<String, GuestApiError> {
+        let templates = self.templates.clone();
+        templates
             .render(&name, &context, self.deadline)
+            .await
             .map_err(|err| {
                 let line = format!("{name:?}: {err}");
                 self.log.line(tracing::Level::WARN, "template", &line);
@@ -237,6 +240,3 @@ impl logging::Host for HostState {
         self.log.line(level, "log", &message);
     }
 }
-
-#[cfg(test)]
-mod tests {}

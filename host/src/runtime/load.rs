@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use super::actor::{AppActor, AppHandle, Instance};
 use super::bindings::HandlerPre;
 use super::cache::{Origin, content_hash};
-use super::engine::{Runtime, deadline_ticks, describe_guest_error};
+use super::engine::{Runtime, describe_guest_error};
 use super::guest_output::AppLog;
 use super::policy::AppPolicy;
 use super::routes::{DeclaredRoute, RouteKey};
@@ -68,11 +68,39 @@ impl PreparedApp {
     }
 }
 
+/// One version of an app, compiled and linked, not yet instantiated.
+struct CompiledApp {
+    /// The component file.
+    file: PathBuf,
+    /// The version's id (see [`PreparedApp::hash`]).
+    hash: String,
+    /// The files of its public folder.
+    statics: Vec<String>,
+    /// Compiled now, or deserialized from the cache.
+    origin: Origin,
+    /// Compile (or deserialize) time.
+    compile: Duration,
+    /// Makes its instances.
+    factory: InstanceFactory,
+}
+
 impl Runtime {
-    /// Prepares one component file: compile (or take from the cache), check
-    /// it is a `handler`, instantiate it and ask for its routes. Blocking:
-    /// call it off the async runtime.
-    pub(crate) fn prepare(&self, file: &Path) -> anyhow::Result<PreparedApp> {
+    /// Prepares one component file: compile (or take from the cache) off
+    /// the async runtime, check it is a `handler`, instantiate it and ask
+    /// for its routes.
+    pub(crate) async fn prepare(self: &Arc<Self>, file: &Path) -> anyhow::Result<PreparedApp> {
+        let runtime = self.clone();
+        let path = file.to_path_buf();
+        tokio::task::spawn_blocking(move || runtime.compile(&path))
+            .await
+            .context("compiling the component panicked")??
+            .instantiate()
+            .await
+    }
+
+    /// Reads, checks, compiles (or loads from the cache) and links one
+    /// component file. Blocking: call it off the async runtime.
+    fn compile(&self, file: &Path) -> anyhow::Result<CompiledApp> {
         let files = AppFiles::of(file);
         let name: Arc<str> = files.name()?.into();
         let bytes = std::fs::read(file).context("cannot read the file")?;
@@ -106,7 +134,6 @@ impl Runtime {
             pre,
             delivery: self.delivery.clone(),
             serving: self.serving.clone(),
-            deadline_ticks: deadline_ticks(policy.event_timeout),
             policy,
             log: AppLog::new(name.clone()),
             templates: Arc::new(AppTemplates::for_component(
@@ -119,14 +146,31 @@ impl Runtime {
         if factory.templates.exist() {
             self.prepare_templates();
         }
+        Ok(CompiledApp {
+            file: file.to_path_buf(),
+            hash: version,
+            statics: files.public_files(),
+            origin: loaded.origin,
+            compile: loaded.elapsed,
+            factory,
+        })
+    }
+}
+
+impl CompiledApp {
+    /// Instantiates the version and asks it for its routes.
+    async fn instantiate(self) -> anyhow::Result<PreparedApp> {
+        let factory = self.factory;
         let instantiate_started = Instant::now();
         let mut instance = factory
             .instantiate()
+            .await
             .map_err(anyhow::Error::from)
             .context("instantiating the component failed")?;
         let declared = instance
             .handler
             .call_routes(&mut instance.store)
+            .await
             .map_err(|e| anyhow::anyhow!("routes() failed: {}", describe_guest_error(&e)))?;
         let instantiate = instantiate_started.elapsed();
         if u32::try_from(declared.len()).is_err() {
@@ -142,23 +186,25 @@ impl Runtime {
         }
 
         Ok(PreparedApp {
-            name,
-            file: file.to_path_buf(),
-            hash: version,
+            name: factory.app.clone(),
+            file: self.file,
+            hash: self.hash,
             routes,
-            statics: files.public_files(),
+            statics: self.statics,
             timings: LoadTimings {
-                origin: loaded.origin,
-                compile: loaded.elapsed,
+                origin: self.origin,
+                compile: self.compile,
                 instantiate,
             },
             factory,
             instance,
         })
     }
+}
 
-    /// Starts a prepared app on its own actor thread.
-    pub(crate) fn start(&self, app: PreparedApp) -> anyhow::Result<Arc<AppHandle>> {
+impl Runtime {
+    /// Starts a prepared app on its own actor task.
+    pub(crate) fn start(&self, app: PreparedApp) -> Arc<AppHandle> {
         let keys = app.route_keys();
         AppActor::spawn(
             app.factory,
@@ -168,7 +214,6 @@ impl Runtime {
             self.limits.mailbox_capacity.get(),
             self.limits.mailbox_bytes.get(),
         )
-        .context("starting the app's thread")
     }
 }
 

@@ -19,6 +19,7 @@
 //! data_dir = "data"            # granted read-only as /data (inside <apps>/chat/)
 //! token_audience = "chat"      # the `aud` tokens for its secured routes name
 //! hosts = ["chat.example.com", "*.chat.example.org"]  # Host names it serves
+//! hibernate_after_ms = 60_000  # drop the idle instance after this (0: never)
 //! ```
 //!
 //! The file is the tenant's, so nothing in it is taken on trust: a value
@@ -55,6 +56,7 @@ struct AppConfig {
     data_dir: Option<PathBuf>,
     token_audience: Option<String>,
     hosts: Option<Vec<String>>,
+    hibernate_after_ms: Option<u64>,
 }
 
 /// The limits and grants one app runs with.
@@ -88,6 +90,9 @@ pub(crate) struct AppPolicy {
     pub(crate) token_audience: Option<String>,
     /// The `Host` names it serves; `None`: the server's own names.
     pub(crate) hosts: HostBinding,
+    /// How long it may go without an event before its instance is
+    /// dropped (its connections stay); `None`: never.
+    pub(crate) hibernate_after: Option<Duration>,
 }
 
 /// The most an `<app>.toml` may ask for, resolved from the flags.
@@ -109,6 +114,8 @@ pub(crate) struct Ceilings {
     message_bytes: usize,
     /// [`MessageRate::per_second`] (the burst may be twice that).
     messages_per_second: u32,
+    /// [`AppPolicy::hibernate_after`]; `None`: an app may stay resident.
+    hibernate_after: Option<Duration>,
 }
 
 /// How many messages one connection may send: a steady rate, a burst above
@@ -151,8 +158,18 @@ impl Ceilings {
                 .ws_messages_per_second_max
                 .get()
                 .max(defaults.message_rate.map_or(0, |r| r.per_second)),
+            hibernate_after: millis(c.hibernate_after_ms_max).map(|ceiling| {
+                defaults
+                    .hibernate_after
+                    .map_or(ceiling, |default| default.max(ceiling))
+            }),
         }
     }
+}
+
+/// A count of milliseconds where 0 means never.
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 impl AppPolicy {
@@ -177,6 +194,7 @@ impl AppPolicy {
             data_dir: None,
             token_audience: None,
             hosts: None,
+            hibernate_after: millis(limits.hibernate_after_ms),
         }
     }
 
@@ -312,6 +330,22 @@ impl AppPolicy {
             data_dir,
             token_audience: config.token_audience,
             hosts,
+            hibernate_after: match (config.hibernate_after_ms, ceilings.hibernate_after) {
+                (None, _) => self.hibernate_after,
+                (Some(0), Some(ceiling)) => bail!(
+                    "hibernate_after_ms = 0 (never) is above the operator's ceiling of {} ms",
+                    ceiling.as_millis()
+                ),
+                (Some(ms), Some(ceiling)) => {
+                    let ceiling = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+                    Some(Duration::from_millis(checked(
+                        "hibernate_after_ms",
+                        ms,
+                        ceiling,
+                    )?))
+                }
+                (Some(ms), None) => millis(ms),
+            },
         })
     }
 }
@@ -410,6 +444,7 @@ mod tests {
             data_dir: None,
             token_audience: None,
             hosts: None,
+            hibernate_after: None,
         }
     }
 
@@ -423,6 +458,7 @@ mod tests {
             connections: 100,
             message_bytes: 1 << 20,
             messages_per_second: 1000,
+            hibernate_after: None,
         }
     }
 
@@ -513,5 +549,37 @@ mod tests {
             );
         }
         assert!(apply("event_timeout_ms = 10000\nmemory_mb = 256", false).is_ok());
+    }
+
+    #[test]
+    fn hibernation_follows_the_file_within_the_ceiling() {
+        let after = |text: &str| apply(text, false).unwrap().hibernate_after;
+        assert_eq!(after(""), None);
+        assert_eq!(
+            after("hibernate_after_ms = 500"),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(after("hibernate_after_ms = 0"), None);
+        // With a ceiling, an app may hibernate sooner, never later.
+        let layout = AppFiles::of(Path::new("/nonexistent/app.wasm"));
+        let capped = Ceilings {
+            hibernate_after: Some(Duration::from_secs(60)),
+            ..ceilings()
+        };
+        let with = |text: &str| {
+            let config = toml::from_str(text).unwrap();
+            defaults().apply(config, &layout, &capped, false)
+        };
+        assert_eq!(
+            with("hibernate_after_ms = 1000").unwrap().hibernate_after,
+            Some(Duration::from_secs(1))
+        );
+        for text in ["hibernate_after_ms = 0", "hibernate_after_ms = 60001"] {
+            let err = format!("{:#}", with(text).unwrap_err());
+            assert!(
+                err.contains("hibernate_after_ms") && err.contains("ceiling"),
+                "{err}"
+            );
+        }
     }
 }

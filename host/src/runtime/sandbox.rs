@@ -3,12 +3,14 @@
 //! settings grant.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::actor::Instance;
 use super::bindings::HandlerPre;
+use super::engine::yield_until_deadline;
 use super::guest_output::{AppLog, GuestOutput, Stream};
 use super::host::HostState;
 use super::limiter::AppLimiter;
@@ -30,8 +32,6 @@ pub(crate) struct InstanceFactory {
     pub(super) serving: SharedServing,
     /// The app's limits and grants.
     pub(crate) policy: AppPolicy,
-    /// Epoch ticks one guest call may run.
-    pub(crate) deadline_ticks: u64,
     /// The app's log-line allowance, shared by all its instances.
     pub(super) log: AppLog,
     /// The app's templates, shared by all its instances.
@@ -43,7 +43,8 @@ pub(crate) struct InstanceFactory {
 impl InstanceFactory {
     /// A new instance in a new store, with no capabilities beyond the host
     /// imports: no files, no environment, no network; output to the log.
-    pub(crate) fn instantiate(&self) -> wasmtime::Result<Instance> {
+    /// Its start-up code runs under the event deadline, as any call does.
+    pub(crate) async fn instantiate(&self) -> wasmtime::Result<Instance> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(GuestOutput::new(self.log.clone(), Stream::Stdout))
             .stderr(GuestOutput::new(self.log.clone(), Stream::Stderr))
@@ -76,17 +77,23 @@ impl InstanceFactory {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks);
-        self.refuel(&mut store);
-        let handler = self.pre.instantiate(&mut store)?;
+        yield_until_deadline(&mut store, |state| state.deadline);
+        self.start_call(&mut store);
+        let handler = self.pre.instantiate_async(&mut store).await?;
         // The first call gets a full budget too.
-        self.refuel(&mut store);
+        self.start_call(&mut store);
         Ok(Instance { store, handler })
     }
 
+    /// Gives the next guest call of `store` its deadline and its fuel.
+    pub(crate) fn start_call(&self, store: &mut Store<HostState>) {
+        store.data_mut().deadline = Some(Instant::now() + self.policy.event_timeout);
+        store.set_epoch_deadline(1);
+        self.refuel(store);
+    }
+
     /// A fresh fuel budget for the next call, when fuel is metered.
-    pub(crate) fn refuel(&self, store: &mut Store<HostState>) {
+    fn refuel(&self, store: &mut Store<HostState>) {
         if let Some(fuel) = self.policy.fuel {
             // Cannot fail: a policy only has fuel when the engine meters it.
             let _ = store.set_fuel(fuel);

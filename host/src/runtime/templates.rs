@@ -24,12 +24,14 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 
+use super::engine::yield_until_deadline;
 use crate::app_files::AppFiles;
 
 mod bindings {
     wasmtime::component::bindgen!({
         world: "renderer",
         path: "template-guest/wit",
+        exports: { default: async },
     });
 }
 
@@ -74,19 +76,16 @@ pub(crate) enum TemplateError {
 pub(crate) struct TemplateEngine {
     /// The engine apps run on (so renders share its epoch ticker).
     engine: Engine,
-    /// How long one epoch tick is.
-    tick: Duration,
     /// The pre-linked engine component, once compiled.
     renderer: OnceLock<Result<RendererPre<RenderState>, String>>,
 }
 
 impl TemplateEngine {
-    /// An engine for `engine`, whose epoch advances every `tick`; nothing
+    /// An engine for `engine`, whose epoch must advance regularly; nothing
     /// is compiled yet.
-    pub(crate) fn new(engine: Engine, tick: Duration) -> Self {
+    pub(crate) fn new(engine: Engine) -> Self {
         Self {
             engine,
-            tick,
             renderer: OnceLock::new(),
         }
     }
@@ -99,7 +98,7 @@ impl TemplateEngine {
                 let component = compile(ENGINE_COMPONENT)?;
                 let mut linker = Linker::new(&self.engine);
                 // Rust's std links WASI; it gets nothing through it.
-                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+                wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
                 Renderer::add_to_linker::<_, HasSelf<RenderState>>(&mut linker, |state| state)?;
                 Ok(RendererPre::new(linker.instantiate_pre(&component)?)?)
             };
@@ -151,7 +150,7 @@ impl AppTemplates {
 
     /// Renders template `name` with `context` (a JSON object), by
     /// `deadline` at the latest (else within [`RENDER_TIME`]).
-    pub(crate) fn render(
+    pub(crate) async fn render(
         &self,
         name: &str,
         context: &str,
@@ -173,6 +172,7 @@ impl AppTemplates {
                 read: 0,
                 memory,
                 out_of_memory: false,
+                deadline: Instant::now(),
                 wasi: wasmtime_wasi::WasiCtxBuilder::new()
                     .allow_tcp(false)
                     .allow_udp(false)
@@ -187,16 +187,20 @@ impl AppTemplates {
                 at.saturating_duration_since(Instant::now())
             })
             .min(RENDER_TIME);
-        let ticks = left.as_nanos().div_ceil(self.engine.tick.as_nanos().max(1)) as u64 + 1;
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(ticks);
+        store.data_mut().deadline = Instant::now() + left;
+        yield_until_deadline(&mut store, |state| Some(state.deadline));
         // Fuel is metered when the server meters it for apps; time bounds a
         // render here, so give it all the fuel there is.
         let _ = store.set_fuel(u64::MAX);
         let max_output = u32::try_from(self.max_output).unwrap_or(u32::MAX);
-        let result = renderer
-            .instantiate(&mut store)
-            .and_then(|engine| engine.call_render(&mut store, name, context, max_output));
+        let result = match renderer.instantiate_async(&mut store).await {
+            Ok(engine) => {
+                engine
+                    .call_render(&mut store, name, context, max_output)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
         match result {
             Ok(Ok(page)) => Ok(page),
             Ok(Err(RenderError::BadContext(why))) => Err(TemplateError::BadContext(why)),
@@ -224,6 +228,8 @@ pub(crate) struct RenderState {
     memory: usize,
     /// Set when the render asked for more memory than it may use.
     out_of_memory: bool,
+    /// When the render must have ended.
+    deadline: Instant,
     /// WASI with nothing in it: no files, no clock worth reading, no output.
     wasi: wasmtime_wasi::WasiCtx,
     /// WASI's resources.
@@ -310,7 +316,7 @@ mod tests {
                         ticker.increment_epoch();
                     }
                 });
-                let templates = TemplateEngine::new(engine.clone(), Duration::from_millis(10));
+                let templates = TemplateEngine::new(engine.clone());
                 templates.prepare(|bytes| Ok(Component::new(&engine, bytes)?));
                 Arc::new(templates)
             })
@@ -341,7 +347,20 @@ mod tests {
         name: &str,
         context: &str,
     ) -> Result<String, TemplateError> {
-        templates.render(name, context, None)
+        render_by(templates, name, context, None)
+    }
+
+    fn render_by(
+        templates: &AppTemplates,
+        name: &str,
+        context: &str,
+        deadline: Option<Instant>,
+    ) -> Result<String, TemplateError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(templates.render(name, context, deadline))
     }
 
     #[test]
@@ -397,7 +416,7 @@ mod tests {
         let started = Instant::now();
         let deadline = Some(Instant::now() + Duration::from_millis(200));
         assert!(matches!(
-            templates.render("loop.txt", "{}", deadline),
+            render_by(&templates, "loop.txt", "{}", deadline),
             Err(TemplateError::TooSlow)
         ));
         assert!(started.elapsed() < Duration::from_secs(5));

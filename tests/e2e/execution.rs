@@ -1,0 +1,102 @@
+//! The execution model: guest calls are futures on the host's async
+//! runtime, so a guest that spins or sleeps never holds a worker beyond one
+//! epoch tick, and an idle app hibernates (its instance dropped, its
+//! connections kept) and wakes on its next event.
+
+use crate::support::{Server, ServerOptions, eventually, http, metric, still_answers};
+
+/// The probe's module-level counter: requests served by its instance.
+async fn served(server: &Server) -> u64 {
+    let body = http()
+        .get(server.url("/probe/count"))
+        .send()
+        .await
+        .expect("GET /probe/count")
+        .json::<serde_json::Value>()
+        .await
+        .expect("a JSON count");
+    body["served"].as_u64().expect("served is a number")
+}
+
+#[tokio::test]
+async fn an_idle_app_hibernates_and_wakes_with_its_connections_intact() {
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        args: vec!["--hibernate-after-ms".into(), "300".into()],
+        ..Default::default()
+    })
+    .await;
+    let mut alice = server.connect("/ws/probe/room").await;
+    let mut bob = server.connect("/ws/probe/room").await;
+    alice.send("attach:alice").await;
+    alice.send("count").await;
+    assert_eq!(alice.recv().await, "2");
+    assert_eq!(served(&server).await, 1);
+    assert_eq!(served(&server).await, 2);
+
+    // Nothing happens for a while: the app hibernates.
+    let hibernations =
+        |text: &str| metric(text, "tina4_app_hibernations_total", &[("app", "probe")]);
+    eventually("the probe to hibernate", || async {
+        (hibernations(&server.metrics().await) >= 1.0).then_some(())
+    })
+    .await;
+
+    // Its connections are still open, their attachments and the count
+    // intact; a message to one wakes the app.
+    alice.send("attached").await;
+    assert_eq!(alice.recv().await, "alice");
+    bob.send("count").await;
+    assert_eq!(bob.recv().await, "2");
+    bob.send("shout").await;
+    assert!(alice.recv().await.ends_with(" shouts"));
+    // Module-level state went with the instance, as on a swap.
+    assert_eq!(served(&server).await, 1);
+    let text = server.metrics().await;
+    assert!(metric(&text, "tina4_app_wake_seconds_count", &[("app", "probe")]) >= 1.0);
+    assert_eq!(
+        metric(&text, "tina4_guest_failures_total", &[("app", "probe")]),
+        0.0,
+        "a wake is not a failure"
+    );
+    // Closing after a wake still reaches the app, once per connection.
+    alice.close().await;
+    bob.send("count").await;
+    assert_eq!(bob.recv().await, "1");
+}
+
+#[tokio::test]
+async fn a_spinning_or_sleeping_guest_does_not_stall_other_apps() {
+    // One worker thread: a guest call that held it would stop every socket.
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["hostile", "probe", "echo"],
+        args: vec!["--event-timeout-ms".into(), "3000".into()],
+        env: vec![("TOKIO_WORKER_THREADS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let mut bystander = server.connect("/ws/echo").await;
+    still_answers(&mut bystander, "before").await;
+
+    let mut spinner = server.connect("/ws/hostile").await;
+    spinner.send("spin").await;
+    // A sleep in a guest is a timer on the runtime, not a blocked worker.
+    let sleeper = tokio::spawn({
+        let url = server.url("/probe/slow?ms=2000");
+        async move { http().get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    server.wait_for_log(&["slow request started"]).await;
+    // The spin runs until its deadline, three seconds from now; echoes
+    // go round meanwhile, each between two of its slices.
+    for n in 0..10 {
+        still_answers(&mut bystander, &format!("during {n}")).await;
+    }
+    assert!(
+        !sleeper.is_finished(),
+        "the echoes took as long as the two-second sleep"
+    );
+    let (code, _) = spinner.expect_close().await;
+    assert_eq!(code, 1011, "the spin ends at its deadline");
+    assert_eq!(sleeper.await.unwrap().unwrap(), 200);
+    still_answers(&mut bystander, "after").await;
+}
