@@ -116,6 +116,16 @@ impl Host {
         cpu_time(self.pid()?)
     }
 
+    /// The server's threads now.
+    pub fn threads(&self) -> anyhow::Result<usize> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no Threads")
+    }
+
     /// The server's resident memory now, in bytes.
     pub fn rss(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;

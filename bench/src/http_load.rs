@@ -41,7 +41,7 @@ async fn request_until(addr: SocketAddr, deadline: Instant) -> anyhow::Result<Ve
     let mut latencies = Vec::new();
     while Instant::now() < deadline {
         let request = Request::get("/hello/bench")
-            .header("host", "bench")
+            .header("host", "localhost")
             .body(Empty::<Bytes>::new())?;
         let sent = Instant::now();
         let response = sender.send_request(request).await?;

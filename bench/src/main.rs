@@ -18,9 +18,12 @@
 //!   delivery within one.
 //! - [`languages`]: what an app costs in each guest language (size,
 //!   compile, cached load, instantiate, CPU per event).
+//! - [`density`]: thousands of hibernated apps in one process: memory per
+//!   idle app, threads, time to wake.
 
 mod backplane;
 mod churn;
+mod density;
 mod echo;
 mod fanout;
 mod host;
@@ -90,6 +93,9 @@ enum Scenario {
     /// The echo example in each guest language: build, size, compile,
     /// cached load, instantiate, restart, CPU per event.
     Languages(languages::Options),
+    /// Thousands of idle apps in one process, hibernated: RSS per idle
+    /// app, threads, and time to wake.
+    Density(density::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -127,6 +133,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Swap(options) => swap::run(options).await,
             Scenario::Backplane(options) => backplane::run(options).await,
             Scenario::Languages(options) => languages::run(&options).await,
+            Scenario::Density(options) => density::run(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
@@ -151,6 +158,7 @@ mod tests {
             "languages",
             "neighbours",
             "churn",
+            "density",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");

@@ -23,7 +23,6 @@ pub(crate) fn runtime_with_cache(
     // Nothing is delivered: no app serves a connection here.
     Runtime::new(
         Arc::new(Delivery::local(Arc::new(ConnectionRegistry::new()))),
-        Default::default(),
         Limits::default(),
         cache_dir,
         false,

@@ -64,7 +64,6 @@ impl Server {
         let serving: SharedServing = Arc::new(ArcSwap::from_pointee(Default::default()));
         let runtime = Arc::new(Runtime::new(
             delivery.clone(),
-            serving.clone(),
             config.limits.clone(),
             config.cache_dir(),
             config.fast_compile,

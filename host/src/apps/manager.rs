@@ -134,28 +134,36 @@ impl AppManager {
                 ready.push(prepared);
             }
         }
-        let claims: Vec<RouteTable<String>> = ready.iter().map(claims_of).collect();
+        // Every version's claims in one table, each checked against the
+        // others': the host index keeps this linear in the number of apps.
+        let own: Vec<_> = ready
+            .iter()
+            .enumerate()
+            .map(|(i, p)| claims_of(i, p))
+            .collect();
+        let mut claims = RouteTable::default();
+        for entries in &own {
+            claims.insert_unchecked(entries.clone());
+        }
+        let mut table = self.table_without(None);
+        let mut loaded = Vec::new();
         for (i, prepared) in ready.into_iter().enumerate() {
-            let clash = claims.iter().enumerate().find_map(|(j, other)| {
-                let mut other = other.clone();
-                let own = claims_of(&prepared);
-                (i != j)
-                    .then(|| other.add_all(own.entries().to_vec(), |_| false).err())
-                    .flatten()
-            });
-            match clash {
+            match claims.conflict_with_others(&own[i], |c: &Claimant| c.index == i) {
                 Some(conflict) => {
                     tracing::error!(app = %prepared.name, file = %prepared.file.display(), "app refused: {conflict}; at startup neither of two conflicting apps serves");
                     self.refused.push(format!("{} ({conflict})", prepared.name));
                 }
-                None => self.start(prepared),
+                None => loaded.extend(self.start_into(&mut table, prepared)),
             }
         }
         if self.apps.is_empty() {
             tracing::warn!(dir = %dir.display(), "no apps loaded");
         }
         self.initial_load_done = true;
-        self.publish(self.table_without(None));
+        self.publish(table);
+        for (version, handle, file) in loaded {
+            version.log(&handle, &file, "app loaded");
+        }
         Ok(())
     }
 
@@ -189,7 +197,12 @@ impl AppManager {
         if serving {
             self.swap(file, prepared).await;
         } else {
-            self.start(prepared);
+            let mut table = self.table_without(None);
+            if let Some((version, handle, file)) = self.start_into(&mut table, prepared) {
+                // Ready as soon as it serves, before anyone reads the log line.
+                self.publish(table);
+                version.log(&handle, &file, "app loaded");
+            }
         }
     }
 
@@ -219,22 +232,25 @@ impl AppManager {
         table
     }
 
-    fn start(&mut self, prepared: PreparedApp) {
+    /// Starts a new app and adds its routes to `table` (for the caller to
+    /// publish), unless they conflict; what to log once it is published.
+    fn start_into(
+        &mut self,
+        table: &mut RouteTable<RouteTarget>,
+        prepared: PreparedApp,
+    ) -> Option<(Version, Arc<AppHandle>, PathBuf)> {
         let file = prepared.file.clone();
         let version = Version::of(&prepared);
         let handle = self.runtime.start(prepared);
-        let mut table = self.table_without(None);
-        if let Err(refusal) = self.admit(&mut table, &handle, &version) {
+        if let Err(refusal) = self.admit(table, &handle, &version) {
             // Dropping the handle stops the actor.
             tracing::error!(app = %app_of(&file), file = %file.display(), "app refused: {refusal}");
-            return;
+            return None;
         }
         handle.set_edge(version.edge.clone());
         self.apps
             .insert(file.clone(), version.serving(handle.clone()));
-        // Ready as soon as it serves, before anyone reads the log line.
-        self.publish(table);
-        version.log(&handle, &file, "app loaded");
+        Some((version, handle, file))
     }
 
     async fn swap(&mut self, file: &Path, prepared: PreparedApp) {
@@ -348,22 +364,37 @@ fn app_of(file: &Path) -> String {
         .unwrap_or_else(|_| file.display().to_string())
 }
 
-/// What a prepared version would claim, in a table of its own (targets
-/// name the app), for checking it against others before any serves.
-fn claims_of(prepared: &PreparedApp) -> RouteTable<String> {
+/// One of the versions loaded at startup, as its claims name it.
+#[derive(Debug, Clone)]
+struct Claimant {
+    /// Its place among them.
+    index: usize,
+    /// `app "<name>"`, for the message about a conflict.
+    label: Arc<str>,
+}
+
+impl std::fmt::Display for Claimant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+/// What the `index`th version loaded at startup would claim, for checking
+/// it against the others before any serves.
+fn claims_of(index: usize, prepared: &PreparedApp) -> Vec<RouteEntry<Claimant>> {
     let version = Version::of(prepared);
-    let mut table = RouteTable::default();
-    let entries = entry_shapes(&version)
+    let claimant = Claimant {
+        index,
+        label: format!("app {:?}", &*prepared.name).into(),
+    };
+    entry_shapes(&version)
         .map(|(kind, pattern)| RouteEntry {
             kind,
             pattern,
             hosts: version.hosts.clone(),
-            target: format!("app {:?}", &*prepared.name),
+            target: claimant.clone(),
         })
-        .collect();
-    // A version's own routes never conflict once it loaded.
-    let _ = table.add_all(entries, |_| true);
-    table
+        .collect()
 }
 
 /// The kind and pattern of every route and public file of a version.

@@ -1,9 +1,11 @@
 //! The route table: every route of every app, generic over what serves
-//! it, with the conflicts it refuses.
+//! it, with the conflicts it refuses, indexed by host name.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
-use super::host::{HostBinding, bindings_overlap};
+use super::host::{HostBinding, HostPattern, bindings_overlap};
 use super::path::RequestPath;
 use super::pattern::RoutePattern;
 use super::{Method, RouteKind};
@@ -68,12 +70,54 @@ pub(crate) struct RouteConflict {
 pub(crate) struct RouteTable<T> {
     /// Routes in insertion order; matching ranks them by specificity.
     entries: Vec<RouteEntry<T>>,
+    /// Where they are by host name.
+    index: HostIndex,
 }
 
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
+            index: HostIndex::default(),
+        }
+    }
+}
+
+/// The positions of a table's entries by the host names they answer on, so
+/// that routing a request, or checking a newcomer, looks only at the
+/// entries that share its names: a table of thousands of tenants, each on
+/// names of its own, costs a request no more than a table of one.
+#[derive(Debug, Clone, Default)]
+struct HostIndex {
+    /// Entries that claim this exact name.
+    exact: HashMap<String, Vec<usize>>,
+    /// Entries that claim a `*.` name (few, so scanned).
+    below: Vec<usize>,
+    /// Entries on the server's own names.
+    unbound: Vec<usize>,
+}
+
+impl HostIndex {
+    /// Files the entry at `at`, which answers on `hosts`.
+    fn add(&mut self, at: usize, hosts: &HostBinding) {
+        let Some(names) = hosts else {
+            self.unbound.push(at);
+            return;
+        };
+        let mut below = false;
+        for name in names.iter() {
+            match name {
+                HostPattern::Exact(name) => {
+                    let positions = self.exact.entry(name.clone()).or_default();
+                    if positions.last() != Some(&at) {
+                        positions.push(at);
+                    }
+                }
+                HostPattern::Below(_) => below = true,
+            }
+        }
+        if below {
+            self.below.push(at);
         }
     }
 }
@@ -89,20 +133,59 @@ impl<T: fmt::Display> RouteTable<T> {
     /// apps, routes conflict if some request could reach both: the same
     /// class, overlapping patterns, a shared host name. So every request
     /// has at most one app that can answer it, and an app that is serving
-    /// can never be displaced by one that comes later.
+    /// can never be displaced by one that comes later. All the routes of
+    /// one app answer on the same names.
     pub(crate) fn add_all(
         &mut self,
         routes: Vec<RouteEntry<T>>,
         same_app: impl Fn(&T) -> bool,
     ) -> Result<(), RouteConflict> {
+        if let Some(conflict) = self.conflict(&routes, same_app) {
+            return Err(conflict);
+        }
+        self.insert_unchecked(routes);
+        Ok(())
+    }
+
+    /// The first conflict `routes` (one app's) would have with the table
+    /// or among themselves, as [`add_all`](Self::add_all) decides it.
+    pub(crate) fn conflict(
+        &self,
+        routes: &[RouteEntry<T>],
+        same_app: impl Fn(&T) -> bool,
+    ) -> Option<RouteConflict> {
+        self.conflict_where(routes, same_app, true)
+    }
+
+    /// The first conflict `routes` (one app's, already in the table) have
+    /// with another app's.
+    pub(crate) fn conflict_with_others(
+        &self,
+        routes: &[RouteEntry<T>],
+        same_app: impl Fn(&T) -> bool,
+    ) -> Option<RouteConflict> {
+        self.conflict_where(routes, same_app, false)
+    }
+
+    /// A conflict with other apps' routes, and with the app's own if
+    /// `with_own`.
+    fn conflict_where(
+        &self,
+        routes: &[RouteEntry<T>],
+        same_app: impl Fn(&T) -> bool,
+        with_own: bool,
+    ) -> Option<RouteConflict> {
         for (i, route) in routes.iter().enumerate() {
             let shape = route.pattern.shape();
+            let near = self.sharing(&route.hosts);
+            let sharing = || near.iter().map(|&at| &self.entries[at]);
             let own = routes[..i]
                 .iter()
-                .chain(self.entries.iter().filter(|e| same_app(&e.target)))
+                .chain(sharing().filter(|e| same_app(&e.target)))
+                .filter(|_| with_own)
                 .find(|e| e.kind == route.kind && e.pattern.shape() == shape);
             let theirs = || {
-                self.entries.iter().find(|e| {
+                sharing().find(|e| {
                     !same_app(&e.target)
                         && e.kind.class() == route.kind.class()
                         && bindings_overlap(&e.hosts, &route.hosts)
@@ -110,7 +193,7 @@ impl<T: fmt::Display> RouteTable<T> {
                 })
             };
             if let Some(existing) = own.or_else(theirs) {
-                return Err(RouteConflict {
+                return Some(RouteConflict {
                     kind: route.kind,
                     pattern: route.pattern.to_string(),
                     existing: format!(
@@ -120,29 +203,90 @@ impl<T: fmt::Display> RouteTable<T> {
                 });
             }
         }
-        self.entries.extend(routes);
-        Ok(())
+        None
     }
 }
 
 impl<T> RouteTable<T> {
     /// All routes, in the order they were added.
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> &[RouteEntry<T>] {
         &self.entries
     }
 
+    /// Adds routes without checking them for conflicts: for a table of
+    /// claims that are checked against each other afterwards.
+    pub(crate) fn insert_unchecked(&mut self, routes: Vec<RouteEntry<T>>) {
+        for route in routes {
+            self.index.add(self.entries.len(), &route.hosts);
+            self.entries.push(route);
+        }
+    }
+
     /// Removes every route whose target satisfies `owned`.
     pub(crate) fn remove_where(&mut self, owned: impl Fn(&T) -> bool) {
-        self.entries.retain(|e| !owned(&e.target));
+        let entries = std::mem::take(&mut self.entries);
+        self.index = HostIndex::default();
+        self.insert_unchecked(entries.into_iter().filter(|e| !owned(&e.target)).collect());
     }
 
     /// Whether some app claims `host` (a normalized [`host_name`]).
     pub(crate) fn claims(&self, host: &str) -> bool {
-        self.entries.iter().any(|e| {
-            e.hosts
-                .as_ref()
-                .is_some_and(|h| h.iter().any(|n| n.matches(host)))
-        })
+        self.index.exact.contains_key(host)
+            || self
+                .index
+                .below
+                .iter()
+                .any(|&at| self.entries[at].on_host(host, true))
+    }
+
+    /// The positions of the entries that may answer a request for `host`,
+    /// each once: those that claim it, or, if none does, those on the
+    /// server's names.
+    fn on_host(&self, host: &str) -> Cow<'_, [usize]> {
+        let exact = self.index.exact.get(host).map_or(&[][..], Vec::as_slice);
+        let mut below = self
+            .index
+            .below
+            .iter()
+            .copied()
+            .filter(|&at| self.entries[at].on_host(host, true))
+            .peekable();
+        if below.peek().is_none() {
+            return Cow::Borrowed(if exact.is_empty() {
+                &self.index.unbound
+            } else {
+                exact
+            });
+        }
+        let mut positions: Vec<usize> = exact.iter().copied().chain(below).collect();
+        positions.sort_unstable();
+        positions.dedup();
+        Cow::Owned(positions)
+    }
+
+    /// The positions of the entries whose names may meet `hosts` (a
+    /// superset: callers check the overlap).
+    fn sharing(&self, hosts: &HostBinding) -> Cow<'_, [usize]> {
+        let Some(names) = hosts else {
+            return Cow::Borrowed(&self.index.unbound);
+        };
+        let mut positions = self.index.below.clone();
+        for name in names.iter() {
+            match name {
+                HostPattern::Exact(name) => {
+                    positions.extend(self.index.exact.get(name).into_iter().flatten());
+                }
+                below @ HostPattern::Below(_) => positions.extend(
+                    self.index
+                        .exact
+                        .iter()
+                        .filter(|(name, _)| below.matches(name))
+                        .flat_map(|(_, at)| at),
+                ),
+            }
+        }
+        Cow::Owned(positions)
     }
 
     /// The most specific route on `host` of a wanted kind matching `path`.
@@ -152,12 +296,12 @@ impl<T> RouteTable<T> {
         path: &RequestPath,
         wanted: impl Fn(RouteKind) -> bool,
     ) -> Option<RouteMatch<'a, T>> {
-        let claimed = self.claims(host);
         let mut best: Option<RouteMatch<'a, T>> = None;
         for entry in self
-            .entries
+            .on_host(host)
             .iter()
-            .filter(|e| wanted(e.kind) && e.on_host(host, claimed))
+            .map(|&at| &self.entries[at])
+            .filter(|e| wanted(e.kind))
         {
             let Some(params) = entry.pattern.matches(&path.segments) else {
                 continue;
@@ -192,11 +336,10 @@ impl<T> RouteTable<T> {
         {
             return HttpMatch::Found(found);
         }
-        let claimed = self.claims(host);
         let mut allowed: Vec<Method> = self
-            .entries
+            .on_host(host)
             .iter()
-            .filter(|e| e.on_host(host, claimed))
+            .map(|&at| &self.entries[at])
             .filter_map(|e| match e.kind {
                 RouteKind::Http(m) if e.pattern.matches(&path.segments).is_some() => Some(m),
                 _ => None,
@@ -228,19 +371,7 @@ impl<T> RouteTable<T> {
     /// The targets serving `host`, in the order they were added (once each
     /// per entry; callers dedupe).
     pub(crate) fn targets_on(&self, host: &str) -> impl Iterator<Item = &T> {
-        let claimed = self.claims(host);
-        self.entries
-            .iter()
-            .filter(move |e| e.on_host(host, claimed))
-            .map(|e| &e.target)
-    }
-
-    /// Whether WebSocket upgrades for `path` reach a target that `owned`
-    /// accepts, on that target's hosts: the test of whether an app may
-    /// address a path. Conflicts keep any other app from answering there.
-    pub(crate) fn sends_websocket(&self, path: &RequestPath, owned: impl Fn(&T) -> bool) -> bool {
-        self.entries.iter().any(|e| {
-            e.kind == RouteKind::WebSocket && owned(&e.target) && e.pattern.matches_path(path)
-        })
+        let positions = self.on_host(host).into_owned();
+        positions.into_iter().map(|at| &self.entries[at].target)
     }
 }

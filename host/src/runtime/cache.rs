@@ -22,8 +22,10 @@
 //! costs no anonymous memory. A freshly compiled component is written and
 //! then mapped the same way, so the compile's copy is freed at once.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use std::io::Write;
@@ -56,6 +58,8 @@ pub(crate) enum Origin {
     Compiled,
     /// Deserialized from the cache.
     Cached,
+    /// Already loaded for another app of the same content.
+    Shared,
 }
 
 impl std::fmt::Display for Origin {
@@ -63,14 +67,16 @@ impl std::fmt::Display for Origin {
         f.write_str(match self {
             Self::Compiled => "compiled",
             Self::Cached => "from cache",
+            Self::Shared => "shared",
         })
     }
 }
 
 /// A compiled component and what it took.
 pub(crate) struct Loaded {
-    /// The component, ready to instantiate.
-    pub(crate) component: Component,
+    /// The component, ready to instantiate; holding it keeps it shared
+    /// with later loads of the same content.
+    pub(crate) component: Arc<Component>,
     /// Compiled now, or taken from the cache.
     pub(crate) origin: Origin,
     /// Compile or deserialize time.
@@ -84,6 +90,11 @@ pub(crate) struct ComponentCache {
     dir: Option<(PathBuf, [u8; KEY_BYTES])>,
     /// Hex digest of the engine's compatibility hash, part of every key.
     engine_key: String,
+    /// The components loaded in this process, by content hash, while
+    /// anything holds them: apps that ship the same component (one app
+    /// served to many tenants under their own host names) share one copy
+    /// of its code.
+    loaded: Mutex<HashMap<String, Weak<Component>>>,
 }
 
 /// The SHA-256 of a component's bytes, in hex: its version id.
@@ -105,7 +116,11 @@ impl ComponentCache {
                 None
             }
         });
-        Self { dir, engine_key }
+        Self {
+            dir,
+            engine_key,
+            loaded: Mutex::default(),
+        }
     }
 
     /// The cache folder, if caching is on.
@@ -129,11 +144,34 @@ impl ComponentCache {
     /// cache if a sound entry exists, else compiled and stored.
     pub(crate) fn load(&self, engine: &Engine, bytes: &[u8], hash: &str) -> anyhow::Result<Loaded> {
         let started = Instant::now();
+        if let Some(component) = self.shared(hash) {
+            return Ok(Loaded {
+                component,
+                origin: Origin::Shared,
+                elapsed: started.elapsed(),
+            });
+        }
+        let loaded = self.load_anew(engine, bytes, hash)?;
+        let mut shared = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|_, held| held.strong_count() > 0);
+        shared.insert(hash.to_string(), Arc::downgrade(&loaded.component));
+        Ok(loaded)
+    }
+
+    /// The component of content `hash` if this process holds it already.
+    fn shared(&self, hash: &str) -> Option<Arc<Component>> {
+        let shared = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        shared.get(hash).and_then(Weak::upgrade)
+    }
+
+    /// [`load`](Self::load) from the cache or the compiler.
+    fn load_anew(&self, engine: &Engine, bytes: &[u8], hash: &str) -> anyhow::Result<Loaded> {
+        let started = Instant::now();
         if let Some(entry) = self.entry(hash) {
             match entry.read(engine) {
                 Ok(Some(component)) => {
                     return Ok(Loaded {
-                        component,
+                        component: Arc::new(component),
                         origin: Origin::Cached,
                         elapsed: started.elapsed(),
                     });
@@ -165,7 +203,7 @@ impl ComponentCache {
             None => component,
         };
         Ok(Loaded {
-            component,
+            component: Arc::new(component),
             origin: Origin::Compiled,
             elapsed,
         })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::add_to_linker_async;
 
@@ -16,7 +16,6 @@ use super::bindings::Handler;
 use super::cache::{ComponentCache, content_hash};
 use super::host::HostState;
 use super::policy::{AppPolicy, Ceilings};
-use super::routes::SharedServing;
 use super::sleeps;
 use super::templates::TemplateEngine;
 use crate::config::Limits;
@@ -35,8 +34,6 @@ pub(crate) struct Runtime {
     pub(super) cache: ComponentCache,
     /// Where the connections apps act on live.
     pub(super) delivery: Arc<Delivery>,
-    /// What is serving, which decides what an app may address.
-    pub(super) serving: SharedServing,
     /// Server-wide limits (mailbox size and the app defaults).
     pub(super) limits: Limits,
     /// Every app's limits unless its `<app>.toml` says otherwise.
@@ -51,7 +48,6 @@ impl Runtime {
     /// An engine with epoch interruption, and a linker with the host imports.
     pub(crate) fn new(
         delivery: Arc<Delivery>,
-        serving: SharedServing,
         limits: Limits,
         cache_dir: Option<PathBuf>,
         fast_compile: bool,
@@ -95,7 +91,6 @@ impl Runtime {
             linker,
             cache,
             delivery,
-            serving,
             limits,
             defaults,
             ceilings,
@@ -113,7 +108,7 @@ impl Runtime {
         self.templates.prepare(|bytes| {
             let loaded = self.cache.load(&self.engine, bytes, &content_hash(bytes))?;
             tracing::info!(compile = ?loaded.elapsed, origin = %loaded.origin, "template engine loaded");
-            Ok(loaded.component)
+            Ok(Component::clone(&loaded.component))
         });
     }
 }

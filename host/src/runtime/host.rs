@@ -4,9 +4,10 @@
 //! Every call is checked against the app's own rooms and connections
 //! (tenancy) and the message size limit, and never blocks: delivery only
 //! queues onto outboxes, and a render is awaited (it runs a guest of its
-//! own). An app may address a path only where the published
-//! route table sends that path's WebSocket upgrades to this app, and then
-//! only its own room there.
+//! own). An app may address a path only where one of its own WebSocket
+//! routes (the running version's) serves it, and then only its own room
+//! there: route conflicts are refused, so no other app serves that path
+//! on the app's host names.
 
 use std::sync::Arc;
 
@@ -14,13 +15,12 @@ use tokio_tungstenite::tungstenite::Message;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::SharedServing;
 use super::bindings::tina4::wasm::{logging, templates, types, websocket};
 use super::bindings::{GuestApiError, Level};
 use crate::delivery::Delivery;
 use crate::delivery::close;
 use crate::delivery::{ConnectionHandle, RegistryError, Room};
-use crate::router::RequestPath;
+use crate::router::{RequestPath, RoutePattern};
 use crate::runtime::templates::AppTemplates;
 use crate::telemetry::AppMetrics;
 
@@ -28,9 +28,9 @@ use crate::telemetry::AppMetrics;
 pub(crate) struct HostState {
     /// The app's name: tags its log lines and owns its connections.
     pub(crate) app: Arc<str>,
-    /// What is serving: the paths routed to this app are the only ones it
-    /// may address.
-    pub(crate) serving: SharedServing,
+    /// The running version's WebSocket route patterns: the paths they
+    /// serve are the only ones the app may address.
+    pub(crate) websocket_routes: Arc<[RoutePattern]>,
     /// Where connections live, here and on other instances.
     pub(crate) delivery: Arc<Delivery>,
     /// Largest message the app may send, in bytes.
@@ -63,15 +63,11 @@ impl WasiView for HostState {
 }
 
 impl HostState {
-    /// Refuses a path unless the router sends WebSocket upgrades for it to
-    /// this app; returns the app's room there.
+    /// Refuses a path unless one of the app's WebSocket routes serves it;
+    /// returns the app's room there.
     fn own_room(&self, path: &str) -> Result<Room, GuestApiError> {
-        let owned = RequestPath::from_decoded(path).is_some_and(|p| {
-            self.serving
-                .load()
-                .routes
-                .sends_websocket(&p, |target| *target.app.name == *self.app)
-        });
+        let owned = RequestPath::from_decoded(path)
+            .is_some_and(|p| self.websocket_routes.iter().any(|r| r.matches_path(&p)));
         if owned {
             Ok(Room::new(&self.app, path))
         } else {

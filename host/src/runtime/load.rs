@@ -133,7 +133,8 @@ impl Runtime {
             app: name.clone(),
             pre,
             delivery: self.delivery.clone(),
-            serving: self.serving.clone(),
+            websocket_routes: Arc::new([]),
+            _code: loaded.component.clone(),
             policy,
             log: AppLog::new(name.clone()),
             templates: Arc::new(AppTemplates::for_component(
@@ -160,7 +161,7 @@ impl Runtime {
 impl CompiledApp {
     /// Instantiates the version and asks it for its routes.
     async fn instantiate(self) -> anyhow::Result<PreparedApp> {
-        let factory = self.factory;
+        let mut factory = self.factory;
         let instantiate_started = Instant::now();
         let mut instance = factory
             .instantiate()
@@ -184,6 +185,12 @@ impl CompiledApp {
                 secured: route.secured,
             });
         }
+        factory.websocket_routes = routes
+            .iter()
+            .filter(|r| r.kind == RouteKind::WebSocket)
+            .map(|r| r.pattern.clone())
+            .collect();
+        instance.store.data_mut().websocket_routes = factory.websocket_routes.clone();
 
         Ok(PreparedApp {
             name: factory.app.clone(),

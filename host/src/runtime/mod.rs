@@ -2,15 +2,15 @@
 //! instantiating them in a sandbox, and the actor that runs each app.
 //!
 //! The runtime sits below the apps layer and above delivery: it may reach
-//! connections through [`Delivery`](crate::delivery::Delivery), and reads
-//! the published [`Serving`] snapshot, but it never touches a socket, and
-//! it never decides which apps serve.
+//! connections through [`Delivery`](crate::delivery::Delivery), and it
+//! defines the [`Serving`] snapshot the apps layer publishes, but it never
+//! touches a socket, and it never decides which apps serve.
 //!
 //! - [`engine`]: the shared engine and linker; starting a version.
 //! - [`load`]: one version from its file, compiled and instantiated.
 //! - [`sandbox`]: a fresh instance with the app's limits.
 //! - [`routes`]: route identity, targets, and the serving snapshot.
-//! - [`actor`]: each app's thread, its mailbox and hot swap.
+//! - [`actor`]: each app's task, its mailbox, hot swap and hibernation.
 //! - [`host`]: the host imports apps call.
 //! - [`policy`]: an app's limits and grants, from its `<app>.toml`.
 //! - [`cache`]: compiled components on disk.

@@ -15,9 +15,9 @@ use super::guest_output::{AppLog, GuestOutput, Stream};
 use super::host::HostState;
 use super::limiter::AppLimiter;
 use super::policy::AppPolicy;
-use super::routes::SharedServing;
 use super::templates::AppTemplates;
 use crate::delivery::Delivery;
+use crate::router::RoutePattern;
 use crate::telemetry::AppMetrics;
 
 /// Everything needed to make a fresh sandboxed instance of one app.
@@ -26,10 +26,14 @@ pub(crate) struct InstanceFactory {
     pub(crate) app: Arc<str>,
     /// The pre-linked component.
     pub(super) pre: HandlerPre<HostState>,
+    /// Its compiled code, held so that apps loaded later with the same
+    /// content share it.
+    pub(super) _code: Arc<wasmtime::component::Component>,
     /// Where the app's connections live.
     pub(crate) delivery: Arc<Delivery>,
-    /// What is serving (tenancy for paths).
-    pub(super) serving: SharedServing,
+    /// The version's WebSocket route patterns (tenancy for paths), known
+    /// once it has declared its routes.
+    pub(super) websocket_routes: Arc<[RoutePattern]>,
     /// The app's limits and grants.
     pub(crate) policy: AppPolicy,
     /// The app's log-line allowance, shared by all its instances.
@@ -57,7 +61,7 @@ impl InstanceFactory {
         let wasi = wasi.build();
         let state = HostState {
             app: self.app.clone(),
-            serving: self.serving.clone(),
+            websocket_routes: self.websocket_routes.clone(),
             delivery: self.delivery.clone(),
             max_message_bytes: self.policy.max_message_bytes,
             max_attachment_bytes: self.policy.max_attachment_bytes,

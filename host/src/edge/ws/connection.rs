@@ -13,6 +13,7 @@
 //! task lingers, reading and discarding what the peer still sends, so the
 //! peer gets the close code instead of a reset.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,9 +155,13 @@ impl ConnectionTask {
             }
         };
         tokio::pin!(expired);
+        // One wait for an eviction for the connection's whole life, shared
+        // by the loop and the waits in it, rather than one per iteration.
+        let evicted = handle.evicted();
+        tokio::pin!(evicted);
         let ending = loop {
             tokio::select! {
-                (code, reason) = handle.evicted() => break Ending::ours(code, reason),
+                (code, reason) = &mut evicted => break Ending::ours(code, reason),
                 () = &mut expired => break Ending::ours(close::POLICY_VIOLATION, "token expired"),
                 now = ticks.tick() => {
                     if idle_timeout.is_some_and(|idle| now - last_message >= idle) {
@@ -170,7 +175,7 @@ impl ConnectionTask {
                     if now - last_ping >= ping_interval {
                         last_ping = now;
                         let ping = sink.send(Message::Ping(Default::default()));
-                        match bounded(&handle, write_timeout, ping).await {
+                        match bounded(&handle, evicted.as_mut(), write_timeout, ping).await {
                             Ok(Ok(())) => {}
                             Ok(Err(_)) => break Ending::peer(close::ABNORMAL, String::new()),
                             Err(ending) => break ending,
@@ -180,7 +185,7 @@ impl ConnectionTask {
                 item = outbox.recv() => {
                     let Some(item) = item else { break Ending::ours(close::INTERNAL_ERROR, "host error") };
                     let burst = write_burst(&handle, &mut sink, &mut outbox, item);
-                    match bounded(&handle, write_timeout, burst).await {
+                    match bounded(&handle, evicted.as_mut(), write_timeout, burst).await {
                         Ok(Ok(None)) => {}
                         Ok(Ok(Some(ending))) => break ending,
                         Ok(Err(_)) => break Ending::peer(close::ABNORMAL, String::new()),
@@ -198,7 +203,7 @@ impl ConnectionTask {
                         continue;
                     }
                     let Some(event) = held.take() else { continue };
-                    if let Err(ending) = unless_evicted(&handle, target.dispatch(&member, &info, event, &quota)).await {
+                    if let Err(ending) = unless_evicted(evicted.as_mut(), target.dispatch(&member, &info, event, &quota)).await {
                         break ending;
                     }
                 }
@@ -237,7 +242,7 @@ impl ConnectionTask {
                     }
                     // Waiting for a place in the app's mailbox must not
                     // delay an eviction.
-                    if let Err(ending) = unless_evicted(&handle, target.dispatch(&member, &info, event, &quota)).await {
+                    if let Err(ending) = unless_evicted(evicted.as_mut(), target.dispatch(&member, &info, event, &quota)).await {
                         break ending;
                     }
                 }
@@ -265,6 +270,7 @@ impl ConnectionTask {
 /// costs no timer.
 async fn bounded<T>(
     handle: &ConnectionHandle,
+    evicted: Pin<&mut impl Future<Output = (u16, String)>>,
     timeout: Duration,
     write: impl Future<Output = T>,
 ) -> Result<T, Ending> {
@@ -278,19 +284,19 @@ async fn bounded<T>(
             tracing::debug!(connection = %handle.id, "peer took no write for {timeout:?}; dropping it");
             Ending::peer(close::ABNORMAL, "the client stopped reading".to_string())
         }),
-        (code, reason) = handle.evicted() => Err(Ending::ours(code, reason)),
+        (code, reason) = evicted => Err(Ending::ours(code, reason)),
     }
 }
 
 /// Runs `work` unless the connection is evicted first.
 async fn unless_evicted<T>(
-    handle: &ConnectionHandle,
+    evicted: Pin<&mut impl Future<Output = (u16, String)>>,
     work: impl Future<Output = T>,
 ) -> Result<T, Ending> {
     tokio::select! {
         biased;
         done = work => Ok(done),
-        (code, reason) = handle.evicted() => Err(Ending::ours(code, reason)),
+        (code, reason) = evicted => Err(Ending::ours(code, reason)),
     }
 }
 
