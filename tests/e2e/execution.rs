@@ -7,14 +7,7 @@ use crate::support::{Server, ServerOptions, eventually, http, metric, still_answ
 
 /// The probe's module-level counter: requests served by its instance.
 async fn served(server: &Server) -> u64 {
-    let body = http()
-        .get(server.url("/probe/count"))
-        .send()
-        .await
-        .expect("GET /probe/count")
-        .json::<serde_json::Value>()
-        .await
-        .expect("a JSON count");
+    let body = server.get_json("/probe/count").await;
     body["served"].as_u64().expect("served is a number")
 }
 
@@ -22,7 +15,9 @@ async fn served(server: &Server) -> u64 {
 async fn an_idle_app_hibernates_and_wakes_with_its_connections_intact() {
     let server = Server::start_with(ServerOptions {
         apps: vec!["probe"],
-        args: vec!["--hibernate-after-ms".into(), "300".into()],
+        // Long enough that no pause between two steps of a busy test
+        // machine hibernates the app early.
+        args: vec!["--hibernate-after-ms".into(), "1000".into()],
         ..Default::default()
     })
     .await;
@@ -99,4 +94,45 @@ async fn a_spinning_or_sleeping_guest_does_not_stall_other_apps() {
     assert_eq!(code, 1011, "the spin ends at its deadline");
     assert_eq!(sleeper.await.unwrap().unwrap(), 200);
     still_answers(&mut bystander, "after").await;
+}
+
+#[tokio::test]
+async fn apps_of_one_component_share_its_code_but_not_their_state() {
+    let probe = std::fs::read(crate::support::component("probe")).expect("the probe component");
+    let server = Server::start_with(ServerOptions {
+        files: vec![
+            ("first.wasm", probe.clone()),
+            ("first.toml", b"hosts = [\"first.test\"]\n".to_vec()),
+            ("second.wasm", probe),
+            ("second.toml", b"hosts = [\"second.test\"]\n".to_vec()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    // Loaded once: the second app takes the first one's compiled code.
+    assert_eq!(
+        server.count_log(&["app loaded", "origin=shared"]),
+        1,
+        "{}",
+        server.log()
+    );
+    let served = |host: &'static str| {
+        let url = server.url("/probe/count");
+        async move {
+            let body: serde_json::Value = http()
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .expect("GET /probe/count")
+                .json()
+                .await
+                .expect("a JSON count");
+            body["served"].as_u64()
+        }
+    };
+    assert_eq!(served("first.test").await, Some(1));
+    assert_eq!(served("first.test").await, Some(2));
+    // Each app has its own instance and its own module-level state.
+    assert_eq!(served("second.test").await, Some(1));
 }

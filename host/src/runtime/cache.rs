@@ -240,15 +240,7 @@ fn open_folder(dir: &Path) -> anyhow::Result<[u8; KEY_BYTES]> {
         // Written whole to a file of its own, then linked into place: a
         // server starting beside this one reads all of it or none.
         getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for its key: {e}"))?;
-        let mut nonce = [0u8; 8];
-        let _ = getrandom::fill(&mut nonce);
-        let fresh = dir.join(format!("{KEY_FILE}.tmp-{}", hex(&nonce)));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&fresh)
-            .context("cannot create its key")?;
+        let (fresh, mut file) = temporary_beside(&path).context("cannot create its key")?;
         let written = file.write_all(&key);
         let linked = written.and_then(|()| std::fs::hard_link(&fresh, &path));
         let _ = std::fs::remove_file(&fresh);
@@ -365,18 +357,24 @@ impl Entry {
     }
 }
 
-/// Writes `parts` to a fresh temporary file beside `path`, then renames it
-/// to `path`.
-fn write_new(path: &Path, parts: &[&[u8]]) -> anyhow::Result<()> {
+/// A new file (0600) beside `path`, under a random name nobody can have
+/// prepared: exclusively created, so a planted file or link is refused.
+fn temporary_beside(path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     let mut nonce = [0u8; 8];
     let _ = getrandom::fill(&mut nonce);
     let temporary = path.with_extension(format!("tmp-{}", hex(&nonce)));
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&temporary)
-        .context("creating")?;
+        .open(&temporary)?;
+    Ok((temporary, file))
+}
+
+/// Writes `parts` to a fresh temporary file beside `path`, then renames it
+/// to `path`.
+fn write_new(path: &Path, parts: &[&[u8]]) -> anyhow::Result<()> {
+    let (temporary, mut file) = temporary_beside(path).context("creating")?;
     let written = parts.iter().try_for_each(|part| file.write_all(part));
     if let Err(err) = written.and_then(|()| std::fs::rename(&temporary, path)) {
         let _ = std::fs::remove_file(&temporary);
