@@ -15,6 +15,12 @@
 //!   policy the flooder is simply gone after its burst.) The native
 //!   baseline has no limit.
 //!
+//! - **spinning guest**: another app on the same server (the hostile test
+//!   app) whose every event spins until its CPU deadline kills it, one
+//!   after another for the whole run. Its calls yield at every epoch tick,
+//!   so it holds one worker for a tick at a time. tina4-wasm only: the
+//!   native baseline runs no guests.
+//!
 //! The target: a bystander p99 within 2× of its idle p99.
 
 use std::sync::Arc;
@@ -177,20 +183,62 @@ struct Row {
     cpu_percent: f64,
 }
 
+/// What disturbs the bystander.
+#[derive(Clone, Copy)]
+enum Flood {
+    /// A client of the same app with this many messages in flight.
+    Window(usize),
+    /// A client of the same app sending as fast as its socket takes.
+    Unbounded,
+    /// A client of another app whose events spin to their deadline.
+    Spin,
+}
+
+/// Spins queued on the hostile app: enough to keep it spinning through a
+/// measurement of `seconds` under the server's default 1 s event deadline.
+fn spins_for(seconds: Duration) -> usize {
+    seconds.as_secs() as usize + 2
+}
+
 /// One server's run: the bystander alone, then beside a flood.
-async fn measure(server: &Host, seconds: u64, window: Option<usize>) -> anyhow::Result<Row> {
+async fn measure(server: &Host, seconds: u64, flood: Flood) -> anyhow::Result<Row> {
     let seconds = Duration::from_secs(seconds);
     let mut bystander = connect(server.addr, "/ws/echo", source(1, 0, 1)).await?;
     // Warm up, then alone.
     pings(&mut bystander, Instant::now() + Duration::from_millis(500)).await?;
     let idle = Summary::of(pings(&mut bystander, Instant::now() + seconds).await?);
-    let flooder = connect(server.addr, "/ws/echo", source(2, 0, 1)).await?;
-    let flooder = Flooder::start(flooder, window);
+    let (flooder, mut spinner) = match flood {
+        Flood::Spin => {
+            let mut ws = connect(server.addr, "/ws/hostile", source(2, 0, 1)).await?;
+            for _ in 0..spins_for(seconds) {
+                ws.send(Message::text("spin")).await?;
+            }
+            (None, Some(ws))
+        }
+        Flood::Window(window) => {
+            let ws = connect(server.addr, "/ws/echo", source(2, 0, 1)).await?;
+            (Some(Flooder::start(ws, Some(window))), None)
+        }
+        Flood::Unbounded => {
+            let ws = connect(server.addr, "/ws/echo", source(2, 0, 1)).await?;
+            (Some(Flooder::start(ws, None)), None)
+        }
+    };
     let spent = Spent::start(server)?;
     let flooded = pings(&mut bystander, Instant::now() + seconds).await?;
     let (cpu, wall) = spent.stop(server)?;
-    let (sent, replies) = flooder.counts();
-    flooder.stop(window.is_some()).await?;
+    let (sent, replies) = match flooder {
+        Some(flooder) => {
+            let counts = flooder.counts();
+            flooder.stop(matches!(flood, Flood::Window(_))).await?;
+            counts
+        }
+        None => (spins_for(seconds) as u64, 0),
+    };
+    if let Some(ws) = spinner.as_mut() {
+        // The spins still queued die with the server.
+        let _ = ws.close(None).await;
+    }
     Ok(Row {
         idle,
         cpu_percent: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
@@ -211,25 +259,33 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         "| flood | server | alone p50 | alone p99 | flooded p50 | flooded p99 | p99 ÷ alone | flood sent/s | flood answered/s | server CPU |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let floods: [(&str, &[&str], Option<usize>); 3] = [
-        ("unlimited", &[], Some(options.window)),
+    let floods: [(&str, &[&str], Flood); 4] = [
+        ("unlimited", &[], Flood::Window(options.window)),
         (
             "1000/s, drop",
             &["--ws-messages-per-second", "1000", "--ws-over-rate", "drop"],
-            None,
+            Flood::Unbounded,
         ),
         (
             "1000/s, wait",
             &["--ws-messages-per-second", "1000", "--ws-over-rate", "wait"],
-            None,
+            Flood::Unbounded,
         ),
+        ("spinning guest", &[], Flood::Spin),
     ];
-    for (flood, flags, window) in floods {
-        let pair = Pair::start_with(&["echo"], flags).await?;
-        for (name, server) in pair.each() {
-            let row = measure(server, options.seconds, window).await?;
+    for (name, flags, flood) in floods {
+        let apps: &[&str] = match flood {
+            Flood::Spin => &["echo", "hostile"],
+            _ => &["echo"],
+        };
+        let pair = Pair::start_with(apps, flags).await?;
+        for (server_name, server) in pair.each() {
+            if matches!(flood, Flood::Spin) && server_name == "native" {
+                continue;
+            }
+            let row = measure(server, options.seconds, flood).await?;
             println!(
-                "| {flood} | {name} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.0}% |",
+                "| {name} | {server_name} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.0}% |",
                 ms(row.idle.median),
                 ms(row.idle.p99),
                 ms(row.flooded.median),

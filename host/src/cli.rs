@@ -59,6 +59,10 @@ pub(crate) enum Command {
     /// component in the apps folder, installing the language's toolchain
     /// on first use, and precompile it for `serve`.
     Build(Box<crate::build::command::BuildArgs>),
+    /// Compile the component on stdin to native code on stdout: what the
+    /// server runs to compile off to the side.
+    #[command(hide = true)]
+    CompileComponent(crate::runtime::compiler::CodeSettings),
     /// Check that a file is a component the host can serve, and say why
     /// not if it is not; with what loading it costs.
     Check {
@@ -108,6 +112,15 @@ pub fn run() -> ExitCode {
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 
+    if let Command::CompileComponent(settings) = cli.command {
+        return match crate::runtime::compiler::compile_component_command(settings) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("tina4-wasm: {err:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -122,6 +135,7 @@ pub fn run() -> ExitCode {
             runtime.block_on(crate::inspect::check(&file, cache_dir))
         }
         Command::Build(args) => runtime.block_on(crate::build::command::run(*args)),
+        Command::CompileComponent(_) => unreachable!("run before the async runtime"),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

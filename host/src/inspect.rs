@@ -8,6 +8,7 @@ use crate::app_files::component_files;
 use crate::config::Limits;
 use crate::delivery::{ConnectionRegistry, Delivery};
 use crate::router::{RouteEntry, RouteTable};
+use crate::runtime::compiler::CompileIn;
 use crate::runtime::{PreparedApp, Runtime};
 
 /// A runtime with the default limits and the default compile cache.
@@ -26,6 +27,7 @@ pub(crate) fn runtime_with_cache(
         Limits::default(),
         cache_dir,
         false,
+        CompileIn::ThisProcess,
     )
     .map(Arc::new)
 }

@@ -22,6 +22,7 @@ use crate::edge::admin;
 use crate::edge::admission::ConnectionCaps;
 use crate::edge::auth::Authenticator;
 use crate::edge::state::ServerState;
+use crate::runtime::compiler::CompileIn;
 use crate::runtime::{Runtime, SharedServing};
 use crate::telemetry;
 
@@ -67,6 +68,8 @@ impl Server {
             config.limits.clone(),
             config.cache_dir(),
             config.fast_compile,
+            // The compiler's peak memory is never the server's.
+            CompileIn::ChildProcess,
         )?);
         match runtime.cache().dir() {
             Some(dir) => tracing::info!(dir = %dir.display(), "compile cache"),

@@ -3,7 +3,11 @@
 //! epoch tick, and an idle app hibernates (its instance dropped, its
 //! connections kept) and wakes on its next event.
 
-use crate::support::{Server, ServerOptions, eventually, http, metric, still_answers};
+use std::time::Duration;
+
+use crate::support::{
+    Language, Server, ServerOptions, eventually, http, install_app, metric, still_answers,
+};
 
 /// The probe's module-level counter: requests served by its instance.
 async fn served(server: &Server) -> u64 {
@@ -135,4 +139,35 @@ async fn apps_of_one_component_share_its_code_but_not_their_state() {
     assert_eq!(served("first.test").await, Some(2));
     // Each app has its own instance and its own module-level state.
     assert_eq!(served("second.test").await, Some(1));
+}
+
+#[tokio::test]
+async fn a_cold_compile_does_not_stay_in_the_servers_memory() {
+    // A JavaScript app the host has never compiled: the compiler peaks at
+    // hundreds of MiB, in a child process, never in the server. It is
+    // added once the server listens, so a slow compile on a busy machine
+    // has a time limit of its own.
+    let cold = tempfile::tempdir().expect("an empty compile cache");
+    let server = Server::start_with(ServerOptions {
+        cache_dir: Some(cold.path().to_path_buf()),
+        args: vec!["--fast-compile".into()],
+        ..Default::default()
+    })
+    .await;
+    install_app(Language::Javascript, "echo", server.apps_dir());
+    server
+        .wait_for_log_within(
+            &["app loaded", "echo", "origin=compiled"],
+            1,
+            Duration::from_secs(120),
+        )
+        .await;
+    let mut client = server.connect("/ws/echo").await;
+    still_answers(&mut client, "compiled").await;
+    let peak = server.peak_rss();
+    assert!(
+        peak < 160 << 20,
+        "the server's memory peaked at {} MiB while it compiled",
+        peak >> 20
+    );
 }

@@ -10,6 +10,8 @@ async fn bad_files_are_reported_by_name_and_the_rest_still_load() {
         files: vec![
             ("garbage.wasm", b"definitely not wasm".to_vec()),
             ("core.wasm", b"\0asm\x01\0\0\0".to_vec()),
+            // A component's header, then nothing the compiler can read.
+            ("broken.wasm", b"\0asm\x0d\0\x01\0broken".to_vec()),
             ("notes.txt", b"ignored: not a .wasm file".to_vec()),
         ],
         ..Default::default()
@@ -20,6 +22,9 @@ async fn bad_files_are_reported_by_name_and_the_rest_still_load() {
         .await;
     server
         .wait_for_log(&["core.wasm", "core WebAssembly module, not a component"])
+        .await;
+    server
+        .wait_for_log(&["broken.wasm", "not a valid WebAssembly component"])
         .await;
     server
         .wait_for_log(&[

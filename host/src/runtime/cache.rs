@@ -20,7 +20,8 @@
 //! into memory: its code pages are the file's, shared with the page cache
 //! and given back by the kernel when they go unused, so an idle app's code
 //! costs no anonymous memory. A freshly compiled component is written and
-//! then mapped the same way, so the compile's copy is freed at once.
+//! then mapped the same way, so the compile's copy is freed at once. The
+//! compiling itself is the [`Compiler`]'s (in the server, a child process).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -37,6 +38,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::compiler::Compiler;
 use crate::hex::hex;
 
 /// Marks a signature written by this code, in this format.
@@ -90,6 +92,8 @@ pub(crate) struct ComponentCache {
     dir: Option<(PathBuf, [u8; KEY_BYTES])>,
     /// Hex digest of the engine's compatibility hash, part of every key.
     engine_key: String,
+    /// Compiles what the cache does not hold.
+    compiler: Compiler,
     /// The components loaded in this process, by content hash, while
     /// anything holds them: apps that ship the same component (one app
     /// served to many tenants under their own host names) share one copy
@@ -105,7 +109,7 @@ pub(crate) fn content_hash(bytes: &[u8]) -> String {
 impl ComponentCache {
     /// A cache in `dir` (created if missing), or none: also none, with a
     /// warning, if the folder is not safe to run code from.
-    pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine) -> Self {
+    pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine, compiler: Compiler) -> Self {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
@@ -119,6 +123,7 @@ impl ComponentCache {
         Self {
             dir,
             engine_key,
+            compiler,
             loaded: Mutex::default(),
         }
     }
@@ -184,24 +189,31 @@ impl ComponentCache {
             }
         }
         let started = Instant::now();
-        let component = Component::new(engine, bytes)
-            .map_err(anyhow::Error::from)
-            .context("not a valid WebAssembly component")?;
+        let compiled = self.compiler.compile(engine, bytes)?;
         let elapsed = started.elapsed();
-        // The compiler's working memory goes back to the system now, not
-        // whenever the allocator would get round to it.
-        give_back_free_memory();
-        let component = match self.entry(hash) {
-            // Stored, then mapped from the file: the compiled copy is freed.
-            Some(entry) => match entry.write(&component).and_then(|()| entry.map(engine)) {
-                Ok(mapped) => mapped,
-                Err(err) => {
+        // Stored, then mapped from the file: the compiled copy is freed.
+        let mapped = self.entry(hash).and_then(|entry| {
+            entry
+                .write(&compiled)
+                .and_then(|()| entry.map(engine))
+                .inspect_err(|err| {
                     tracing::warn!(entry = %entry.path.display(), "cannot write a compile cache entry: {err:#}");
-                    component
-                }
-            },
-            None => component,
+                })
+                .ok()
+        });
+        let component = match mapped {
+            Some(component) => component,
+            // SAFETY: `compiled` is what this host's compiler made for an
+            // engine with this engine's settings, just now; wasmtime checks
+            // the engine's compatibility again.
+            None => unsafe { Component::deserialize(engine, &compiled) }
+                .map_err(anyhow::Error::from)
+                .context("wasmtime refused the component it compiled")?,
         };
+        drop(compiled);
+        // What the compile (or the copy of its output) freed goes back to
+        // the system now, not whenever the allocator would get round to it.
+        give_back_free_memory();
         Ok(Loaded {
             component: Arc::new(component),
             origin: Origin::Compiled,
@@ -346,13 +358,9 @@ impl Entry {
     /// temporary file, then renamed into place, the signature last, so a
     /// reader sees a whole entry or none, and nobody can have prepared
     /// either file beforehand.
-    fn write(&self, component: &Component) -> anyhow::Result<()> {
-        let payload = component
-            .serialize()
-            .map_err(anyhow::Error::from)
-            .context("serializing")?;
-        let tag = self.tag(&payload).finalize().into_bytes();
-        write_new(&self.path, &[&payload])?;
+    fn write(&self, payload: &[u8]) -> anyhow::Result<()> {
+        let tag = self.tag(payload).finalize().into_bytes();
+        write_new(&self.path, &[payload])?;
         write_new(&self.signature, &[MAGIC, &tag])
     }
 }

@@ -14,6 +14,7 @@ use wasmtime_wasi::p2::add_to_linker_async;
 
 use super::bindings::Handler;
 use super::cache::{ComponentCache, content_hash};
+use super::compiler::{CodeSettings, CompileIn, Compiler};
 use super::host::HostState;
 use super::policy::{AppPolicy, Ceilings};
 use super::sleeps;
@@ -51,22 +52,13 @@ impl Runtime {
         limits: Limits,
         cache_dir: Option<PathBuf>,
         fast_compile: bool,
+        compile_in: CompileIn,
     ) -> anyhow::Result<Self> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        // Component-model concurrency would roughly double the cost of a call.
-        config.concurrency_support(false);
-        config.consume_fuel(limits.fuel_per_event.is_some());
-        if fast_compile {
-            // Roughly 40% less compile time for slower guest code: for the
-            // edit-build-swap loop of development.
-            config.cranelift_opt_level(wasmtime::OptLevel::None);
-            config.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
-        }
-        let engine = Engine::new(&config)
-            .map_err(anyhow::Error::from)
-            .context("creating the wasmtime engine")?;
+        let settings = CodeSettings {
+            fuel: limits.fuel_per_event.is_some(),
+            fast_compile,
+        };
+        let engine = settings.engine()?;
         start_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
@@ -82,7 +74,7 @@ impl Runtime {
         )
         .map_err(anyhow::Error::from)
         .context("linking the tina4 host interfaces")?;
-        let cache = ComponentCache::new(cache_dir, &engine);
+        let cache = ComponentCache::new(cache_dir, &engine, Compiler::new(settings, compile_in));
         let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
         let ceilings = Ceilings::from_limits(&limits, &defaults);
         Ok(Self {

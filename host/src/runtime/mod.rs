@@ -14,11 +14,13 @@
 //! - [`host`]: the host imports apps call.
 //! - [`policy`]: an app's limits and grants, from its `<app>.toml`.
 //! - [`cache`]: compiled components on disk.
+//! - [`compiler`]: compiling components, in a child process for the server.
 //! - [`templates`]: the template engine apps render through.
 
 pub(crate) mod actor;
 pub(crate) mod bindings;
 pub(crate) mod cache;
+pub(crate) mod compiler;
 mod engine;
 mod guest_output;
 mod host;
