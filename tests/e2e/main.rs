@@ -25,5 +25,6 @@ mod resources;
 mod source_watch;
 mod support;
 mod tenancy;
+mod tina4_projects;
 mod web;
 mod websocket;

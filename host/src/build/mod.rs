@@ -9,6 +9,8 @@
 //! - [`sdk`]: the WIT contract and the JavaScript and Python SDKs, built
 //!   into this binary so a build always matches the host that serves it.
 //! - [`stage`]: a scratch copy of an app's sources with the SDK beside them.
+//! - [`tina4`]: a Tina4 project's layout (`src/routes/`, `src/templates/`,
+//!   `src/public/`), built as it is.
 //!
 //! A build writes `<apps>/<name>.wasm` atomically (the reloader of a running
 //! `serve` never sees half a file). `serve --watch` builds through
@@ -17,6 +19,7 @@
 pub(crate) mod command;
 pub(crate) mod sdk;
 pub(crate) mod stage;
+pub(crate) mod tina4;
 pub(crate) mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -58,12 +61,15 @@ impl std::fmt::Display for Language {
 
 impl Language {
     /// The language of the app in `dir`, from the files it holds:
-    /// `Cargo.toml` is Rust, `package.json` or `app.js` JavaScript, and
-    /// `app.py` Python.
+    /// `Cargo.toml` is Rust; a Tina4 project (`src/routes/`) is the
+    /// language of its route modules; else `package.json` or `app.js` is
+    /// JavaScript, and `app.py` Python.
     pub(crate) fn detect(dir: &Path) -> Option<Self> {
         let has = |name: &str| dir.join(name).is_file();
         if has("Cargo.toml") {
             Some(Self::Rust)
+        } else if tina4::is_project(dir) {
+            tina4::language(dir)
         } else if has("package.json") || has("app.js") {
             Some(Self::Javascript)
         } else if has("app.py") {
@@ -83,6 +89,8 @@ pub(crate) struct AppSource {
     pub(crate) dir: PathBuf,
     /// The app's name: its component is `<apps>/<name>.wasm`.
     pub(crate) name: String,
+    /// A Tina4 project (routes under `src/routes/`), built as it is.
+    pub(crate) tina4: bool,
 }
 
 impl AppSource {
@@ -100,7 +108,8 @@ impl AppSource {
             Some(language) => language,
             None => bail!(
                 "{} holds no app: expected Cargo.toml (Rust), package.json or app.js \
-                 (JavaScript), or app.py (Python)",
+                 (JavaScript), app.py (Python), or a Tina4 project's route modules \
+                 (.py, .ts or .js) in src/routes/",
                 dir.display()
             ),
         };
@@ -113,6 +122,7 @@ impl AppSource {
         }
         Ok(Self {
             language,
+            tina4: tina4::is_project(&dir),
             dir,
             name,
         })
@@ -149,6 +159,7 @@ pub(crate) fn build(
         Language::Javascript => build_javascript(app, &staged, toolchains),
         Language::Python => build_python(app, &staged, toolchains),
     };
+    let result = result.and_then(|()| install_app_folders(app, apps_dir));
     if let Err(err) = result {
         let _ = std::fs::remove_file(&staged);
         return Err(err.context(format!("building the {} app {}", app.language, app.name)));
@@ -156,6 +167,38 @@ pub(crate) fn build(
     std::fs::rename(&staged, &target)
         .with_context(|| format!("cannot install {}", target.display()))?;
     Ok(target)
+}
+
+/// A Tina4 project's `src/templates` and `src/public`, copied to the app's
+/// folder (`<apps>/<name>/templates`, `public`) in place of what was there,
+/// before its new component is: a swap finds them ready.
+fn install_app_folders(app: &AppSource, apps_dir: &Path) -> anyhow::Result<()> {
+    if !app.tina4 {
+        return Ok(());
+    }
+    let folder = apps_dir.join(&app.name);
+    for (from, to) in tina4::app_folders(&app.dir) {
+        let target = folder.join(to);
+        let fresh = folder.join(format!(".{to}.new"));
+        let old = folder.join(format!(".{to}.old"));
+        for leftover in [&fresh, &old] {
+            if leftover.exists() {
+                std::fs::remove_dir_all(leftover)
+                    .with_context(|| format!("cannot remove {}", leftover.display()))?;
+            }
+        }
+        stage::copy_sources(&from, &fresh)?;
+        if target.exists() {
+            std::fs::rename(&target, &old)
+                .with_context(|| format!("cannot replace {}", target.display()))?;
+        }
+        std::fs::rename(&fresh, &target)
+            .with_context(|| format!("cannot install {}", target.display()))?;
+        if old.exists() {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+    }
+    Ok(())
 }
 
 /// `cargo build` for wasm32-wasip2; copies the package's cdylib component.
@@ -204,15 +247,23 @@ fn rust_artifact(messages: &str, dir: &Path) -> Option<PathBuf> {
 /// (esbuild), then compiles that with the chosen engine.
 fn build_javascript(app: &AppSource, out: &Path, toolchains: &Toolchains) -> anyhow::Result<()> {
     let bin = toolchains.javascript()?;
-    let staging = stage::javascript(&app.dir)?;
+    let staging = if app.tina4 {
+        stage::tina4_javascript(&app.dir)?
+    } else {
+        stage::javascript(&app.dir)?
+    };
     let root = staging.path();
     let bundle = root.join("bundle.js");
     let mut esbuild = Command::new(bin.join("esbuild"));
     esbuild
+        // Aliases resolve from the working folder: the stage's.
+        .current_dir(root)
         .arg(root.join(stage::JS_ENTRY))
         .args(["--bundle", "--format=esm", "--platform=neutral"])
         .args([
             "--main-fields=module,main",
+            // Tina4 Node's route files import its router by its name.
+            "--alias:tina4-nodejs=tina4-wasm",
             "--external:tina4:*",
             "--log-level=warning",
         ])
@@ -250,7 +301,11 @@ fn build_javascript(app: &AppSource, out: &Path, toolchains: &Toolchains) -> any
 /// componentize-py over `app.py` (and its folder) and the SDK.
 fn build_python(app: &AppSource, out: &Path, toolchains: &Toolchains) -> anyhow::Result<()> {
     let python = toolchains.python()?;
-    let staging = stage::python(&app.dir)?;
+    let staging = if app.tina4 {
+        stage::tina4_python(&app.dir)?
+    } else {
+        stage::python(&app.dir)?
+    };
     let root = staging.path();
     let mut command = Command::new(python);
     command

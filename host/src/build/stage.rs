@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::build::sdk;
+use crate::build::{sdk, tina4};
 
 /// The generated JavaScript entry module: imports the app (which registers
 /// its routes) and re-exports the world's functions from the SDK.
@@ -47,21 +47,37 @@ pub(crate) fn javascript(dir: &Path) -> anyhow::Result<TempDir> {
     if !dir.join(&main).is_file() {
         anyhow::bail!("the app's main module {main} does not exist");
     }
+    javascript_stage(dir, &[main])
+}
+
+/// A Tina4 Node project's stage: like [`javascript`], with an entry that
+/// imports every route module under `src/routes/`.
+pub(crate) fn tina4_javascript(dir: &Path) -> anyhow::Result<TempDir> {
+    javascript_stage(dir, &tina4::node_routes(dir)?)
+}
+
+/// The app's sources, its dependencies, the SDK, and an entry importing
+/// `modules` (relative to the app) in order.
+fn javascript_stage(dir: &Path, modules: &[String]) -> anyhow::Result<TempDir> {
     let staging = tempfile::tempdir().context("cannot create a staging folder")?;
     copy_sources(dir, &staging.path().join("app"))?;
     let dependencies = dir.join("node_modules");
     if dependencies.is_dir() {
+        // Ours is the SDK, under either name.
         copy_tree(
             &dependencies,
             &staging.path().join("node_modules"),
-            &|name| name == "tina4-wasm" || name.starts_with('.'),
+            &|name| matches!(name, "tina4-wasm" | "tina4-nodejs") || name.starts_with('.'),
         )?;
     }
     write(staging.path(), &[sdk::WIT])?;
     write(staging.path(), sdk::JAVASCRIPT)?;
-    let entry = format!(
-        "import \"./app/{main}\";\nexport {{ routes, handleHttp, onWebsocket }} from \"tina4-wasm\";\n"
-    );
+    let mut entry = String::new();
+    for module in modules {
+        let module = serde_json::to_string(&format!("./app/{module}"))?;
+        entry.push_str(&format!("import {module};\n"));
+    }
+    entry.push_str("export { routes, handleHttp, onWebsocket } from \"tina4-wasm\";\n");
     std::fs::write(staging.path().join(JS_ENTRY), entry).context("writing the entry module")?;
     Ok(staging)
 }
@@ -85,7 +101,33 @@ pub(crate) fn python(dir: &Path) -> anyhow::Result<TempDir> {
     Ok(staging)
 }
 
-fn copy_sources(from: &Path, to: &Path) -> anyhow::Result<()> {
+/// A Tina4 Python project's stage: the project under `app/` (on the Python
+/// path, so `import src.routes.chat` finds `app/src/routes/chat.py`), the
+/// SDK and the `tina4_python` shim under `sdk/`, and an entry importing
+/// every module under `src/`.
+pub(crate) fn tina4_python(dir: &Path) -> anyhow::Result<TempDir> {
+    let modules = tina4::python_modules(dir)?;
+    let staging = tempfile::tempdir().context("cannot create a staging folder")?;
+    copy_sources(dir, &staging.path().join("app"))?;
+    write(staging.path(), &[sdk::WIT])?;
+    write(staging.path(), sdk::PYTHON)?;
+    write(staging.path(), tina4::PYTHON_SHIMS)?;
+    let mut entry = String::from("# Imports the project's modules, which register its routes.\n");
+    for module in &modules {
+        entry.push_str(&format!("import {module}\n"));
+    }
+    entry.push_str("from tina4_wasm.world import WitWorld\n");
+    std::fs::write(
+        staging.path().join("app").join(format!("{PY_ENTRY}.py")),
+        entry,
+    )
+    .context("writing the entry module")?;
+    Ok(staging)
+}
+
+/// Copies an app's sources (build output, dependencies, caches and hidden
+/// files left out; links not followed).
+pub(crate) fn copy_sources(from: &Path, to: &Path) -> anyhow::Result<()> {
     copy_tree(from, to, &skipped)
 }
 
