@@ -24,7 +24,7 @@
 //!   delivery/     connections, rooms, their lifecycle, close codes, and
 //!                 the Redis backplane
 //!
-//!   leaves        config, router, telemetry, app_files, hex
+//!   leaves        config, router, telemetry, app_files, bundle, hex
 //! ```
 //!
 //! The commands beside `serve` sit on top: [`cli`] parses and dispatches,
@@ -56,6 +56,8 @@
 //! - [`telemetry`]: the metrics the host records.
 //! - [`app_files`]: where an app's files live, and the rule that they stay
 //!   inside its folder.
+//! - [`bundle`]: an app's templates and public files packed into its
+//!   component (one file per version).
 //!
 //! # Life of a WebSocket message
 //!
@@ -68,6 +70,7 @@
 mod app_files;
 mod apps;
 mod build;
+mod bundle;
 mod cli;
 mod config;
 mod delivery;

@@ -7,8 +7,8 @@ use tokio::sync::{mpsc, watch};
 use std::time::Duration;
 
 use crate::support::{
-    Client, Install, Server, ServerOptions, component, each_language, still_answers, variant_in,
-    within,
+    Client, Install, Server, ServerOptions, component, each_language, http, still_answers,
+    variant_in, with_packed_files, within,
 };
 
 /// How long compiling a new version may take (a Python app is ~19 MB).
@@ -371,4 +371,50 @@ async fn a_planted_cache_entry_is_refused_and_an_unsafe_folder_is_not_used() {
         .wait_for_log(&["compile cache disabled", "others may write"])
         .await;
     assert_eq!(third.count_log(&["app loaded", "origin=compiled"]), 1);
+}
+
+#[tokio::test]
+async fn a_version_packs_its_templates_and_public_files_and_they_swap_with_its_code() {
+    let root = tempfile::tempdir().unwrap();
+    let apps = root.path().join("apps");
+    // A folder beside the component, as in development; a component that
+    // packs its files serves those instead.
+    std::fs::create_dir_all(apps.join("broad/templates")).unwrap();
+    std::fs::write(apps.join("broad/templates/page.txt"), "from the folder").unwrap();
+    let version = |tag: &str| {
+        let page = format!("{tag}: {{{{ 6 * 7 }}}}");
+        with_packed_files(
+            "broad",
+            &[("templates/page.txt", &page), ("public/note.txt", tag)],
+        )
+    };
+    std::fs::write(apps.join("broad.wasm"), version("v1")).unwrap();
+    let server = Server::start_with(ServerOptions {
+        apps_dir: Some(apps.clone()),
+        ..Default::default()
+    })
+    .await;
+    let get = |path: &str| {
+        let url = server.url(path);
+        async move { http().get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert_eq!(get("/broad/render/page.txt").await, "v1: 42");
+    assert_eq!(get("/note.txt").await, "v1");
+
+    // One file is the whole version: its templates and statics swap with it.
+    Install::WriteThenRename.put(&apps, "broad.wasm", &version("v2"));
+    server
+        .wait_for_log(&["app swapped to a new version", "broad"])
+        .await;
+    assert_eq!(get("/broad/render/page.txt").await, "v2: 42");
+    assert_eq!(get("/note.txt").await, "v2");
+
+    // A packed path out of its folders refuses the version, by file and
+    // reason; the running one keeps serving.
+    let hostile = with_packed_files("broad", &[("templates/../../../etc/passwd", "x")]);
+    Install::WriteThenRename.put(&apps, "broad.wasm", &hostile);
+    server
+        .wait_for_log(&["broad.wasm", "is not a path in templates/ or public/"])
+        .await;
+    assert_eq!(get("/note.txt").await, "v2");
 }

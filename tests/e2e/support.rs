@@ -755,9 +755,8 @@ impl Install {
     }
 }
 
-/// Example `name` in `language` with a custom section appended: the same app,
-/// but different bytes (so a different version to the host).
-pub fn variant_in(language: Language, name: &str, tag: &str) -> Vec<u8> {
+/// Appends a custom section `name` holding `content` to a component.
+pub fn append_section(bytes: &mut Vec<u8>, name: &str, content: &[u8]) {
     fn leb128(mut n: usize, out: &mut Vec<u8>) {
         loop {
             let byte = (n & 0x7f) as u8;
@@ -769,14 +768,36 @@ pub fn variant_in(language: Language, name: &str, tag: &str) -> Vec<u8> {
             out.push(byte | 0x80);
         }
     }
-    let mut bytes = std::fs::read(example(language, name)).expect("reading a component");
-    let section_name = "tina4-test-variant";
-    let mut content = Vec::new();
-    leb128(section_name.len(), &mut content);
-    content.extend_from_slice(section_name.as_bytes());
-    content.extend_from_slice(tag.as_bytes());
+    let mut section = Vec::new();
+    leb128(name.len(), &mut section);
+    section.extend_from_slice(name.as_bytes());
+    section.extend_from_slice(content);
     bytes.push(0); // custom section id
-    leb128(content.len(), &mut bytes);
-    bytes.extend_from_slice(&content);
+    leb128(section.len(), bytes);
+    bytes.extend_from_slice(&section);
+}
+
+/// Example `name` in `language` with a custom section appended: the same app,
+/// but different bytes (so a different version to the host).
+pub fn variant_in(language: Language, name: &str, tag: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(example(language, name)).expect("reading a component");
+    append_section(&mut bytes, "tina4-test-variant", tag.as_bytes());
+    bytes
+}
+
+/// Component `name` with `files` (path, content) packed in as `tina4-wasm
+/// build` packs an app's templates and public files: the `tina4-files`
+/// section, `T4F1` then each file's u16 path length, path, u32 length and
+/// content, little-endian.
+pub fn with_packed_files(name: &str, files: &[(&str, &str)]) -> Vec<u8> {
+    let mut payload = b"T4F1".to_vec();
+    for (path, content) in files {
+        payload.extend_from_slice(&(path.len() as u16).to_le_bytes());
+        payload.extend_from_slice(path.as_bytes());
+        payload.extend_from_slice(&(content.len() as u32).to_le_bytes());
+        payload.extend_from_slice(content.as_bytes());
+    }
+    let mut bytes = std::fs::read(component(name)).expect("reading a component");
+    append_section(&mut bytes, "tina4-files", &payload);
     bytes
 }

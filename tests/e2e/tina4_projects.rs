@@ -48,6 +48,14 @@ async fn behaves_as_the_chapter_says(fixture: &str) {
     for route in ["/ws/room/", "/room/", "/ws/livechat/{room}", "/api/notify/"] {
         assert!(said.contains(route), "{route} missing from:\n{said}");
     }
+    // One file is the whole version: its templates and public files are
+    // packed into the component.
+    let files: Vec<_> = std::fs::read_dir(&apps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(files, ["chatroom.wasm"]);
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps),
         cache_dir: Some(examples_cache_dir()),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::app_files::{AppFiles, component_files};
+use crate::bundle::Bundle;
 use crate::config::ServerNames;
 use crate::delivery::{ConnectionRegistry, close};
 use crate::router::{HostBinding, RequestPath, RouteEntry, RouteKind, RoutePattern, RouteTable};
@@ -40,6 +41,8 @@ struct Version {
     hosts: HostBinding,
     /// Its public files, claimed like routes.
     statics: Vec<String>,
+    /// Its packed templates and public files, if it packs them.
+    bundle: Option<Arc<Bundle>>,
     /// Its routes' keys, so commands routed by an older version still resolve.
     keys: Vec<Arc<RouteKey>>,
     /// How long loading it took, for the log line.
@@ -58,6 +61,7 @@ impl Version {
             routes: prepared.routes.clone(),
             hosts: prepared.policy().hosts.clone(),
             statics: prepared.statics.clone(),
+            bundle: prepared.bundle.clone(),
             keys: prepared.route_keys(),
             timings: prepared.timings,
         }
@@ -247,7 +251,7 @@ impl AppManager {
             tracing::error!(app = %app_of(&file), file = %file.display(), "app refused: {refusal}");
             return None;
         }
-        handle.set_edge(version.edge.clone());
+        handle.follow(version.edge.clone(), version.bundle.clone());
         self.apps
             .insert(file.clone(), version.serving(handle.clone()));
         Some((version, handle, file))
@@ -273,7 +277,7 @@ impl AppManager {
             tracing::error!(app = %app_of(file), file = %file.display(), "the app stopped before it could be swapped");
             return;
         }
-        handle.set_edge(version.edge.clone());
+        handle.follow(version.edge.clone(), version.bundle.clone());
         self.publish(table);
         self.close_orphans(&handle, &version.routes);
         version.log(&handle, file, "app swapped to a new version");

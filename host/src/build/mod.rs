@@ -12,7 +12,8 @@
 //! - [`tina4`]: a Tina4 project's layout (`src/routes/`, `src/templates/`,
 //!   `src/public/`), built as it is.
 //!
-//! A build writes `<apps>/<name>.wasm` atomically (the reloader of a running
+//! A build writes `<apps>/<name>.wasm` atomically, with the app's templates
+//! and public files packed in ([`crate::bundle`]) (the reloader of a running
 //! `serve` never sees half a file). `serve --watch` builds through
 //! [`build`] too.
 
@@ -28,6 +29,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 use crate::build::toolchain::Toolchains;
+use crate::bundle;
 use crate::config::JsEngine;
 
 /// How much of a failed tool's output an error shows.
@@ -159,7 +161,7 @@ pub(crate) fn build(
         Language::Javascript => build_javascript(app, &staged, toolchains),
         Language::Python => build_python(app, &staged, toolchains),
     };
-    let result = result.and_then(|()| install_app_folders(app, apps_dir));
+    let result = result.and_then(|()| pack_app_folders(app, &staged));
     if let Err(err) = result {
         let _ = std::fs::remove_file(&staged);
         return Err(err.context(format!("building the {} app {}", app.language, app.name)));
@@ -169,36 +171,27 @@ pub(crate) fn build(
     Ok(target)
 }
 
-/// A Tina4 project's `src/templates` and `src/public`, copied to the app's
-/// folder (`<apps>/<name>/templates`, `public`) in place of what was there,
-/// before its new component is: a swap finds them ready.
-fn install_app_folders(app: &AppSource, apps_dir: &Path) -> anyhow::Result<()> {
-    if !app.tina4 {
+/// Packs the app's templates and public folders into the built component
+/// (`templates/` and `public/` beside its sources; `src/templates/` and
+/// `src/public/` in a Tina4 project), so the one file is the whole version.
+fn pack_app_folders(app: &AppSource, component: &Path) -> anyhow::Result<()> {
+    let base = if app.tina4 {
+        app.dir.join("src")
+    } else {
+        app.dir.clone()
+    };
+    let folders: Vec<(PathBuf, &str)> = bundle::FOLDERS
+        .into_iter()
+        .map(|name| (base.join(name), name))
+        .filter(|(dir, _)| dir.is_dir())
+        .collect();
+    if folders.is_empty() {
         return Ok(());
     }
-    let folder = apps_dir.join(&app.name);
-    for (from, to) in tina4::app_folders(&app.dir) {
-        let target = folder.join(to);
-        let fresh = folder.join(format!(".{to}.new"));
-        let old = folder.join(format!(".{to}.old"));
-        for leftover in [&fresh, &old] {
-            if leftover.exists() {
-                std::fs::remove_dir_all(leftover)
-                    .with_context(|| format!("cannot remove {}", leftover.display()))?;
-            }
-        }
-        stage::copy_sources(&from, &fresh)?;
-        if target.exists() {
-            std::fs::rename(&target, &old)
-                .with_context(|| format!("cannot replace {}", target.display()))?;
-        }
-        std::fs::rename(&fresh, &target)
-            .with_context(|| format!("cannot install {}", target.display()))?;
-        if old.exists() {
-            let _ = std::fs::remove_dir_all(&old);
-        }
-    }
-    Ok(())
+    let mut bytes = std::fs::read(component).context("cannot read the built component")?;
+    let folders: Vec<(&Path, &str)> = folders.iter().map(|(d, n)| (d.as_path(), *n)).collect();
+    bundle::pack_into(&mut bytes, &folders).context("packing the templates and public files")?;
+    std::fs::write(component, bytes).context("cannot write the built component")
 }
 
 /// `cargo build` for wasm32-wasip2; copies the package's cdylib component.

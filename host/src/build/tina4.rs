@@ -7,8 +7,8 @@
 //!   `.core.router`) is a shim over our SDK.
 //! - Node: every `.ts` or `.js` module under `src/routes/` is imported, in
 //!   path order; `tina4-nodejs` resolves to our SDK.
-//! - `src/templates/` and `src/public/` become the app's templates and
-//!   public folder.
+//! - `src/templates/` and `src/public/` are packed into the component as
+//!   the app's templates and public files.
 //!
 //! The project's own entry (`app.py`, `app.ts`), which starts Tina4's
 //! server, is not imported: the host is the server.
@@ -106,16 +106,6 @@ pub(crate) fn node_routes(dir: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(routes)
-}
-
-/// The project's `src/templates` and `src/public`, where they exist, with
-/// the app folder's names for them.
-pub(crate) fn app_folders(dir: &Path) -> Vec<(PathBuf, &'static str)> {
-    [("src/templates", "templates"), ("src/public", "public")]
-        .into_iter()
-        .map(|(from, to)| (dir.join(from), to))
-        .filter(|(from, _)| from.is_dir())
-        .collect()
 }
 
 /// Files below `dir` (links not followed, hidden entries and caches left

@@ -30,6 +30,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::app_files::AppFiles;
 use crate::apps::FROND_PATH;
+use crate::bundle::Bundle;
 use crate::edge::response::{Body, full};
 use crate::router::RequestPath;
 use crate::runtime::{AppHandle, Serving};
@@ -159,10 +160,11 @@ pub(crate) async fn find(serving: &Serving, host: &str, path: &RequestPath) -> O
     if path.decoded == FROND_PATH {
         return Some(StaticFile::frond());
     }
-    let candidates: Vec<AppFiles> = {
+    let candidates: Vec<(AppFiles, Option<Arc<Bundle>>)> = {
         let table = &serving.routes;
+        let files = |app: &AppHandle| (AppFiles::of(&app.file), app.bundle());
         match table.match_static(host, path) {
-            Some(listed) => vec![AppFiles::of(&listed.target.app.file)],
+            Some(listed) => vec![files(&listed.target.app)],
             None => {
                 let mut apps: Vec<&Arc<AppHandle>> = Vec::new();
                 for target in table.targets_on(host) {
@@ -170,15 +172,17 @@ pub(crate) async fn find(serving: &Serving, host: &str, path: &RequestPath) -> O
                         apps.push(&target.app);
                     }
                 }
-                apps.iter().map(|app| AppFiles::of(&app.file)).collect()
+                apps.iter().map(|app| files(app)).collect()
             }
         }
     };
     let relative = segments.join("/");
     tokio::task::spawn_blocking(move || {
-        candidates
-            .iter()
-            .find_map(|layout| read_inside(layout, &relative))
+        candidates.iter().find_map(|(layout, bundle)| match bundle {
+            // A version that packs its files serves those alone.
+            Some(bundle) => packed(bundle, &relative),
+            None => read_inside(layout, &relative),
+        })
     })
     .await
     .ok()
@@ -191,6 +195,18 @@ fn safe_segments(path: &RequestPath) -> Option<Vec<&str>> {
     // Unix-only host: `/`, `\` and NUL are the characters to fear.
     let plain = |s: &&str| !(s.is_empty() || s.starts_with('.') || s.contains(['/', '\\', '\0']));
     (!segments.is_empty() && segments.iter().all(plain)).then_some(segments)
+}
+
+/// `relative` from the version's packed public files.
+fn packed(bundle: &Bundle, relative: &str) -> Option<StaticFile> {
+    let bytes = bundle.file(AppFiles::PUBLIC, relative)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return None;
+    }
+    Some(StaticFile {
+        content: Content::Bytes(bytes.clone()),
+        content_type: content_type_of(Path::new(relative)),
+    })
 }
 
 /// Reads `relative` from the app's public folder if it is a regular file

@@ -30,6 +30,7 @@ use super::bindings::{Connection, Handler, HttpRequest, HttpResponse, WsEvent};
 use super::policy::MessageRate;
 use super::turns::Turns;
 use super::{InstanceFactory, PreparedApp, RouteKey, describe_guest_error};
+use crate::bundle::Bundle;
 use crate::delivery::{Membership, close};
 use crate::telemetry::{AppMetrics, GuestFailure, HandlerEvent};
 
@@ -119,6 +120,9 @@ pub(crate) struct AppHandle {
     /// What the edge checks before involving the app; follows the serving
     /// version's settings.
     edge: arc_swap::ArcSwap<EdgeSettings>,
+    /// The serving version's packed files, if it packs them: the edge
+    /// serves its public files from there.
+    bundle: arc_swap::ArcSwapOption<Bundle>,
     /// KiB of messages its mailbox may hold, across all its connections.
     mailbox_bytes: Arc<Semaphore>,
     /// The size of that budget, in KiB (one message never asks for more).
@@ -162,9 +166,15 @@ impl AppHandle {
         self.edge.load().message_rate
     }
 
-    /// Follows the settings of a new serving version.
-    pub(crate) fn set_edge(&self, settings: EdgeSettings) {
+    /// Follows the settings and packed files of a new serving version.
+    pub(crate) fn follow(&self, settings: EdgeSettings, bundle: Option<Arc<Bundle>>) {
         self.edge.store(Arc::new(settings));
+        self.bundle.store(bundle);
+    }
+
+    /// The serving version's packed files, if it packs them.
+    pub(crate) fn bundle(&self) -> Option<Arc<Bundle>> {
+        self.bundle.load_full()
     }
 
     /// Sends a WebSocket event to the app, waiting for the connection's
@@ -307,6 +317,7 @@ impl AppActor {
                 audience: name.clone(),
                 message_rate: None,
             }),
+            bundle: arc_swap::ArcSwapOption::empty(),
             name,
             file,
             mailbox,

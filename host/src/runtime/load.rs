@@ -18,6 +18,7 @@ use super::routes::{DeclaredRoute, RouteKey};
 use super::sandbox::InstanceFactory;
 use super::templates::AppTemplates;
 use crate::app_files::AppFiles;
+use crate::bundle::Bundle;
 use crate::router::RouteKind;
 use crate::telemetry::AppMetrics;
 
@@ -45,6 +46,8 @@ pub(crate) struct PreparedApp {
     pub(crate) routes: Vec<DeclaredRoute>,
     /// The files of its public folder when it was loaded, relative to it.
     pub(crate) statics: Vec<String>,
+    /// Its templates and public files, if its component packs them.
+    pub(crate) bundle: Option<Arc<Bundle>>,
     /// What loading took.
     pub(crate) timings: LoadTimings,
     /// Makes more instances of this version.
@@ -76,6 +79,8 @@ struct CompiledApp {
     hash: String,
     /// The files of its public folder.
     statics: Vec<String>,
+    /// Its packed files, if any.
+    bundle: Option<Arc<Bundle>>,
     /// Compiled now, or deserialized from the cache.
     origin: Origin,
     /// Compile (or deserialize) time.
@@ -105,6 +110,9 @@ impl Runtime {
         let name: Arc<str> = files.name()?.into();
         let bytes = std::fs::read(file).context("cannot read the file")?;
         check_is_component(&bytes)?;
+        let bundle = Bundle::read(&bytes)
+            .context("its packed files")?
+            .map(Arc::new);
         let hash = content_hash(&bytes);
         let (policy, config) = AppPolicy::for_component(
             file,
@@ -139,6 +147,7 @@ impl Runtime {
             log: AppLog::new(name.clone()),
             templates: Arc::new(AppTemplates::for_component(
                 file,
+                bundle.clone(),
                 self.limits.max_body_bytes.get(),
                 self.templates.clone(),
             )),
@@ -150,7 +159,11 @@ impl Runtime {
         Ok(CompiledApp {
             file: file.to_path_buf(),
             hash: version,
-            statics: files.public_files(),
+            statics: match &bundle {
+                Some(bundle) => bundle.list(AppFiles::PUBLIC).map(str::to_string).collect(),
+                None => files.public_files(),
+            },
+            bundle,
             origin: loaded.origin,
             compile: loaded.elapsed,
             factory,
@@ -198,6 +211,7 @@ impl CompiledApp {
             hash: self.hash,
             routes,
             statics: self.statics,
+            bundle: self.bundle,
             timings: LoadTimings {
                 origin: self.origin,
                 compile: self.compile,

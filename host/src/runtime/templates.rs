@@ -26,6 +26,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 
 use super::engine::yield_until_deadline;
 use crate::app_files::AppFiles;
+use crate::bundle::Bundle;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -122,6 +123,9 @@ impl TemplateEngine {
 pub(crate) struct AppTemplates {
     /// Where the app's files are.
     layout: AppFiles,
+    /// The version's packed files, if it packs them: its templates are
+    /// those, not the folder's.
+    bundle: Option<Arc<Bundle>>,
     /// Largest page a render may produce, in bytes.
     max_output: usize,
     /// The engine that renders them.
@@ -130,14 +134,16 @@ pub(crate) struct AppTemplates {
 
 impl AppTemplates {
     /// The templates of the app whose component is `component_file`:
-    /// `<folder>/<app>/templates/`.
+    /// those packed in it (`bundle`), else `<folder>/<app>/templates/`.
     pub(crate) fn for_component(
         component_file: &Path,
+        bundle: Option<Arc<Bundle>>,
         max_output: usize,
         engine: Arc<TemplateEngine>,
     ) -> Self {
         Self {
             layout: AppFiles::of(component_file),
+            bundle,
             max_output,
             engine,
         }
@@ -145,7 +151,10 @@ impl AppTemplates {
 
     /// Whether the app has a templates folder (so the engine is needed).
     pub(crate) fn exist(&self) -> bool {
-        matches!(self.layout.open(AppFiles::TEMPLATES), Ok(Some(_)))
+        match &self.bundle {
+            Some(bundle) => bundle.has(AppFiles::TEMPLATES),
+            None => matches!(self.layout.open(AppFiles::TEMPLATES), Ok(Some(_))),
+        }
     }
 
     /// Renders template `name` with `context` (a JSON object), by
@@ -157,10 +166,14 @@ impl AppTemplates {
         deadline: Option<Instant>,
     ) -> Result<String, TemplateError> {
         let renderer = self.engine.renderer()?;
-        let folder = self
-            .layout
-            .open(AppFiles::TEMPLATES)
-            .map_err(|err| TemplateError::Render(format!("the templates folder: {err}")))?;
+        let files = match &self.bundle {
+            Some(bundle) => TemplateFiles::Packed(bundle.clone()),
+            None => TemplateFiles::Folder(
+                self.layout
+                    .open(AppFiles::TEMPLATES)
+                    .map_err(|err| TemplateError::Render(format!("the templates folder: {err}")))?,
+            ),
+        };
         let memory = self
             .max_output
             .saturating_mul(2)
@@ -168,7 +181,7 @@ impl AppTemplates {
         let mut store = Store::new(
             &self.engine.engine,
             RenderState {
-                folder,
+                files,
                 read: 0,
                 memory,
                 out_of_memory: false,
@@ -218,10 +231,18 @@ impl AppTemplates {
     }
 }
 
+/// Where a render's templates come from.
+enum TemplateFiles {
+    /// The app's templates folder, confined; `None` if it has none.
+    Folder(Option<cap_std::fs::Dir>),
+    /// The version's packed files.
+    Packed(Arc<Bundle>),
+}
+
 /// The store data of one render.
 pub(crate) struct RenderState {
-    /// The app's templates folder, confined; `None` if it has none.
-    folder: Option<cap_std::fs::Dir>,
+    /// The templates it may load.
+    files: TemplateFiles,
     /// Template bytes read so far.
     read: usize,
     /// The memory the render may use, in bytes.
@@ -247,8 +268,20 @@ impl wasmtime_wasi::WasiView for RenderState {
 
 impl RendererImports for RenderState {
     fn load(&mut self, name: String) -> Result<Option<String>, String> {
-        let Some(folder) = &self.folder else {
-            return Ok(None);
+        let folder = match &self.files {
+            TemplateFiles::Folder(Some(folder)) => folder,
+            TemplateFiles::Folder(None) => return Ok(None),
+            TemplateFiles::Packed(bundle) => {
+                let Some(bytes) = bundle.file(AppFiles::TEMPLATES, &name) else {
+                    return Ok(None);
+                };
+                if bytes.len() as u64 > MAX_TEMPLATE_BYTES {
+                    return Err(format!("template larger than {MAX_TEMPLATE_BYTES} bytes"));
+                }
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| format!("template {name} is not UTF-8"))?;
+                return self.count_read(text.to_string()).map(Some);
+            }
         };
         let meta = match folder.metadata(&name) {
             Ok(meta) => meta,
@@ -265,13 +298,20 @@ impl RendererImports for RenderState {
         let text = folder
             .read_to_string(&name)
             .map_err(|err| err.to_string())?;
+        self.count_read(text).map(Some)
+    }
+}
+
+impl RenderState {
+    /// Counts a template's bytes against the render's budget.
+    fn count_read(&mut self, text: String) -> Result<String, String> {
         self.read += text.len();
         if self.read > MAX_READ_BYTES {
             return Err(format!(
                 "a render may read at most {MAX_READ_BYTES} bytes of templates"
             ));
         }
-        Ok(Some(text))
+        Ok(text)
     }
 }
 
@@ -338,7 +378,7 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         let templates =
-            AppTemplates::for_component(&root.path().join("site.wasm"), max_output, engine());
+            AppTemplates::for_component(&root.path().join("site.wasm"), None, max_output, engine());
         (root, templates)
     }
 
