@@ -45,6 +45,11 @@ pub(crate) struct ServeConfig {
     #[arg(long, num_args = 0.., value_name = "SRC")]
     pub(crate) watch: Option<Vec<PathBuf>>,
 
+    /// Development mode (implied by `--watch`): a request for `/` that no
+    /// app serves gets a page listing the apps and their routes.
+    #[arg(long, env = "TINA4_DEV")]
+    pub(crate) dev: bool,
+
     /// The engine `--watch` compiles JavaScript apps with (as `build
     /// --js-engine`).
     #[arg(long, value_enum, default_value_t, env = "TINA4_JS_ENGINE")]

@@ -81,6 +81,7 @@ impl Server {
             limits: config.limits.clone(),
             edge: config.edge.clone(),
             names: names.clone(),
+            dev: config.dev || config.watch.is_some(),
             auth,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),

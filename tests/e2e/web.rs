@@ -5,7 +5,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Server, content_type, http};
+use crate::support::{Server, ServerOptions, content_type, http};
 
 /// The status line and body of a raw `GET target`, sent byte for byte (an
 /// HTTP client library would normalize `..` away before sending).
@@ -149,4 +149,34 @@ async fn an_edited_template_shows_on_the_next_request_and_a_missing_one_is_a_500
     // The app is unharmed.
     let mut client = server.connect("/ws/room/lobby").await;
     assert_eq!(client.recv_json().await["type"], "system");
+}
+
+#[tokio::test]
+async fn in_development_mode_an_unserved_root_lists_the_apps_and_their_routes() {
+    let dev = Server::start_with(ServerOptions {
+        apps: vec!["echo", "chat"],
+        args: vec!["--dev".into()],
+        ..Default::default()
+    })
+    .await;
+    let welcome = http().get(dev.url("/")).send().await.unwrap();
+    assert_eq!(welcome.status(), 200);
+    assert_eq!(content_type(&welcome), "text/html; charset=utf-8");
+    let page = welcome.text().await.unwrap();
+    for shown in [
+        "<h2>echo</h2>",
+        "WS      /ws/echo",
+        "GET     /hello/{name}",
+        "<h2>chat</h2>",
+    ] {
+        assert!(page.contains(shown), "{shown} missing from:\n{page}");
+    }
+    // Only `/`: any other unserved path is a 404 still.
+    let elsewhere = http().get(dev.url("/nothing-here")).send().await.unwrap();
+    assert_eq!(elsewhere.status(), 404);
+
+    // Without development mode, `/` unserved is a 404 like any path.
+    let production = Server::start(&["echo"]).await;
+    let root = http().get(production.url("/")).send().await.unwrap();
+    assert_eq!(root.status(), 404);
 }

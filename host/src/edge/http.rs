@@ -13,7 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use super::auth::{authenticate, unauthorized};
 use super::response::{Body, full, plain};
 use super::state::ServerState;
-use super::{statics, ws};
+use super::{statics, welcome, ws};
 use crate::router::{HttpMatch, Method, RequestPath, host_name, query_pairs};
 use crate::runtime::bindings::{HttpRequest, HttpResponse};
 use crate::runtime::{AppCallError, Serving};
@@ -113,6 +113,9 @@ async fn route(
                 && let Some(file) = statics::find(serving, host, path).await
             {
                 return file.respond(request.headers(), method == Method::Head);
+            }
+            if state.dev && method == Method::Get && path.decoded == "/" {
+                return welcome::page(serving, host);
             }
             return plain(StatusCode::NOT_FOUND, "not found");
         }

@@ -1,6 +1,7 @@
 //! The edge: everything that speaks to clients. Accepting connections,
 //! HTTP requests, statics, tokens, the admin listener, admission caps,
-//! write deadlines, and the WebSocket upgrade and connection tasks.
+//! write deadlines, the development welcome page, and the WebSocket
+//! upgrade and connection tasks.
 //!
 //! The edge owns the sockets. It reads the published
 //! [`Serving`](crate::runtime::Serving) snapshot to route, hands events to
@@ -16,5 +17,6 @@ pub(crate) mod http;
 pub(crate) mod response;
 pub(crate) mod state;
 pub(crate) mod statics;
+pub(crate) mod welcome;
 pub(crate) mod write_deadline;
 pub(crate) mod ws;

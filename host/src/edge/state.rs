@@ -24,6 +24,8 @@ pub(crate) struct ServerState {
     pub(crate) edge: EdgePolicy,
     /// The host names answered for apps that claim none.
     pub(crate) names: ServerNames,
+    /// Development mode: `/` unserved shows the welcome page.
+    pub(crate) dev: bool,
     /// Verifies tokens on secured routes.
     pub(crate) auth: Authenticator,
     /// Every connection task (HTTP and WebSocket), so shutdown can wait for

@@ -371,7 +371,13 @@ impl<T> RouteTable<T> {
     /// The targets serving `host`, in the order they were added (once each
     /// per entry; callers dedupe).
     pub(crate) fn targets_on(&self, host: &str) -> impl Iterator<Item = &T> {
+        self.routes_on(host).map(|entry| &entry.target)
+    }
+
+    /// The routes (files included) a request for `host` may reach, in the
+    /// order they were added.
+    pub(crate) fn routes_on(&self, host: &str) -> impl Iterator<Item = &RouteEntry<T>> {
         let positions = self.on_host(host).into_owned();
-        positions.into_iter().map(|at| &self.entries[at].target)
+        positions.into_iter().map(|at| &self.entries[at])
     }
 }
