@@ -59,6 +59,9 @@ pub(crate) enum Command {
     /// component in the apps folder, installing the language's toolchain
     /// on first use, and precompile it for `serve`.
     Build(Box<crate::build::command::BuildArgs>),
+    /// Start a project: a WebSocket route, an HTTP route, a template and a
+    /// public file that `build` and `serve` take at once.
+    New(crate::build::scaffold::NewArgs),
     /// Compile the component on stdin to native code on stdout: what the
     /// server runs to compile off to the side.
     #[command(hide = true)]
@@ -136,6 +139,15 @@ pub fn run() -> ExitCode {
         }
         Command::Build(args) => runtime.block_on(crate::build::command::run(*args)),
         Command::CompileComponent(_) => unreachable!("run before the async runtime"),
+        Command::New(args) => crate::build::scaffold::create(&args).map(|dir| {
+            println!(
+                "created {} ({}); next:\n  cd {}\n  tina4-wasm build . --apps apps\n  tina4-wasm serve apps --watch .",
+                dir.display(),
+                args.language.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string()),
+                dir.display()
+            );
+            true
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

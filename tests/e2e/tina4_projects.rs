@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::build::build;
-use crate::support::{Client, Server, ServerOptions, examples_cache_dir, http, repo_root};
+use crate::support::{
+    Client, Server, ServerOptions, examples_cache_dir, host_binary, http, repo_root,
+};
 
 /// Copies the fixture project `name` to `root/chatroom` (the app's name).
 fn project(name: &str, root: &Path) -> PathBuf {
@@ -169,4 +171,68 @@ async fn a_tina4_python_project_builds_as_it_is_and_behaves_as_the_chapter_says(
 #[tokio::test]
 async fn a_tina4_node_project_in_typescript_builds_as_it_is_and_behaves_as_the_chapter_says() {
     behaves_as_the_chapter_says("tina4-node").await;
+}
+
+/// `tina4-wasm new` in `language`, then build, serve, the page and the
+/// room: what a new user does first.
+async fn a_new_project_builds_and_serves(language: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join(format!("first-{language}"));
+    let created = std::process::Command::new(host_binary())
+        .arg("new")
+        .arg(&project)
+        .args(["--language", language])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let apps = root.path().join("apps");
+    let output = build(&project, &apps, &[]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let app = format!("first_{language}");
+    let server = Server::start_with(ServerOptions {
+        apps_dir: Some(apps),
+        cache_dir: Some(examples_cache_dir()),
+        ..Default::default()
+    })
+    .await;
+    let page = http().get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains(&format!("<title>{app}</title>")), "{page}");
+    assert!(page.contains(&format!("frond.ws(\"/ws/{app}\"")), "{page}");
+    let css = http().get(server.url("/style.css")).send().await.unwrap();
+    assert_eq!(css.status(), 200);
+    let mut client = server.connect(&format!("/ws/{app}")).await;
+    assert_eq!(next(&mut client).await, json!({"online": 1}));
+    client.send("hello").await;
+    assert_eq!(next(&mut client).await, json!({"text": "hello"}));
+}
+
+#[tokio::test]
+async fn a_new_python_project_builds_and_serves() {
+    a_new_project_builds_and_serves("python").await;
+}
+
+#[tokio::test]
+async fn a_new_typescript_project_builds_and_serves() {
+    a_new_project_builds_and_serves("typescript").await;
+}
+
+#[tokio::test]
+async fn a_new_javascript_project_builds_and_serves() {
+    a_new_project_builds_and_serves("javascript").await;
+}
+
+#[tokio::test]
+async fn a_new_rust_project_builds_and_serves() {
+    a_new_project_builds_and_serves("rust").await;
 }

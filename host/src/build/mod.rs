@@ -8,6 +8,7 @@
 //!   (QuickJS); componentize-py.
 //! - [`sdk`]: the WIT contract and the JavaScript and Python SDKs, built
 //!   into this binary so a build always matches the host that serves it.
+//! - [`scaffold`]: `tina4-wasm new`, a project that builds and serves at once.
 //! - [`stage`]: a scratch copy of an app's sources with the SDK beside them.
 //! - [`tina4`]: a Tina4 project's layout (`src/routes/`, `src/templates/`,
 //!   `src/public/`), built as it is.
@@ -18,6 +19,7 @@
 //! [`build`] too.
 
 pub(crate) mod command;
+pub(crate) mod scaffold;
 pub(crate) mod sdk;
 pub(crate) mod stage;
 pub(crate) mod tina4;
@@ -197,9 +199,15 @@ fn pack_app_folders(app: &AppSource, component: &Path) -> anyhow::Result<()> {
 /// `cargo build` for wasm32-wasip2; copies the package's cdylib component.
 fn build_rust(app: &AppSource, out: &Path, toolchains: &Toolchains) -> anyhow::Result<()> {
     toolchains.rust()?;
+    // A package that names `tina4-guest` by version (as `tina4-wasm new`
+    // writes it) gets the SDK that matches this host.
+    let sdk = sdk::rust_crate(&toolchains.root().join("sdk"))?;
+    let patch = serde_json::to_string(&sdk.to_string_lossy())?;
     let mut cargo = Command::new(toolchain::cargo());
     cargo
         .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--config")
+        .arg(format!("patch.crates-io.tina4-guest.path={patch}"))
         .args(["--message-format", "json-render-diagnostics"])
         .arg("--manifest-path")
         .arg(app.dir.join("Cargo.toml"))

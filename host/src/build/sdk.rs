@@ -36,3 +36,77 @@ pub(crate) const PYTHON: &[File] = &[
         include_str!("../../../guest-sdk/python/tina4_wasm/world.py"),
     ),
 ];
+
+/// The `tina4-guest` crate, laid out as in the repository (the crate's
+/// bindings find the contract at `../../wit`), with a manifest of its own.
+pub(crate) const RUST: &[File] = &[
+    ("wit/tina4.wit", WIT.1),
+    (
+        "guest-sdk/rust/Cargo.toml",
+        "[package]\nname = \"tina4-guest\"\nversion = \"0.1.0\"\nedition = \"2024\"\nlicense = \"MIT\"\n\n\
+         [dependencies]\nserde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\n\
+         wit-bindgen = { version = \"0.63\", default-features = false, features = [\"macros\", \"realloc\", \"std\"] }\n",
+    ),
+    (
+        "guest-sdk/rust/src/lib.rs",
+        include_str!("../../../guest-sdk/rust/src/lib.rs"),
+    ),
+    (
+        "guest-sdk/rust/src/connection.rs",
+        include_str!("../../../guest-sdk/rust/src/connection.rs"),
+    ),
+    (
+        "guest-sdk/rust/src/dispatch.rs",
+        include_str!("../../../guest-sdk/rust/src/dispatch.rs"),
+    ),
+    (
+        "guest-sdk/rust/src/error.rs",
+        include_str!("../../../guest-sdk/rust/src/error.rs"),
+    ),
+    (
+        "guest-sdk/rust/src/http.rs",
+        include_str!("../../../guest-sdk/rust/src/http.rs"),
+    ),
+    (
+        "guest-sdk/rust/src/log.rs",
+        include_str!("../../../guest-sdk/rust/src/log.rs"),
+    ),
+    (
+        "guest-sdk/rust/src/router.rs",
+        include_str!("../../../guest-sdk/rust/src/router.rs"),
+    ),
+];
+
+/// Writes the Rust SDK under `root` once per content (a folder named by
+/// its hash, written whole then renamed into place); returns the crate's
+/// folder, for cargo's `patch.crates-io.tina4-guest.path`.
+pub(crate) fn rust_crate(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for (path, contents) in RUST {
+        hash.update(path.as_bytes());
+        hash.update(contents.as_bytes());
+    }
+    let digest = crate::hex::hex(&hash.finalize());
+    let folder = root.join(format!("rust-{}", &digest[..16]));
+    let crate_dir = folder.join("guest-sdk/rust");
+    if crate_dir.join("Cargo.toml").is_file() {
+        return Ok(crate_dir);
+    }
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let fresh = tempfile::tempdir_in(root).context("cannot stage the Rust SDK")?;
+    for (path, contents) in RUST {
+        let target = fresh.path().join(path);
+        std::fs::create_dir_all(target.parent().expect("SDK files are in folders"))?;
+        std::fs::write(&target, contents)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    match std::fs::rename(fresh.keep(), &folder) {
+        Ok(()) => {}
+        // Another build wrote the same SDK meanwhile.
+        Err(_) if crate_dir.join("Cargo.toml").is_file() => {}
+        Err(err) => return Err(err).context("cannot install the Rust SDK"),
+    }
+    Ok(crate_dir)
+}

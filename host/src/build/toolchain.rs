@@ -85,6 +85,11 @@ impl Toolchains {
 
     /// Makes sure rustup has the wasm32-wasip2 target (when rustup manages
     /// the toolchain; otherwise cargo says what is missing).
+    /// Where toolchains (and the SDKs builds use) are installed.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub(crate) fn rust(&self) -> anyhow::Result<()> {
         let Ok(installed) = Command::new("rustup")
             .args(["target", "list", "--installed"])
