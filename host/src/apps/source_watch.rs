@@ -210,7 +210,12 @@ mod tests {
         touch("src/py/alerts/app.py");
         touch("src/py/unserved/app.py");
         touch("src/rust/chat/target/x/app.js"); // build output
-        for app in ["chat", "my_feed", "alerts", "inner"] {
+        // Tina4 projects as they are: their own entry beside src/routes.
+        touch("src/tina4/shop/app.py");
+        touch("src/tina4/shop/src/routes/cart.py");
+        touch("src/tina4/board/package.json");
+        touch("src/tina4/board/src/routes/board.ts");
+        for app in ["chat", "my_feed", "alerts", "inner", "shop", "board"] {
             touch(&format!("apps/{app}.wasm"));
         }
         let found = discover(&[root.join("src")], &root.join("apps")).unwrap();
@@ -222,8 +227,10 @@ mod tests {
             names,
             [
                 ("alerts", Language::Python),
+                ("board", Language::Javascript),
                 ("chat", Language::Rust),
-                ("my_feed", Language::Javascript)
+                ("my_feed", Language::Javascript),
+                ("shop", Language::Python),
             ]
         );
 
