@@ -51,9 +51,10 @@ impl Bundle {
     pub(crate) fn read(component: &[u8]) -> anyhow::Result<Option<Self>> {
         let mut found = None;
         for payload in wasmparser::Parser::new(0).parse_all(component) {
-            let wasmparser::Payload::CustomSection(section) =
-                payload.context("reading sections")?
-            else {
+            // A component that does not parse is the compiler's to report,
+            // in its words.
+            let Ok(payload) = payload else { break };
+            let wasmparser::Payload::CustomSection(section) = payload else {
                 continue;
             };
             if section.name() != SECTION {
@@ -263,6 +264,8 @@ mod tests {
         pack_into(&mut plain, &[(&public, "public")]).unwrap();
         assert_eq!(plain, EMPTY_COMPONENT);
         assert!(Bundle::read(EMPTY_COMPONENT).unwrap().is_none());
+        // Bytes that do not parse are the compiler's to report.
+        assert!(Bundle::read(b"\0asm\x0d\0\x01\0broken").unwrap().is_none());
     }
 
     #[test]
