@@ -123,10 +123,15 @@ fn compile_in_child(
     settings: CodeSettings,
     component: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
+    // The child reads a tenant's component: it gets nothing it does not
+    // need, no environment (the server's secrets live there) and no
+    // working folder with a `.env` in it.
     let mut child = Command::new(program)
         .arg("compile-component")
         .args(settings.flags())
+        .env_clear()
         .env("RUST_LOG", "error")
+        .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
