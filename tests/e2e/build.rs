@@ -28,11 +28,12 @@ pub fn build(source: &Path, apps: &Path, flags: &[&str]) -> Output {
         .expect("running tina4-wasm build")
 }
 
-/// Asserts a build succeeded, showing what it said if not.
-fn assert_built(output: &Output) {
+/// Asserts a command succeeded, showing what it said if not.
+pub fn assert_built(output: &Output) {
     assert!(
         output.status.success(),
-        "{}",
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::build::build;
+use crate::build::{assert_built, build};
 use crate::support::{
     Client, Server, ServerOptions, examples_cache_dir, host_binary, http, repo_root,
 };
@@ -32,6 +32,16 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A server for the apps a test built (precompiled into the shared cache).
+async fn serve(apps: PathBuf) -> Server {
+    Server::start_with(ServerOptions {
+        apps_dir: Some(apps),
+        cache_dir: Some(examples_cache_dir()),
+        ..Default::default()
+    })
+    .await
+}
+
 /// The next message of a client, as JSON.
 async fn next(client: &mut Client) -> Value {
     client.recv_json().await
@@ -41,12 +51,8 @@ async fn behaves_as_the_chapter_says(fixture: &str) {
     let root = tempfile::tempdir().unwrap();
     let apps = root.path().join("apps");
     let output = build(&project(fixture, root.path()), &apps, &[]);
+    assert_built(&output);
     let said = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     for route in ["/ws/room/", "/room/", "/ws/livechat/{room}", "/api/notify/"] {
         assert!(said.contains(route), "{route} missing from:\n{said}");
     }
@@ -58,12 +64,7 @@ async fn behaves_as_the_chapter_says(fixture: &str) {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(files, ["chatroom.wasm"]);
-    let server = Server::start_with(ServerOptions {
-        apps_dir: Some(apps),
-        cache_dir: Some(examples_cache_dir()),
-        ..Default::default()
-    })
-    .await;
+    let server = serve(apps).await;
 
     // The room page, rendered from src/templates (a template extending
     // another), and the project's public file.
@@ -184,26 +185,11 @@ async fn a_new_project_builds_and_serves(language: &str) {
         .args(["--language", language])
         .output()
         .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    assert_built(&created);
     let apps = root.path().join("apps");
-    let output = build(&project, &apps, &[]);
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_built(&build(&project, &apps, &[]));
     let app = format!("first_{language}");
-    let server = Server::start_with(ServerOptions {
-        apps_dir: Some(apps),
-        cache_dir: Some(examples_cache_dir()),
-        ..Default::default()
-    })
-    .await;
+    let server = serve(apps).await;
     let page = http().get(server.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let page = page.text().await.unwrap();

@@ -88,17 +88,7 @@ pub(crate) fn python(dir: &Path) -> anyhow::Result<TempDir> {
     if !dir.join("app.py").is_file() {
         anyhow::bail!("no app.py in {}", dir.display());
     }
-    let staging = tempfile::tempdir().context("cannot create a staging folder")?;
-    copy_sources(dir, &staging.path().join("app"))?;
-    write(staging.path(), &[sdk::WIT])?;
-    write(staging.path(), sdk::PYTHON)?;
-    let entry = "import app  # registers the app's routes\nfrom tina4_wasm.world import WitWorld\n";
-    std::fs::write(
-        staging.path().join("app").join(format!("{PY_ENTRY}.py")),
-        entry,
-    )
-    .context("writing the entry module")?;
-    Ok(staging)
+    python_stage(dir, &[], "import app  # registers the app's routes\n")
 }
 
 /// A Tina4 Python project's stage: the project under `app/` (on the Python
@@ -106,17 +96,22 @@ pub(crate) fn python(dir: &Path) -> anyhow::Result<TempDir> {
 /// SDK and the `tina4_python` shim under `sdk/`, and an entry importing
 /// every module under `src/`.
 pub(crate) fn tina4_python(dir: &Path) -> anyhow::Result<TempDir> {
-    let modules = tina4::python_modules(dir)?;
+    let mut imports = String::from("# Imports the project's modules, which register its routes.\n");
+    for module in tina4::python_modules(dir)? {
+        imports.push_str(&format!("import {module}\n"));
+    }
+    python_stage(dir, tina4::PYTHON_SHIMS, &imports)
+}
+
+/// The app's sources under `app/`, the SDK (and `extra` files) under
+/// `sdk/`, and an entry that runs `imports`, then names the SDK's world.
+fn python_stage(dir: &Path, extra: &[sdk::File], imports: &str) -> anyhow::Result<TempDir> {
     let staging = tempfile::tempdir().context("cannot create a staging folder")?;
     copy_sources(dir, &staging.path().join("app"))?;
     write(staging.path(), &[sdk::WIT])?;
     write(staging.path(), sdk::PYTHON)?;
-    write(staging.path(), tina4::PYTHON_SHIMS)?;
-    let mut entry = String::from("# Imports the project's modules, which register its routes.\n");
-    for module in &modules {
-        entry.push_str(&format!("import {module}\n"));
-    }
-    entry.push_str("from tina4_wasm.world import WitWorld\n");
+    write(staging.path(), extra)?;
+    let entry = format!("{imports}from tina4_wasm.world import WitWorld\n");
     std::fs::write(
         staging.path().join("app").join(format!("{PY_ENTRY}.py")),
         entry,
@@ -127,7 +122,7 @@ pub(crate) fn tina4_python(dir: &Path) -> anyhow::Result<TempDir> {
 
 /// Copies an app's sources (build output, dependencies, caches and hidden
 /// files left out; links not followed).
-pub(crate) fn copy_sources(from: &Path, to: &Path) -> anyhow::Result<()> {
+fn copy_sources(from: &Path, to: &Path) -> anyhow::Result<()> {
     copy_tree(from, to, &skipped)
 }
 
