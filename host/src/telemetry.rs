@@ -42,6 +42,10 @@ pub(crate) const APP_MEMORY: &str = "tina4_app_memory_bytes";
 pub(crate) const HIBERNATIONS: &str = "tina4_app_hibernations_total";
 /// Time to instantiate an app woken from hibernation, by app (histogram).
 pub(crate) const WAKE_SECONDS: &str = "tina4_app_wake_seconds";
+/// Events sent to an app, by app and by how they ran: `at_once` on the
+/// task that read them (the app was idle), or `queued` in its mailbox
+/// behind others (counter).
+pub(crate) const APP_EVENTS: &str = "tina4_app_events_total";
 /// HTTP requests answered by apps, by app and status class (counter).
 pub(crate) const HTTP_REQUESTS: &str = "tina4_http_requests_total";
 /// Messages published to the backplane (counter).
@@ -119,6 +123,8 @@ pub(crate) struct AppMetrics {
     hibernations: Counter,
     /// [`WAKE_SECONDS`].
     wake_seconds: Histogram,
+    /// [`APP_EVENTS`]: run at once, queued.
+    events: [Counter; 2],
 }
 
 /// Why a guest call failed, for [`AppMetrics::guest_failed`].
@@ -168,6 +174,10 @@ impl AppMetrics {
             hibernations: metrics::counter!(HIBERNATIONS, "app" => app.clone()),
             wake_seconds: metrics::histogram!(WAKE_SECONDS, "app" => app.clone()),
             fanout: metrics::histogram!(FANOUT, "app" => app.clone()),
+            events: [
+                metrics::counter!(APP_EVENTS, "app" => app.clone(), "ran" => "at_once"),
+                metrics::counter!(APP_EVENTS, "app" => app.clone(), "ran" => "queued"),
+            ],
             handler_seconds: [
                 handler("http"),
                 handler("open"),
@@ -263,6 +273,11 @@ impl AppMetrics {
     /// The app woke from hibernation: a new instance took `elapsed`.
     pub(crate) fn woke(&self, elapsed: std::time::Duration) {
         self.wake_seconds.record(elapsed);
+    }
+
+    /// An event was sent to the app: run at once, or `queued`.
+    pub(crate) fn event_sent(&self, queued: bool) {
+        self.events[usize::from(queued)].increment(1);
     }
 
     /// Records an HTTP answer.

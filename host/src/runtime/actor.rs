@@ -1,14 +1,14 @@
-//! The app actor: one long-lived instance of an app, owned by one task on
-//! the async runtime and fed by a bounded mailbox.
+//! The app actor: an app's mailbox, and the task that works through it.
 //!
 //! Events of an app run one at a time, so module-level state in the guest
-//! (a map of chat users) behaves as it does in Tina4. Each connection's
-//! events run in arrival order; connections take turns, so one client's
+//! (a map of chat users) behaves as it does in Tina4. An event for an idle
+//! app (nothing queued, nothing running) runs at once on the task that read
+//! it, with no hand-off. An event for a busy app waits in its mailbox, and
+//! the actor's task runs it after the events before it: each connection's
+//! events in arrival order, connections taking turns, so one client's
 //! backlog never makes its neighbours wait behind it. Guest calls are
-//! futures: a call yields its worker at every epoch tick and traps at its
-//! deadline, and an event sent to an idle app wakes its task on the worker
-//! that sent it. Any guest error discards the `Store` (a trap poisons it)
-//! and the next event runs on a fresh instance.
+//! futures that yield their worker at every epoch tick and trap at their
+//! deadline; a call whose caller stops waiting still runs to its end.
 //!
 //! An app with no event for its `hibernate_after` drops its instance; its
 //! connections stay open, and the next event instantiates afresh from the
@@ -21,28 +21,22 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use wasmtime::Store;
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::bindings::{Connection, Handler, HttpRequest, HttpResponse, WsEvent};
+use super::app_core::AppCore;
+pub(crate) use super::app_core::{AppCallError, RouteRef};
+use super::bindings::{Connection, HttpRequest, HttpResponse, WsEvent};
 use super::policy::MessageRate;
+use super::run_to_end::RunToEnd;
+use super::sandbox::{Instance, InstanceFactory};
 use super::turns::Turns;
-use super::{InstanceFactory, PreparedApp, RouteKey, describe_guest_error};
+use super::{PreparedApp, RouteKey};
 use crate::bundle::Bundle;
-use crate::delivery::{Membership, close};
-use crate::telemetry::{AppMetrics, GuestFailure, HandlerEvent};
-
-/// A route as named in a command: its index in the version that routed it,
-/// and its key to find it in a later version.
-#[derive(Debug, Clone)]
-pub(crate) struct RouteRef {
-    /// Its index in the version that routed the request.
-    pub(crate) index: u32,
-    /// Its identity across versions (kind and pattern).
-    pub(crate) key: Arc<RouteKey>,
-}
+use crate::delivery::Membership;
+use crate::telemetry::AppMetrics;
 
 /// What an app is asked to do.
 pub(crate) enum AppCommand {
@@ -94,20 +88,6 @@ pub(crate) fn mailbox_quota() -> MailboxQuota {
     Arc::new(Semaphore::new(MESSAGES_QUEUED_PER_CONNECTION))
 }
 
-/// Why an app gave no answer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum AppCallError {
-    /// The guest trapped, ran out of time or memory; it has been restarted.
-    #[error("the app failed while handling the request")]
-    GuestFailed,
-    /// The app is gone (unloaded) or could not be instantiated.
-    #[error("the app is not running")]
-    Unavailable,
-    /// The app was updated to a version without this route.
-    #[error("the route no longer exists")]
-    RouteGone,
-}
-
 /// A loaded app, as the rest of the host sees it.
 #[derive(Debug)]
 pub(crate) struct AppHandle {
@@ -129,6 +109,11 @@ pub(crate) struct AppHandle {
     mailbox_kib: u32,
     /// The app's metrics (HTTP answers are counted by the caller).
     pub(crate) metrics: Arc<AppMetrics>,
+    /// The app's instance, held by whoever runs an event on it.
+    core: Arc<Mutex<AppCore>>,
+    /// Commands sent to the mailbox and not yet handled: while there are
+    /// any, a new event queues behind them, so none overtakes another.
+    queued: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Display for AppHandle {
@@ -177,10 +162,11 @@ impl AppHandle {
         self.bundle.load_full()
     }
 
-    /// Sends a WebSocket event to the app, waiting for the connection's
-    /// place (`quota`), the app's byte budget and mailbox space; false if
-    /// the app is gone (unloaded), so the event went nowhere. A close event
-    /// waits for mailbox space only: it must always get through.
+    /// Gives a WebSocket event to the app: run at once if the app is idle;
+    /// otherwise queued, waiting for the connection's place (`quota`), the
+    /// app's byte budget and mailbox space. False if the app is gone
+    /// (unloaded), so the event went nowhere. A close event waits for
+    /// mailbox space only: it must always get through.
     pub(crate) async fn websocket_event(
         &self,
         route: RouteRef,
@@ -189,6 +175,13 @@ impl AppHandle {
         event: WsEvent,
         quota: &MailboxQuota,
     ) -> bool {
+        if let Some(mut core) = self.idle_core() {
+            self.metrics.event_sent(false);
+            let (member, conn) = (member.clone(), conn.clone());
+            RunToEnd::new(async move { core.websocket(&route, &member, &conn, &event).await })
+                .await;
+            return true;
+        }
         let bytes = match &event {
             WsEvent::Text(text) => text.len(),
             WsEvent::Binary(data) => data.len(),
@@ -218,25 +211,27 @@ impl AppHandle {
             event,
             _held: held,
         };
-        self.mailbox.send(command).await.is_ok()
+        self.queue(command).await.is_ok()
     }
 
-    /// Asks the app to answer an HTTP request.
+    /// Asks the app to answer an HTTP request: at once if it is idle,
+    /// otherwise through its mailbox.
     pub(crate) async fn http(
         &self,
         route: RouteRef,
         request: HttpRequest,
     ) -> Result<HttpResponse, AppCallError> {
+        if let Some(mut core) = self.idle_core() {
+            self.metrics.event_sent(false);
+            return RunToEnd::new(async move { core.http(&route, &request).await }).await;
+        }
         let (reply, answer) = oneshot::channel();
         let command = AppCommand::Http {
             route,
             request,
             reply,
         };
-        self.mailbox
-            .send(command)
-            .await
-            .map_err(|_| AppCallError::Unavailable)?;
+        self.queue(command).await?;
         answer.await.map_err(|_| AppCallError::Unavailable)?
     }
 
@@ -248,20 +243,53 @@ impl AppHandle {
             version: Box::new(version),
             done,
         };
+        self.queue(command).await?;
+        switched.await.map_err(|_| AppCallError::Unavailable)
+    }
+
+    /// The app's core, if the app is idle: nothing queued, nothing running.
+    fn idle_core(&self) -> Option<OwnedMutexGuard<AppCore>> {
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        let core = self.core.clone().try_lock_owned().ok()?;
+        // A command sent between the two looks goes first.
+        (self.queued.load(Ordering::SeqCst) == 0).then_some(core)
+    }
+
+    /// Puts `command` in the mailbox, counted as queued until the actor has
+    /// handled it (or until it could not be sent).
+    async fn queue(&self, command: AppCommand) -> Result<(), AppCallError> {
+        if !matches!(command, AppCommand::Swap { .. }) {
+            self.metrics.event_sent(true);
+        }
+        let counted = Queued::count(&self.queued);
         self.mailbox
             .send(command)
             .await
             .map_err(|_| AppCallError::Unavailable)?;
-        switched.await.map_err(|_| AppCallError::Unavailable)
+        // Sent: the actor takes it off the count once handled.
+        std::mem::forget(counted);
+        Ok(())
     }
 }
 
-/// A live instance: its store and its typed exports.
-pub(crate) struct Instance {
-    /// The store: the instance's memory and the host state it calls into.
-    pub(crate) store: Store<super::HostState>,
-    /// The typed exports (`routes`, `handle-http`, `on-websocket`).
-    pub(crate) handler: Handler,
+/// One command counted in [`AppHandle::queued`] while it is being sent;
+/// uncounted again if it never gets into the mailbox (refused, or its
+/// sender stopped waiting for space).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn count(queued: &'a AtomicUsize) -> Self {
+        queued.fetch_add(1, Ordering::SeqCst);
+        Self(queued)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Whose turn an event waits for: its connection's (events of one
@@ -275,18 +303,17 @@ enum Lane {
     Request(u64),
 }
 
-/// The task-side half of an app.
+/// The task-side half of an app: works through its mailbox and keeps its
+/// hibernation clock.
 pub(crate) struct AppActor {
-    /// Makes fresh instances after a failure or a hibernation.
-    factory: InstanceFactory,
-    /// The current instance; `None` after a failure until re-instantiated,
-    /// and while hibernating.
-    instance: Option<Instance>,
-    /// Whether the instance was dropped for want of events (so the next
-    /// one is a wake, not a restart).
-    hibernating: bool,
-    /// The current version's routes, by index.
-    keys: Vec<Arc<RouteKey>>,
+    /// The app's instance, shared with the handle's at-once path.
+    core: Arc<Mutex<AppCore>>,
+    /// The handle's count of commands not yet handled.
+    queued: Arc<AtomicUsize>,
+    /// Told when an instance is made, to start the hibernation clock.
+    instantiated: Arc<Notify>,
+    /// The app's name, for the logs.
+    app: Arc<str>,
 }
 
 impl AppActor {
@@ -304,12 +331,14 @@ impl AppActor {
         let (mailbox, rx) = mpsc::channel(mailbox_capacity);
         let name = factory.app.clone();
         let metrics = factory.metrics.clone();
+        let core = AppCore::new(factory, instance, keys);
         let actor = Self {
-            factory,
-            instance: Some(instance),
-            hibernating: false,
-            keys,
+            instantiated: core.instantiated(),
+            core: Arc::new(Mutex::new(core)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            app: name.clone(),
         };
+        let (core, queued) = (actor.core.clone(), actor.queued.clone());
         tokio::spawn(actor.run(rx, mailbox_capacity));
         Arc::new(AppHandle {
             edge: arc_swap::ArcSwap::from_pointee(EdgeSettings {
@@ -324,14 +353,17 @@ impl AppActor {
             mailbox_bytes: Arc::new(Semaphore::new(mailbox_kib as usize)),
             mailbox_kib,
             metrics,
+            core,
+            queued,
         })
     }
 
-    /// Takes what the mailbox brings into lanes that take turns (see
-    /// [`Turns`]), at most `capacity` events at a time, and handles them.
-    /// A swap is a barrier: everything that arrived before it runs on the
-    /// old version, so intake pauses until that is done.
-    async fn run(mut self, mut mailbox: mpsc::Receiver<AppCommand>, capacity: usize) {
+    /// Holds the core while the mailbox has commands: takes them into lanes
+    /// that take turns (see [`Turns`]), at most `capacity` at a time, and
+    /// handles them. A swap is a barrier: everything that arrived before it
+    /// runs on the old version, so intake pauses until that is done. Once
+    /// the mailbox is empty, the core is free for events to run at once.
+    async fn run(self, mut mailbox: mpsc::Receiver<AppCommand>, capacity: usize) {
         let mut turns: Turns<Lane, AppCommand> = Turns::default();
         let mut swap: Option<AppCommand> = None;
         let mut requests: u64 = 0;
@@ -351,238 +383,86 @@ impl AppActor {
             };
             turns.push(lane, command);
         };
-        loop {
-            if swap.is_none() {
-                if turns.is_empty() {
-                    let Some(command) = self.next_command(&mut mailbox).await else {
-                        break;
-                    };
-                    take(command, &mut turns, &mut swap);
-                }
+        while let Some(first) = self.next_command(&mut mailbox).await {
+            let mut core = self.core.lock().await;
+            take(first, &mut turns, &mut swap);
+            loop {
                 while swap.is_none() && turns.len() < capacity {
                     let Ok(command) = mailbox.try_recv() else {
                         break;
                     };
                     take(command, &mut turns, &mut swap);
                 }
-            }
-            match turns.pop().or_else(|| swap.take()) {
-                Some(command) => self.handle(command).await,
-                None => break,
-            }
-            // An app that is never idle still lets the other tasks of its
-            // worker have their turn.
-            tokio::task::consume_budget().await;
-        }
-        tracing::debug!(app = %self.factory.app, "app stopped");
-    }
-
-    /// The next command; `None` once the app is gone. An app that waits
-    /// longer than its `hibernate_after` drops its instance meanwhile.
-    async fn next_command(
-        &mut self,
-        mailbox: &mut mpsc::Receiver<AppCommand>,
-    ) -> Option<AppCommand> {
-        if let Some(after) = self.hibernate_after()
-            && self.instance.is_some()
-        {
-            match tokio::time::timeout(after, mailbox.recv()).await {
-                Ok(command) => return command,
-                Err(_) => self.hibernate(),
+                let Some(command) = turns.pop().or_else(|| swap.take()) else {
+                    break;
+                };
+                handle(&mut core, command).await;
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                // An app that is never idle still lets the other tasks of
+                // its worker have their turn.
+                tokio::task::consume_budget().await;
             }
         }
-        mailbox.recv().await
+        tracing::debug!(app = %self.app, "app stopped");
     }
 
-    /// How long the app may be idle before it hibernates, if it does.
-    fn hibernate_after(&self) -> Option<Duration> {
-        self.factory.policy.hibernate_after
-    }
-
-    /// Drops the instance (its memory, its module-level state); the
-    /// connections, their attachments and the pre-linked component stay.
-    fn hibernate(&mut self) {
-        self.instance = None;
-        self.hibernating = true;
-        self.factory.metrics.hibernated();
-        self.factory.metrics.memory(0);
-        tracing::debug!(app = %self.factory.app, "app hibernated");
-    }
-
-    /// The current instance, instantiating afresh if the last one failed
-    /// or hibernated, ready for one call.
-    async fn instance(&mut self) -> Option<&mut Instance> {
-        if self.instance.is_none() {
-            let started = Instant::now();
-            match self.factory.instantiate().await {
-                Ok(instance) if self.hibernating => {
-                    self.factory.metrics.woke(started.elapsed());
-                    tracing::debug!(app = %self.factory.app, elapsed = ?started.elapsed(), "app woke");
-                    self.instance = Some(instance);
+    /// The next command; `None` once the app is gone. An app that has had
+    /// no event for its `hibernate_after` (whichever path ran the last
+    /// one) drops its instance meanwhile.
+    async fn next_command(&self, mailbox: &mut mpsc::Receiver<AppCommand>) -> Option<AppCommand> {
+        loop {
+            let wait = self.core.lock().await.until_hibernation();
+            let Some(wait) = wait else {
+                // Nothing to drop until an instance is made.
+                tokio::select! {
+                    command = mailbox.recv() => return command,
+                    () = self.instantiated.notified() => continue,
                 }
-                Ok(instance) => {
-                    tracing::info!(app = %self.factory.app, elapsed = ?started.elapsed(), "app re-instantiated");
-                    self.instance = Some(instance);
-                }
-                Err(err) => {
-                    tracing::error!(app = %self.factory.app, "cannot instantiate app: {err:#}");
-                }
+            };
+            if let Ok(command) = tokio::time::timeout(wait, mailbox.recv()).await {
+                return command;
             }
-            self.hibernating = false;
-        }
-        let instance = self.instance.as_mut()?;
-        self.factory.start_call(&mut instance.store);
-        Some(instance)
-    }
-
-    /// The index of `route` in the current version, if it still has it.
-    fn resolve(&self, route: &RouteRef) -> Option<u32> {
-        let same = |k: &Arc<RouteKey>| Arc::ptr_eq(k, &route.key) || **k == *route.key;
-        if self.keys.get(route.index as usize).is_some_and(same) {
-            return Some(route.index);
-        }
-        self.keys.iter().position(same).map(|i| i as u32)
-    }
-
-    async fn handle(&mut self, command: AppCommand) {
-        let started = Instant::now();
-        let event = match &command {
-            AppCommand::Http { .. } => Some(HandlerEvent::Http),
-            AppCommand::WebSocket {
-                event: WsEvent::Open,
-                ..
-            } => Some(HandlerEvent::Open),
-            AppCommand::WebSocket {
-                event: WsEvent::Close(_),
-                ..
-            } => Some(HandlerEvent::Close),
-            AppCommand::WebSocket { .. } => Some(HandlerEvent::Message),
-            AppCommand::Swap { .. } => None,
-        };
-        self.dispatch(command).await;
-        if let Some(event) = event {
-            self.factory.metrics.handler_time(event, started.elapsed());
-        }
-        if let Some(instance) = &self.instance {
-            self.factory
-                .metrics
-                .memory(instance.store.data().limits.used());
-        }
-    }
-
-    async fn dispatch(&mut self, command: AppCommand) {
-        match command {
-            AppCommand::Http {
-                route,
-                request,
-                reply,
-            } => {
-                // A caller that gave up (its client left, or its deadline
-                // passed) does not cost the app an event.
-                if reply.is_closed() {
-                    self.factory.metrics.http_abandoned();
-                    return;
-                }
-                let answer = self.http(&route, &request).await;
-                let _ = reply.send(answer);
-            }
-            AppCommand::WebSocket {
-                route,
-                member,
-                conn,
-                event,
-                ..
-            } => {
-                // After a close, dropping `member` here (with the connection
-                // task's) forgets the connection: its handler has run.
-                self.websocket(&route, &member, &conn, &event).await;
-            }
-            AppCommand::Swap { version, done } => {
-                let version = *version;
-                self.keys = version.route_keys();
-                self.factory = version.factory;
-                self.instance = Some(version.instance);
-                self.hibernating = false;
-                let _ = done.send(());
+            let mut core = self.core.lock().await;
+            // An event may have run at once meanwhile: then the clock
+            // starts again from its end.
+            if core.until_hibernation() == Some(Duration::ZERO) {
+                core.hibernate();
             }
         }
     }
+}
 
-    async fn http(
-        &mut self,
-        route: &RouteRef,
-        request: &HttpRequest,
-    ) -> Result<HttpResponse, AppCallError> {
-        let index = self.resolve(route).ok_or(AppCallError::RouteGone)?;
-        let instance = self.instance().await.ok_or(AppCallError::Unavailable)?;
-        let answer = instance
-            .handler
-            .call_handle_http(&mut instance.store, index, request)
-            .await;
-        match answer {
-            Ok(response) => Ok(response),
-            Err(err) => {
-                self.fail(&err, "HTTP", &request.path).await;
-                Err(AppCallError::GuestFailed)
+/// Runs one command on the app's core.
+async fn handle(core: &mut AppCore, command: AppCommand) {
+    match command {
+        AppCommand::Http {
+            route,
+            request,
+            reply,
+        } => {
+            // A caller that gave up (its client left, or its deadline
+            // passed) does not cost the app an event.
+            if reply.is_closed() {
+                core.metrics().http_abandoned();
+                return;
             }
+            let answer = core.http(&route, &request).await;
+            let _ = reply.send(answer);
         }
-    }
-
-    async fn websocket(
-        &mut self,
-        route: &RouteRef,
-        member: &Membership,
-        conn: &Connection,
-        event: &WsEvent,
-    ) {
-        let is_close = matches!(event, WsEvent::Close(_));
-        if matches!(event, WsEvent::Open) {
-            member.opened();
+        AppCommand::WebSocket {
+            route,
+            member,
+            conn,
+            event,
+            ..
+        } => {
+            // After a close, dropping `member` here (with the connection
+            // task's) forgets the connection: its handler has run.
+            core.websocket(&route, &member, &conn, &event).await;
         }
-        // Closing is moot for a close event: the connection is already gone.
-        let end = |code, reason| {
-            if !is_close {
-                let _ = member.handle().close(code, reason);
-            }
-        };
-        let Some(index) = self.resolve(route) else {
-            end(close::GOING_AWAY, "route removed by an update of the app");
-            return;
-        };
-        let Some(instance) = self.instance().await else {
-            end(close::INTERNAL_ERROR, "app unavailable");
-            return;
-        };
-        let result = instance
-            .handler
-            .call_on_websocket(&mut instance.store, index, conn, event)
-            .await;
-        if let Err(err) = result {
-            self.fail(&err, "WebSocket", &conn.path).await;
-            end(close::INTERNAL_ERROR, "internal error");
+        AppCommand::Swap { version, done } => {
+            core.swap(*version);
+            let _ = done.send(());
         }
-    }
-
-    /// Logs a guest failure and throws the instance away: after a trap its
-    /// store is poisoned, and after any error its state is suspect.
-    async fn fail(&mut self, err: &wasmtime::Error, kind: &str, path: &str) {
-        let why = match err.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => GuestFailure::Interrupt,
-            Some(wasmtime::Trap::OutOfFuel) => GuestFailure::Fuel,
-            Some(_) => GuestFailure::Trap,
-            None => GuestFailure::Other,
-        };
-        self.factory.metrics.guest_failed(why);
-        tracing::error!(
-            app = %self.factory.app,
-            kind,
-            path,
-            "guest failed: {}; restarting the app",
-            describe_guest_error(err)
-        );
-        self.instance = None;
-        // Re-instantiate now, so a broken app is reported at once and the
-        // next event does not pay for it.
-        let _ = self.instance().await;
     }
 }

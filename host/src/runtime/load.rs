@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::actor::{AppActor, AppHandle, Instance};
+use super::actor::{AppActor, AppHandle};
 use super::bindings::HandlerPre;
 use super::cache::{Origin, content_hash};
 use super::engine::{Runtime, describe_guest_error};
 use super::guest_output::AppLog;
 use super::policy::AppPolicy;
 use super::routes::{DeclaredRoute, RouteKey};
-use super::sandbox::InstanceFactory;
+use super::sandbox::{Instance, InstanceFactory};
 use super::templates::AppTemplates;
 use crate::app_files::AppFiles;
 use crate::bundle::Bundle;

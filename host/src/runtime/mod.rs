@@ -10,7 +10,9 @@
 //! - [`load`]: one version from its file, compiled and instantiated.
 //! - [`sandbox`]: a fresh instance with the app's limits.
 //! - [`routes`]: route identity, targets, and the serving snapshot.
-//! - [`actor`]: each app's task, its mailbox, hot swap and hibernation.
+//! - [`actor`]: each app's mailbox and task, hot swap and hibernation.
+//! - [`app_core`]: an app's instance, and running one event on it.
+//! - [`run_to_end`]: a call that finishes even if its caller leaves.
 //! - [`host`]: the host imports apps call.
 //! - [`policy`]: an app's limits and grants, from its `<app>.toml`.
 //! - [`cache`]: compiled components on disk.
@@ -18,6 +20,7 @@
 //! - [`templates`]: the template engine apps render through.
 
 pub(crate) mod actor;
+mod app_core;
 pub(crate) mod bindings;
 pub(crate) mod cache;
 pub(crate) mod compiler;
@@ -28,14 +31,15 @@ mod limiter;
 mod load;
 pub(crate) mod policy;
 mod routes;
+mod run_to_end;
 mod sandbox;
 mod sleeps;
 pub(crate) mod templates;
 mod turns;
 
-pub(crate) use self::actor::{AppCallError, AppHandle, EdgeSettings};
+pub(crate) use self::actor::{AppHandle, EdgeSettings};
+pub(crate) use self::app_core::AppCallError;
 pub(crate) use self::engine::{Runtime, describe_guest_error};
 pub(crate) use self::host::HostState;
 pub(crate) use self::load::{LoadTimings, PreparedApp};
 pub(crate) use self::routes::{DeclaredRoute, RouteKey, RouteTarget, Serving, SharedServing};
-pub(crate) use self::sandbox::InstanceFactory;

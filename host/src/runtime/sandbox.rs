@@ -8,8 +8,7 @@ use std::time::Instant;
 use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use super::actor::Instance;
-use super::bindings::HandlerPre;
+use super::bindings::{Handler, HandlerPre};
 use super::engine::yield_until_deadline;
 use super::guest_output::{AppLog, GuestOutput, Stream};
 use super::host::HostState;
@@ -19,6 +18,14 @@ use super::templates::AppTemplates;
 use crate::delivery::Delivery;
 use crate::router::RoutePattern;
 use crate::telemetry::AppMetrics;
+
+/// A live instance: its store and its typed exports.
+pub(crate) struct Instance {
+    /// The store: the instance's memory and the host state it calls into.
+    pub(crate) store: Store<HostState>,
+    /// The typed exports (`routes`, `handle-http`, `on-websocket`).
+    pub(crate) handler: Handler,
+}
 
 /// Everything needed to make a fresh sandboxed instance of one app.
 pub(crate) struct InstanceFactory {

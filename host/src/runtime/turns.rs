@@ -64,6 +64,7 @@ impl<K: Hash + Eq + Clone, T> Turns<K, T> {
     }
 
     /// Whether nothing waits.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
