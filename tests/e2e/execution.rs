@@ -171,3 +171,111 @@ async fn a_request_whose_caller_stops_waiting_still_runs_to_its_end() {
         0.0
     );
 }
+
+#[tokio::test]
+async fn a_spinning_or_sleeping_guest_does_not_stall_other_apps() {
+    // One worker thread: a guest call that held it would stop every socket.
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["hostile", "probe", "echo"],
+        args: vec!["--event-timeout-ms".into(), "3000".into()],
+        env: vec![("TOKIO_WORKER_THREADS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let mut bystander = server.connect("/ws/echo").await;
+    still_answers(&mut bystander, "before").await;
+
+    let mut spinner = server.connect("/ws/hostile").await;
+    spinner.send("spin").await;
+    // A sleep in a guest is a timer on the runtime, not a blocked worker.
+    let sleeper = tokio::spawn({
+        let url = server.url("/probe/slow?ms=2000");
+        async move { http().get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    server.wait_for_log(&["slow request started"]).await;
+    // The spin runs until its deadline, three seconds from now; echoes
+    // go round meanwhile, each between two of its slices.
+    for n in 0..10 {
+        still_answers(&mut bystander, &format!("during {n}")).await;
+    }
+    assert!(
+        !sleeper.is_finished(),
+        "the echoes took as long as the two-second sleep"
+    );
+    let (code, _) = spinner.expect_close().await;
+    assert_eq!(code, 1011, "the spin ends at its deadline");
+    assert_eq!(sleeper.await.unwrap().unwrap(), 200);
+    still_answers(&mut bystander, "after").await;
+}
+
+#[tokio::test]
+async fn apps_of_one_component_share_its_code_but_not_their_state() {
+    let probe = std::fs::read(crate::support::component("probe")).expect("the probe component");
+    let server = Server::start_with(ServerOptions {
+        files: vec![
+            ("first.wasm", probe.clone()),
+            ("first.toml", b"hosts = [\"first.test\"]\n".to_vec()),
+            ("second.wasm", probe),
+            ("second.toml", b"hosts = [\"second.test\"]\n".to_vec()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    // Loaded once: the second app takes the first one's compiled code.
+    assert_eq!(
+        server.count_log(&["app loaded", "origin=shared"]),
+        1,
+        "{}",
+        server.log()
+    );
+    let served = |host: &'static str| {
+        let url = server.url("/probe/count");
+        async move {
+            let body: serde_json::Value = http()
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .expect("GET /probe/count")
+                .json()
+                .await
+                .expect("a JSON count");
+            body["served"].as_u64()
+        }
+    };
+    assert_eq!(served("first.test").await, Some(1));
+    assert_eq!(served("first.test").await, Some(2));
+    // Each app has its own instance and its own module-level state.
+    assert_eq!(served("second.test").await, Some(1));
+}
+
+#[tokio::test]
+async fn a_cold_compile_does_not_stay_in_the_servers_memory() {
+    // A JavaScript app the host has never compiled: the compiler peaks at
+    // hundreds of MiB, in a child process, never in the server. It is
+    // added once the server listens, so a slow compile on a busy machine
+    // has a time limit of its own.
+    let cold = tempfile::tempdir().expect("an empty compile cache");
+    let server = Server::start_with(ServerOptions {
+        cache_dir: Some(cold.path().to_path_buf()),
+        args: vec!["--fast-compile".into()],
+        ..Default::default()
+    })
+    .await;
+    install_app(Language::Javascript, "echo", server.apps_dir());
+    server
+        .wait_for_log_within(
+            &["app loaded", "echo", "origin=compiled"],
+            1,
+            Duration::from_secs(120),
+        )
+        .await;
+    let mut client = server.connect("/ws/echo").await;
+    still_answers(&mut client, "compiled").await;
+    let peak = server.peak_rss();
+    assert!(
+        peak < 160 << 20,
+        "the server's memory peaked at {} MiB while it compiled",
+        peak >> 20
+    );
+}
