@@ -1,8 +1,8 @@
 //! The execution model: guest calls are futures on the host's async
 //! runtime, so a guest that spins or sleeps never holds a worker beyond one
-//! epoch tick; an event for an idle app runs at once on the task that read
-//! it, one for a busy app queues in order behind the others; a call runs to
-//! its end even if its caller leaves; and an idle app hibernates (its
+//! epoch tick; an event runs on the task that read it, at once for an idle
+//! app, in its turn behind the others for a busy one; a call runs to its
+//! end even if its caller leaves; and an idle app hibernates (its
 //! instance dropped, its connections kept) and wakes on its next event.
 
 use std::time::Duration;
@@ -86,42 +86,71 @@ async fn events(server: &Server, ran: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn an_idle_app_runs_an_event_at_once_and_a_busy_one_queues_it_in_order() {
+async fn an_idle_app_runs_an_event_at_once_and_a_busy_one_in_turn() {
     let server = Server::start_with(ServerOptions {
         apps: vec!["probe"],
-        args: vec!["--event-timeout-ms".into(), "20000".into()],
+        args: vec![
+            "--event-timeout-ms".into(),
+            "20000".into(),
+            // Fewer than the shouts the observer receives while it waits.
+            "--outbox-capacity".into(),
+            "4".into(),
+        ],
         ..Default::default()
     })
     .await;
     assert_eq!(served(&server).await, 1);
-    let mut client = server.connect("/ws/probe/room").await;
+    let mut observer = server.connect("/ws/probe/room").await;
     for n in 0..5 {
-        client.send(&format!("m{n}")).await;
-        assert_eq!(client.recv().await, format!("v1: m{n}"));
+        observer.send(&format!("m{n}")).await;
+        assert_eq!(observer.recv().await, format!("v1: m{n}"));
     }
-    // One at a time, each to an idle app: none waited in the mailbox.
+    let mut shouters = Vec::new();
+    for _ in 0..10 {
+        let mut shouter = server.connect("/ws/probe/room").await;
+        shouter.send("id").await;
+        let id = shouter.recv().await;
+        shouters.push((shouter, id));
+    }
+    // One at a time, each to an idle app: none waited.
     assert_eq!(events(&server, "queued").await, 0.0);
     assert!(
-        events(&server, "at_once").await >= 7.0,
-        "a request, an open and five messages"
+        events(&server, "at_once").await >= 27.0,
+        "a request, eleven opens, five messages and ten ids"
     );
 
-    // A slow request keeps the app busy; messages sent meanwhile queue, and
-    // run after it in the order they were sent.
+    // A slow request keeps the app busy; each shout sent meanwhile waits
+    // its turn, and they run after it in the order they came.
     let slow = tokio::spawn({
-        let url = server.url("/probe/slow?ms=3000");
+        let url = server.url("/probe/slow?ms=8000");
         async move { http().get(url).send().await.map(|r| r.status().as_u16()) }
     });
     server.wait_for_log(&["slow request started"]).await;
-    for n in 0..10 {
-        client.send(&format!("q{n}")).await;
+    for (n, (shouter, _)) in shouters.iter_mut().enumerate() {
+        shouter.send("shout").await;
+        eventually("the shout to wait its turn", || async {
+            (events(&server, "queued").await > n as f64).then_some(())
+        })
+        .await;
     }
-    eventually("ten messages queued behind the slow request", || async {
-        (events(&server, "queued").await >= 10.0).then_some(())
+    // The observer's own shout waits behind theirs; meanwhile theirs reach
+    // it, more than its outbox holds, so they are written as they come.
+    observer.send("shout").await;
+    eventually("the observer's shout to wait its turn", || async {
+        (events(&server, "queued").await > 10.0).then_some(())
     })
     .await;
-    for n in 0..10 {
-        assert_eq!(client.recv().await, format!("v1: q{n}"));
+    assert!(!slow.is_finished(), "the shouts waited behind the request");
+    for (_, id) in &shouters {
+        assert_eq!(observer.recv().await, format!("{id} shouts"));
+    }
+    observer.send("id").await;
+    let observer_id = observer.recv().await;
+    for (shouter, _) in &mut shouters {
+        let mut heard = Vec::new();
+        while heard.last() != Some(&format!("{observer_id} shouts")) {
+            heard.push(shouter.recv().await);
+        }
     }
     assert_eq!(slow.await.unwrap().unwrap(), 200);
     // The same instance served everything: nothing was lost or restarted.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::actor::{AppActor, AppHandle};
+use super::actor::AppHandle;
 use super::bindings::HandlerPre;
 use super::cache::{Origin, content_hash};
 use super::engine::{Runtime, describe_guest_error};
@@ -224,17 +224,10 @@ impl CompiledApp {
 }
 
 impl Runtime {
-    /// Starts a prepared app on its own actor task.
+    /// Starts a prepared app.
     pub(crate) fn start(&self, app: PreparedApp) -> Arc<AppHandle> {
         let keys = app.route_keys();
-        AppActor::spawn(
-            app.factory,
-            app.instance,
-            keys,
-            app.file,
-            self.limits.mailbox_capacity.get(),
-            self.limits.mailbox_bytes.get(),
-        )
+        AppHandle::start(app.factory, app.instance, keys, app.file)
     }
 }
 

@@ -1,5 +1,6 @@
 //! One WebSocket connection's task: reads the client's frames into app
-//! events, and writes what the registry queued on its outbox.
+//! events, runs each on the app in its turn, and writes what the registry
+//! queued on its outbox, also while an event waits or runs.
 //!
 //! Lifecycle: register (so `count` includes it) → `open` event → frames in
 //! both directions → leave the path group (so `count` excludes it) → `close`
@@ -130,10 +131,6 @@ impl ConnectionTask {
         // cluster's broadcasts to this path.
         let handle = member.handle().clone();
         delivery.listening(&handle.room).await;
-        // This connection's places in its app's mailbox.
-        let quota = crate::runtime::actor::mailbox_quota();
-        target.dispatch(&member, &info, WsEvent::Open, &quota).await;
-
         let (mut sink, mut stream) = ws.split();
         // One timer per connection: pings, dead-peer and idle checks.
         let period = idle_timeout.map_or(ping_interval, |idle| idle.min(ping_interval));
@@ -159,91 +156,102 @@ impl ConnectionTask {
         // by the loop and the waits in it, rather than one per iteration.
         let evicted = handle.evicted();
         tokio::pin!(evicted);
-        let ending = loop {
-            tokio::select! {
-                (code, reason) = &mut evicted => break Ending::ours(code, reason),
-                () = &mut expired => break Ending::ours(close::POLICY_VIOLATION, "token expired"),
-                now = ticks.tick() => {
-                    if idle_timeout.is_some_and(|idle| now - last_message >= idle) {
-                        break Ending::ours(close::GOING_AWAY, "idle timeout");
-                    }
-                    if now - last_heard >= ping_interval * 2 {
-                        // Nobody there to close with: drop it.
-                        tracing::debug!(connection = %handle.id, "peer stopped answering pings");
-                        break Ending::peer(close::ABNORMAL, "no answer to pings".to_string());
-                    }
-                    if now - last_ping >= ping_interval {
-                        last_ping = now;
-                        let ping = sink.send(Message::Ping(Default::default()));
-                        match bounded(&handle, evicted.as_mut(), write_timeout, ping).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => break Ending::peer(close::ABNORMAL, String::new()),
-                            Err(ending) => break ending,
+        let open_event = target.dispatch(&member, &info, WsEvent::Open);
+        let opened = dispatch_while_writing(
+            open_event,
+            &handle,
+            &mut sink,
+            &mut outbox,
+            evicted.as_mut(),
+            write_timeout,
+        )
+        .await;
+        let ending = if let Err(ending) = opened {
+            ending
+        } else {
+            loop {
+                tokio::select! {
+                    (code, reason) = &mut evicted => break Ending::ours(code, reason),
+                    () = &mut expired => break Ending::ours(close::POLICY_VIOLATION, "token expired"),
+                    now = ticks.tick() => {
+                        if idle_timeout.is_some_and(|idle| now - last_message >= idle) {
+                            break Ending::ours(close::GOING_AWAY, "idle timeout");
                         }
-                    }
-                }
-                item = outbox.recv() => {
-                    let Some(item) = item else { break Ending::ours(close::INTERNAL_ERROR, "host error") };
-                    let burst = write_burst(&handle, &mut sink, &mut outbox, item);
-                    match bounded(&handle, evicted.as_mut(), write_timeout, burst).await {
-                        Ok(Ok(None)) => {}
-                        Ok(Ok(Some(ending))) => break ending,
-                        Ok(Err(_)) => break Ending::peer(close::ABNORMAL, String::new()),
-                        Err(ending) => break ending,
-                    }
-                }
-                // A message held back by the `wait` policy, once its token
-                // is due; reading resumes after it.
-                () = tokio::time::sleep_until(resume), if held.is_some() => {
-                    let now = Instant::now();
-                    if let Some(rate) = target.app.message_rate()
-                        && !bucket.take(&rate, now.into_std())
-                    {
-                        resume = now + bucket.until_next(&rate, now.into_std());
-                        continue;
-                    }
-                    let Some(event) = held.take() else { continue };
-                    if let Err(ending) = unless_evicted(evicted.as_mut(), target.dispatch(&member, &info, event, &quota)).await {
-                        break ending;
-                    }
-                }
-                frame = stream.next(), if held.is_none() => {
-                    last_heard = Instant::now();
-                    if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
-                        last_message = last_heard;
-                    }
-                    let (event, len) = match frame {
-                        Some(Ok(Message::Text(text))) => (WsEvent::Text(text.as_str().to_owned()), text.len()),
-                        Some(Ok(Message::Binary(data))) => (WsEvent::Binary(data.to_vec()), data.len()),
-                        // tungstenite answers pings itself; pongs need nothing.
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                        Some(Ok(Message::Close(frame))) => {
-                            let (code, reason) = frame
-                                .map_or((close::NO_STATUS, String::new()), |f| (f.code.into(), f.reason.as_str().to_owned()));
-                            break Ending::peer(code, reason);
+                        if now - last_heard >= ping_interval * 2 {
+                            // Nobody there to close with: drop it.
+                            tracing::debug!(connection = %handle.id, "peer stopped answering pings");
+                            break Ending::peer(close::ABNORMAL, "no answer to pings".to_string());
                         }
-                        Some(Err(err)) => break ending_for_error(&err),
-                        None => break Ending::peer(close::ABNORMAL, String::new()),
-                    };
-                    metrics.received(len);
-                    if let Some(rate) = target.app.message_rate()
-                        && !bucket.take(&rate, last_heard.into_std())
-                    {
-                        metrics.rate_limited();
-                        match rate.over {
-                            OverRate::Drop => continue,
-                            OverRate::Close => break Ending::ours(close::POLICY_VIOLATION, "message rate exceeded"),
-                            OverRate::Wait => {
-                                resume = last_heard + bucket.until_next(&rate, last_heard.into_std());
-                                held = Some(event);
-                                continue;
+                        if now - last_ping >= ping_interval {
+                            last_ping = now;
+                            let ping = sink.send(Message::Ping(Default::default()));
+                            match bounded(&handle, evicted.as_mut(), write_timeout, ping).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(_)) => break Ending::peer(close::ABNORMAL, String::new()),
+                                Err(ending) => break ending,
                             }
                         }
                     }
-                    // Waiting for a place in the app's mailbox must not
-                    // delay an eviction.
-                    if let Err(ending) = unless_evicted(evicted.as_mut(), target.dispatch(&member, &info, event, &quota)).await {
-                        break ending;
+                    item = outbox.recv() => {
+                        let Some(item) = item else { break Ending::ours(close::INTERNAL_ERROR, "host error") };
+                        let burst = write_burst(&handle, &mut sink, &mut outbox, item);
+                        if let Some(ending) = written(bounded(&handle, evicted.as_mut(), write_timeout, burst).await) {
+                            break ending;
+                        }
+                    }
+                    // A message held back by the `wait` policy, once its token
+                    // is due; reading resumes after it.
+                    () = tokio::time::sleep_until(resume), if held.is_some() => {
+                        let now = Instant::now();
+                        if let Some(rate) = target.app.message_rate()
+                            && !bucket.take(&rate, now.into_std())
+                        {
+                            resume = now + bucket.until_next(&rate, now.into_std());
+                            continue;
+                        }
+                        let Some(event) = held.take() else { continue };
+                        let event = target.dispatch(&member, &info, event);
+                        if let Err(ending) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
+                            break ending;
+                        }
+                    }
+                    frame = stream.next(), if held.is_none() => {
+                        last_heard = Instant::now();
+                        if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                            last_message = last_heard;
+                        }
+                        let (event, len) = match frame {
+                            Some(Ok(Message::Text(text))) => (WsEvent::Text(text.as_str().to_owned()), text.len()),
+                            Some(Ok(Message::Binary(data))) => (WsEvent::Binary(data.to_vec()), data.len()),
+                            // tungstenite answers pings itself; pongs need nothing.
+                            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                            Some(Ok(Message::Close(frame))) => {
+                                let (code, reason) = frame
+                                    .map_or((close::NO_STATUS, String::new()), |f| (f.code.into(), f.reason.as_str().to_owned()));
+                                break Ending::peer(code, reason);
+                            }
+                            Some(Err(err)) => break ending_for_error(&err),
+                            None => break Ending::peer(close::ABNORMAL, String::new()),
+                        };
+                        metrics.received(len);
+                        if let Some(rate) = target.app.message_rate()
+                            && !bucket.take(&rate, last_heard.into_std())
+                        {
+                            metrics.rate_limited();
+                            match rate.over {
+                                OverRate::Drop => continue,
+                                OverRate::Close => break Ending::ours(close::POLICY_VIOLATION, "message rate exceeded"),
+                                OverRate::Wait => {
+                                    resume = last_heard + bucket.until_next(&rate, last_heard.into_std());
+                                    held = Some(event);
+                                    continue;
+                                }
+                            }
+                        }
+                        let event = target.dispatch(&member, &info, event);
+                        if let Err(ending) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
+                            break ending;
+                        }
                     }
                 }
             }
@@ -257,7 +265,7 @@ impl ConnectionTask {
             code: ending.code,
             reason: ending.reason.clone(),
         });
-        target.dispatch(&member, &info, close_event, &quota).await;
+        target.dispatch(&member, &info, close_event).await;
         // Forgotten once both this task and the close event are done.
         drop(member);
         finish_close(sink, stream, &ending, write_timeout).await;
@@ -288,15 +296,60 @@ async fn bounded<T>(
     }
 }
 
-/// Runs `work` unless the connection is evicted first.
-async fn unless_evicted<T>(
-    evicted: Pin<&mut impl Future<Output = (u16, String)>>,
-    work: impl Future<Output = T>,
-) -> Result<T, Ending> {
-    tokio::select! {
-        biased;
-        done = work => Ok(done),
-        (code, reason) = evicted => Err(Ending::ours(code, reason)),
+/// Runs one of the connection's events on its app while what is queued
+/// for the connection keeps being written: the event may wait its turn
+/// behind many others, whose broadcasts must not pile up in this outbox
+/// meanwhile, and a write the peer is slow to take must not hold up the
+/// app. Returns early if the connection is evicted or a write ends it; the
+/// event still runs.
+async fn dispatch_while_writing<S>(
+    event: impl Future<Output = ()>,
+    handle: &ConnectionHandle,
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    outbox: &mut mpsc::Receiver<Outgoing>,
+    mut evicted: Pin<&mut impl Future<Output = (u16, String)>>,
+    write_timeout: Duration,
+) -> Result<(), Ending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut event = std::pin::pin!(event);
+    loop {
+        let item = tokio::select! {
+            biased;
+            () = &mut event => return Ok(()),
+            (code, reason) = evicted.as_mut() => return Err(Ending::ours(code, reason)),
+            item = outbox.recv() => item,
+        };
+        let Some(item) = item else {
+            return Err(Ending::ours(close::INTERNAL_ERROR, "host error"));
+        };
+        let burst = write_burst(handle, sink, outbox, item);
+        let mut write = std::pin::pin!(bounded(handle, evicted.as_mut(), write_timeout, burst));
+        // The event goes on while the burst is written.
+        let mut ran = false;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut write => break outcome,
+                () = &mut event, if !ran => ran = true,
+            }
+        };
+        if let Some(ending) = written(outcome) {
+            return Err(ending);
+        }
+        if ran {
+            return Ok(());
+        }
+    }
+}
+
+/// What a bounded burst of writes means for the connection: `None` if it
+/// goes on, or how it ends.
+fn written(outcome: Result<Result<Option<Ending>, WsError>, Ending>) -> Option<Ending> {
+    match outcome {
+        Ok(Ok(None)) => None,
+        Ok(Ok(Some(ending))) | Err(ending) => Some(ending),
+        Ok(Err(_)) => Some(Ending::peer(close::ABNORMAL, String::new())),
     }
 }
 
