@@ -445,6 +445,15 @@ pub(crate) struct Limits {
     #[arg(long, default_value = "16777216", env = "TINA4_WS_OUTBOX_BYTES")]
     pub(crate) outbox_bytes: NonZeroUsize,
 
+    /// Events queued for one app before senders wait.
+    #[arg(long, default_value = "4096", env = "TINA4_APP_MAILBOX")]
+    pub(crate) mailbox_capacity: NonZeroUsize,
+
+    /// Bytes of WebSocket messages queued for one app before senders wait
+    /// (each connection also has at most 32 queued).
+    #[arg(long, default_value = "67108864", env = "TINA4_APP_MAILBOX_BYTES")]
+    pub(crate) mailbox_bytes: NonZeroUsize,
+
     /// Wall-clock time one guest call may run before it is interrupted, in ms.
     #[arg(long, default_value = "1000", env = "TINA4_EVENT_TIMEOUT_MS")]
     pub(crate) event_timeout_ms: NonZeroU64,

@@ -62,11 +62,10 @@
 //! # Life of a WebSocket message
 //!
 //! A client's frame is read by its connection task ([`edge::ws`]), which
-//! takes its turn for the app's lock ([`runtime::actor`]) and calls the
-//! guest's `on-websocket` itself, writing its own outbox meanwhile; the
-//! guest calls `broadcast`, which builds the frame once and queues it (by
-//! reference) on each recipient's bounded outbox ([`delivery`]); each
-//! recipient's task writes it out.
+//! puts an event in its app's bounded mailbox. The app's actor calls the
+//! guest's `on-websocket`; the guest calls `broadcast`, which builds the
+//! frame once and queues it (by reference) on each recipient's bounded
+//! outbox ([`delivery`]); each recipient's task writes it out.
 
 mod app_files;
 mod apps;

@@ -42,8 +42,9 @@ pub(crate) const APP_MEMORY: &str = "tina4_app_memory_bytes";
 pub(crate) const HIBERNATIONS: &str = "tina4_app_hibernations_total";
 /// Time to instantiate an app woken from hibernation, by app (histogram).
 pub(crate) const WAKE_SECONDS: &str = "tina4_app_wake_seconds";
-/// Events sent to an app, by app and by how they ran: `at_once` (the app
-/// was idle), or `queued` (they waited their turn behind others) (counter).
+/// Events sent to an app, by app and by how they ran: `at_once` on the
+/// task that read them (the app was idle), or `queued` in its mailbox
+/// behind others (counter).
 pub(crate) const APP_EVENTS: &str = "tina4_app_events_total";
 /// HTTP requests answered by apps, by app and status class (counter).
 pub(crate) const HTTP_REQUESTS: &str = "tina4_http_requests_total";
@@ -53,8 +54,8 @@ pub(crate) const BACKPLANE_PUBLISHED: &str = "tina4_backplane_published_total";
 pub(crate) const BACKPLANE_RECEIVED: &str = "tina4_backplane_received_total";
 /// Messages that could not be published, by reason (counter).
 pub(crate) const BACKPLANE_DROPPED: &str = "tina4_backplane_dropped_total";
-/// HTTP requests dropped while they waited their turn for an app, because
-/// their caller had given up (counter).
+/// HTTP requests dropped from an app's mailbox because their caller had
+/// given up before the app got to them (counter).
 pub(crate) const HTTP_ABANDONED: &str = "tina4_http_abandoned_total";
 
 /// WebSocket messages over their connection's rate, by app (counter);
@@ -226,8 +227,7 @@ impl AppMetrics {
         self.outbox_overflows.increment(1);
     }
 
-    /// An HTTP request was dropped unanswered while it waited its turn: its
-    /// caller gave up.
+    /// An HTTP request left the mailbox unanswered: its caller gave up.
     pub(crate) fn http_abandoned(&self) {
         self.http_abandoned.increment(1);
     }

@@ -1,8 +1,8 @@
 //! The execution model: guest calls are futures on the host's async
 //! runtime, so a guest that spins or sleeps never holds a worker beyond one
-//! epoch tick; an event runs on the task that read it, at once for an idle
-//! app, in its turn behind the others for a busy one; a call runs to its
-//! end even if its caller leaves; and an idle app hibernates (its
+//! epoch tick; an event for an idle app runs at once on the task that read
+//! it, one for a busy app queues in order behind the others; a call runs to
+//! its end even if its caller leaves; and an idle app hibernates (its
 //! instance dropped, its connections kept) and wakes on its next event.
 
 use std::time::Duration;
@@ -86,16 +86,10 @@ async fn events(server: &Server, ran: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn an_idle_app_runs_an_event_at_once_and_a_busy_one_in_turn() {
+async fn an_idle_app_runs_an_event_at_once_and_a_busy_one_queues_it_in_order() {
     let server = Server::start_with(ServerOptions {
         apps: vec!["probe"],
-        args: vec![
-            "--event-timeout-ms".into(),
-            "20000".into(),
-            // Fewer than the shouts the observer receives while it waits.
-            "--outbox-capacity".into(),
-            "4".into(),
-        ],
+        args: vec!["--event-timeout-ms".into(), "20000".into()],
         ..Default::default()
     })
     .await;
@@ -119,8 +113,8 @@ async fn an_idle_app_runs_an_event_at_once_and_a_busy_one_in_turn() {
         "a request, eleven opens, five messages and ten ids"
     );
 
-    // A slow request keeps the app busy; each shout sent meanwhile waits
-    // its turn, and they run after it in the order they came.
+    // A slow request keeps the app busy; each shout sent meanwhile queues,
+    // and they run after it in the order they came.
     let slow = tokio::spawn({
         let url = server.url("/probe/slow?ms=8000");
         async move { http().get(url).send().await.map(|r| r.status().as_u16()) }
@@ -128,15 +122,14 @@ async fn an_idle_app_runs_an_event_at_once_and_a_busy_one_in_turn() {
     server.wait_for_log(&["slow request started"]).await;
     for (n, (shouter, _)) in shouters.iter_mut().enumerate() {
         shouter.send("shout").await;
-        eventually("the shout to wait its turn", || async {
+        eventually("the shout to queue", || async {
             (events(&server, "queued").await > n as f64).then_some(())
         })
         .await;
     }
-    // The observer's own shout waits behind theirs; meanwhile theirs reach
-    // it, more than its outbox holds, so they are written as they come.
+    // The observer's own shout queues behind theirs.
     observer.send("shout").await;
-    eventually("the observer's shout to wait its turn", || async {
+    eventually("the observer's shout to queue", || async {
         (events(&server, "queued").await > 10.0).then_some(())
     })
     .await;
@@ -160,6 +153,25 @@ async fn an_idle_app_runs_an_event_at_once_and_a_busy_one_in_turn() {
         metric(&text, "tina4_guest_failures_total", &[("app", "probe")]),
         0.0
     );
+}
+
+#[tokio::test]
+async fn replies_of_an_event_running_at_once_are_written_as_it_goes() {
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        args: vec!["--outbox-capacity".into(), "4".into()],
+        ..Default::default()
+    })
+    .await;
+    let mut client = server.connect("/ws/probe/room").await;
+    // Ten replies from one event on the connection's own task, more than
+    // its outbox holds: they leave while the event sleeps between them.
+    client.send("trickle:10").await;
+    for n in 0..10 {
+        assert_eq!(client.recv().await, format!("t{n}"));
+    }
+    client.send("after").await;
+    assert_eq!(client.recv().await, "v1: after");
 }
 
 #[tokio::test]

@@ -294,10 +294,9 @@ async fn a_flood_of_big_messages_waits_for_its_app_instead_of_filling_memory() {
     // The app is busy for a second (until its CPU deadline)...
     let mut spinner = server.connect("/ws/hostile").await;
     spinner.send("spin").await;
-    // ...while another of its clients sends 300 MiB. Once that
-    // connection's first message waits its turn for the app, the server
-    // stops reading it, and the flood waits in the sockets, not in the
-    // server's memory.
+    // ...while another of its clients sends 300 MiB. Once that connection
+    // has 32 messages queued, the server stops reading it, and the flood
+    // waits in the sockets, not in the server's memory.
     let mut flooder = server.connect("/ws/hostile").await;
     let message = format!("flood {}", "x".repeat((1 << 20) - 6));
     for _ in 0..300 {

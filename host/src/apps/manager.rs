@@ -271,9 +271,12 @@ impl AppManager {
             );
             return;
         }
-        // The app switches between two events; requests routed by the old
+        // The actor switches between two events; requests routed by the old
         // table meanwhile find their route in the new version by its key.
-        handle.swap(prepared).await;
+        if handle.swap(prepared).await.is_err() {
+            tracing::error!(app = %app_of(file), file = %file.display(), "the app stopped before it could be swapped");
+            return;
+        }
         handle.follow(version.edge.clone(), version.bundle.clone());
         self.publish(table);
         self.close_orphans(&handle, &version.routes);

@@ -4,8 +4,8 @@
 //! instantiating afresh if the app failed or hibernated, calling the guest
 //! under its deadline, and discarding the store if the guest fails (a trap
 //! poisons it; after any error its state is suspect). Whoever holds the
-//! core (behind the app's lock) runs one event on it: the task that read
-//! the event.
+//! core runs one event at a time on it: the actor for queued events, or the
+//! task that read an event while the app was idle.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,8 +58,8 @@ pub(crate) struct AppCore {
     keys: Vec<Arc<RouteKey>>,
     /// When the last event ended: the hibernation clock runs from there.
     last_event: Instant,
-    /// Told when an instance is made, so the hibernation clock starts
-    /// again.
+    /// Told when an instance is made, so the actor, which keeps the
+    /// hibernation clock, starts it again.
     instantiated: Arc<Notify>,
 }
 
@@ -88,6 +88,11 @@ impl AppCore {
             last_event: Instant::now(),
             instantiated: Arc::new(Notify::new()),
         }
+    }
+
+    /// The app's metrics.
+    pub(crate) fn metrics(&self) -> &crate::telemetry::AppMetrics {
+        &self.factory.metrics
     }
 
     /// What tells of a new instance (see [`AppCore::until_hibernation`]).

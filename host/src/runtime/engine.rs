@@ -35,7 +35,7 @@ pub(crate) struct Runtime {
     pub(super) cache: ComponentCache,
     /// Where the connections apps act on live.
     pub(super) delivery: Arc<Delivery>,
-    /// Server-wide limits (the app defaults and their ceilings).
+    /// Server-wide limits (mailbox size and the app defaults).
     pub(super) limits: Limits,
     /// Every app's limits unless its `<app>.toml` says otherwise.
     pub(super) defaults: AppPolicy,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::actor::AppHandle;
+use super::actor::{AppActor, AppHandle};
 use super::bindings::HandlerPre;
 use super::cache::{Origin, content_hash};
 use super::engine::{Runtime, describe_guest_error};
@@ -224,10 +224,17 @@ impl CompiledApp {
 }
 
 impl Runtime {
-    /// Starts a prepared app.
+    /// Starts a prepared app on its own actor task.
     pub(crate) fn start(&self, app: PreparedApp) -> Arc<AppHandle> {
         let keys = app.route_keys();
-        AppHandle::start(app.factory, app.instance, keys, app.file)
+        AppActor::spawn(
+            app.factory,
+            app.instance,
+            keys,
+            app.file,
+            self.limits.mailbox_capacity.get(),
+            self.limits.mailbox_bytes.get(),
+        )
     }
 }
 

@@ -10,8 +10,7 @@
 //! - [`load`]: one version from its file, compiled and instantiated.
 //! - [`sandbox`]: a fresh instance with the app's limits.
 //! - [`routes`]: route identity, targets, and the serving snapshot.
-//! - [`actor`]: each app's lock, its events in turn, hot swap and
-//!   hibernation.
+//! - [`actor`]: each app's mailbox and task, hot swap and hibernation.
 //! - [`app_core`]: an app's instance, and running one event on it.
 //! - [`run_to_end`]: a call that finishes even if its caller leaves.
 //! - [`host`]: the host imports apps call.
@@ -36,6 +35,7 @@ mod run_to_end;
 mod sandbox;
 mod sleeps;
 pub(crate) mod templates;
+mod turns;
 
 pub(crate) use self::actor::{AppHandle, EdgeSettings};
 pub(crate) use self::app_core::AppCallError;

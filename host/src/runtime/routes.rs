@@ -83,20 +83,21 @@ pub(crate) struct RouteTarget {
 }
 
 impl RouteTarget {
-    /// Runs a WebSocket event of `conn` on the app (see
-    /// [`AppHandle::websocket_event`]).
+    /// Delivers a WebSocket event of `conn` to the app; false if the app
+    /// is gone and the event went nowhere.
     pub(crate) async fn dispatch(
         &self,
         member: &Arc<Membership>,
         conn: &Arc<Connection>,
         event: WsEvent,
-    ) {
+        quota: &actor::MailboxQuota,
+    ) -> bool {
         self.app
-            .websocket_event(self.route(), member, conn, event)
-            .await;
+            .websocket_event(self.route(), member, conn, event, quota)
+            .await
     }
 
-    /// The route as the app resolves it.
+    /// The route as the app's actor resolves it.
     pub(crate) fn route(&self) -> actor::RouteRef {
         actor::RouteRef {
             index: self.index,

@@ -1,6 +1,6 @@
 //! One WebSocket connection's task: reads the client's frames into app
-//! events, runs each on the app in its turn, and writes what the registry
-//! queued on its outbox, also while an event waits or runs.
+//! events for its app, and writes what the registry queued on its outbox,
+//! also while an event waits for the app or runs on this task.
 //!
 //! Lifecycle: register (so `count` includes it) → `open` event → frames in
 //! both directions → leave the path group (so `count` excludes it) → `close`
@@ -131,6 +131,8 @@ impl ConnectionTask {
         // cluster's broadcasts to this path.
         let handle = member.handle().clone();
         delivery.listening(&handle.room).await;
+        // This connection's places in its app's mailbox.
+        let quota = crate::runtime::actor::mailbox_quota();
         let (mut sink, mut stream) = ws.split();
         // One timer per connection: pings, dead-peer and idle checks.
         let period = idle_timeout.map_or(ping_interval, |idle| idle.min(ping_interval));
@@ -156,7 +158,7 @@ impl ConnectionTask {
         // by the loop and the waits in it, rather than one per iteration.
         let evicted = handle.evicted();
         tokio::pin!(evicted);
-        let open_event = target.dispatch(&member, &info, WsEvent::Open);
+        let open_event = target.dispatch(&member, &info, WsEvent::Open, &quota);
         let opened = dispatch_while_writing(
             open_event,
             &handle,
@@ -210,7 +212,7 @@ impl ConnectionTask {
                             continue;
                         }
                         let Some(event) = held.take() else { continue };
-                        let event = target.dispatch(&member, &info, event);
+                        let event = target.dispatch(&member, &info, event, &quota);
                         if let Err(ending) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
                             break ending;
                         }
@@ -248,7 +250,7 @@ impl ConnectionTask {
                                 }
                             }
                         }
-                        let event = target.dispatch(&member, &info, event);
+                        let event = target.dispatch(&member, &info, event, &quota);
                         if let Err(ending) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
                             break ending;
                         }
@@ -265,7 +267,7 @@ impl ConnectionTask {
             code: ending.code,
             reason: ending.reason.clone(),
         });
-        target.dispatch(&member, &info, close_event).await;
+        target.dispatch(&member, &info, close_event, &quota).await;
         // Forgotten once both this task and the close event are done.
         drop(member);
         finish_close(sink, stream, &ending, write_timeout).await;
@@ -296,14 +298,15 @@ async fn bounded<T>(
     }
 }
 
-/// Runs one of the connection's events on its app while what is queued
-/// for the connection keeps being written: the event may wait its turn
-/// behind many others, whose broadcasts must not pile up in this outbox
-/// meanwhile, and a write the peer is slow to take must not hold up the
-/// app. Returns early if the connection is evicted or a write ends it; the
-/// event still runs.
+/// Gives one of the connection's events to its app while what is queued
+/// for the connection keeps being written: the event may run at once on
+/// this task, replying more than the outbox holds, or wait for a place in
+/// a busy app's mailbox while the events ahead of it broadcast to this
+/// connection; and a write the peer is slow to take must not hold up an
+/// event running here. Returns early if the connection is evicted or a
+/// write ends it; an event that has started still runs to its end.
 async fn dispatch_while_writing<S>(
-    event: impl Future<Output = ()>,
+    event: impl Future<Output = bool>,
     handle: &ConnectionHandle,
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     outbox: &mut mpsc::Receiver<Outgoing>,
@@ -317,7 +320,7 @@ where
     loop {
         let item = tokio::select! {
             biased;
-            () = &mut event => return Ok(()),
+            _ = &mut event => return Ok(()),
             (code, reason) = evicted.as_mut() => return Err(Ending::ours(code, reason)),
             item = outbox.recv() => item,
         };
@@ -331,7 +334,7 @@ where
         let outcome = loop {
             tokio::select! {
                 outcome = &mut write => break outcome,
-                () = &mut event, if !ran => ran = true,
+                _ = &mut event, if !ran => ran = true,
             }
         };
         if let Some(ending) = written(outcome) {
