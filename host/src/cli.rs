@@ -91,11 +91,18 @@ pub fn run() -> ExitCode {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => err.exit(), // --help, --version
         Err(err) => {
-            // One line: what is wrong, and where to look.
+            // One line: what is wrong (clap's first paragraph, which may
+            // list the missing flags on lines of their own), and where to
+            // look.
             let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("tina4-wasm: {first} (see --help)");
+            let what: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.is_empty())
+                .collect();
+            let what = what.join(" ");
+            let what = what.strip_prefix("error: ").unwrap_or(&what);
+            eprintln!("tina4-wasm: {what} (see --help)");
             return ExitCode::from(2);
         }
     };

@@ -23,6 +23,17 @@ pub(crate) struct ServeConfig {
     #[arg(long, short, default_value_t = 7146, env = "TINA4_PORT")]
     pub(crate) port: u16,
 
+    /// PEM file with the server's certificate chain, leaf first: the port
+    /// then serves HTTPS and wss:// only (with `--tls-key`). Read again
+    /// when it changes.
+    #[arg(long, env = "TINA4_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of `--tls-cert` (PKCS#8, PKCS#1 or
+    /// SEC1; RSA, ECDSA or Ed25519).
+    #[arg(long, env = "TINA4_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    pub(crate) tls_key: Option<PathBuf>,
+
     /// Folder for precompiled components, so restarts and swaps back to a
     /// known version skip compiling [default: ~/.cache/tina4-wasm/components].
     #[arg(long, env = "TINA4_CACHE_DIR")]
@@ -282,23 +293,33 @@ impl EdgePolicy {
 
     /// Whether a browser page at `origin` (the Origin header's bytes) may
     /// connect to this server, which the client reached as `host` (the
-    /// Host header). An Origin that is not `http(s)://authority` is refused.
-    pub(crate) fn origin_allowed(&self, origin: Option<&[u8]>, host: Option<&str>) -> bool {
+    /// Host header), over TLS if `secure`. An Origin that is not
+    /// `http(s)://authority` is refused. Served over TLS, a same-origin page
+    /// must have come over TLS too; served plain, it may have come either
+    /// way (a proxy in front may have ended its TLS).
+    pub(crate) fn origin_allowed(
+        &self,
+        origin: Option<&[u8]>,
+        host: Option<&str>,
+        secure: bool,
+    ) -> bool {
         let Some(origin) = origin else {
             return true;
         };
         let Ok(origin) = std::str::from_utf8(origin) else {
             return false;
         };
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
+        let (authority, tls) = match origin.strip_prefix("https://") {
+            Some(authority) => (Some(authority), true),
+            None => (origin.strip_prefix("http://"), false),
+        };
         let Some(authority) = authority
             .filter(|a| !a.is_empty() && !a.contains(['/', '?', '#', '@']) && a.is_ascii())
         else {
             return false;
         };
-        let same_origin = host.is_some_and(|host| authority.eq_ignore_ascii_case(host));
+        let same_origin =
+            (tls || !secure) && host.is_some_and(|host| authority.eq_ignore_ascii_case(host));
         same_origin
             || self.allowed_origins.iter().any(|allowed| {
                 allowed == "*" || allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)
@@ -628,10 +649,20 @@ mod tests {
     fn origins_default_to_same_origin_and_non_browser_clients() {
         let p = policy(&[]);
         let o = |s: &'static str| Some(s.as_bytes());
-        assert!(p.origin_allowed(None, Some("example.test:7146")));
-        assert!(p.origin_allowed(o("http://example.test:7146"), Some("example.test:7146")));
-        assert!(!p.origin_allowed(o("http://evil.test"), Some("example.test:7146")));
-        assert!(!p.origin_allowed(o("http://example.test:7146"), None));
+        assert!(p.origin_allowed(None, Some("example.test:7146"), false));
+        assert!(p.origin_allowed(
+            o("http://example.test:7146"),
+            Some("example.test:7146"),
+            false
+        ));
+        assert!(!p.origin_allowed(o("http://evil.test"), Some("example.test:7146"), false));
+        assert!(!p.origin_allowed(o("http://example.test:7146"), None, false));
+        // Served over TLS, a page from the same host over plain HTTP is
+        // another origin.
+        assert!(p.origin_allowed(o("https://example.test"), Some("example.test"), true));
+        assert!(!p.origin_allowed(o("http://example.test"), Some("example.test"), true));
+        // Served plain, a page over TLS may be behind a proxy that ends it.
+        assert!(p.origin_allowed(o("https://example.test"), Some("example.test"), false));
         // Malformed origins are refusals, not "no origin".
         for bad in [
             &b"http://ex\xffample.test"[..],
@@ -640,7 +671,7 @@ mod tests {
             b"http://",
         ] {
             assert!(
-                !p.origin_allowed(Some(bad), Some("example.test:7146")),
+                !p.origin_allowed(Some(bad), Some("example.test:7146"), false),
                 "{bad:?}"
             );
         }
@@ -649,11 +680,13 @@ mod tests {
     #[test]
     fn origins_can_be_listed_or_opened_wide() {
         let p = policy(&["--allowed-origins", "https://app.test,https://admin.test/"]);
-        assert!(p.origin_allowed(Some(b"https://admin.test"), Some("api.test")));
-        assert!(!p.origin_allowed(Some(b"https://evil.test"), Some("api.test")));
-        assert!(
-            policy(&["--allowed-origins", "*"]).origin_allowed(Some(b"https://evil.test"), None)
-        );
+        assert!(p.origin_allowed(Some(b"https://admin.test"), Some("api.test"), false));
+        assert!(!p.origin_allowed(Some(b"https://evil.test"), Some("api.test"), false));
+        assert!(policy(&["--allowed-origins", "*"]).origin_allowed(
+            Some(b"https://evil.test"),
+            None,
+            false
+        ));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::edge::admin;
 use crate::edge::admission::ConnectionCaps;
 use crate::edge::auth::Authenticator;
 use crate::edge::state::ServerState;
+use crate::edge::tls::{CertificateFiles, Tls};
 use crate::runtime::compiler::CompileIn;
 use crate::runtime::{Runtime, SharedServing};
 use crate::telemetry;
@@ -75,7 +76,15 @@ impl Server {
             Some(dir) => tracing::info!(dir = %dir.display(), "compile cache"),
             None => tracing::info!("compile cache off"),
         }
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::start(CertificateFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })?),
+            _ => None,
+        };
         let state = Arc::new(ServerState {
+            tls,
             serving: serving.clone(),
             delivery,
             limits: config.limits.clone(),
@@ -178,10 +187,18 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<bool> {
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
     let address = listener.local_addr()?;
     print!("{}", server.banner());
-    println!("listening on http://{address}");
-    tracing::info!(%address, "listening");
+    let scheme = if server.state.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("listening on {scheme}://{address}");
+    tracing::info!(%address, scheme, "listening");
     if address.ip().is_unspecified() {
-        println!("  (on this machine: http://localhost:{})", address.port());
+        println!(
+            "  (on this machine: {scheme}://localhost:{})",
+            address.port()
+        );
     }
     server.run(listener, shutdown).await?;
     Ok(true)

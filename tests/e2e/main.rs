@@ -26,5 +26,6 @@ mod source_watch;
 mod support;
 mod tenancy;
 mod tina4_projects;
+mod tls;
 mod web;
 mod websocket;

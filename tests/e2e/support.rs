@@ -320,7 +320,10 @@ impl Server {
                 if let Some(addr) = line.strip_prefix("admin on http://") {
                     admin = Some(addr.parse::<SocketAddr>().expect("admin address"));
                 }
-                if let Some(addr) = line.strip_prefix("listening on http://") {
+                let listening = line
+                    .strip_prefix("listening on http://")
+                    .or_else(|| line.strip_prefix("listening on https://"));
+                if let Some(addr) = listening {
                     break addr.parse::<SocketAddr>().expect("listen address");
                 }
             }

@@ -1,13 +1,16 @@
 //! Accepting connections on the public port: the caps on open HTTP
-//! connections, socket options, the write deadline beside each connection,
-//! and the clean shutdown that closes every WebSocket with 1001.
+//! connections, socket options, the TLS handshake when the port serves
+//! HTTPS, the write deadline beside each connection, and the clean
+//! shutdown that closes every WebSocket with 1001.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use super::state::{PeerAddr, ServerState};
@@ -61,37 +64,58 @@ pub(crate) async fn accept_until_shutdown(
             let state = task_state;
             // Held while the connection speaks HTTP; an upgrade lets it go.
             let _slot = slot;
-            let shutdown = state.shutdown.clone();
-            let handshake_timeout = state.edge.handshake_timeout();
-            let write_timeout = state.edge.write_timeout();
             let stall = Stall::new();
-            let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(PeerAddr(peer));
-                super::http::handle(state.clone(), request)
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(handshake_timeout)
-                .serve_connection(TokioIo::new(Watched::new(stream, stall.clone())), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                // A peer that takes none of a response: let it go.
-                () = stall.deadline(write_timeout) => {
-                    tracing::debug!(%peer, "peer took no write for {write_timeout:?}; dropping it");
-                    return;
-                }
-                () = shutdown.cancelled() => {
-                    // Finish the request in flight, then close.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            // The deadline watches the socket itself, under any TLS.
+            let stream = Watched::new(stream, stall.clone());
+            let Some(tls) = state.tls.clone() else {
+                return serve_http(state, peer, stream, stall).await;
             };
-            if let Err(err) = ended {
-                tracing::debug!(%peer, "HTTP connection ended: {err}");
+            match tls.accept(stream, state.edge.handshake_timeout()).await {
+                Ok(stream) => serve_http(state, peer, stream, stall).await,
+                Err(err) => {
+                    telemetry::refused("tls_handshake");
+                    tracing::debug!(%peer, "{err:#}");
+                }
             }
         });
+    }
+}
+
+/// Serves HTTP on one accepted connection (which may upgrade to a
+/// WebSocket) until it ends, its peer stops taking writes, or the server
+/// shuts down.
+async fn serve_http<S>(state: Arc<ServerState>, peer: SocketAddr, stream: S, stall: Arc<Stall>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown = state.shutdown.clone();
+    let handshake_timeout = state.edge.handshake_timeout();
+    let write_timeout = state.edge.write_timeout();
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(PeerAddr(peer));
+        super::http::handle(state.clone(), request)
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        // A peer that takes none of a response: let it go.
+        () = stall.deadline(write_timeout) => {
+            tracing::debug!(%peer, "peer took no write for {write_timeout:?}; dropping it");
+            return;
+        }
+        () = shutdown.cancelled() => {
+            // Finish the request in flight, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = ended {
+        tracing::debug!(%peer, "HTTP connection ended: {err}");
     }
 }
 

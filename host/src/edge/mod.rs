@@ -1,6 +1,6 @@
 //! The edge: everything that speaks to clients. Accepting connections,
-//! HTTP requests, statics, tokens, the admin listener, admission caps,
-//! write deadlines, the development welcome page, and the WebSocket
+//! TLS, HTTP requests, statics, tokens, the admin listener, admission
+//! caps, write deadlines, the development welcome page, and the WebSocket
 //! upgrade and connection tasks.
 //!
 //! The edge owns the sockets. It reads the published
@@ -17,6 +17,7 @@ pub(crate) mod http;
 pub(crate) mod response;
 pub(crate) mod state;
 pub(crate) mod statics;
+pub(crate) mod tls;
 pub(crate) mod welcome;
 pub(crate) mod write_deadline;
 pub(crate) mod ws;

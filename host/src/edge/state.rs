@@ -24,6 +24,8 @@ pub(crate) struct ServerState {
     pub(crate) edge: EdgePolicy,
     /// The host names answered for apps that claim none.
     pub(crate) names: ServerNames,
+    /// TLS on the public port, if it serves HTTPS.
+    pub(crate) tls: Option<super::tls::Tls>,
     /// Development mode: `/` unserved shows the welcome page.
     pub(crate) dev: bool,
     /// Verifies tokens on secured routes.

@@ -104,7 +104,10 @@ pub(crate) fn accept(
     let accept_key = derive_accept_key(key.as_bytes());
     let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
     let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !state.edge.origin_allowed(origin, host_header) {
+    if !state
+        .edge
+        .origin_allowed(origin, host_header, state.tls.is_some())
+    {
         telemetry::refused("origin");
         return plain(StatusCode::FORBIDDEN, "origin not allowed");
     }
