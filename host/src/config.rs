@@ -255,6 +255,15 @@ pub(crate) struct EdgePolicy {
     /// many seconds; 0 keeps quiet listeners (the default).
     #[arg(long, default_value_t = 0, env = "TINA4_WS_IDLE_TIMEOUT_SECS")]
     pub(crate) idle_timeout_secs: u64,
+
+    /// Serve HTTP/2 with prior knowledge (h2c) beside HTTP/1.1 on a plain
+    /// port. Over TLS, HTTP/2 is offered by ALPN anyway.
+    #[arg(long, env = "TINA4_H2C")]
+    pub(crate) h2c: bool,
+
+    /// HTTP/2 streams (requests) one connection may have open at once.
+    #[arg(long, default_value = "100", env = "TINA4_H2_MAX_STREAMS")]
+    pub(crate) h2_max_streams: NonZeroU32,
 }
 
 impl EdgePolicy {

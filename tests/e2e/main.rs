@@ -14,6 +14,7 @@ mod execution;
 mod faults;
 mod hostile;
 mod hot_swap;
+mod http2;
 mod http_routes;
 mod lifecycle;
 mod loading;

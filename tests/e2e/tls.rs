@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::{Server, ServerOptions, metric, within};
 
 /// A self-signed certificate for `localhost`, and its key, as PEM.
-struct Pair {
+pub struct Pair {
     /// The certificate, for a client to trust.
     der: CertificateDer<'static>,
     /// The certificate in PEM.
@@ -26,7 +26,7 @@ struct Pair {
     key: String,
 }
 
-fn new_pair() -> Pair {
+pub fn new_pair() -> Pair {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
         .expect("a test certificate");
     Pair {
@@ -47,7 +47,7 @@ fn install(pair: &Pair, dir: &Path) {
 }
 
 /// A server of the echo app on TLS with `pair`, its files in `dir`.
-async fn start(pair: &Pair, dir: &Path, extra: &[&str]) -> Server {
+pub async fn start_tls(pair: &Pair, dir: &Path, extra: &[&str]) -> Server {
     install(pair, dir);
     let mut args = vec![
         "--tls-cert".to_string(),
@@ -66,14 +66,25 @@ async fn start(pair: &Pair, dir: &Path, extra: &[&str]) -> Server {
 
 /// A TLS connection to `server` that trusts `pair` alone.
 async fn tls_to(server: &Server, pair: &Pair) -> std::io::Result<TlsStream<TcpStream>> {
+    tls_with_alpn(server, pair, &[]).await
+}
+
+/// A TLS connection to `server` that trusts `pair` alone and offers the
+/// `alpn` protocols.
+pub async fn tls_with_alpn(
+    server: &Server,
+    pair: &Pair,
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pair.der.clone()).expect("a trusted root");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(server.addr).await?;
     let name = ServerName::try_from("localhost").expect("a server name");
     TlsConnector::from(Arc::new(config))
@@ -104,7 +115,7 @@ async fn echo(ws: &mut WebSocketStream<TlsStream<TcpStream>>, text: &str) -> Str
 async fn https_and_wss_are_served_with_a_certificate_from_pem_files() {
     let dir = tempfile::tempdir().unwrap();
     let pair = new_pair();
-    let server = start(&pair, dir.path(), &[]).await;
+    let server = start_tls(&pair, dir.path(), &[]).await;
 
     let mut ws = wss(&server, &pair).await;
     assert_eq!(echo(&mut ws, "over TLS").await, "Echo: over TLS");
@@ -136,7 +147,7 @@ async fn https_and_wss_are_served_with_a_certificate_from_pem_files() {
 async fn a_renewed_certificate_serves_new_handshakes_and_open_connections_stay() {
     let dir = tempfile::tempdir().unwrap();
     let (first, renewed) = (new_pair(), new_pair());
-    let server = start(&first, dir.path(), &[]).await;
+    let server = start_tls(&first, dir.path(), &[]).await;
     let mut open = wss(&server, &first).await;
     assert_eq!(echo(&mut open, "before").await, "Echo: before");
 
@@ -155,7 +166,7 @@ async fn a_renewed_certificate_serves_new_handshakes_and_open_connections_stay()
 async fn a_broken_renewal_is_refused_and_the_certificate_in_use_stays() {
     let dir = tempfile::tempdir().unwrap();
     let (pair, other) = (new_pair(), new_pair());
-    let server = start(&pair, dir.path(), &[]).await;
+    let server = start_tls(&pair, dir.path(), &[]).await;
     // The key of another certificate: the pair does not go together.
     std::fs::write(dir.path().join(".key.pem.new"), &other.key).unwrap();
     std::fs::rename(dir.path().join(".key.pem.new"), dir.path().join("key.pem")).unwrap();
@@ -170,7 +181,7 @@ async fn a_broken_renewal_is_refused_and_the_certificate_in_use_stays() {
 async fn a_handshake_that_never_comes_is_dropped_at_the_head_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let pair = new_pair();
-    let server = start(&pair, dir.path(), &["--handshake-timeout-ms", "300"]).await;
+    let server = start_tls(&pair, dir.path(), &["--handshake-timeout-ms", "300"]).await;
     // Connected, and silent: the server gives up on it.
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let mut byte = [0u8; 1];

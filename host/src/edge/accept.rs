@@ -3,17 +3,13 @@
 //! HTTPS, the write deadline beside each connection, and the clean
 //! shutdown that closes every WebSocket with 1001.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use super::state::{PeerAddr, ServerState};
+use super::http_conn::{self, Protocol};
+use super::state::ServerState;
 use super::write_deadline::{Stall, Watched};
 use crate::delivery::close;
 use crate::telemetry;
@@ -68,54 +64,24 @@ pub(crate) async fn accept_until_shutdown(
             // The deadline watches the socket itself, under any TLS.
             let stream = Watched::new(stream, stall.clone());
             let Some(tls) = state.tls.clone() else {
-                return serve_http(state, peer, stream, stall).await;
+                let protocol = if state.edge.h2c {
+                    Protocol::Either
+                } else {
+                    Protocol::Http1
+                };
+                return http_conn::serve(state, peer, stream, stall, protocol).await;
             };
             match tls.accept(stream, state.edge.handshake_timeout()).await {
-                Ok(stream) => serve_http(state, peer, stream, stall).await,
+                Ok(stream) => {
+                    let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol());
+                    http_conn::serve(state, peer, stream, stall, protocol).await;
+                }
                 Err(err) => {
                     telemetry::refused("tls_handshake");
                     tracing::debug!(%peer, "{err:#}");
                 }
             }
         });
-    }
-}
-
-/// Serves HTTP on one accepted connection (which may upgrade to a
-/// WebSocket) until it ends, its peer stops taking writes, or the server
-/// shuts down.
-async fn serve_http<S>(state: Arc<ServerState>, peer: SocketAddr, stream: S, stall: Arc<Stall>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let shutdown = state.shutdown.clone();
-    let handshake_timeout = state.edge.handshake_timeout();
-    let write_timeout = state.edge.write_timeout();
-    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(PeerAddr(peer));
-        super::http::handle(state.clone(), request)
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(connection);
-    let ended = tokio::select! {
-        ended = connection.as_mut() => ended,
-        // A peer that takes none of a response: let it go.
-        () = stall.deadline(write_timeout) => {
-            tracing::debug!(%peer, "peer took no write for {write_timeout:?}; dropping it");
-            return;
-        }
-        () = shutdown.cancelled() => {
-            // Finish the request in flight, then close.
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(err) = ended {
-        tracing::debug!(%peer, "HTTP connection ended: {err}");
     }
 }
 

@@ -14,6 +14,7 @@ pub(crate) mod admin;
 pub(crate) mod admission;
 pub(crate) mod auth;
 pub(crate) mod http;
+pub(crate) mod http_conn;
 pub(crate) mod response;
 pub(crate) mod state;
 pub(crate) mod statics;

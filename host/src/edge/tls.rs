@@ -3,8 +3,8 @@
 //! bound as a request head.
 //!
 //! rustls (with aws-lc-rs) speaks TLS 1.3 and 1.2 only, prefers a
-//! post-quantum key exchange where the client offers one, and never
-//! renegotiates. The files
+//! post-quantum key exchange where the client offers one, never
+//! renegotiates, and offers HTTP/2 and HTTP/1.1 by ALPN. The files
 //! are read again after any change in their folders (a certificate renewed
 //! in place, a rename into place, a mounted secret swapped by its link), a
 //! moment after the last event, so a renewal written in two steps is read
@@ -99,8 +99,8 @@ impl Tls {
             .context("TLS protocol versions")?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
-        // WebSocket upgrades are HTTP/1.1 (RFC 6455).
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 for HTTP routes; WebSocket upgrades are HTTP/1.1 (RFC 6455).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let watch = watch_folders(&files)?;
         tokio::spawn(keep_current(watch, files, provider, current));
         Ok(Self {

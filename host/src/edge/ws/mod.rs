@@ -2,5 +2,5 @@
 //! each connection's task, and its message rate.
 
 pub(crate) mod connection;
-mod rate;
+pub(crate) mod rate;
 pub(crate) mod upgrade;

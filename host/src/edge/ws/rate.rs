@@ -1,7 +1,8 @@
 //! The message rate of one connection: a token bucket, filled at the
 //! app's rate up to its burst, one token per message. Pure: time is an
 //! argument, and so are the settings, so a hot swap that changes them
-//! applies to the next message.
+//! applies to the next message. An HTTP/2 connection's budget of
+//! cancelled requests is the same bucket.
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,244 @@
+//! One accepted HTTP connection: which HTTP it speaks, its per-protocol
+//! limits, and serving it until it ends, its peer stops taking writes, or
+//! the server shuts down.
+//!
+//! HTTP/1.1 may upgrade to a WebSocket (RFC 6455 upgrades are HTTP/1.1
+//! only). HTTP/2 carries HTTP routes: negotiated by ALPN over TLS, or, on
+//! a plain port with `--h2c`, spoken by a client with prior knowledge.
+//! The server does not offer WebSockets over HTTP/2 (no extended CONNECT,
+//! RFC 8441), so a browser opens its WebSockets on an HTTP/1.1 connection
+//! of their own, and an HTTP/2 request for a WebSocket route gets 426.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use super::state::{PeerAddr, ServerState};
+use super::write_deadline::Stall;
+use super::ws::rate::TokenBucket;
+use crate::config::OverRate;
+use crate::runtime::policy::MessageRate;
+use crate::telemetry;
+
+/// The most bytes of one HTTP/2 request's header list (names, values and
+/// 32 bytes each, as RFC 9113 counts them).
+const H2_MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+/// Streams a client may reset before the server has taken them up: past
+/// it the connection is closed (GOAWAY, ENHANCE_YOUR_CALM). This bounds
+/// the rapid-reset attack (CVE-2023-44487).
+const H2_MAX_PENDING_RESETS: usize = 20;
+
+/// Streams the server may reset for the client's errors on one
+/// connection before it closes it.
+const H2_MAX_ERROR_RESETS: usize = 256;
+
+/// HTTP/1.1's settings, on hyper's builder or the sniffing one (their
+/// setters share names): the request head within the slowloris bound.
+macro_rules! http1_settings {
+    ($builder:expr, $state:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .header_read_timeout($state.edge.handshake_timeout())
+    };
+}
+
+/// HTTP/2's settings, on hyper's builder or the sniffing one: its
+/// per-stream and per-connection bounds, and pings that drop a peer gone
+/// silent.
+macro_rules! http2_settings {
+    ($builder:expr, $state:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams($state.edge.h2_max_streams.get())
+            .max_header_list_size(H2_MAX_HEADER_LIST_BYTES)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+            .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
+            .keep_alive_interval($state.edge.ping_interval())
+            .keep_alive_timeout($state.edge.write_timeout())
+    };
+}
+
+/// Which HTTP a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// HTTP/1.1, which may upgrade to a WebSocket.
+    Http1,
+    /// HTTP/2, as ALPN agreed.
+    Http2,
+    /// Whichever the client's first bytes show: HTTP/2's preface, or
+    /// HTTP/1.1 (a plain port with `--h2c`).
+    Either,
+}
+
+impl Protocol {
+    /// The protocol a TLS handshake agreed on by ALPN.
+    pub(crate) fn from_alpn(alpn: Option<&[u8]>) -> Self {
+        match alpn {
+            Some(b"h2") => Self::Http2,
+            _ => Self::Http1,
+        }
+    }
+}
+
+/// Serves one connection speaking `protocol` until it ends.
+pub(crate) async fn serve<S>(
+    state: Arc<ServerState>,
+    peer: SocketAddr,
+    stream: S,
+    stall: Arc<Stall>,
+    protocol: Protocol,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
+    let cancels = Arc::new(Cancels::new(state.edge.h2_max_streams.get()));
+    let service = {
+        let (state, cancels) = (state.clone(), cancels.clone());
+        service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            let handled = super::http::handle(state.clone(), request);
+            let running = Running(Some(cancels.clone()));
+            async move {
+                let answer = handled.await;
+                running.finished();
+                answer
+            }
+        })
+    };
+    match protocol {
+        Protocol::Http1 => {
+            let mut builder = http1::Builder::new();
+            http1_settings!(builder, state);
+            let connection = builder.serve_connection(io, service).with_upgrades();
+            drive(&state, peer, &stall, &cancels, connection, |c| {
+                c.graceful_shutdown()
+            })
+            .await;
+        }
+        Protocol::Http2 => {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            http2_settings!(builder, state);
+            let connection = builder.serve_connection(io, service);
+            drive(&state, peer, &stall, &cancels, connection, |c| {
+                c.graceful_shutdown()
+            })
+            .await;
+        }
+        Protocol::Either => {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            http1_settings!(builder.http1(), state);
+            http2_settings!(builder.http2(), state);
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            drive(&state, peer, &stall, &cancels, connection, |c| {
+                c.graceful_shutdown()
+            })
+            .await;
+        }
+    }
+}
+
+/// Requests of one connection that its client gave up on while they ran
+/// (an HTTP/2 stream reset mid-request). A reset stream frees its place
+/// among the concurrent ones at once, so without a budget a client could
+/// start work faster than the stream limit allows (the rapid-reset
+/// attack, CVE-2023-44487): past it the connection is closed.
+struct Cancels {
+    /// Cancels allowed now: the stream limit at once, refilled by a tenth
+    /// of it a second.
+    bucket: Mutex<TokenBucket>,
+    /// The budget's size and refill.
+    rate: MessageRate,
+    /// Cancelled once the budget is spent.
+    exceeded: CancellationToken,
+}
+
+impl Cancels {
+    fn new(max_streams: u32) -> Self {
+        let rate = MessageRate {
+            per_second: (max_streams / 10).max(1),
+            burst: max_streams,
+            over: OverRate::Close,
+        };
+        Self {
+            bucket: Mutex::new(TokenBucket::new(rate.burst, Instant::now())),
+            rate,
+            exceeded: CancellationToken::new(),
+        }
+    }
+
+    /// A request was given up on while it ran.
+    fn cancelled(&self) {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        if !bucket.take(&self.rate, Instant::now()) {
+            self.exceeded.cancel();
+        }
+    }
+}
+
+/// A request's handler while it runs: dropped unfinished, it counts as a
+/// cancel.
+struct Running(Option<Arc<Cancels>>);
+
+impl Running {
+    fn finished(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(cancels) = self.0.take() {
+            cancels.cancelled();
+        }
+    }
+}
+
+/// Runs `connection` until it ends; drops it if its peer takes none of
+/// its writes within the write timeout, and closes it if its client
+/// cancels more requests than its budget; on shutdown, lets it finish
+/// what is in flight (`drain`) and close.
+async fn drive<C, E>(
+    state: &ServerState,
+    peer: SocketAddr,
+    stall: &Stall,
+    cancels: &Cancels,
+    connection: C,
+    drain: fn(Pin<&mut C>),
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let write_timeout = state.edge.write_timeout();
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = stall.deadline(write_timeout) => {
+            tracing::debug!(%peer, "peer took no write for {write_timeout:?}; dropping it");
+            return;
+        }
+        () = cancels.exceeded.cancelled() => {
+            telemetry::refused("h2_resets");
+            tracing::debug!(%peer, "client cancelled too many requests; closing the connection");
+            // GOAWAY, then what is in flight may finish, within bounds.
+            drain(connection.as_mut());
+            let _ = tokio::time::timeout(write_timeout, connection).await;
+            return;
+        }
+        () = state.shutdown.cancelled() => {
+            drain(connection.as_mut());
+            connection.await
+        }
+    };
+    if let Err(err) = ended {
+        tracing::debug!(%peer, "HTTP connection ended: {err}");
+    }
+}
