@@ -5,10 +5,12 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::host::Pair;
-use crate::load::{Socket, Spent, connect_many, micros_per};
+use crate::load::{Spent, connect_many, micros_per};
 use crate::stats::{Summary, ms};
 
 /// Options of the echo scenario.
@@ -27,7 +29,13 @@ pub struct Options {
 }
 
 /// Round trips until `deadline`; their latencies.
-async fn ping_until(mut ws: Socket, deadline: Instant) -> anyhow::Result<Vec<Duration>> {
+pub async fn ping_until<S>(
+    mut ws: WebSocketStream<S>,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Duration>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut latencies = Vec::new();
     let mut n = 0u64;
     while Instant::now() < deadline {

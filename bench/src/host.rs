@@ -99,7 +99,10 @@ impl Host {
             if let Some(addr) = line.strip_prefix("admin on http://") {
                 admin = Some(addr.parse()?);
             }
-            if let Some(addr) = line.strip_prefix("listening on http://") {
+            let listening = line
+                .strip_prefix("listening on http://")
+                .or_else(|| line.strip_prefix("listening on https://"));
+            if let Some(addr) = listening {
                 break addr.parse()?;
             }
         };

@@ -37,6 +37,7 @@ mod plot;
 mod startup;
 mod stats;
 mod swap;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -96,6 +97,9 @@ enum Scenario {
     /// Thousands of idle apps in one process, hibernated: RSS per idle
     /// app, threads, and time to wake.
     Density(density::Options),
+    /// TLS against plain: new connections per second with their
+    /// handshakes, and wss:// echo against ws:// echo.
+    Tls(tls::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -134,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Backplane(options) => backplane::run(options).await,
             Scenario::Languages(options) => languages::run(&options).await,
             Scenario::Density(options) => density::run(&options).await,
+            Scenario::Tls(options) => tls::run(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
