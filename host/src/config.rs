@@ -34,6 +34,17 @@ pub(crate) struct ServeConfig {
     #[arg(long, env = "TINA4_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
     pub(crate) tls_key: Option<PathBuf>,
 
+    /// Also listen for plain HTTP on this port, and send every request
+    /// there to the same host and path over HTTPS (308). Needs
+    /// `--tls-cert`.
+    #[arg(
+        long,
+        env = "TINA4_REDIRECT_HTTP_PORT",
+        requires = "tls_cert",
+        value_name = "PORT"
+    )]
+    pub(crate) redirect_http_port: Option<u16>,
+
     /// Folder for precompiled components, so restarts and swaps back to a
     /// known version skip compiling [default: ~/.cache/tina4-wasm/components].
     #[arg(long, env = "TINA4_CACHE_DIR")]

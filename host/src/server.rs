@@ -17,7 +17,7 @@ use crate::apps::{AppManager, source_watch};
 use crate::build::toolchain::Toolchains;
 use crate::config::ServeConfig;
 use crate::delivery::{ConnectionRegistry, Delivery};
-use crate::edge::accept::{accept_until_shutdown, shut_down};
+use crate::edge::accept::{Answer, accept_until_shutdown, shut_down};
 use crate::edge::admin;
 use crate::edge::admission::ConnectionCaps;
 use crate::edge::auth::Authenticator;
@@ -139,12 +139,14 @@ impl Server {
         banner
     }
 
-    /// Serves `listener` (and, if configured, the admin endpoints) until
-    /// `shutdown` resolves; then closes every WebSocket with 1001 and lets
-    /// in-flight requests finish.
+    /// Serves `listener` (and, if configured, the admin endpoints, and
+    /// the plain port that redirects to HTTPS) until `shutdown` resolves;
+    /// then closes every WebSocket with 1001 and lets in-flight requests
+    /// finish.
     pub(crate) async fn run(
         self,
         listener: TcpListener,
+        redirect: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let Self {
@@ -170,8 +172,15 @@ impl Server {
             });
         }
         tokio::spawn(watch.run(apps));
+        if let Some(redirect) = redirect {
+            let answer = Answer::RedirectToHttps {
+                port: listener.local_addr()?.port(),
+            };
+            let stop = state.shutdown.clone().cancelled_owned();
+            tokio::spawn(accept_until_shutdown(redirect, state.clone(), stop, answer));
+        }
 
-        accept_until_shutdown(listener, state.clone(), shutdown).await;
+        accept_until_shutdown(listener, state.clone(), shutdown, Answer::Apps).await;
         shut_down(&state).await;
         Ok(())
     }
@@ -180,11 +189,20 @@ impl Server {
 /// `tina4-wasm serve`: runs until SIGINT or SIGTERM.
 pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<bool> {
     let shutdown = shutdown_signal()?;
-    let (host, port) = (config.host, config.port);
+    let (host, port, redirect_port) = (config.host, config.port, config.redirect_http_port);
     let server = Server::new(config).await?;
     let listener = TcpListener::bind((host, port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    // Both ports are listening before either is announced.
+    let redirect = match redirect_port {
+        Some(port) => Some(
+            TcpListener::bind((host, port))
+                .await
+                .with_context(|| format!("cannot listen on {host}:{port}"))?,
+        ),
+        None => None,
+    };
     let address = listener.local_addr()?;
     print!("{}", server.banner());
     let scheme = if server.state.tls.is_some() {
@@ -200,7 +218,10 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<bool> {
             address.port()
         );
     }
-    server.run(listener, shutdown).await?;
+    if let Some(redirect) = &redirect {
+        println!("redirecting http://{} to https", redirect.local_addr()?);
+    }
+    server.run(listener, redirect, shutdown).await?;
     Ok(true)
 }
 
@@ -252,7 +273,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(listener, async {
+        let running = tokio::spawn(server.run(listener, None, async {
             let _ = stopped.await;
         }));
 

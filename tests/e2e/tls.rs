@@ -197,6 +197,47 @@ async fn a_handshake_that_never_comes_is_dropped_at_the_head_timeout() {
     assert_eq!(echo(&mut ws, "next").await, "Echo: next");
 }
 
+#[tokio::test]
+async fn the_plain_port_sends_every_request_to_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = new_pair();
+    let port = crate::support::free_port();
+    let server = start_tls(
+        &pair,
+        dir.path(),
+        &["--redirect-http-port", &port.to_string()],
+    )
+    .await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = plain
+        .post(format!("http://127.0.0.1:{port}/hello/x?q=1"))
+        .header("host", "localhost:80")
+        .body("kept by a 308")
+        .send()
+        .await
+        .expect("an answer on the plain port");
+    assert_eq!(response.status().as_u16(), 308);
+    assert_eq!(
+        response.headers()["location"],
+        format!("https://localhost:{}/hello/x?q=1", server.addr.port()).as_str()
+    );
+    // Nothing is served plain, not even a WebSocket upgrade.
+    let upgrade = plain
+        .get(format!("http://127.0.0.1:{port}/ws/echo"))
+        .header("host", "localhost")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upgrade.status().as_u16(), 308);
+}
+
 /// Runs `serve` with `args` on an empty apps folder, expecting it to
 /// refuse to start; returns what it said.
 async fn refused_start(args: &[&std::ffi::OsStr]) -> String {

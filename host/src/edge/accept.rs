@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub(crate) use super::http_conn::Answer;
 use super::http_conn::{self, Protocol};
 use super::state::ServerState;
 use super::write_deadline::{Stall, Watched};
@@ -18,12 +19,14 @@ use crate::telemetry;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Accepts connections until `shutdown` resolves: each one within the
-/// connection caps is served HTTP (and may upgrade to a WebSocket); one
-/// over them is refused with 503.
+/// connection caps is served HTTP (and may upgrade to a WebSocket) with
+/// `answer`, over TLS if the server serves it and answers with its apps;
+/// one over the caps is refused with 503.
 pub(crate) async fn accept_until_shutdown(
     listener: TcpListener,
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()>,
+    answer: Answer,
 ) {
     tokio::pin!(shutdown);
     loop {
@@ -63,18 +66,19 @@ pub(crate) async fn accept_until_shutdown(
             let stall = Stall::new();
             // The deadline watches the socket itself, under any TLS.
             let stream = Watched::new(stream, stall.clone());
-            let Some(tls) = state.tls.clone() else {
+            let tls = state.tls.clone().filter(|_| answer == Answer::Apps);
+            let Some(tls) = tls else {
                 let protocol = if state.edge.h2c {
                     Protocol::Either
                 } else {
                     Protocol::Http1
                 };
-                return http_conn::serve(state, peer, stream, stall, protocol).await;
+                return http_conn::serve(state, peer, stream, stall, protocol, answer).await;
             };
             match tls.accept(stream, state.edge.handshake_timeout()).await {
                 Ok(stream) => {
                     let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol());
-                    http_conn::serve(state, peer, stream, stall, protocol).await;
+                    http_conn::serve(state, peer, stream, stall, protocol, answer).await;
                 }
                 Err(err) => {
                     telemetry::refused("tls_handshake");

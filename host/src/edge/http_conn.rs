@@ -67,6 +67,16 @@ macro_rules! http2_settings {
     };
 }
 
+/// What a connection's requests are answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The apps' routes and files: the public port.
+    Apps,
+    /// A redirect to the same path on HTTPS at `port`: the plain port of
+    /// a server that serves HTTPS.
+    RedirectToHttps { port: u16 },
+}
+
 /// Which HTTP a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
@@ -96,6 +106,7 @@ pub(crate) async fn serve<S>(
     stream: S,
     stall: Arc<Stall>,
     protocol: Protocol,
+    answer: Answer,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -105,12 +116,17 @@ pub(crate) async fn serve<S>(
         let (state, cancels) = (state.clone(), cancels.clone());
         service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
-            let handled = super::http::handle(state.clone(), request);
+            let state = state.clone();
             let running = Running(Some(cancels.clone()));
             async move {
-                let answer = handled.await;
+                let response = match answer {
+                    Answer::Apps => super::http::handle(state, request).await,
+                    Answer::RedirectToHttps { port } => {
+                        Ok(super::redirect::to_https(&request, port))
+                    }
+                };
                 running.finished();
-                answer
+                response
             }
         })
     };

@@ -15,6 +15,7 @@ pub(crate) mod admission;
 pub(crate) mod auth;
 pub(crate) mod http;
 pub(crate) mod http_conn;
+pub(crate) mod redirect;
 pub(crate) mod response;
 pub(crate) mod state;
 pub(crate) mod statics;
