@@ -8,6 +8,7 @@ mod backplane;
 mod browser;
 mod build;
 mod chat;
+mod compression;
 mod echo;
 mod edge;
 mod execution;

@@ -11,6 +11,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use super::auth::{authenticate, unauthorized};
+use super::compress::{self, Encoding};
 use super::response::{Body, full, plain};
 use super::state::ServerState;
 use super::{statics, welcome, ws};
@@ -122,6 +123,7 @@ async fn route(
     };
 
     let (parts, body) = request.into_parts();
+    let encoding = compress::negotiate(&parts.headers);
     let query = query_pairs(parts.uri.query());
     let claims = match authenticate(&state.auth, &target, &parts.headers, &query) {
         Ok(verified) => verified.map(|verified| verified.claims),
@@ -154,7 +156,10 @@ async fn route(
     )
     .await;
     let response = match answer {
-        Ok(Ok(response)) => to_response(response, method == Method::Head, &target.app.name),
+        Ok(Ok(response)) => {
+            let head = method == Method::Head;
+            to_response(response, head, encoding, &target.app.name)
+        }
         Ok(Err(AppCallError::GuestFailed)) => {
             plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
         }
@@ -309,8 +314,14 @@ fn host_managed(name: &HeaderName) -> bool {
 /// Converts an app's answer, refusing what HTTP cannot carry and what only
 /// the host may say: an informational (1xx) status, 101 included, would
 /// claim the connection for another protocol or leave the request
-/// unanswered.
-fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
+/// unanswered. A text body is compressed with `encoding`, the one the
+/// client prefers, unless the app encoded it itself.
+fn to_response(
+    answer: HttpResponse,
+    head: bool,
+    encoding: Option<Encoding>,
+    app: &str,
+) -> Response<Body> {
     let status = StatusCode::from_u16(answer.status)
         .ok()
         .filter(|_| (200..=599).contains(&answer.status));
@@ -322,12 +333,7 @@ fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
         );
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
     };
-    let body = if head {
-        Bytes::new()
-    } else {
-        Bytes::from(answer.body)
-    };
-    let mut response = Response::new(full(body));
+    let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = status;
     for (name, value) in answer.headers {
         match (
@@ -341,5 +347,29 @@ fn to_response(answer: HttpResponse, head: bool, app: &str) -> Response<Body> {
             _ => tracing::warn!(app, header = ?name, "app sent an invalid header; dropped"),
         }
     }
+    if head {
+        return response;
+    }
+    let headers = response.headers_mut();
+    let varies = answer.body.len() >= compress::MIN_BYTES
+        && !headers.contains_key(header::CONTENT_ENCODING)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(compress::compressible);
+    if varies {
+        compress::vary(headers);
+    }
+    let smaller = encoding
+        .filter(|_| varies)
+        .and_then(|encoding| Some((encoding, compress::compress(&answer.body, encoding)?)));
+    let body = match smaller {
+        Some((encoding, smaller)) => {
+            compress::mark(headers, encoding);
+            smaller
+        }
+        None => Bytes::from(answer.body),
+    };
+    *response.body_mut() = full(body);
     response
 }

@@ -13,6 +13,7 @@ pub(crate) mod accept;
 pub(crate) mod admin;
 pub(crate) mod admission;
 pub(crate) mod auth;
+pub(crate) mod compress;
 pub(crate) mod http;
 pub(crate) mod http_conn;
 pub(crate) mod redirect;

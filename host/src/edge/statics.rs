@@ -11,7 +11,8 @@
 //! listed files cannot be shadowed by another's. Responses carry a content type from the file
 //! extension and a strong ETag (a content hash of a small file, the size
 //! and modification time of a large one); `If-None-Match` gets 304. A
-//! large file is sent as it is read, never held whole.
+//! large file is sent as it is read, never held whole; a small text file
+//! is compressed as the client prefers ([`compress`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use tokio_util::io::ReaderStream;
 use crate::app_files::AppFiles;
 use crate::apps::FROND_PATH;
 use crate::bundle::Bundle;
+use crate::edge::compress;
 use crate::edge::response::{Body, full};
 use crate::router::RequestPath;
 use crate::runtime::{AppHandle, Serving};
@@ -111,10 +113,26 @@ impl StaticFile {
     }
 
     /// The response: 304 if the client's ETag matches, else the file
-    /// (without a body for HEAD).
+    /// (without a body for HEAD), compressed as the client prefers if it
+    /// is text held in memory.
     pub(crate) fn respond(self, request_headers: &HeaderMap, head: bool) -> Response<Body> {
-        let etag = self.content.etag();
-        let len = self.content.len();
+        let mut etag = self.content.etag();
+        let mut len = self.content.len();
+        let mut content = self.content;
+        let mut encoded = None;
+        let varies = matches!(&content, Content::Bytes(bytes) if bytes.len() >= compress::MIN_BYTES)
+            && compress::compressible(&self.content_type);
+        if varies
+            && let Content::Bytes(bytes) = &content
+            && let Some(encoding) = compress::negotiate(request_headers)
+            && let Some(smaller) = compress::compress_file(&etag, bytes, encoding)
+        {
+            // The compressed body is another representation: its own ETag.
+            etag = format!("{}{}\"", etag.trim_end_matches('"'), encoding.etag_suffix());
+            len = smaller.len() as u64;
+            content = Content::Bytes(smaller);
+            encoded = Some(encoding);
+        }
         let matches = request_headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
@@ -124,7 +142,7 @@ impl StaticFile {
         } else if head {
             (StatusCode::OK, full(Bytes::new()))
         } else {
-            (StatusCode::OK, self.content.into_body())
+            (StatusCode::OK, content.into_body())
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -133,6 +151,12 @@ impl StaticFile {
             headers.insert(header::ETAG, value);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        if varies {
+            compress::vary(headers);
+        }
+        if let Some(encoding) = encoded {
+            compress::mark(headers, encoding);
+        }
         if status == StatusCode::OK {
             if let Ok(value) = HeaderValue::from_str(&self.content_type) {
                 headers.insert(header::CONTENT_TYPE, value);
