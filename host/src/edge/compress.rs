@@ -1,6 +1,6 @@
 //! Compressed responses: brotli or gzip, as the client's `Accept-Encoding`
-//! prefers, for text-like bodies of at least [`MIN_BYTES`] held in memory
-//! (an app's answer, a small public file). Public files are compressed
+//! prefers, for text-like bodies of [`MIN_BYTES`] to [`MAX_BYTES`] held in
+//! memory (an app's answer, a small public file). Public files are compressed
 //! once per content and encoding and kept, within [`CACHE_BYTES`]; an
 //! app's answer is compressed as it is sent. A body that would not shrink
 //! goes as it is. Large public files, sent as they are read, are not
@@ -16,6 +16,16 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 /// Bodies smaller than this go as they are: compression would save less
 /// than it costs.
 pub(crate) const MIN_BYTES: usize = 1024;
+
+/// Bodies larger than this go as they are: compressing one holds a worker
+/// for milliseconds per MiB, and an app's answer is compressed on the
+/// worker that sends it.
+pub(crate) const MAX_BYTES: usize = 1024 * 1024;
+
+/// Whether a body of `len` bytes is worth compressing, and cheap enough.
+pub(crate) fn worth_it(len: usize) -> bool {
+    (MIN_BYTES..=MAX_BYTES).contains(&len)
+}
 
 /// Compressed public files kept, in bytes; past it the oldest go.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -262,6 +272,14 @@ mod tests {
             })
             .collect();
         assert!(compress(&noise, Encoding::Gzip).is_none());
+    }
+
+    #[test]
+    fn only_bodies_between_the_bounds_are_compressed() {
+        assert!(!worth_it(MIN_BYTES - 1));
+        assert!(worth_it(MIN_BYTES));
+        assert!(worth_it(MAX_BYTES));
+        assert!(!worth_it(MAX_BYTES + 1));
     }
 
     #[test]

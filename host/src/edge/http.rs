@@ -351,7 +351,7 @@ fn to_response(
         return response;
     }
     let headers = response.headers_mut();
-    let varies = answer.body.len() >= compress::MIN_BYTES
+    let varies = compress::worth_it(answer.body.len())
         && !headers.contains_key(header::CONTENT_ENCODING)
         && headers
             .get(header::CONTENT_TYPE)

@@ -120,7 +120,7 @@ impl StaticFile {
         let mut len = self.content.len();
         let mut content = self.content;
         let mut encoded = None;
-        let varies = matches!(&content, Content::Bytes(bytes) if bytes.len() >= compress::MIN_BYTES)
+        let varies = matches!(&content, Content::Bytes(bytes) if compress::worth_it(bytes.len()))
             && compress::compressible(&self.content_type);
         if varies
             && let Content::Bytes(bytes) = &content
