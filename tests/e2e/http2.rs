@@ -127,6 +127,34 @@ async fn open(client: &mut SendRequest<Bytes>, path: &str) -> Option<h2::client:
         .map(|(answer, _)| answer)
 }
 
+/// Opens twenty requests on `path`, waits until the app has taken them up
+/// (one runs, the others wait in its mailbox), then gives up on them all;
+/// false if the connection refused a stream first.
+async fn give_up_on_twenty(server: &Server, client: &mut SendRequest<Bytes>, path: &str) -> bool {
+    let queued = || async {
+        let text = server.metrics().await;
+        metric(
+            &text,
+            "tina4_app_events_total",
+            &[("app", "probe"), ("ran", "queued")],
+        )
+    };
+    let before = queued().await;
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        match open(client, path).await {
+            Some(answer) => answers.push(answer),
+            None => return false,
+        }
+    }
+    crate::support::eventually("the requests to reach the app", || async {
+        (queued().await >= before + 19.0).then_some(())
+    })
+    .await;
+    drop(answers);
+    true
+}
+
 #[tokio::test]
 async fn a_rapid_reset_flood_ends_its_connection_and_nothing_else() {
     let server = Server::start_with(ServerOptions {
@@ -159,37 +187,11 @@ async fn a_rapid_reset_flood_ends_its_connection_and_nothing_else() {
 
     // Paced: requests the app has taken up, then given up on, twenty at a
     // time. The first twenty are within the budget; the next are not.
-    let queued = || async {
-        let text = server.metrics().await;
-        metric(
-            &text,
-            "tina4_app_events_total",
-            &[("app", "probe"), ("ran", "queued")],
-        )
-    };
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     let (mut client, connection) = h2_client(tcp).await;
-    let mut refused = false;
-    for _round in 0..3 {
-        let before = queued().await;
-        let mut answers = Vec::new();
-        for _ in 0..20 {
-            match open(&mut client, slow).await {
-                Some(answer) => answers.push(answer),
-                None => refused = true,
-            }
-        }
-        if refused {
-            break;
-        }
-        // Taken up: one runs, the others wait in the app's mailbox.
-        crate::support::eventually("the requests to reach the app", || async {
-            (queued().await >= before + 19.0).then_some(())
-        })
-        .await;
-        drop(answers);
-    }
-    assert!(refused, "the connection outlived its budget of cancels");
+    assert!(give_up_on_twenty(&server, &mut client, slow).await);
+    assert_eq!(get(&mut client, "/hello/still").await.0, 200);
+    give_up_on_twenty(&server, &mut client, slow).await;
     within("the connection to end", connection)
         .await
         .unwrap()
@@ -205,4 +207,33 @@ async fn a_rapid_reset_flood_ends_its_connection_and_nothing_else() {
     let (mut client, _connection) = h2_client(tcp).await;
     let (status, _) = get(&mut client, "/hello/after").await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_and_a_silent_one_are_closed() {
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["echo"],
+        args: vec![
+            "--h2c".into(),
+            "--handshake-timeout-ms".into(),
+            "500".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    // Served, then quiet: the server says goodbye.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut client, connection) = h2_client(tcp).await;
+    assert_eq!(get(&mut client, "/hello/idle").await.0, 200);
+    let ended = within("the idle connection to be closed", connection).await;
+    assert!(ended.is_ok(), "{ended:?}");
+    // Connected and silent, before saying which HTTP it speaks.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = within(
+        "the silent connection to be closed",
+        tokio::io::AsyncReadExt::read(&mut silent, &mut byte),
+    )
+    .await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }

@@ -11,16 +11,20 @@ use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
+use hyper::StatusCode;
 use hyper::header::{self, HeaderMap, HeaderValue};
 
 /// Bodies smaller than this go as they are: compression would save less
 /// than it costs.
 pub(crate) const MIN_BYTES: usize = 1024;
 
-/// Bodies larger than this go as they are: compressing one holds a worker
-/// for milliseconds per MiB, and an app's answer is compressed on the
-/// worker that sends it.
-pub(crate) const MAX_BYTES: usize = 1024 * 1024;
+/// Bodies larger than this go as they are: an app's answer is compressed
+/// on the worker that sends it, at about 1 ms for this many bytes.
+pub(crate) const MAX_BYTES: usize = 256 * 1024;
+
+/// What one kept file costs beyond its bytes (its key and bookkeeping),
+/// so that files that do not shrink also count.
+const ENTRY_BYTES: usize = 256;
 
 /// Whether a body of `len` bytes is worth compressing, and cheap enough.
 pub(crate) fn worth_it(len: usize) -> bool {
@@ -64,7 +68,12 @@ impl Encoding {
 /// The encoding the client's `Accept-Encoding` prefers among ours: the
 /// highest q-value, brotli on a tie; `None` if it takes neither.
 pub(crate) fn negotiate(request: &HeaderMap) -> Option<Encoding> {
-    let accepted = request.get(header::ACCEPT_ENCODING)?.to_str().ok()?;
+    let lines: Vec<&str> = request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let accepted = lines.join(",");
     let mut best: Option<(Encoding, f32)> = None;
     let mut wildcard: Option<f32> = None;
     let mut named = |encoding: Encoding, q: f32| {
@@ -80,7 +89,10 @@ pub(crate) fn negotiate(request: &HeaderMap) -> Option<Encoding> {
         let mut parts = item.split(';');
         let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q = parts
-            .find_map(|p| p.trim().strip_prefix("q=").map(str::to_string))
+            .find_map(|p| {
+                let p = p.trim().to_ascii_lowercase();
+                p.strip_prefix("q=").map(str::to_string)
+            })
             .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())
             .unwrap_or(0.0)
             .clamp(0.0, 1.0);
@@ -181,7 +193,7 @@ impl Kept {
     }
 
     fn keep(&mut self, key: (String, Encoding), body: Option<Bytes>) {
-        let size = body.as_ref().map_or(0, Bytes::len);
+        let size = ENTRY_BYTES + body.as_ref().map_or(0, Bytes::len);
         if size > CACHE_BYTES || self.bodies.contains_key(&key) {
             return;
         }
@@ -189,13 +201,65 @@ impl Kept {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            if let Some(Some(gone)) = self.bodies.remove(&oldest) {
-                self.bytes -= gone.len();
+            if let Some(gone) = self.bodies.remove(&oldest) {
+                self.bytes -= ENTRY_BYTES + gone.map_or(0, |gone| gone.len());
             }
         }
         self.bytes += size;
         self.order.push_back(key.clone());
         self.bodies.insert(key, body);
+    }
+}
+
+/// An app's answer body, compressed with `encoding` (the client's choice)
+/// if it may and should be, its `headers` saying so: `Vary`, and for a
+/// compressed body `Content-Encoding` and an ETag of its own. An answer
+/// the app encoded itself, a partial one (206), or one marked
+/// `no-transform` goes as it is.
+pub(crate) fn answer(
+    headers: &mut HeaderMap,
+    status: StatusCode,
+    body: Vec<u8>,
+    encoding: Option<Encoding>,
+) -> Bytes {
+    let no_transform = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("no-transform"));
+    let varies = worth_it(body.len())
+        && status != StatusCode::PARTIAL_CONTENT
+        && !no_transform
+        && !headers.contains_key(header::CONTENT_ENCODING)
+        && !headers.contains_key(header::CONTENT_RANGE)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(compressible);
+    if !varies {
+        return Bytes::from(body);
+    }
+    vary(headers);
+    let Some((encoding, smaller)) =
+        encoding.and_then(|encoding| Some((encoding, compress(&body, encoding)?)))
+    else {
+        return Bytes::from(body);
+    };
+    mark(headers, encoding);
+    if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok())
+        && let Ok(own) = HeaderValue::from_str(&encoded_etag(etag, encoding))
+    {
+        headers.insert(header::ETAG, own);
+    }
+    smaller
+}
+
+/// The ETag of a body's compressed form: the plain body's, with the
+/// encoding's suffix inside its quotes (`"abc"` → `"abc-br"`).
+pub(crate) fn encoded_etag(etag: &str, encoding: Encoding) -> String {
+    match etag.strip_suffix('"') {
+        Some(open) => format!("{open}{}\"", encoding.etag_suffix()),
+        None => format!("{etag}{}", encoding.etag_suffix()),
     }
 }
 
@@ -235,6 +299,7 @@ mod tests {
         assert_eq!(accepting("*"), Some(Encoding::Brotli));
         assert_eq!(accepting("br;q=0, *;q=0.1"), Some(Encoding::Gzip));
         assert_eq!(accepting("gzip;q=nonsense"), None);
+        assert_eq!(accepting("gzip;Q=0, br;q=0.1"), Some(Encoding::Brotli));
         assert_eq!(negotiate(&HeaderMap::new()), None);
     }
 
@@ -272,6 +337,49 @@ mod tests {
             })
             .collect();
         assert!(compress(&noise, Encoding::Gzip).is_none());
+    }
+
+    #[test]
+    fn a_compressed_answer_has_its_own_etag_and_a_partial_one_is_left_alone() {
+        let text = "an answer worth compressing ".repeat(100).into_bytes();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        let body = answer(
+            &mut headers,
+            StatusCode::OK,
+            text.clone(),
+            Some(Encoding::Gzip),
+        );
+        assert!(body.len() < text.len());
+        assert_eq!(headers[header::ETAG], "\"v1-gz\"");
+        assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(headers[header::VARY], "accept-encoding");
+
+        let mut partial = HeaderMap::new();
+        partial.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let body = answer(
+            &mut partial,
+            StatusCode::PARTIAL_CONTENT,
+            text.clone(),
+            Some(Encoding::Gzip),
+        );
+        assert_eq!(body.len(), text.len());
+        assert!(partial.get(header::CONTENT_ENCODING).is_none());
+
+        let mut kept = HeaderMap::new();
+        kept.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        kept.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("No-Transform"),
+        );
+        let body = answer(
+            &mut kept,
+            StatusCode::OK,
+            text.clone(),
+            Some(Encoding::Brotli),
+        );
+        assert_eq!(body.len(), text.len());
     }
 
     #[test]

@@ -347,29 +347,10 @@ fn to_response(
             _ => tracing::warn!(app, header = ?name, "app sent an invalid header; dropped"),
         }
     }
-    if head {
-        return response;
+    // HEAD gets the headers GET would, and no body.
+    let body = compress::answer(response.headers_mut(), status, answer.body, encoding);
+    if !head {
+        *response.body_mut() = full(body);
     }
-    let headers = response.headers_mut();
-    let varies = compress::worth_it(answer.body.len())
-        && !headers.contains_key(header::CONTENT_ENCODING)
-        && headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(compress::compressible);
-    if varies {
-        compress::vary(headers);
-    }
-    let smaller = encoding
-        .filter(|_| varies)
-        .and_then(|encoding| Some((encoding, compress::compress(&answer.body, encoding)?)));
-    let body = match smaller {
-        Some((encoding, smaller)) => {
-            compress::mark(headers, encoding);
-            smaller
-        }
-        None => Bytes::from(answer.body),
-    };
-    *response.body_mut() = full(body);
     response
 }

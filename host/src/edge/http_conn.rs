@@ -11,8 +11,9 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -111,13 +112,13 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(stream);
-    let cancels = Arc::new(Cancels::new(state.edge.h2_max_streams.get()));
+    let requests = Arc::new(Requests::new(state.edge.h2_max_streams.get()));
     let service = {
-        let (state, cancels) = (state.clone(), cancels.clone());
+        let (state, requests) = (state.clone(), requests.clone());
         service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
             let state = state.clone();
-            let running = Running(Some(cancels.clone()));
+            let running = Running::start(&requests);
             async move {
                 let response = match answer {
                     Answer::Apps => super::http::handle(state, request).await,
@@ -130,12 +131,16 @@ pub(crate) async fn serve<S>(
             }
         })
     };
+    // HTTP/1.1 has its request-head bound for idle connections; HTTP/2
+    // (and a connection that has not said which yet) gets the same bound
+    // for a connection with no request in flight.
+    let idle = (protocol != Protocol::Http1).then(|| state.edge.handshake_timeout());
     match protocol {
         Protocol::Http1 => {
             let mut builder = http1::Builder::new();
             http1_settings!(builder, state);
             let connection = builder.serve_connection(io, service).with_upgrades();
-            drive(&state, peer, &stall, &cancels, connection, |c| {
+            drive(&state, peer, &stall, &requests, idle, connection, |c| {
                 c.graceful_shutdown()
             })
             .await;
@@ -144,7 +149,7 @@ pub(crate) async fn serve<S>(
             let mut builder = http2::Builder::new(TokioExecutor::new());
             http2_settings!(builder, state);
             let connection = builder.serve_connection(io, service);
-            drive(&state, peer, &stall, &cancels, connection, |c| {
+            drive(&state, peer, &stall, &requests, idle, connection, |c| {
                 c.graceful_shutdown()
             })
             .await;
@@ -154,7 +159,7 @@ pub(crate) async fn serve<S>(
             http1_settings!(builder.http1(), state);
             http2_settings!(builder.http2(), state);
             let connection = builder.serve_connection_with_upgrades(io, service);
-            drive(&state, peer, &stall, &cancels, connection, |c| {
+            drive(&state, peer, &stall, &requests, idle, connection, |c| {
                 c.graceful_shutdown()
             })
             .await;
@@ -162,12 +167,13 @@ pub(crate) async fn serve<S>(
     }
 }
 
-/// Requests of one connection that its client gave up on while they ran
-/// (an HTTP/2 stream reset mid-request). A reset stream frees its place
-/// among the concurrent ones at once, so without a budget a client could
-/// start work faster than the stream limit allows (the rapid-reset
-/// attack, CVE-2023-44487): past it the connection is closed.
-struct Cancels {
+/// One connection's requests: those in flight, when the last one ended,
+/// and the budget of those its client gave up on while they ran (an
+/// HTTP/2 stream reset mid-request). A reset stream frees its place among
+/// the concurrent ones at once, so without a budget a client could start
+/// work faster than the stream limit allows (the rapid-reset attack,
+/// CVE-2023-44487): past it the connection is closed.
+struct Requests {
     /// Cancels allowed now: the stream limit at once, refilled by a tenth
     /// of it a second.
     bucket: Mutex<TokenBucket>,
@@ -175,9 +181,13 @@ struct Cancels {
     rate: MessageRate,
     /// Cancelled once the budget is spent.
     exceeded: CancellationToken,
+    /// Requests being answered now.
+    in_flight: AtomicUsize,
+    /// When the last request ended (or the connection began).
+    last_ended: Mutex<Instant>,
 }
 
-impl Cancels {
+impl Requests {
     fn new(max_streams: u32) -> Self {
         let rate = MessageRate {
             per_second: (max_streams / 10).max(1),
@@ -188,45 +198,83 @@ impl Cancels {
             bucket: Mutex::new(TokenBucket::new(rate.burst, Instant::now())),
             rate,
             exceeded: CancellationToken::new(),
+            in_flight: AtomicUsize::new(0),
+            last_ended: Mutex::new(Instant::now()),
         }
     }
 
-    /// A request was given up on while it ran.
-    fn cancelled(&self) {
+    /// A request ended; `cancelled` if its client gave up on it.
+    fn ended(&self, cancelled: bool) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        *self.last_ended.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        if !bucket.take(&self.rate, Instant::now()) {
+        if cancelled && !bucket.take(&self.rate, Instant::now()) {
             self.exceeded.cancel();
+        }
+    }
+
+    /// When the last request ended.
+    fn quiet_since(&self) -> Instant {
+        *self.last_ended.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves once the connection has had no request in flight for
+    /// `after`; never without `after`.
+    async fn idle(&self, after: Option<Duration>) {
+        let Some(after) = after else {
+            return std::future::pending().await;
+        };
+        loop {
+            let busy = self.in_flight.load(Ordering::SeqCst) > 0;
+            let check = if busy {
+                Instant::now()
+            } else {
+                self.quiet_since()
+            } + after;
+            tokio::time::sleep_until(check.into()).await;
+            if self.in_flight.load(Ordering::SeqCst) == 0 && self.quiet_since().elapsed() >= after {
+                return;
+            }
         }
     }
 }
 
 /// A request's handler while it runs: dropped unfinished, it counts as a
 /// cancel.
-struct Running(Option<Arc<Cancels>>);
+struct Running(Option<Arc<Requests>>);
 
 impl Running {
+    fn start(requests: &Arc<Requests>) -> Self {
+        requests.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(Some(requests.clone()))
+    }
+
     fn finished(mut self) {
-        self.0 = None;
+        if let Some(requests) = self.0.take() {
+            requests.ended(false);
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(cancels) = self.0.take() {
-            cancels.cancelled();
+        if let Some(requests) = self.0.take() {
+            requests.ended(true);
         }
     }
 }
 
 /// Runs `connection` until it ends; drops it if its peer takes none of
-/// its writes within the write timeout, and closes it if its client
-/// cancels more requests than its budget; on shutdown, lets it finish
-/// what is in flight (`drain`) and close.
+/// its writes within the write timeout; closes it if its client cancels
+/// more requests than its budget, or if it has had no request in flight
+/// for `idle`; on shutdown, lets it finish what is in flight (`drain`)
+/// and close.
 async fn drive<C, E>(
     state: &ServerState,
     peer: SocketAddr,
     stall: &Stall,
-    cancels: &Cancels,
+    requests: &Requests,
+    idle: Option<Duration>,
     connection: C,
     drain: fn(Pin<&mut C>),
 ) where
@@ -241,10 +289,16 @@ async fn drive<C, E>(
             tracing::debug!(%peer, "peer took no write for {write_timeout:?}; dropping it");
             return;
         }
-        () = cancels.exceeded.cancelled() => {
+        () = requests.exceeded.cancelled() => {
             telemetry::refused("h2_resets");
             tracing::debug!(%peer, "client cancelled too many requests; closing the connection");
             // GOAWAY, then what is in flight may finish, within bounds.
+            drain(connection.as_mut());
+            let _ = tokio::time::timeout(write_timeout, connection).await;
+            return;
+        }
+        () = requests.idle(idle) => {
+            tracing::debug!(%peer, "connection idle; closing it");
             drain(connection.as_mut());
             let _ = tokio::time::timeout(write_timeout, connection).await;
             return;

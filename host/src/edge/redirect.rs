@@ -15,6 +15,7 @@ pub(crate) fn to_https<B>(request: &Request<B>, https_port: u16) -> Response<Bod
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .and_then(host_name);
     let Some(host) = host else {
         return plain(StatusCode::BAD_REQUEST, "missing or malformed Host header");
@@ -72,5 +73,6 @@ mod tests {
         assert_eq!(location(None, "/", 443).0, 400);
         assert_eq!(location(Some("evil.test/path"), "/", 443).0, 400);
         assert_eq!(location(Some("a b"), "/", 443).0, 400);
+        assert_eq!(location(Some("[@evil.test#]"), "/", 443).0, 400);
     }
 }

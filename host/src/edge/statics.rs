@@ -128,7 +128,7 @@ impl StaticFile {
             && let Some(smaller) = compress::compress_file(&etag, bytes, encoding)
         {
             // The compressed body is another representation: its own ETag.
-            etag = format!("{}{}\"", etag.trim_end_matches('"'), encoding.etag_suffix());
+            etag = compress::encoded_etag(&etag, encoding);
             len = smaller.len() as u64;
             content = Content::Bytes(smaller);
             encoded = Some(encoding);

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -31,6 +32,9 @@ use tokio_rustls::TlsAcceptor;
 /// How long the certificate's folders must be quiet before the files are
 /// read again.
 const SETTLE: Duration = Duration::from_millis(200);
+
+/// The longest a busy folder can put off reading the files again.
+const MAX_SETTLE: Duration = Duration::from_secs(2);
 
 /// The PEM files a server's certificate comes from.
 #[derive(Debug, Clone)]
@@ -134,9 +138,18 @@ struct FolderEvents {
 
 fn watch_folders(files: &CertificateFiles) -> anyhow::Result<FolderEvents> {
     let (tx, events) = mpsc::channel(16);
-    let mut watcher = notify::recommended_watcher(move |_event| {
-        // A full queue already holds a reason to read the files again.
-        let _ = tx.try_send(());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading a file is no change (and reading the pair would
+        // otherwise set off the next reload).
+        let changed = event.is_ok_and(|event| match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        });
+        if changed {
+            // A full queue already holds a reason to read the files again.
+            let _ = tx.try_send(());
+        }
     })
     .context("cannot start the certificate watcher")?;
     let mut folders: Vec<&Path> = [&files.cert, &files.key]
@@ -168,10 +181,14 @@ async fn keep_current(
     current: Arc<CurrentCertificate>,
 ) {
     while watch.events.recv().await.is_some() {
-        // Wait for the folders to settle: each event starts the wait again.
+        // Wait for the folders to settle: each event starts the wait
+        // again, within a bound.
+        let latest = tokio::time::Instant::now() + MAX_SETTLE;
         loop {
-            match tokio::time::timeout(SETTLE, watch.events.recv()).await {
-                Ok(Some(())) => continue,
+            let quiet = (tokio::time::Instant::now() + SETTLE).min(latest);
+            match tokio::time::timeout_at(quiet, watch.events.recv()).await {
+                Ok(Some(())) if tokio::time::Instant::now() < latest => continue,
+                Ok(Some(())) => break,
                 Ok(None) => return,
                 Err(_) => break,
             }

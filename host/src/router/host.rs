@@ -86,6 +86,9 @@ pub(crate) fn host_name(header: &str) -> Option<String> {
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return None;
         }
+        // Only an address: anything else in brackets could make a URL
+        // built from the name point somewhere else.
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
         return Some(format!("[{}]", inside.to_ascii_lowercase()));
     } else {
         match header.rsplit_once(':') {

@@ -312,7 +312,16 @@ fn host_headers_and_patterns_are_normalized() {
     assert_eq!(host_name("example.com.").as_deref(), Some("example.com"));
     assert_eq!(host_name("127.0.0.1:80").as_deref(), Some("127.0.0.1"));
     assert_eq!(host_name("[::1]:7146").as_deref(), Some("[::1]"));
-    for bad in ["", "a b", "a:b:c", "a/b", "[::1]x", "a:99999999"] {
+    for bad in [
+        "",
+        "a b",
+        "a:b:c",
+        "a/b",
+        "[::1]x",
+        "a:99999999",
+        "[@evil.test#]",
+        "[evil.test]:80",
+    ] {
         assert_eq!(host_name(bad), None, "{bad:?}");
     }
     assert!(

@@ -158,16 +158,29 @@ impl ConnectionTask {
         // by the loop and the waits in it, rather than one per iteration.
         let evicted = handle.evicted();
         tokio::pin!(evicted);
-        let open_event = target.dispatch(&member, &info, WsEvent::Open, &quota);
-        let opened = dispatch_while_writing(
-            open_event,
-            &handle,
-            &mut sink,
-            &mut outbox,
-            evicted.as_mut(),
-            write_timeout,
-        )
-        .await;
+        let opened = {
+            let open_event = target.dispatch(&member, &info, WsEvent::Open, &quota);
+            tokio::pin!(open_event);
+            let opened = dispatch_while_writing(
+                open_event.as_mut(),
+                &handle,
+                &mut sink,
+                &mut outbox,
+                evicted.as_mut(),
+                write_timeout,
+            )
+            .await;
+            match opened {
+                // The app sees `open` before `close`, even for a
+                // connection ended while its `open` waited.
+                Err(cut) if !cut.ran => {
+                    open_event.await;
+                    Err(cut.ending)
+                }
+                Err(cut) => Err(cut.ending),
+                Ok(()) => Ok(()),
+            }
+        };
         let ending = if let Err(ending) = opened {
             ending
         } else {
@@ -213,8 +226,8 @@ impl ConnectionTask {
                         }
                         let Some(event) = held.take() else { continue };
                         let event = target.dispatch(&member, &info, event, &quota);
-                        if let Err(ending) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
-                            break ending;
+                        if let Err(cut) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
+                            break cut.ending;
                         }
                     }
                     frame = stream.next(), if held.is_none() => {
@@ -251,8 +264,8 @@ impl ConnectionTask {
                             }
                         }
                         let event = target.dispatch(&member, &info, event, &quota);
-                        if let Err(ending) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
-                            break ending;
+                        if let Err(cut) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
+                            break cut.ending;
                         }
                     }
                 }
@@ -312,20 +325,21 @@ async fn dispatch_while_writing<S>(
     outbox: &mut mpsc::Receiver<Outgoing>,
     mut evicted: Pin<&mut impl Future<Output = (u16, String)>>,
     write_timeout: Duration,
-) -> Result<(), Ending>
+) -> Result<(), Cut>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut event = std::pin::pin!(event);
+    let cut = |ending, ran| Err(Cut { ending, ran });
     loop {
         let item = tokio::select! {
             biased;
             _ = &mut event => return Ok(()),
-            (code, reason) = evicted.as_mut() => return Err(Ending::ours(code, reason)),
+            (code, reason) = evicted.as_mut() => return cut(Ending::ours(code, reason), false),
             item = outbox.recv() => item,
         };
         let Some(item) = item else {
-            return Err(Ending::ours(close::INTERNAL_ERROR, "host error"));
+            return cut(Ending::ours(close::INTERNAL_ERROR, "host error"), false);
         };
         let burst = write_burst(handle, sink, outbox, item);
         let mut write = std::pin::pin!(bounded(handle, evicted.as_mut(), write_timeout, burst));
@@ -338,12 +352,21 @@ where
             }
         };
         if let Some(ending) = written(outcome) {
-            return Err(ending);
+            return cut(ending, ran);
         }
         if ran {
             return Ok(());
         }
     }
+}
+
+/// A connection that ended while one of its events was given to the app.
+struct Cut {
+    /// How the connection ended.
+    ending: Ending,
+    /// Whether the event had already run (it goes on otherwise, unless it
+    /// is dropped).
+    ran: bool,
 }
 
 /// What a bounded burst of writes means for the connection: `None` if it
