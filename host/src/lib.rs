@@ -36,7 +36,11 @@
 //! - [`server`]: builds every layer from the configuration, loads the
 //!   apps, serves a listener until shutdown.
 //! - [`edge`]: [`accept`](edge::accept) (caps, socket options, shutdown),
+//!   [`tls`](edge::tls) (certificates, reloaded),
+//!   [`http_conn`](edge::http_conn) (HTTP/1.1 or HTTP/2 on a connection,
+//!   its limits), [`redirect`](edge::redirect) (the plain port to HTTPS),
 //!   [`http`](edge::http) (request → route → app → response),
+//!   [`compress`](edge::compress) (brotli, gzip),
 //!   [`statics`](edge::statics), [`auth`](edge::auth) (JWT),
 //!   [`admin`](edge::admin) (`/metrics`, `/health`, `/ready`),
 //!   [`admission`](edge::admission) (HTTP connection caps),
