@@ -218,6 +218,19 @@ impl Requests {
         *self.last_ended.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Resolves, saying why, once the connection must be closed: its
+    /// client cancelled more requests than its budget (counted), or it
+    /// has had no request in flight for `idle`.
+    async fn must_close(&self, idle: Option<Duration>) -> &'static str {
+        tokio::select! {
+            () = self.exceeded.cancelled() => {
+                telemetry::refused("h2_resets");
+                "client cancelled too many requests"
+            }
+            () = self.idle(idle) => "no request for the idle bound",
+        }
+    }
+
     /// Resolves once the connection has had no request in flight for
     /// `after`; never without `after`.
     async fn idle(&self, after: Option<Duration>) {
@@ -289,16 +302,9 @@ async fn drive<C, E>(
             tracing::debug!(%peer, "peer took no write for {write_timeout:?}; dropping it");
             return;
         }
-        () = requests.exceeded.cancelled() => {
-            telemetry::refused("h2_resets");
-            tracing::debug!(%peer, "client cancelled too many requests; closing the connection");
+        why = requests.must_close(idle) => {
+            tracing::debug!(%peer, "{why}; closing the connection");
             // GOAWAY, then what is in flight may finish, within bounds.
-            drain(connection.as_mut());
-            let _ = tokio::time::timeout(write_timeout, connection).await;
-            return;
-        }
-        () = requests.idle(idle) => {
-            tracing::debug!(%peer, "connection idle; closing it");
             drain(connection.as_mut());
             let _ = tokio::time::timeout(write_timeout, connection).await;
             return;

@@ -139,14 +139,7 @@ struct FolderEvents {
 fn watch_folders(files: &CertificateFiles) -> anyhow::Result<FolderEvents> {
     let (tx, events) = mpsc::channel(16);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reading a file is no change (and reading the pair would
-        // otherwise set off the next reload).
-        let changed = event.is_ok_and(|event| match event.kind {
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-            EventKind::Access(_) => false,
-            _ => true,
-        });
-        if changed {
+        if event.is_ok_and(|event| is_change(&event)) {
             // A full queue already holds a reason to read the files again.
             let _ = tx.try_send(());
         }
@@ -170,6 +163,16 @@ fn watch_folders(files: &CertificateFiles) -> anyhow::Result<FolderEvents> {
         _watcher: watcher,
         events,
     })
+}
+
+/// Whether a watch event may have changed the files: reading one is no
+/// change (and reading the pair would otherwise set off the next reload).
+fn is_change(event: &notify::Event) -> bool {
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Reads the pair again once its folders have been quiet for [`SETTLE`]
@@ -204,5 +207,22 @@ async fn keep_current(
                 "TLS certificate not reloaded, the previous one keeps serving: {err:#}"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, ModifyKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn reading_the_files_is_no_change_and_writing_them_is() {
+        let of = |kind| is_change(&notify::Event::new(kind));
+        assert!(!of(EventKind::Access(AccessKind::Open(AccessMode::Read))));
+        assert!(!of(EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(of(EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(of(EventKind::Modify(ModifyKind::Name(RenameMode::To))));
+        assert!(of(EventKind::Create(CreateKind::File)));
     }
 }
