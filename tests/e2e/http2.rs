@@ -28,6 +28,30 @@ where
     (client, tokio::spawn(connection))
 }
 
+/// A server of `apps` that also takes HTTP/2 with prior knowledge, with
+/// `extra` flags.
+async fn h2c_server(apps: &[&'static str], extra: &[&str]) -> Server {
+    let mut args = vec!["--h2c".to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Server::start_with(ServerOptions {
+        apps: apps.to_vec(),
+        args,
+        ..Default::default()
+    })
+    .await
+}
+
+/// A new HTTP/2 connection to `server` with prior knowledge.
+async fn h2c_to(
+    server: &Server,
+) -> (
+    SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    h2_client(tcp).await
+}
+
 /// GETs `path` and returns the status and the body.
 async fn get(client: &mut SendRequest<Bytes>, path: &str) -> (u16, String) {
     let request = http::Request::get(format!("https://localhost{path}"))
@@ -74,14 +98,8 @@ async fn http2_is_negotiated_over_tls_and_websocket_routes_say_426() {
 
 #[tokio::test]
 async fn h2c_with_prior_knowledge_only_when_asked_for() {
-    let server = Server::start_with(ServerOptions {
-        apps: vec!["echo"],
-        args: vec!["--h2c".into()],
-        ..Default::default()
-    })
-    .await;
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (mut client, _connection) = h2_client(tcp).await;
+    let server = h2c_server(&["echo"], &[]).await;
+    let (mut client, _connection) = h2c_to(&server).await;
     let (status, body) = get(&mut client, "/hello/h2c").await;
     assert_eq!(status, 200);
     assert!(body.contains("Hello, h2c!"), "{body}");
@@ -157,18 +175,16 @@ async fn give_up_on_twenty(server: &Server, client: &mut SendRequest<Bytes>, pat
 
 #[tokio::test]
 async fn a_rapid_reset_flood_ends_its_connection_and_nothing_else() {
-    let server = Server::start_with(ServerOptions {
-        apps: vec!["probe", "echo"],
-        args: vec!["--h2c".into(), "--h2-max-streams".into(), "20".into()],
-        ..Default::default()
-    })
+    let server = h2c_server(
+        &["probe", "echo"],
+        &["--h2-max-streams", "20", "--event-timeout-ms", "5000"],
+    )
     .await;
     let slow = "/probe/slow?ms=50";
 
     // Blind: streams opened and reset as fast as the client can, each
     // freeing its place among the twenty at once.
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (mut client, connection) = h2_client(tcp).await;
+    let (mut client, connection) = h2c_to(&server).await;
     let mut sent = 0;
     while sent < 10_000 {
         let Some(answer) = open(&mut client, slow).await else {
@@ -187,8 +203,10 @@ async fn a_rapid_reset_flood_ends_its_connection_and_nothing_else() {
 
     // Paced: requests the app has taken up, then given up on, twenty at a
     // time. The first twenty are within the budget; the next are not.
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (mut client, connection) = h2_client(tcp).await;
+    let (mut client, connection) = h2c_to(&server).await;
+    // The first holds the app for two seconds, so the rest queue behind it
+    // however slowly a busy machine opens them.
+    let slow = "/probe/slow?ms=2000";
     assert!(give_up_on_twenty(&server, &mut client, slow).await);
     assert_eq!(get(&mut client, "/hello/still").await.0, 200);
     give_up_on_twenty(&server, &mut client, slow).await;
@@ -203,27 +221,16 @@ async fn a_rapid_reset_flood_ends_its_connection_and_nothing_else() {
     );
 
     // Everyone else is served as ever.
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (mut client, _connection) = h2_client(tcp).await;
+    let (mut client, _connection) = h2c_to(&server).await;
     let (status, _) = get(&mut client, "/hello/after").await;
     assert_eq!(status, 200);
 }
 
 #[tokio::test]
 async fn an_idle_http2_connection_and_a_silent_one_are_closed() {
-    let server = Server::start_with(ServerOptions {
-        apps: vec!["echo"],
-        args: vec![
-            "--h2c".into(),
-            "--handshake-timeout-ms".into(),
-            "500".into(),
-        ],
-        ..Default::default()
-    })
-    .await;
+    let server = h2c_server(&["echo"], &["--handshake-timeout-ms", "1000"]).await;
     // Served, then quiet: the server says goodbye.
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (mut client, connection) = h2_client(tcp).await;
+    let (mut client, connection) = h2c_to(&server).await;
     assert_eq!(get(&mut client, "/hello/idle").await.0, 200);
     let ended = within("the idle connection to be closed", connection).await;
     assert!(ended.is_ok(), "{ended:?}");

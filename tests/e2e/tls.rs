@@ -181,7 +181,7 @@ async fn a_broken_renewal_is_refused_and_the_certificate_in_use_stays() {
 async fn a_handshake_that_never_comes_is_dropped_at_the_head_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let pair = new_pair();
-    let server = start_tls(&pair, dir.path(), &["--handshake-timeout-ms", "300"]).await;
+    let server = start_tls(&pair, dir.path(), &["--handshake-timeout-ms", "1000"]).await;
     // Connected, and silent: the server gives up on it.
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let mut byte = [0u8; 1];
