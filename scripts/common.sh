@@ -6,7 +6,7 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 # The example apps, and the apps the tests use on top of them.
 EXAMPLE_APPS=(echo chat notifications)
-TEST_APPS=(probe probe-v2 bad-routes hostile other-world broad)
+TEST_APPS=(probe probe-v2 bad-routes hostile other-world broad contract-0-1-0)
 
 # rustup components and targets the build needs, installed when missing.
 ensure_toolchain() {

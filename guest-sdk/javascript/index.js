@@ -10,9 +10,9 @@
 // `tina4-wasm build` wires the exports below to the `tina4:wasm/handler`
 // world.
 
-import * as host from "tina4:wasm/websocket@0.1.0";
-import { render } from "tina4:wasm/templates@0.1.0";
-import { log as hostLog } from "tina4:wasm/logging@0.1.0";
+import * as host from "tina4:wasm/websocket@0.1.1";
+import { render } from "tina4:wasm/templates@0.1.1";
+import { log as hostLog } from "tina4:wasm/logging@0.1.1";
 import { decode, encode } from "./utf8.js";
 
 /** A call the host refused, or a request the app refuses. */
@@ -285,6 +285,10 @@ export const Router = {
   delete: (path, handler) => add({ tag: "http", val: "delete" }, path, handler),
   /** `handler(connection, event, data)`; event is "open", "message", "binary" or "close". */
   websocket: (path, handler) => add({ tag: "websocket" }, path, handler),
+  /** A Server-Sent Events stream on `path`, in the same path group as
+   * WebSocket connections there: `handler(connection, event)` gets "open"
+   * and "close" (the client cannot send). */
+  sse: (path, handler) => add({ tag: "sse" }, path, handler),
   /** Sends text to every connection on `path`; returns how many it reached. */
   pushToWebSocket(path, message) {
     const text = typeof message === "string" ? message : JSON.stringify(message);
@@ -387,7 +391,7 @@ function watchAsync(route, returned) {
 
 export function onWebsocket(index, conn, event) {
   const route = table[index];
-  if (!route || route.kind.tag !== "websocket") {
+  if (!route || (route.kind.tag !== "websocket" && route.kind.tag !== "sse")) {
     hostLog("error", `no WebSocket route ${index}`);
     return;
   }

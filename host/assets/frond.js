@@ -1,6 +1,6 @@
 /*
  * frond.js, as served by tina4-wasm at /js/frond.js: a dependency-free
- * WebSocket client with the Tina4 API.
+ * WebSocket and Server-Sent Events client with the Tina4 API.
  *
  *   const ws = frond.ws("/ws/room/lobby", {
  *     reconnect: true,            // reconnect when the connection drops (default true)
@@ -22,6 +22,14 @@
  * send (so a handler can say who it is before the kept messages arrive). A path is resolved against the page's own
  * origin (ws: for http:, wss: for https:); a full ws:// or wss:// URL works
  * too.
+ *
+ *   const events = frond.sse("/events/lobby", { reconnect: true, ... });
+ *
+ * The same API for an SSE route (one way: no send). Options and events are
+ * frond.ws's; "close" gets { code, reason } when the server ended the
+ * stream, and the stream is opened again with the same backoff (the
+ * browser's own retry is not used). A path is resolved against the page's
+ * origin; a full http:// or https:// URL works too.
  */
 (function (global) {
   "use strict";
@@ -40,10 +48,23 @@
     return scheme + location.host + path;
   }
 
-  function FrondSocket(path, options) {
+  function streamUrl(path) {
+    if (/^https?:\/\//i.test(path)) {
+      return path;
+    }
+    if (path.charAt(0) !== "/") {
+      path = "/" + path;
+    }
+    return global.location.protocol + "//" + global.location.host + path;
+  }
+
+  // What frond.ws and frond.sse share: options, event handlers, and
+  // reconnecting with backoff.
+  function setUp(client, kind, url, options) {
     options = options || {};
-    this.url = socketUrl(path);
-    this.options = {
+    client.kind = kind;
+    client.url = url;
+    client.options = {
       reconnect: options.reconnect !== false,
       reconnectInterval: options.reconnectInterval > 0 ? options.reconnectInterval : 1000,
       maxReconnectInterval: options.maxReconnectInterval > 0 ? options.maxReconnectInterval : 30000,
@@ -51,26 +72,23 @@
       bufferLimit: options.bufferLimit >= 0 ? options.bufferLimit : 100,
       protocols: options.protocols
     };
-    this.handlers = {};
-    this.buffer = [];
-    this.dropped = 0;
-    this.attempts = 0;
-    this.closedByUser = false;
-    this.opening = false;
-    this.timer = null;
-    this.socket = null;
-    this.connect();
+    client.handlers = {};
+    client.attempts = 0;
+    client.closedByUser = false;
+    client.timer = null;
   }
 
-  FrondSocket.prototype.on = function (event, handler) {
+  var Reconnecting = {};
+
+  Reconnecting.on = function (event, handler) {
     if (EVENTS.indexOf(event) < 0) {
-      throw new Error("frond.ws: unknown event " + JSON.stringify(event));
+      throw new Error("frond." + this.kind + ": unknown event " + JSON.stringify(event));
     }
     (this.handlers[event] = this.handlers[event] || []).push(handler);
     return this;
   };
 
-  FrondSocket.prototype.emit = function (event, value) {
+  Reconnecting.emit = function (event, value) {
     var handlers = this.handlers[event] || [];
     for (var i = 0; i < handlers.length; i++) {
       try {
@@ -81,6 +99,53 @@
       }
     }
   };
+
+  Reconnecting.scheduleReconnect = function () {
+    var options = this.options;
+    if (this.closedByUser || !options.reconnect) {
+      return;
+    }
+    if (options.maxReconnectAttempts > 0 && this.attempts >= options.maxReconnectAttempts) {
+      this.emit("reconnect_failed");
+      return;
+    }
+    this.attempts += 1;
+    // Exponential backoff with jitter (50% to 100% of the step), so many
+    // clients dropped at once do not all come back at the same instant.
+    var step = Math.min(
+      options.reconnectInterval * Math.pow(2, this.attempts - 1),
+      options.maxReconnectInterval
+    );
+    var delay = step / 2 + Math.random() * (step / 2);
+    var self = this;
+    this.timer = setTimeout(function () {
+      self.timer = null;
+      self.emit("reconnect", self.attempts);
+      self.connect();
+    }, delay);
+  };
+
+  Reconnecting.stopReconnecting = function () {
+    this.closedByUser = true;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  };
+
+  function FrondSocket(path, options) {
+    setUp(this, "ws", socketUrl(path), options);
+    this.buffer = [];
+    this.dropped = 0;
+    this.opening = false;
+    this.socket = null;
+    this.connect();
+  }
+
+  FrondSocket.prototype.on = Reconnecting.on;
+  FrondSocket.prototype.stopReconnecting = Reconnecting.stopReconnecting;
+  FrondSocket.prototype.emit = Reconnecting.emit;
+  FrondSocket.prototype.scheduleReconnect = Reconnecting.scheduleReconnect;
 
   Object.defineProperty(FrondSocket.prototype, "connected", {
     get: function () {
@@ -122,31 +187,6 @@
     };
   };
 
-  FrondSocket.prototype.scheduleReconnect = function () {
-    var options = this.options;
-    if (this.closedByUser || !options.reconnect) {
-      return;
-    }
-    if (options.maxReconnectAttempts > 0 && this.attempts >= options.maxReconnectAttempts) {
-      this.emit("reconnect_failed");
-      return;
-    }
-    this.attempts += 1;
-    // Exponential backoff with jitter (50% to 100% of the step), so many
-    // clients dropped at once do not all come back at the same instant.
-    var step = Math.min(
-      options.reconnectInterval * Math.pow(2, this.attempts - 1),
-      options.maxReconnectInterval
-    );
-    var delay = step / 2 + Math.random() * (step / 2);
-    var self = this;
-    this.timer = setTimeout(function () {
-      self.timer = null;
-      self.emit("reconnect", self.attempts);
-      self.connect();
-    }, delay);
-  };
-
   FrondSocket.prototype.send = function (data) {
     if (this.closedByUser) {
       throw new Error("frond.ws: send after close()");
@@ -174,20 +214,81 @@
   };
 
   FrondSocket.prototype.close = function (code, reason) {
-    this.closedByUser = true;
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
+    this.stopReconnecting();
     this.buffer = [];
     if (this.socket) {
       this.socket.close(code || 1000, reason || "");
     }
   };
 
+  function FrondStream(path, options) {
+    setUp(this, "sse", streamUrl(path), options);
+    this.source = null;
+    this.connect();
+  }
+
+  FrondStream.prototype.on = Reconnecting.on;
+  FrondStream.prototype.emit = Reconnecting.emit;
+  FrondStream.prototype.scheduleReconnect = Reconnecting.scheduleReconnect;
+  FrondStream.prototype.stopReconnecting = Reconnecting.stopReconnecting;
+
+  Object.defineProperty(FrondStream.prototype, "connected", {
+    get: function () {
+      return !!this.source && this.source.readyState === 1;
+    }
+  });
+
+  FrondStream.prototype.connect = function () {
+    var self = this;
+    var source = new EventSource(this.url);
+    this.source = source;
+    // Ends this stream and reconnects with frond's backoff, whoever ended it.
+    function ended(info) {
+      if (self.source !== source) {
+        return;
+      }
+      source.close();
+      self.source = null;
+      self.emit("close", info);
+      self.scheduleReconnect();
+    }
+    source.onopen = function () {
+      self.attempts = 0;
+      self.emit("open");
+    };
+    source.onmessage = function (event) {
+      self.emit("message", event.data);
+    };
+    // The server's last word: why it ended the stream.
+    source.addEventListener("close", function (event) {
+      var info = { code: 1005, reason: "" };
+      try {
+        info = JSON.parse(event.data);
+      } catch (err) {
+        // Keep the default.
+      }
+      ended(info);
+    });
+    source.onerror = function (event) {
+      self.emit("error", event);
+      ended({ code: 1006, reason: "" });
+    };
+  };
+
+  FrondStream.prototype.close = function () {
+    this.stopReconnecting();
+    if (this.source) {
+      this.source.close();
+      this.source = null;
+    }
+  };
+
   var frond = global.frond || {};
   frond.ws = function (path, options) {
     return new FrondSocket(path, options);
+  };
+  frond.sse = function (path, options) {
+    return new FrondStream(path, options);
   };
   frond.version = "tina4-wasm";
   global.frond = frond;

@@ -102,3 +102,22 @@ async fn a_hidden_component_is_not_served() {
     assert_eq!(server.upgrade_status("/ws/echo", &[]).await, Some(404));
     assert!(!server.log().contains(".echo.wasm"));
 }
+
+#[tokio::test]
+async fn a_component_built_against_contract_0_1_0_still_loads_and_serves() {
+    // Built from a copy of the first contract, before `sse` routes.
+    let server = Server::start(&["contract-0-1-0"]).await;
+    let answer = crate::support::http()
+        .get(server.url("/old/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.text().await.unwrap(),
+        "0.1.0 says hello to /old/hello"
+    );
+    let mut client = server.connect("/old/ws").await;
+    client.send("hi").await;
+    assert_eq!(client.recv().await, "0.1.0 echo: hi");
+}

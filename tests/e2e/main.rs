@@ -25,6 +25,7 @@ mod policy;
 mod redis_server;
 mod resources;
 mod source_watch;
+mod sse;
 mod support;
 mod tenancy;
 mod tina4_projects;

@@ -10,6 +10,9 @@
 //!   `{"type":"typing","from":name}` (the page shows "… is typing").
 //! - `GET /room/{roomName}` is the room's page, rendered from the app's
 //!   templates folder; its script and style come from the public folder.
+//! - a client may also listen with an event stream on the same path
+//!   (`GET /ws/room/{roomName}`, `Accept: text/event-stream`): it hears
+//!   everything said in the room, and cannot speak.
 //! - joining and leaving are announced as `{"type":"system",...}` with the
 //!   room's `online` count.
 //! - anything else gets `{"type":"error","message":...}` back, to the sender only.
@@ -28,6 +31,8 @@ const ANONYMOUS: &str = "Anonymous";
 
 fn routes(app: &mut Router) {
     app.websocket("/ws/room/{roomName}", room);
+    // Listeners on a one-way event stream join the same room.
+    app.sse("/ws/room/{roomName}", room);
     app.get("/room/{roomName}", room_page);
 }
 

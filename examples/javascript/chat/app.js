@@ -1,6 +1,7 @@
 // The chat example in JavaScript (the same protocol as examples/chat, whose
-// templates and public folders it shares): /ws/room/{roomName} and the
-// room's page at GET /room/{roomName}.
+// templates and public folders it shares): /ws/room/{roomName} (WebSocket,
+// or an event stream for a listener) and the room's page at
+// GET /room/{roomName}.
 //
 // Each user's name is kept by the host with the connection (an attachment),
 // not in this module's memory, so a hot swap forgets no names.
@@ -52,7 +53,7 @@ function onMessage(connection, data) {
   }
 }
 
-Router.websocket("/ws/room/{roomName}", (connection, event, data) => {
+function room(connection, event, data) {
   const room = connection.params.roomName;
   switch (event) {
     case "open":
@@ -80,7 +81,11 @@ Router.websocket("/ws/room/{roomName}", (connection, event, data) => {
       });
       break;
   }
-});
+}
+
+Router.websocket("/ws/room/{roomName}", room);
+// Listeners on a one-way event stream join the same room.
+Router.sse("/ws/room/{roomName}", room);
 
 Router.get("/room/{roomName}", (req, res) =>
   res.html("room.html", { room: req.params.roomName, max_name: MAX_NAME }),

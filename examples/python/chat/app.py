@@ -1,5 +1,6 @@
 """The chat example in Python (the same protocol as examples/chat, whose
-templates and public folders it shares): /ws/room/{roomName} and the
+templates and public folders it shares): /ws/room/{roomName} (WebSocket,
+or an event stream for a listener) and the
 room's page at GET /room/{roomName}.
 
 Each user's name is kept by the host with the connection (an attachment),
@@ -8,7 +9,7 @@ not in this module's memory, so a hot swap forgets no names."""
 import json
 import time
 
-from tina4_wasm import get, websocket
+from tina4_wasm import get, sse, websocket
 
 #: Longest display name, in characters.
 MAX_NAME = 40
@@ -58,6 +59,8 @@ def on_message(connection, data):
     return reply_error(connection, f"unknown message type {json.dumps(kind)}")
 
 
+# Listeners on a one-way event stream join the same room.
+@sse("/ws/room/{roomName}")
 @websocket("/ws/room/{roomName}")
 async def room(connection, event, data):
     if event == "open":

@@ -31,7 +31,8 @@ from componentize_py_types import Err as _Err
 __all__ = [
     "BadRequest", "Connection", "Request", "Response", "Tina4Error",
     "close_connection", "delete", "get", "log", "patch", "post",
-    "push_to_websocket", "put", "send_to_connection", "template", "websocket",
+    "push_to_websocket", "put", "secured", "send_to_connection", "sse", "template",
+    "websocket",
 ]
 
 
@@ -310,6 +311,13 @@ def websocket(path):
     """``handler(connection, event, data)``; event is ``"open"``,
     ``"message"``, ``"binary"`` or ``"close"``."""
     return _route(_types.RouteKind_Websocket(), path)
+
+
+def sse(path):
+    """A Server-Sent Events stream on ``path``, in the same path group as
+    WebSocket connections there: ``handler(connection, event, data)`` gets
+    ``"open"`` and ``"close"`` (the client cannot send)."""
+    return _route(_types.RouteKind_Sse(), path)
 
 
 def secured(handler):

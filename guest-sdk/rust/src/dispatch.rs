@@ -50,7 +50,7 @@ pub fn handle_http(build: fn(&mut Router), route: u32, request: HttpRequest) -> 
 /// The exported `on-websocket`.
 pub fn on_websocket(build: fn(&mut Router), route: u32, conn: WitConnection, event: WsEvent) {
     with_router(build, |r| match r.routes.get(route as usize) {
-        Some((spec, Handler::WebSocket(handler))) => {
+        Some((spec, Handler::Connection(handler))) => {
             if let Some(err) = handler(&Connection::from(conn), event.into()) {
                 log(Level::Error, &format!("{}: {err}", spec.path));
             }

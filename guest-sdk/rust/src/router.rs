@@ -29,7 +29,8 @@ pub(crate) type WsHandler = Box<dyn Fn(&Connection, Event) -> Option<String>>;
 /// A registered handler.
 pub(crate) enum Handler {
     Http(HttpHandler),
-    WebSocket(WsHandler),
+    /// A WebSocket or SSE route's.
+    Connection(WsHandler),
 }
 
 /// The routes of an app. Patterns are `/`-separated segments where
@@ -108,14 +109,44 @@ impl Router {
         F: Fn(&Connection, Event) -> R + 'static,
         R: HandlerResult,
     {
+        self.connections(RouteKind::Websocket, path, handler)
+    }
+
+    /// Serves a Server-Sent Events stream on `path` (`GET` with
+    /// `Accept: text/event-stream`, as a browser's `EventSource` sends).
+    /// Its connections join the path's group beside WebSocket connections
+    /// there, so [`Connection::send`], [`Connection::broadcast`] and
+    /// [`push_to_websocket`](crate::push_to_websocket) reach both alike;
+    /// `handler` gets `Open` and `Close` (the client cannot send).
+    ///
+    /// ```ignore
+    /// app.sse("/events/{user}", |conn: &Connection, event: Event| match event {
+    ///     Event::Open => conn.send("welcome"),
+    ///     _ => Ok(()),
+    /// });
+    /// ```
+    pub fn sse<R, F>(&mut self, path: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&Connection, Event) -> R + 'static,
+        R: HandlerResult,
+    {
+        self.connections(RouteKind::Sse, path, handler)
+    }
+
+    /// A route whose clients stay connected (WebSocket or SSE).
+    fn connections<R, F>(&mut self, kind: RouteKind, path: &str, handler: F) -> &mut Self
+    where
+        F: Fn(&Connection, Event) -> R + 'static,
+        R: HandlerResult,
+    {
         let route = Route {
-            kind: RouteKind::Websocket,
+            kind,
             path: path.to_string(),
             secured: false,
         };
         let handler =
             Box::new(move |conn: &Connection, event: Event| handler(conn, event).into_error());
-        self.routes.push((route, Handler::WebSocket(handler)));
+        self.routes.push((route, Handler::Connection(handler)));
         self
     }
 

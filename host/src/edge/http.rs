@@ -14,7 +14,7 @@ use super::auth::{authenticate, unauthorized};
 use super::compress::{self, Encoding};
 use super::response::{Body, full, plain};
 use super::state::ServerState;
-use super::{statics, welcome, ws};
+use super::{sse, statics, welcome, ws};
 use crate::router::{HttpMatch, Method, RequestPath, host_name, query_pairs};
 use crate::runtime::bindings::{HttpRequest, HttpResponse};
 use crate::runtime::{AppCallError, Serving};
@@ -48,6 +48,14 @@ pub(crate) async fn handle(
     };
     if ws::upgrade::is_upgrade_request(&request) {
         return Ok(ws::upgrade::accept(&state, &serving, request, &host, &path));
+    }
+    // A client asking for an event stream gets the SSE route before an
+    // HTTP route on the same path.
+    if request.method() == hyper::Method::GET
+        && sse::is_stream_request(request.headers())
+        && let Some(response) = sse::accept(&state, &serving, &request, &host, &path)
+    {
+        return Ok(response);
     }
     Ok(route(&state, &serving, request, &host, &path).await)
 }
@@ -98,6 +106,14 @@ async fn route(
                 response.headers_mut().insert(header::ALLOW, value);
             }
             return response;
+        }
+        HttpMatch::NotFound if serving.routes.match_sse(host, path).is_some() => {
+            if method == Method::Get
+                && let Some(response) = sse::accept(state, serving, &request, host, path)
+            {
+                return response;
+            }
+            return sse::wrong_method();
         }
         HttpMatch::NotFound if serving.routes.match_websocket(host, path).is_some() => {
             let mut response = plain(

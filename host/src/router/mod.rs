@@ -24,7 +24,7 @@ mod tests;
 pub(crate) use host::{HostBinding, HostPattern, host_name};
 pub(crate) use path::{RequestPath, query_pairs};
 pub(crate) use pattern::RoutePattern;
-pub(crate) use table::{HttpMatch, RouteEntry, RouteTable};
+pub(crate) use table::{HttpMatch, RouteEntry, RouteMatch, RouteTable};
 
 use std::fmt;
 
@@ -74,18 +74,28 @@ impl Method {
 pub(crate) enum RouteKind {
     Http(Method),
     WebSocket,
+    /// A Server-Sent Events stream, opened with GET.
+    Sse,
     /// A file of the app's public folder, answering GET and HEAD.
     Static,
 }
 
 impl RouteKind {
     /// Routes of two apps compete for the same requests only within one
-    /// class: plain HTTP (any method, and files), or WebSocket upgrades.
+    /// class: plain HTTP (any method, and files), WebSocket upgrades, or
+    /// event streams (asked for with `Accept: text/event-stream`).
     fn class(self) -> u8 {
         match self {
             Self::Http(_) | Self::Static => 0,
             Self::WebSocket => 1,
+            Self::Sse => 2,
         }
+    }
+
+    /// Whether its clients stay connected, in a path group the app
+    /// addresses: WebSocket and SSE routes.
+    pub(crate) fn has_connections(self) -> bool {
+        matches!(self, Self::WebSocket | Self::Sse)
     }
 }
 
@@ -94,6 +104,7 @@ impl fmt::Display for RouteKind {
         match self {
             Self::Http(method) => f.write_str(method.as_str()),
             Self::WebSocket => f.write_str("WS"),
+            Self::Sse => f.write_str("SSE"),
             Self::Static => f.write_str("FILE"),
         }
     }

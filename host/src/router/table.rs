@@ -362,6 +362,11 @@ impl<T> RouteTable<T> {
         self.best(host, path, |k| k == RouteKind::WebSocket)
     }
 
+    /// Routes a request for a Server-Sent Events stream for `host`.
+    pub(crate) fn match_sse(&self, host: &str, path: &RequestPath) -> Option<RouteMatch<'_, T>> {
+        self.best(host, path, |k| k == RouteKind::Sse)
+    }
+
     /// The app file listed at `path` for `host`, if any.
     pub(crate) fn match_static(&self, host: &str, path: &RequestPath) -> Option<&RouteEntry<T>> {
         self.best(host, path, |k| k == RouteKind::Static)

@@ -178,7 +178,7 @@ impl AppCore {
         let index = self.resolve(route).ok_or(AppCallError::RouteGone)?;
         let instance = self.instance().await.ok_or(AppCallError::Unavailable)?;
         let answer = instance
-            .handler
+            .exports
             .call_handle_http(&mut instance.store, index, request)
             .await;
         match answer {
@@ -216,7 +216,7 @@ impl AppCore {
             return;
         };
         let result = instance
-            .handler
+            .exports
             .call_on_websocket(&mut instance.store, index, conn, event)
             .await;
         if let Err(err) = result {

@@ -1,5 +1,7 @@
 //! Rust bindings of the `tina4:wasm/handler` world, generated from `wit/`,
-//! and conversions between them and the host's own types.
+//! and conversions between them and the host's own types. The world's
+//! imports are linked from here; its exports are called through
+//! [`exports`](super::exports), which also reads older versions.
 
 use crate::router::{Method as RouteMethod, RouteKind};
 
@@ -51,6 +53,7 @@ impl From<WitRouteKind> for RouteKind {
         match kind {
             WitRouteKind::Http(m) => Self::Http(m.into()),
             WitRouteKind::Websocket => Self::WebSocket,
+            WitRouteKind::Sse => Self::Sse,
         }
     }
 }

@@ -28,9 +28,9 @@ use crate::telemetry::AppMetrics;
 pub(crate) struct HostState {
     /// The app's name: tags its log lines and owns its connections.
     pub(crate) app: Arc<str>,
-    /// The running version's WebSocket route patterns: the paths they
+    /// The running version's WebSocket and SSE route patterns: the paths they
     /// serve are the only ones the app may address.
-    pub(crate) websocket_routes: Arc<[RoutePattern]>,
+    pub(crate) connection_routes: Arc<[RoutePattern]>,
     /// Where connections live, here and on other instances.
     pub(crate) delivery: Arc<Delivery>,
     /// Largest message the app may send, in bytes.
@@ -63,16 +63,16 @@ impl WasiView for HostState {
 }
 
 impl HostState {
-    /// Refuses a path unless one of the app's WebSocket routes serves it;
+    /// Refuses a path unless one of the app's WebSocket or SSE routes serves it;
     /// returns the app's room there.
     fn own_room(&self, path: &str) -> Result<Room, GuestApiError> {
         let owned = RequestPath::from_decoded(path)
-            .is_some_and(|p| self.websocket_routes.iter().any(|r| r.matches_path(&p)));
+            .is_some_and(|p| self.connection_routes.iter().any(|r| r.matches_path(&p)));
         if owned {
             Ok(Room::new(&self.app, path))
         } else {
             Err(GuestApiError::NotPermitted(format!(
-                "{path:?} is not a path this app's WebSocket routes serve"
+                "{path:?} is not a path this app's WebSocket or SSE routes serve"
             )))
         }
     }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::actor::{AppActor, AppHandle};
-use super::bindings::HandlerPre;
 use super::cache::{Origin, content_hash};
 use super::engine::{Runtime, describe_guest_error};
+use super::exports::ExportsPre;
 use super::guest_output::AppLog;
 use super::policy::AppPolicy;
 use super::routes::{DeclaredRoute, RouteKey};
@@ -133,7 +133,7 @@ impl Runtime {
             .instantiate_pre(&loaded.component)
             .map_err(anyhow::Error::from)
             .context("the component needs imports this host does not provide")?;
-        let pre = HandlerPre::new(instance_pre)
+        let pre = ExportsPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not implement the tina4:wasm/handler world")?;
 
@@ -141,7 +141,7 @@ impl Runtime {
             app: name.clone(),
             pre,
             delivery: self.delivery.clone(),
-            websocket_routes: Arc::new([]),
+            connection_routes: Arc::new([]),
             _code: loaded.component.clone(),
             policy,
             log: AppLog::new(name.clone()),
@@ -182,7 +182,7 @@ impl CompiledApp {
             .map_err(anyhow::Error::from)
             .context("instantiating the component failed")?;
         let declared = instance
-            .handler
+            .exports
             .call_routes(&mut instance.store)
             .await
             .map_err(|e| anyhow::anyhow!("routes() failed: {}", describe_guest_error(&e)))?;
@@ -198,12 +198,12 @@ impl CompiledApp {
                 secured: route.secured,
             });
         }
-        factory.websocket_routes = routes
+        factory.connection_routes = routes
             .iter()
-            .filter(|r| r.kind == RouteKind::WebSocket)
+            .filter(|r| r.kind.has_connections())
             .map(|r| r.pattern.clone())
             .collect();
-        instance.store.data_mut().websocket_routes = factory.websocket_routes.clone();
+        instance.store.data_mut().connection_routes = factory.connection_routes.clone();
 
         Ok(PreparedApp {
             name: factory.app.clone(),

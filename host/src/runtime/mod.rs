@@ -9,6 +9,7 @@
 //! - [`engine`]: the shared engine and linker; starting a version.
 //! - [`load`]: one version from its file, compiled and instantiated.
 //! - [`sandbox`]: a fresh instance with the app's limits.
+//! - [`exports`]: the app's exports, in any version of the contract.
 //! - [`routes`]: route identity, targets, and the serving snapshot.
 //! - [`actor`]: each app's mailbox and task, hot swap and hibernation.
 //! - [`app_core`]: an app's instance, and running one event on it.
@@ -25,6 +26,7 @@ pub(crate) mod bindings;
 pub(crate) mod cache;
 pub(crate) mod compiler;
 mod engine;
+mod exports;
 mod guest_output;
 mod host;
 mod limiter;

@@ -8,8 +8,8 @@ use std::time::Instant;
 use wasmtime::Store;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use super::bindings::{Handler, HandlerPre};
 use super::engine::yield_until_deadline;
+use super::exports::{Exports, ExportsPre};
 use super::guest_output::{AppLog, GuestOutput, Stream};
 use super::host::HostState;
 use super::limiter::AppLimiter;
@@ -23,8 +23,8 @@ use crate::telemetry::AppMetrics;
 pub(crate) struct Instance {
     /// The store: the instance's memory and the host state it calls into.
     pub(crate) store: Store<HostState>,
-    /// The typed exports (`routes`, `handle-http`, `on-websocket`).
-    pub(crate) handler: Handler,
+    /// The exports (`routes`, `handle-http`, `on-websocket`).
+    pub(crate) exports: Exports,
 }
 
 /// Everything needed to make a fresh sandboxed instance of one app.
@@ -32,15 +32,15 @@ pub(crate) struct InstanceFactory {
     /// The app's name.
     pub(crate) app: Arc<str>,
     /// The pre-linked component.
-    pub(super) pre: HandlerPre<HostState>,
+    pub(super) pre: ExportsPre,
     /// Its compiled code, held so that apps loaded later with the same
     /// content share it.
     pub(super) _code: Arc<wasmtime::component::Component>,
     /// Where the app's connections live.
     pub(crate) delivery: Arc<Delivery>,
-    /// The version's WebSocket route patterns (tenancy for paths), known
+    /// The version's WebSocket and SSE route patterns (tenancy for paths), known
     /// once it has declared its routes.
-    pub(super) websocket_routes: Arc<[RoutePattern]>,
+    pub(super) connection_routes: Arc<[RoutePattern]>,
     /// The app's limits and grants.
     pub(crate) policy: AppPolicy,
     /// The app's log-line allowance, shared by all its instances.
@@ -68,7 +68,7 @@ impl InstanceFactory {
         let wasi = wasi.build();
         let state = HostState {
             app: self.app.clone(),
-            websocket_routes: self.websocket_routes.clone(),
+            connection_routes: self.connection_routes.clone(),
             delivery: self.delivery.clone(),
             max_message_bytes: self.policy.max_message_bytes,
             max_attachment_bytes: self.policy.max_attachment_bytes,
@@ -90,10 +90,10 @@ impl InstanceFactory {
         store.limiter(|state| &mut state.limits);
         yield_until_deadline(&mut store, |state| state.deadline);
         self.start_call(&mut store);
-        let handler = self.pre.instantiate_async(&mut store).await?;
+        let exports = self.pre.instantiate(&mut store).await?;
         // The first call gets a full budget too.
         self.start_call(&mut store);
-        Ok(Instance { store, handler })
+        Ok(Instance { store, exports })
     }
 
     /// Gives the next guest call of `store` its deadline and its fuel.

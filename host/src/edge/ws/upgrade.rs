@@ -2,7 +2,6 @@
 //! the request, route it, answer 101, and hand the upgraded socket to a
 //! [`ConnectionTask`].
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -14,14 +13,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::connection::ConnectionTask;
-use crate::delivery::{Caps, ConnectionHandle, OutboxBounds};
-use crate::edge::auth::{TokenSource, authenticate, unauthorized};
-use crate::edge::response::{Body, busy, full, plain};
-use crate::edge::state::{PeerAddr, ServerState};
-use crate::router::{RequestPath, query_pairs};
-use crate::runtime::bindings::Connection;
-use crate::runtime::{AppHandle, Serving};
-use crate::telemetry;
+use crate::edge::join::{check_origin, join};
+use crate::edge::response::{Body, full, plain};
+use crate::edge::state::ServerState;
+use crate::router::RequestPath;
+use crate::runtime::Serving;
 
 /// Upgrade-request headers an app gets to see on its connections.
 const SHARED_HEADERS: [&str; 7] = [
@@ -49,16 +45,6 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
             .to_str()
             .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     })
-}
-
-/// The caps a connection of `app` is admitted under.
-fn caps(state: &ServerState, app: &AppHandle, from: IpAddr) -> Caps {
-    Caps {
-        total: state.edge.max_connections.get(),
-        per_address: state.edge.per_address().cap_for(from),
-        per_path: state.edge.max_connections_per_path.map(|cap| cap.get()),
-        per_app: app.max_connections(),
-    }
 }
 
 /// Whether the request asks to switch to WebSocket.
@@ -102,74 +88,16 @@ pub(crate) fn accept(
         return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
     let accept_key = derive_accept_key(key.as_bytes());
-    let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
-    let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !state
-        .edge
-        .origin_allowed(origin, host_header, state.tls.is_some())
-    {
-        telemetry::refused("origin");
-        return plain(StatusCode::FORBIDDEN, "origin not allowed");
+    if let Err(refused) = check_origin(state, headers) {
+        return *refused;
     }
     let Some(found) = serving.routes.match_websocket(host, path) else {
         return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
     };
-    let target = found.entry.target.clone();
-    let from = request
-        .extensions()
-        .get::<PeerAddr>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.0.ip());
-    let registry = state.delivery.registry();
-    let id = registry.next_id();
-    let (handle, outbox) = ConnectionHandle::new(
-        id.clone(),
-        target.app.name.clone(),
-        target.app.metrics.clone(),
-        &path.decoded,
-        from,
-        OutboxBounds {
-            frames: state.limits.outbox_capacity.get(),
-            bytes: state.limits.outbox_bytes.get(),
-        },
-    );
-    // Admitted now, before answering, so the caps are exact; it joins its
-    // path group when the app handles its `open` event, and is forgotten
-    // when its task (or a refusal below, or a failed upgrade) drops it.
-    let member = match registry.admit(handle, &caps(state, &target.app, from)) {
-        Ok(member) => member,
-        Err(refusal) => {
-            telemetry::refused(refusal.as_str());
-            return busy(&refusal.to_string());
-        }
+    let joined = match join(state, &request, path, found, &SHARED_HEADERS) {
+        Ok(joined) => joined,
+        Err(refused) => return *refused,
     };
-    let query = query_pairs(request.uri().query());
-    let (claims, subprotocol, expires_in) =
-        match authenticate(&state.auth, &target, headers, &query) {
-            Ok(Some(verified)) => (
-                Some(verified.claims),
-                verified.source == TokenSource::Subprotocol,
-                Some(verified.expires_in),
-            ),
-            Ok(None) => (None, false, None),
-            Err(err) => return unauthorized(&err),
-        };
-    let info = Arc::new(Connection {
-        id: id.to_string(),
-        path: path.decoded.clone(),
-        params: found.params,
-        query,
-        claims,
-        headers: SHARED_HEADERS
-            .iter()
-            .filter_map(|name| {
-                let value = headers.get(*name)?;
-                Some((
-                    name.to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                ))
-            })
-            .collect(),
-    });
 
     let max = state.limits.max_message_bytes.get();
     // The write buffer is bounded: a peer that sends pings (or anything
@@ -180,15 +108,16 @@ pub(crate) fn accept(
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(max + 2 * WRITE_BUFFER_BYTES);
+    let subprotocol = joined.bearer_subprotocol;
     let task = ConnectionTask {
-        member,
-        outbox,
-        info,
-        target,
+        member: joined.member,
+        outbox: joined.outbox,
+        info: joined.info,
+        target: joined.target,
         delivery: state.delivery.clone(),
         ping_interval: state.edge.ping_interval(),
         write_timeout: state.edge.write_timeout(),
-        token_expires: expires_in.map(|left| tokio::time::Instant::now() + left),
+        token_expires: joined.token_expires,
         idle_timeout: state.edge.idle_timeout(),
     };
     let on_upgrade = hyper::upgrade::on(&mut request);

@@ -1,0 +1,175 @@
+//! An app's exports as the host calls them, in whichever version of the
+//! contract the component was built against.
+//!
+//! Versions of `tina4:wasm` that share a minor version (0.1.0, 0.1.1)
+//! differ only by additions: the linker hands a component that imports
+//! `@0.1.0` the host's `@0.1.1` interfaces (wasmtime matches them by
+//! semver), `handle-http` and `on-websocket` have the same types in both,
+//! and `routes` is read in the shape the component declares it in. So the
+//! exports are found and type-checked here, by hand, rather than by the
+//! generated world, which only knows the newest shape.
+
+use wasmtime::Store;
+use wasmtime::component::{
+    ComponentExportIndex, ComponentType, Func, InstancePre, Lift, TypedFunc,
+};
+use wasmtime::error::Context as _;
+
+use super::bindings::{
+    Connection, HttpRequest, HttpResponse, Method, Route, WitRouteKind as RouteKind, WsEvent,
+};
+use super::host::HostState;
+
+/// `routes`, as contract 0.1.0 declared them: no `sse` route kind.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RouteV0_1_0 {
+    kind: RouteKindV0_1_0,
+    path: String,
+    secured: bool,
+}
+
+/// The route kinds of contract 0.1.0.
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+enum RouteKindV0_1_0 {
+    #[component(name = "http")]
+    Http(Method),
+    #[component(name = "websocket")]
+    Websocket,
+}
+
+impl From<RouteV0_1_0> for Route {
+    fn from(route: RouteV0_1_0) -> Self {
+        Route {
+            kind: match route.kind {
+                RouteKindV0_1_0::Http(method) => RouteKind::Http(method),
+                RouteKindV0_1_0::Websocket => RouteKind::Websocket,
+            },
+            path: route.path,
+            secured: route.secured,
+        }
+    }
+}
+
+/// Where a version's exports are, found once when it is loaded.
+pub(crate) struct ExportsPre {
+    /// The component, linked and ready to instantiate.
+    pre: InstancePre<HostState>,
+    /// `routes`.
+    routes: ComponentExportIndex,
+    /// `handle-http`.
+    handle_http: ComponentExportIndex,
+    /// `on-websocket`.
+    on_websocket: ComponentExportIndex,
+}
+
+impl ExportsPre {
+    /// Finds the exports the handler world has; refuses a component that
+    /// lacks one.
+    pub(crate) fn new(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
+        let component = pre.component();
+        let index = |name: &str| {
+            component
+                .get_export_index(None, name)
+                .with_context(|| format!("it has no `{name}` export"))
+        };
+        Ok(Self {
+            routes: index("routes")?,
+            handle_http: index("handle-http")?,
+            on_websocket: index("on-websocket")?,
+            pre,
+        })
+    }
+
+    /// The engine the component was compiled for.
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        self.pre.engine()
+    }
+
+    /// Instantiates the component in `store` and type-checks the exports
+    /// every call needs.
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Exports> {
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        let handle_http = *instance
+            .get_typed_func::<(u32, &HttpRequest), (HttpResponse,)>(&mut *store, &self.handle_http)
+            .context("type-checking export `handle-http`")?
+            .func();
+        let on_websocket = *instance
+            .get_typed_func::<(u32, &Connection, &WsEvent), ()>(&mut *store, &self.on_websocket)
+            .context("type-checking export `on-websocket`")?
+            .func();
+        let routes = instance
+            .get_func(&mut *store, self.routes)
+            .context("export `routes` is not a function")?;
+        Ok(Exports {
+            routes,
+            handle_http,
+            on_websocket,
+        })
+    }
+}
+
+/// One instance's exports.
+pub(crate) struct Exports {
+    /// `routes`, checked when called (its shape depends on the version).
+    routes: Func,
+    /// `handle-http`, type-checked at instantiation.
+    handle_http: Func,
+    /// `on-websocket`, type-checked at instantiation.
+    on_websocket: Func,
+}
+
+impl Exports {
+    /// The app's routes, in the newest shape whatever version declared them.
+    pub(crate) async fn call_routes(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Vec<Route>> {
+        if let Ok(routes) = self.routes.typed::<(), (Vec<Route>,)>(&*store) {
+            let (routes,) = routes.call_async(&mut *store, ()).await?;
+            return Ok(routes);
+        }
+        let routes = self
+            .routes
+            .typed::<(), (Vec<RouteV0_1_0>,)>(&*store)
+            .context("`routes` has the types of no tina4:wasm version this host knows")?;
+        let (routes,) = routes.call_async(&mut *store, ()).await?;
+        Ok(routes.into_iter().map(Route::from).collect())
+    }
+
+    /// Answers an HTTP request on route `route`.
+    pub(crate) async fn call_handle_http(
+        &self,
+        store: &mut Store<HostState>,
+        route: u32,
+        request: &HttpRequest,
+    ) -> wasmtime::Result<HttpResponse> {
+        // SAFETY: the type was checked against the component when the
+        // instance was made.
+        let func = unsafe {
+            TypedFunc::<(u32, &HttpRequest), (HttpResponse,)>::new_unchecked(self.handle_http)
+        };
+        let (response,) = func.call_async(store, (route, request)).await?;
+        Ok(response)
+    }
+
+    /// Gives the app one event of one connection on route `route`.
+    pub(crate) async fn call_on_websocket(
+        &self,
+        store: &mut Store<HostState>,
+        route: u32,
+        conn: &Connection,
+        event: &WsEvent,
+    ) -> wasmtime::Result<()> {
+        // SAFETY: the type was checked against the component when the
+        // instance was made.
+        let func = unsafe {
+            TypedFunc::<(u32, &Connection, &WsEvent), ()>::new_unchecked(self.on_websocket)
+        };
+        func.call_async(store, (route, conn, event)).await
+    }
+}
