@@ -1,7 +1,8 @@
 // The chat page in headless Chromium: two people in a room, names, messages
 // both ways, the online count, the typing indicator, a third person leaving,
 // a <script> payload shown as text, the server going away and coming back
-// while frond.js keeps a message and delivers it on reconnect, and
+// while frond.js keeps a message and delivers it on reconnect, a frond.sse
+// listener that hears the room and comes back after the server did, and
 // frond.js's bounded buffer and its giving up after the last attempt.
 //
 // Usage: node chat.mjs http://127.0.0.1:PORT
@@ -144,6 +145,20 @@ try {
   await waitMessage(bob, "system", "Carol left the room");
   await waitText(alice, "#online", "2");
 
+  // frond.sse: a listener on the room's event stream joins the room and
+  // hears what is said in it.
+  await bob.evaluate(() => {
+    window.heard = [];
+    window.streamEvents = [];
+    window.stream = frond.sse("/ws/room/lobby", { reconnectInterval: 200 });
+    window.stream.on("open", () => window.streamEvents.push("open"));
+    window.stream.on("close", (info) => window.streamEvents.push(`close ${info.code}`));
+    window.stream.on("message", (data) => window.heard.push(JSON.parse(data)));
+  });
+  await waitText(alice, "#online", "3");
+  await say(alice, "to the listener");
+  await bob.waitForFunction(() => window.heard.some((m) => m.type === "chat" && m.text === "to the listener"));
+
   // The server goes away (closing every connection); frond.js keeps what
   // Alice sends meanwhile and delivers it once it has reconnected.
   await step("stop");
@@ -160,9 +175,26 @@ try {
       .filter((t) => t.textContent === "sent while offline").length)) === 1,
     "the kept message was sent once",
   );
-  // Both are back in the room together.
+  // Both are back in the room together, and so is the listener, which
+  // hears the next message once.
+  await bob.waitForFunction(() => window.streamEvents.filter((e) => e === "open").length === 2);
   await say(bob, "back again");
   await waitMessage(alice, "chat", "back again");
+  await bob.waitForFunction(() => window.heard.some((m) => m.text === "back again"));
+  const stream = await bob.evaluate(() => {
+    window.stream.close();
+    return {
+      events: window.streamEvents,
+      heard: window.heard.filter((m) => m.text === "back again").length,
+      connected: window.stream.connected,
+    };
+  });
+  // The server said why it ended the stream (1001, shutting down); each
+  // attempt while it was away ended too, until the stream opened again.
+  const events = stream.events;
+  check(events[0] === "open" && events[1] === "close 1001" && events.at(-1) === "open"
+    && events.filter((e) => e === "open").length === 2 && stream.heard === 1 && !stream.connected,
+    `frond.sse reconnected and heard the message once, got ${JSON.stringify(stream)}`);
 
   // frond.js's limits, in the page: a bounded buffer that drops the oldest,
   // and backoff that gives up after maxReconnectAttempts (port 9 on
