@@ -13,13 +13,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::SplitStream;
+use std::net::{IpAddr, SocketAddr};
+
+use futures_util::stream::{self, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::host::Pair;
-use crate::load::{Socket, Spent, connect_many, micros_per};
+use crate::load::{Socket, Spent, connect_many, micros_per, source};
 use crate::plot::{self, Point};
 use crate::stats::{Summary, ms};
 
@@ -88,47 +92,150 @@ struct Tally {
     progress: Notify,
 }
 
+/// What one member has heard.
+struct Member {
+    /// The run's tally.
+    tally: Arc<Tally>,
+    /// Latency of each message heard.
+    latencies: Vec<Duration>,
+    /// Whether it has heard a `sync` (it is in the room).
+    joined: bool,
+}
+
+impl Member {
+    fn new(tally: Arc<Tally>, expected: usize) -> Self {
+        Self {
+            tally,
+            latencies: Vec::with_capacity(expected),
+            joined: false,
+        }
+    }
+
+    /// Counts one message heard now.
+    fn heard(&mut self, text: &str) {
+        let now = Instant::now();
+        let tally = &self.tally;
+        if text == "sync" {
+            if !self.joined {
+                self.joined = true;
+                tally.joined.fetch_add(1, Ordering::AcqRel);
+                tally.progress.notify_one();
+            }
+            return;
+        }
+        let Some(seq) = text.strip_prefix("m").and_then(|n| n.parse::<usize>().ok()) else {
+            return;
+        };
+        let sent = tally.epoch + Duration::from_nanos(tally.sent[seq].load(Ordering::Acquire));
+        self.latencies.push(now.saturating_duration_since(sent));
+        tally.delivered.fetch_add(1, Ordering::AcqRel);
+        tally.progress.notify_one();
+    }
+}
+
+/// A WebSocket member.
 async fn receive(
     mut stream: SplitStream<Socket>,
     tally: Arc<Tally>,
     expected: usize,
 ) -> Vec<Duration> {
-    let mut latencies = Vec::with_capacity(expected);
-    let mut joined = false;
-    while latencies.len() < expected {
+    let mut member = Member::new(tally, expected);
+    while member.latencies.len() < expected {
         let Some(Ok(message)) = stream.next().await else {
             break;
         };
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let now = Instant::now();
-        if text.as_str() == "sync" {
-            if !joined {
-                joined = true;
-                tally.joined.fetch_add(1, Ordering::AcqRel);
-                tally.progress.notify_one();
-            }
-            continue;
+        if let Message::Text(text) = message {
+            member.heard(text.as_str());
         }
-        let Some(seq) = text.strip_prefix("m").and_then(|n| n.parse::<usize>().ok()) else {
-            continue;
-        };
-        let sent = tally.epoch + Duration::from_nanos(tally.sent[seq].load(Ordering::Acquire));
-        latencies.push(now.saturating_duration_since(sent));
-        tally.delivered.fetch_add(1, Ordering::AcqRel);
-        tally.progress.notify_one();
     }
-    latencies
+    member.latencies
+}
+
+/// An event-stream member: each `data:` line is one message (the chunked
+/// framing between events is lines of its own, and ignored).
+async fn receive_events(
+    mut stream: BufReader<TcpStream>,
+    tally: Arc<Tally>,
+    expected: usize,
+) -> Vec<Duration> {
+    let mut member = Member::new(tally, expected);
+    let mut line = String::new();
+    while member.latencies.len() < expected {
+        line.clear();
+        match stream.read_line(&mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if let Some(text) = line.strip_prefix("data: ") {
+            member.heard(text.trim_end());
+        }
+    }
+    member.latencies
+}
+
+/// Opens an event stream on `path` from `from`, its response head read.
+async fn open_stream(
+    addr: SocketAddr,
+    path: &str,
+    from: IpAddr,
+) -> anyhow::Result<BufReader<TcpStream>> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    let mut stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut stream = BufReader::with_capacity(2048, stream);
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    anyhow::ensure!(
+        line.starts_with("HTTP/1.1 200"),
+        "opening the stream {path}: {line}"
+    );
+    while line != "\r\n" {
+        line.clear();
+        anyhow::ensure!(
+            stream.read_line(&mut line).await? > 0,
+            "the stream {path} ended in its head"
+        );
+    }
+    Ok(stream)
+}
+
+/// Who listens in a room besides the sender.
+#[derive(Clone, Copy, PartialEq)]
+enum Listeners {
+    /// WebSocket connections.
+    WebSockets,
+    /// Event streams (Server-Sent Events) on the same path.
+    EventStreams,
 }
 
 async fn run_one(
     server: &crate::host::Host,
     size: usize,
     options: &Options,
+    listeners: Listeners,
 ) -> anyhow::Result<Run> {
     let topic = format!("/ws/broadcast/fanout-{size}-{}", std::process::id());
-    let mut sockets = connect_many(server.addr, &topic, size, 4).await?;
+    let sockets = if listeners == Listeners::WebSockets {
+        size
+    } else {
+        1
+    };
+    let mut sockets = connect_many(server.addr, &topic, sockets, 4).await?;
+    let streams: Vec<_> = if listeners == Listeners::EventStreams {
+        stream::iter(0..size - 1)
+            .map(|i| open_stream(server.addr, &topic, source(1, i, 4)))
+            .buffer_unordered(256)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        Vec::new()
+    };
     let total = options.burst * options.bursts;
     let tally = Arc::new(Tally {
         sent: (0..total).map(|_| AtomicU64::new(0)).collect(),
@@ -143,6 +250,9 @@ async fn run_one(
     for socket in sockets {
         let (_, stream) = socket.split();
         tasks.push(tokio::spawn(receive(stream, tally.clone(), total)));
+    }
+    for stream in streams {
+        tasks.push(tokio::spawn(receive_events(stream, tally.clone(), total)));
     }
     // A handshake's answer can come before the member joins the room (on
     // tina4-wasm, at its `open` event): sync until everyone hears.
@@ -231,8 +341,8 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     let mut runs: Vec<(&str, Vec<Point>)> =
         vec![("tina4-wasm", Vec::new()), ("native", Vec::new())];
     for &size in &options.sizes {
-        let tina4 = run_one(&pair.tina4, size, options).await?;
-        let native = run_one(&pair.native, size, options).await?;
+        let tina4 = run_one(&pair.tina4, size, options, Listeners::WebSockets).await?;
+        let native = run_one(&pair.native, size, options, Listeners::WebSockets).await?;
         for (name, run) in [("tina4-wasm", &tina4), ("native", &native)] {
             println!(
                 "| {size} | {name} | {:.0} | {} | {} | {:.2} µs | {} | {:.2} |",
@@ -250,6 +360,39 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     println!();
     plot::fanout(&options.plot, &runs)?;
     println!("(plot: {})", options.plot.display());
+    println!();
+    Ok(())
+}
+
+/// Event-stream listeners against WebSocket members, in rooms of the same
+/// size on the same server: the cost of a delivery to each.
+pub async fn run_streams(options: &Options) -> anyhow::Result<()> {
+    let pair = Pair::start(&["echo"]).await?;
+    let host = &pair.tina4;
+    println!(
+        "SSE fan-out: one room, one WebSocket sender, {} bursts of {} messages; the other members are event streams, or WebSockets, on one tina4-wasm",
+        options.bursts, options.burst
+    );
+    println!();
+    println!(
+        "| room size | listeners | deliveries/s | p50 | p99 | server CPU per delivery | lost | ÷ WebSocket (CPU per delivery) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for &size in &options.sizes {
+        let sockets = run_one(host, size, options, Listeners::WebSockets).await?;
+        let streams = run_one(host, size, options, Listeners::EventStreams).await?;
+        for (name, run) in [("WebSocket", &sockets), ("SSE", &streams)] {
+            println!(
+                "| {size} | {name} | {:.0} | {} | {} | {:.2} µs | {} | {:.2} |",
+                run.rate,
+                ms(run.summary.median),
+                ms(run.summary.p99),
+                run.cpu,
+                run.lost,
+                run.cpu / sockets.cpu
+            );
+        }
+    }
     println!();
     Ok(())
 }

@@ -100,6 +100,9 @@ enum Scenario {
     /// TLS against plain: new connections per second with their
     /// handshakes, and wss:// echo against ws:// echo.
     Tls(tls::Options),
+    /// One room, one WebSocket sender: event-stream listeners against
+    /// WebSocket members, server CPU per delivery.
+    Sse(fanout::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -139,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Languages(options) => languages::run(&options).await,
             Scenario::Density(options) => density::run(&options).await,
             Scenario::Tls(options) => tls::run(&options).await,
+            Scenario::Sse(options) => fanout::run_streams(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
@@ -164,6 +168,8 @@ mod tests {
             "neighbours",
             "churn",
             "density",
+            "tls",
+            "sse",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");

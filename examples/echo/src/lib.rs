@@ -5,7 +5,9 @@
 //! binary; the endpoint the RFC 6455 conformance suite runs against.
 //!
 //! `/ws/broadcast/{topic}`: every message goes to everyone on the topic,
-//! the sender included: a live feed with no join or leave notices.
+//! the sender included: a live feed with no join or leave notices. A
+//! listener can open the same path as an event stream (`Accept:
+//! text/event-stream`) and hear it too.
 //!
 //! `GET /hello/{name}`: a small JSON answer.
 
@@ -33,6 +35,8 @@ fn routes(app: &mut Router) {
             Event::Open | Event::Close { .. } => Ok(()),
         },
     );
+    // Listeners on an event stream hear the topic too.
+    app.sse("/ws/broadcast/{topic}", |_: &Connection, _: Event| ());
     app.get("/hello/{name}", |req: &Request| {
         let name = &req.params()["name"];
         Response::json(

@@ -2,7 +2,8 @@
 //
 // /ws/echo: answers text with "Echo: " + text, binary with the same bytes.
 // /ws/mirror: answers every message with exactly what was sent.
-// /ws/broadcast/{topic}: every message goes to everyone on the topic.
+// /ws/broadcast/{topic}: every message goes to everyone on the topic
+// (WebSocket members, and listeners on an event stream of the same path).
 // GET /hello/{name}: a small JSON answer.
 
 import { Router } from "tina4-wasm";
@@ -19,6 +20,9 @@ Router.websocket("/ws/mirror", (connection, event, data) => {
 Router.websocket("/ws/broadcast/{topic}", (connection, event, data) => {
   if (event === "message" || event === "binary") connection.broadcast(data);
 });
+
+// Listeners on an event stream hear the topic too.
+Router.sse("/ws/broadcast/{topic}", () => {});
 
 Router.get("/hello/{name}", (req, res) => {
   const name = req.params.name;

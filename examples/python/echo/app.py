@@ -2,11 +2,12 @@
 
 /ws/echo: answers text with "Echo: " + text, binary with the same bytes.
 /ws/mirror: answers every message with exactly what was sent.
-/ws/broadcast/{topic}: every message goes to everyone on the topic.
+/ws/broadcast/{topic}: every message goes to everyone on the topic
+(WebSocket members, and listeners on an event stream of the same path).
 GET /hello/{name}: a small JSON answer.
 """
 
-from tina4_wasm import get, websocket
+from tina4_wasm import get, sse, websocket
 
 
 @websocket("/ws/echo")
@@ -27,6 +28,12 @@ async def mirror(connection, event, data):
 async def feed(connection, event, data):
     if event in ("message", "binary"):
         await connection.broadcast(data)
+
+
+# Listeners on an event stream hear the topic too.
+@sse("/ws/broadcast/{topic}")
+async def listener(connection, event, data):
+    pass
 
 
 @get("/hello/{name}")
