@@ -244,3 +244,51 @@ async fn an_idle_http2_connection_and_a_silent_one_are_closed() {
     .await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+/// Opens an event stream on `path` and reads its first event's data.
+async fn open_stream(client: &mut SendRequest<Bytes>, path: &str) -> (h2::RecvStream, String) {
+    let answer = open(client, path).await.expect("room for a stream");
+    let response = within("the stream's head", answer)
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut text = String::new();
+    while !text.contains("data: ") || !text.ends_with("\n\n") {
+        let chunk = within("an event", body.data())
+            .await
+            .expect("more of the stream")
+            .unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    (body, text)
+}
+
+#[tokio::test]
+async fn event_streams_over_http2_share_a_connection_within_its_stream_limit() {
+    let server = h2c_server(&["probe"], &["--h2-max-streams", "2"]).await;
+    let (mut client, _connection) = h2c_to(&server).await;
+    let (first, opened) = open_stream(&mut client, "/ws/probe/h2").await;
+    assert!(opened.contains(r#""count":1"#), "{opened}");
+    let (_second, opened) = open_stream(&mut client, "/ws/probe/h2").await;
+    assert!(opened.contains(r#""count":2"#), "{opened}");
+    assert_eq!(client.current_max_send_streams(), 2);
+
+    // A third waits for a place while both are open (the client holds it
+    // back, as the server's settings ask)...
+    let third = open(&mut client, "/ws/probe/h2").await.expect("a request");
+    tokio::pin!(third);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "a third stream was answered past the limit of two"
+    );
+    // ...and gets the place the first gives up.
+    drop(first);
+    let response = within("the third stream's head", third)
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 200);
+}

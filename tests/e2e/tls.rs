@@ -48,6 +48,16 @@ fn install(pair: &Pair, dir: &Path) {
 
 /// A server of the echo app on TLS with `pair`, its files in `dir`.
 pub async fn start_tls(pair: &Pair, dir: &Path, extra: &[&str]) -> Server {
+    start_tls_serving(pair, dir, &["echo"], extra).await
+}
+
+/// [`start_tls`], serving `apps`.
+async fn start_tls_serving(
+    pair: &Pair,
+    dir: &Path,
+    apps: &[&'static str],
+    extra: &[&str],
+) -> Server {
     install(pair, dir);
     let mut args = vec![
         "--tls-cert".to_string(),
@@ -57,7 +67,7 @@ pub async fn start_tls(pair: &Pair, dir: &Path, extra: &[&str]) -> Server {
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
     Server::start_with(ServerOptions {
-        apps: vec!["echo"],
+        apps: apps.to_vec(),
         args,
         ..Default::default()
     })
@@ -141,6 +151,37 @@ async fn https_and_wss_are_served_with_a_certificate_from_pem_files() {
     let mut bytes = Vec::new();
     let _ = within("the plain connection to end", plain.read_to_end(&mut bytes)).await;
     assert!(!String::from_utf8_lossy(&bytes).contains("Hello"));
+}
+
+#[tokio::test]
+async fn cookies_set_over_https_are_marked_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = new_pair();
+    let server = start_tls_serving(&pair, dir.path(), &["probe"], &[]).await;
+    let mut https = tls_to(&server, &pair).await.expect("a TLS handshake");
+    https
+        .write_all(b"GET /probe/cookie HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    within("the HTTPS answer", https.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    assert!(
+        answer.contains("\r\nset-cookie: session=abc; Path=/; HttpOnly; Secure\r\n"),
+        "{answer}"
+    );
+    // Served plain (a proxy in front may end TLS), the app's cookie is its own.
+    let plain = Server::start(&["probe"]).await;
+    let response = crate::support::http()
+        .get(plain.url("/probe/cookie"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["set-cookie"],
+        "session=abc; Path=/; HttpOnly"
+    );
 }
 
 #[tokio::test]

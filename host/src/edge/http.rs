@@ -174,7 +174,8 @@ async fn route(
     let response = match answer {
         Ok(Ok(response)) => {
             let head = method == Method::Head;
-            to_response(response, head, encoding, &target.app.name)
+            let secure = state.tls.is_some();
+            to_response(response, head, encoding, secure, &target.app.name)
         }
         Ok(Err(AppCallError::GuestFailed)) => {
             plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
@@ -190,6 +191,17 @@ async fn route(
     };
     target.app.metrics.http_request(response.status().as_u16());
     response
+}
+
+/// A cookie the app sets over HTTPS, marked `Secure` if it is not yet:
+/// a browser then never sends it over plain HTTP, where anyone on the way
+/// could read it.
+fn secure_cookie(cookie: String) -> String {
+    let marked = cookie
+        .split(';')
+        .skip(1)
+        .any(|attribute| attribute.trim().eq_ignore_ascii_case("secure"));
+    if marked { cookie } else { cookie + "; Secure" }
 }
 
 /// A body read whole, with its share of the in-flight budget (given back
@@ -336,6 +348,7 @@ fn to_response(
     answer: HttpResponse,
     head: bool,
     encoding: Option<Encoding>,
+    secure: bool,
     app: &str,
 ) -> Response<Body> {
     let status = StatusCode::from_u16(answer.status)
@@ -351,7 +364,10 @@ fn to_response(
     };
     let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = status;
-    for (name, value) in answer.headers {
+    for (name, mut value) in answer.headers {
+        if secure && name.eq_ignore_ascii_case("set-cookie") {
+            value = secure_cookie(value);
+        }
         match (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
@@ -369,4 +385,24 @@ fn to_response(
         *response.body_mut() = full(body);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secure_cookie;
+
+    #[test]
+    fn cookies_set_over_https_are_marked_secure_once() {
+        assert_eq!(secure_cookie("a=1".into()), "a=1; Secure");
+        assert_eq!(
+            secure_cookie("a=1; Path=/; HttpOnly".into()),
+            "a=1; Path=/; HttpOnly; Secure"
+        );
+        assert_eq!(
+            secure_cookie("a=1; secure; Path=/".into()),
+            "a=1; secure; Path=/"
+        );
+        // A value that merely contains the word is not the attribute.
+        assert_eq!(secure_cookie("secure=1".into()), "secure=1; Secure");
+    }
 }
