@@ -44,7 +44,9 @@
 //!   [`statics`](edge::statics), [`auth`](edge::auth) (JWT),
 //!   [`admin`](edge::admin) (`/metrics`, `/health`, `/ready`),
 //!   [`admission`](edge::admission) (HTTP connection caps),
-//!   [`write_deadline`](edge::write_deadline), and [`ws`](edge::ws): the
+//!   [`write_deadline`](edge::write_deadline),
+//!   [`join`](edge::join) (a client joining a path group),
+//!   [`sse`](edge::sse) (event streams), and [`ws`](edge::ws): the
 //!   upgrade, each connection's task and its message rate.
 //! - [`apps`]: the [`AppManager`](apps::AppManager), the only writer of
 //!   the published [`Serving`](runtime::Serving) snapshot;

@@ -227,7 +227,9 @@ impl StreamTask {
                         (chunk, None) => chunk,
                         (chunk, Some((code, reason))) => {
                             // What came before the close request still goes.
-                            let _ = tokio::time::timeout(write_timeout, body.send(chunk)).await;
+                            if !chunk.is_empty() {
+                                let _ = tokio::time::timeout(write_timeout, body.send(chunk)).await;
+                            }
                             break ours(code, &reason);
                         }
                     }
