@@ -10,9 +10,9 @@
 // `tina4-wasm build` wires the exports below to the `tina4:wasm/handler`
 // world.
 
-import * as host from "tina4:wasm/websocket@0.1.1";
-import { render } from "tina4:wasm/templates@0.1.1";
-import { log as hostLog } from "tina4:wasm/logging@0.1.1";
+import * as host from "tina4:wasm/websocket@0.1.2";
+import { render } from "tina4:wasm/templates@0.1.2";
+import { log as hostLog } from "tina4:wasm/logging@0.1.2";
 import { decode, encode } from "./utf8.js";
 
 /** A call the host refused, or a request the app refuses. */
@@ -264,12 +264,19 @@ const table = [];
 
 function add(kind, path, handler) {
   if (typeof handler !== "function") throw new TypeError(`the handler for ${path} is not a function`);
-  const route = { kind, path, secured: false, handler };
+  const route = { kind, path, secured: false, history: undefined, handler };
   table.push(route);
   const chain = {
     /** Only clients with a valid token reach this route. */
     secure() {
       route.secured = true;
+      return chain;
+    },
+    /** Keeps each path's recent messages (WebSocket and SSE routes) so a
+     * client that reconnects gets what it missed: at most `maxMessages`,
+     * none older than `maxAgeSecs` (0: no age limit). */
+    history(maxMessages, maxAgeSecs = 0) {
+      route.history = { maxMessages, maxAgeSecs };
       return chain;
     },
   };
@@ -317,7 +324,7 @@ function describe(err) {
 // --- The exports of the `handler` world. ---
 
 export function routes() {
-  return table.map(({ kind, path, secured }) => ({ kind, path, secured }));
+  return table.map(({ kind, path, secured, history }) => ({ kind, path, secured, history }));
 }
 
 /** Turns an exception into the error answer: 400 with its message for a

@@ -28,13 +28,15 @@
  * The same API for an SSE route (one way: no send). Options and events are
  * frond.ws's; "close" gets { code, reason } when the server ended the
  * stream, and the stream is opened again with the same backoff (the
- * browser's own retry is not used). A path is resolved against the page's
+ * browser's own retry is not used). On a path that keeps history it
+ * reconnects from the last message heard: what was missed arrives first,
+ * once, then "recovered" gets { complete } (false: some was lost). A path is resolved against the page's
  * origin; a full http:// or https:// URL works too.
  */
 (function (global) {
   "use strict";
 
-  var EVENTS = ["open", "message", "close", "reconnect", "reconnect_failed", "error"];
+  var EVENTS = ["open", "message", "close", "reconnect", "reconnect_failed", "error", "recovered"];
 
   function socketUrl(path) {
     if (/^wss?:\/\//i.test(path)) {
@@ -224,6 +226,9 @@
   function FrondStream(path, options) {
     setUp(this, "sse", streamUrl(path), options);
     this.source = null;
+    // The id of the last kept message heard (<epoch>-<offset>), sent back
+    // on reconnect so the server replays what was missed.
+    this.position = null;
     this.connect();
   }
 
@@ -240,7 +245,14 @@
 
   FrondStream.prototype.connect = function () {
     var self = this;
-    var source = new EventSource(this.url);
+    var url = this.url;
+    if (this.position) {
+      var cut = this.position.lastIndexOf("-");
+      url += (url.indexOf("?") < 0 ? "?" : "&") +
+        "tina4_epoch=" + encodeURIComponent(this.position.slice(0, cut)) +
+        "&tina4_offset=" + encodeURIComponent(this.position.slice(cut + 1));
+    }
+    var source = new EventSource(url);
     this.source = source;
     // Ends this stream and reconnects with frond's backoff, whoever ended it.
     function ended(info) {
@@ -257,8 +269,22 @@
       self.emit("open");
     };
     source.onmessage = function (event) {
+      if (event.lastEventId) {
+        self.position = event.lastEventId;
+      }
       self.emit("message", event.data);
     };
+    // After a reconnect on a path that keeps history: whether what was
+    // replayed is all that was missed ({ complete: false }: re-sync).
+    source.addEventListener("recovered", function (event) {
+      var info = { complete: false };
+      try {
+        info = JSON.parse(event.data);
+      } catch (err) {
+        // Keep the default.
+      }
+      self.emit("recovered", info);
+    });
     // The server's last word: why it ended the stream.
     source.addEventListener("close", function (event) {
       var info = { code: 1005, reason: "" };

@@ -486,6 +486,15 @@ pub(crate) struct Limits {
     #[arg(long, default_value = "16777216", env = "TINA4_WS_OUTBOX_BYTES")]
     pub(crate) outbox_bytes: NonZeroUsize,
 
+    /// Most messages one path's history keeps, whatever its route asks.
+    #[arg(long, default_value = "1000", env = "TINA4_HISTORY_MAX_MESSAGES")]
+    pub(crate) history_max_messages: u32,
+
+    /// Bytes of message history one app keeps across all its paths; past
+    /// it, the app's oldest messages are dropped first.
+    #[arg(long, default_value = "16777216", env = "TINA4_HISTORY_BYTES_PER_APP")]
+    pub(crate) history_bytes_per_app: usize,
+
     /// Events queued for one app before senders wait.
     #[arg(long, default_value = "4096", env = "TINA4_APP_MAILBOX")]
     pub(crate) mailbox_capacity: NonZeroUsize,

@@ -16,7 +16,7 @@ use crate::apps::reload::{self, FolderWatch};
 use crate::apps::{AppManager, source_watch};
 use crate::build::toolchain::Toolchains;
 use crate::config::ServeConfig;
-use crate::delivery::{ConnectionRegistry, Delivery};
+use crate::delivery::{ConnectionRegistry, Delivery, HistoryLimits};
 use crate::edge::accept::{Answer, accept_until_shutdown, shut_down};
 use crate::edge::admin;
 use crate::edge::admission::ConnectionCaps;
@@ -61,7 +61,10 @@ impl Server {
             .apps_dir
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", config.apps_dir.display()))?;
-        let registry = Arc::new(ConnectionRegistry::new());
+        let registry = Arc::new(ConnectionRegistry::with_history(HistoryLimits {
+            max_messages: config.limits.history_max_messages,
+            app_bytes: config.limits.history_bytes_per_app,
+        }));
         let delivery = Arc::new(Delivery::start(&config.backplane, registry.clone())?);
         let serving: SharedServing = Arc::new(ArcSwap::from_pointee(Default::default()));
         let runtime = Arc::new(Runtime::new(

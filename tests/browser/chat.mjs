@@ -154,10 +154,25 @@ try {
     window.stream.on("open", () => window.streamEvents.push("open"));
     window.stream.on("close", (info) => window.streamEvents.push(`close ${info.code}`));
     window.stream.on("message", (data) => window.heard.push(JSON.parse(data)));
+    window.stream.on("recovered", (info) => window.streamEvents.push(`recovered ${info.complete}`));
   });
   await waitText(alice, "#online", "3");
   await say(alice, "to the listener");
   await bob.waitForFunction(() => window.heard.some((m) => m.type === "chat" && m.text === "to the listener"));
+
+  // A stream that drops reconnects from the last message it heard (the
+  // room keeps its history): what was said meanwhile arrives once, and
+  // the recovery was complete.
+  await bob.evaluate(() => window.stream.source.dispatchEvent(new Event("error")));
+  await say(alice, "while the listener was away");
+  await bob.waitForFunction(() => window.streamEvents.includes("recovered true"));
+  await bob.waitForFunction(() => window.heard.some((m) => m.text === "while the listener was away"));
+  const dropped = await bob.evaluate(() => ({
+    events: window.streamEvents.splice(0),
+    heard: window.heard.filter((m) => m.text === "while the listener was away").length,
+  }));
+  check(dropped.heard === 1 && JSON.stringify(dropped.events) === JSON.stringify(["open", "close 1006", "open", "recovered true"]),
+    `frond.sse recovered after a drop, got ${JSON.stringify(dropped)}`);
 
   // The server goes away (closing every connection); frond.js keeps what
   // Alice sends meanwhile and delivers it once it has reconnected.
@@ -177,7 +192,7 @@ try {
   );
   // Both are back in the room together, and so is the listener, which
   // hears the next message once.
-  await bob.waitForFunction(() => window.streamEvents.filter((e) => e === "open").length === 2);
+  await bob.waitForFunction(() => window.streamEvents.includes("recovered false"));
   await say(bob, "back again");
   await waitMessage(alice, "chat", "back again");
   await bob.waitForFunction(() => window.heard.some((m) => m.text === "back again"));
@@ -190,10 +205,11 @@ try {
     };
   });
   // The server said why it ended the stream (1001, shutting down); each
-  // attempt while it was away ended too, until the stream opened again.
+  // attempt while it was away ended too, until the stream opened again; the
+  // restarted server kept no history (a new epoch), and said so.
   const events = stream.events;
-  check(events[0] === "open" && events[1] === "close 1001" && events.at(-1) === "open"
-    && events.filter((e) => e === "open").length === 2 && stream.heard === 1 && !stream.connected,
+  check(events[0] === "close 1001" && events.slice(-2).join() === "open,recovered false"
+    && events.filter((e) => e === "open").length === 1 && stream.heard === 1 && !stream.connected,
     `frond.sse reconnected and heard the message once, got ${JSON.stringify(stream)}`);
 
   // frond.js's limits, in the page: a bounded buffer that drops the oldest,

@@ -16,6 +16,8 @@ pub struct EventStream {
     pending: Vec<u8>,
     /// Comment lines seen (the server's heartbeats).
     pub comments: usize,
+    /// The last event id seen, as an `EventSource` keeps it.
+    pub last_id: Option<String>,
 }
 
 impl EventStream {
@@ -29,6 +31,7 @@ impl EventStream {
             response,
             pending: Vec::new(),
             comments: 0,
+            last_id: None,
         }
     }
 
@@ -116,6 +119,7 @@ impl EventStream {
             let value = value.strip_prefix(' ').unwrap_or(value);
             match field {
                 "event" => kind = value.to_string(),
+                "id" => self.last_id = Some(value.to_string()),
                 "data" => match &mut data {
                     Some(data) => {
                         data.push('\n');
@@ -319,6 +323,117 @@ async fn a_stream_that_is_not_read_is_a_slow_consumer() {
     assert_eq!(socket.recv().await, "1");
 }
 
+async fn keep(server: &Server, name: &str, text: &str) {
+    let response = http()
+        .post(server.url(&format!("/probe/keep/{name}")))
+        .body(text.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// Reads `n` messages and returns their texts.
+async fn messages(stream: &mut EventStream, n: usize) -> Vec<String> {
+    let mut texts = Vec::new();
+    for _ in 0..n {
+        texts.push(stream.message().await);
+    }
+    texts
+}
+
+/// Reads the `recovered` event; whether recovery was complete.
+async fn recovered(stream: &mut EventStream) -> bool {
+    let (kind, data) = stream.next().await.expect("a recovered event");
+    assert_eq!(kind, "recovered", "{data}");
+    serde_json::from_str::<Value>(&data).unwrap()["complete"]
+        .as_bool()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_that_reconnects_with_last_event_id_gets_what_it_missed_once_then_live() {
+    let server = Server::start(&["probe"]).await;
+    // A WebSocket member of the same path hears it all, live.
+    let mut member = server.connect("/kept/r").await;
+    let mut first = EventStream::open(&server, "/kept/r", &[]).await;
+    first.json().await;
+    keep(&server, "r", "one").await;
+    keep(&server, "r", "two").await;
+    assert_eq!(messages(&mut first, 2).await, ["one", "two"]);
+    let position = first.last_id.clone().expect("kept messages carry ids");
+    drop(first);
+    // The app tells the path the stream went (a message kept like any).
+    let gone = "stream closed 1001 the client went away";
+    for expected in ["one", "two", gone] {
+        assert_eq!(member.recv().await, expected);
+    }
+
+    // Missed while away.
+    keep(&server, "r", "three\nlines").await;
+    keep(&server, "r", "four").await;
+    let mut again = EventStream::open(&server, "/kept/r", &[("last-event-id", &position)]).await;
+    assert_eq!(
+        messages(&mut again, 3).await,
+        [gone, "three\nlines", "four"]
+    );
+    assert!(recovered(&mut again).await, "nothing was dropped");
+    let open = again.json().await;
+    assert_eq!(open["last_event_id"], position.as_str());
+    // Live from here, and nothing twice.
+    keep(&server, "r", "five").await;
+    assert_eq!(again.message().await, "five");
+    let now = again.last_id.clone().unwrap();
+    assert!(now.ends_with("-6"), "{now}");
+
+    // The same position in the query, as frond.sse sends it; the app does
+    // not see the host's parameters.
+    let (epoch, _) = position.rsplit_once('-').unwrap();
+    let query = format!("/kept/r?tina4_epoch={epoch}&tina4_offset=5");
+    let mut by_query = EventStream::open(&server, &query, &[]).await;
+    assert_eq!(by_query.message().await, "five");
+    assert!(recovered(&mut by_query).await);
+    assert_eq!(by_query.json().await["host_parameter"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_gap_beyond_what_is_kept_or_another_epoch_is_an_incomplete_recovery() {
+    let server = Server::start(&["probe"]).await;
+    let mut member = server.connect("/kept/g").await;
+    let mut stream = EventStream::open(&server, "/kept/g", &[]).await;
+    stream.json().await;
+    keep(&server, "g", "m1").await;
+    stream.message().await;
+    let first = stream.last_id.clone().unwrap();
+    drop(stream);
+    assert_eq!(member.recv().await, "m1");
+    assert_eq!(
+        member.recv().await,
+        "stream closed 1001 the client went away"
+    );
+    // The route keeps five: the close notice, m2 and m3 fall out.
+    for i in 2..=8 {
+        keep(&server, "g", &format!("m{i}")).await;
+    }
+    let mut late = EventStream::open(&server, "/kept/g", &[("last-event-id", &first)]).await;
+    assert_eq!(messages(&mut late, 5).await, ["m4", "m5", "m6", "m7", "m8"]);
+    assert!(!recovered(&mut late).await, "m2 and m3 were lost");
+
+    let mut stranger =
+        EventStream::open(&server, "/kept/g", &[("last-event-id", "0a0b.7-3")]).await;
+    assert!(!recovered(&mut stranger).await);
+    assert!(
+        stranger.json().await["open"].is_string(),
+        "nothing replayed"
+    );
+
+    // A restarted server has a new epoch: nothing survives it locally.
+    let restarted = Server::start(&["probe"]).await;
+    keep(&restarted, "g", "after").await;
+    let mut after = EventStream::open(&restarted, "/kept/g", &[("last-event-id", &first)]).await;
+    assert!(!recovered(&mut after).await);
+}
+
 each_language! {
     async fn a_chat_room_with_one_member_on_a_stream_and_one_on_a_websocket(language) {
         let server = Server::start_in(language, &["chat"]).await;
@@ -343,9 +458,20 @@ each_language! {
         assert_eq!(heard["text"], "hello, listener");
         assert_eq!(alice.recv_json().await["text"], "hello, listener");
 
+        let position = listener.last_id.clone().expect("the room keeps history");
         drop(listener);
         let left = alice.recv_json().await;
         assert_eq!(left["message"], "Anonymous left the room");
         assert_eq!(left["online"], 1);
+
+        // The room keeps its history: a listener back with its last event
+        // id hears what it missed, once, before its welcome.
+        alice.send_json(json!({"type": "chat", "text": "while you were out"})).await;
+        alice.recv_json().await;
+        let mut back = EventStream::open(&server, "/ws/room/mixed", &[("last-event-id", &position)]).await;
+        assert_eq!(back.json().await["message"], "Anonymous left the room");
+        assert_eq!(back.json().await["text"], "while you were out");
+        assert!(recovered(&mut back).await);
+        assert_eq!(back.json().await["type"], "system");
     }
 }

@@ -12,7 +12,9 @@
 //!   templates folder; its script and style come from the public folder.
 //! - a client may also listen with an event stream on the same path
 //!   (`GET /ws/room/{roomName}`, `Accept: text/event-stream`): it hears
-//!   everything said in the room, and cannot speak.
+//!   everything said in the room, and cannot speak. The room keeps its last
+//!   50 messages for an hour: a listener that reconnects with its last
+//!   event id hears what it missed.
 //! - joining and leaving are announced as `{"type":"system",...}` with the
 //!   room's `online` count.
 //! - anything else gets `{"type":"error","message":...}` back, to the sender only.
@@ -31,8 +33,11 @@ const ANONYMOUS: &str = "Anonymous";
 
 fn routes(app: &mut Router) {
     app.websocket("/ws/room/{roomName}", room);
-    // Listeners on a one-way event stream join the same room.
-    app.sse("/ws/room/{roomName}", room);
+    // Listeners on a one-way event stream join the same room; each room
+    // keeps its last 50 messages for an hour, so a listener that reconnects
+    // hears what it missed.
+    app.sse("/ws/room/{roomName}", room)
+        .history(50, std::time::Duration::from_secs(3600));
     app.get("/room/{roomName}", room_page);
 }
 

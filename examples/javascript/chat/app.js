@@ -84,8 +84,10 @@ function room(connection, event, data) {
 }
 
 Router.websocket("/ws/room/{roomName}", room);
-// Listeners on a one-way event stream join the same room.
-Router.sse("/ws/room/{roomName}", room);
+// Listeners on a one-way event stream join the same room; each room keeps
+// its last 50 messages for an hour, so a listener that reconnects hears what
+// it missed.
+Router.sse("/ws/room/{roomName}", room).history(50, 3600);
 
 Router.get("/room/{roomName}", (req, res) =>
   res.html("room.html", { room: req.params.roomName, max_name: MAX_NAME }),

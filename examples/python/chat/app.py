@@ -9,7 +9,7 @@ not in this module's memory, so a hot swap forgets no names."""
 import json
 import time
 
-from tina4_wasm import get, sse, websocket
+from tina4_wasm import get, history, sse, websocket
 
 #: Longest display name, in characters.
 MAX_NAME = 40
@@ -59,8 +59,11 @@ def on_message(connection, data):
     return reply_error(connection, f"unknown message type {json.dumps(kind)}")
 
 
-# Listeners on a one-way event stream join the same room.
+# Listeners on a one-way event stream join the same room; each room keeps
+# its last 50 messages for an hour, so a listener that reconnects hears what
+# it missed.
 @sse("/ws/room/{roomName}")
+@history(50, 3600)
 @websocket("/ws/room/{roomName}")
 async def room(connection, event, data):
     if event == "open":

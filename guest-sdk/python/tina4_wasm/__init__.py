@@ -30,7 +30,7 @@ from componentize_py_types import Err as _Err
 
 __all__ = [
     "BadRequest", "Connection", "Request", "Response", "Tina4Error",
-    "close_connection", "delete", "get", "log", "patch", "post",
+    "close_connection", "delete", "get", "history", "log", "patch", "post",
     "push_to_websocket", "put", "secured", "send_to_connection", "sse", "template",
     "websocket",
 ]
@@ -290,7 +290,12 @@ def _route(kind, path):
     def register(handler):
         if not callable(handler):
             raise TypeError(f"the handler for {path} is not callable")
-        ROUTES.append((_types.Route(kind=kind, path=path, secured=getattr(handler, "_tina4_secured", False)), handler))
+        ROUTES.append((_types.Route(
+            kind=kind,
+            path=path,
+            secured=getattr(handler, "_tina4_secured", False),
+            history=getattr(handler, "_tina4_history", None),
+        ), handler))
         return handler
 
     return register
@@ -318,6 +323,18 @@ def sse(path):
     WebSocket connections there: ``handler(connection, event, data)`` gets
     ``"open"`` and ``"close"`` (the client cannot send)."""
     return _route(_types.RouteKind_Sse(), path)
+
+
+def history(max_messages, max_age_secs=0):
+    """Keeps each path's recent messages (WebSocket and SSE routes) so a
+    client that reconnects gets what it missed: at most ``max_messages``,
+    none older than ``max_age_secs`` (0: no age limit). Put it below the
+    route decorator, as ``@secured``."""
+    def mark(handler):
+        handler._tina4_history = _types.History(max_messages=max_messages, max_age_secs=max_age_secs)
+        return handler
+
+    return mark
 
 
 def secured(handler):

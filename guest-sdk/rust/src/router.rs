@@ -1,6 +1,6 @@
 //! [`Router`]: where an app registers its routes, Tina4 style.
 
-use crate::bindings::tina4::wasm::types::{Method as WitMethod, Route, RouteKind};
+use crate::bindings::tina4::wasm::types::{History, Method as WitMethod, Route, RouteKind};
 use crate::connection::{Connection, Event};
 use crate::http::{IntoResponse, Method, Request, Response};
 
@@ -51,6 +51,7 @@ impl Router {
             kind: RouteKind::Http(WitMethod::from(method)),
             path: path.to_string(),
             secured: false,
+            history: None,
         };
         let handler = Box::new(move |req: &Request| handler(req).into_response());
         self.routes.push((route, Handler::Http(handler)));
@@ -143,10 +144,31 @@ impl Router {
             kind,
             path: path.to_string(),
             secured: false,
+            history: None,
         };
         let handler =
             Box::new(move |conn: &Connection, event: Event| handler(conn, event).into_error());
         self.routes.push((route, Handler::Connection(handler)));
+        self
+    }
+
+    /// Keeps the recent messages of each path of the WebSocket or SSE route
+    /// registered last: up to `max_messages` (the host may cap it lower),
+    /// none older than `max_age` (`Duration::ZERO`: no age limit). Every
+    /// `broadcast` and push to the path is numbered, and a client that
+    /// reconnects with its last position (frond.js, an `EventSource`) is
+    /// sent what it missed, in order and once, before live messages.
+    ///
+    /// ```ignore
+    /// app.sse("/events/{user}", events).history(100, Duration::from_secs(3600));
+    /// ```
+    pub fn history(&mut self, max_messages: u32, max_age: std::time::Duration) -> &mut Self {
+        if let Some((route, _)) = self.routes.last_mut() {
+            route.history = Some(History {
+                max_messages,
+                max_age_secs: u32::try_from(max_age.as_secs()).unwrap_or(u32::MAX),
+            });
+        }
         self
     }
 

@@ -16,7 +16,7 @@ use crate::delivery::{ConnectionRegistry, close};
 use crate::router::{HostBinding, RequestPath, RouteEntry, RouteKind, RoutePattern, RouteTable};
 use crate::runtime::{
     AppHandle, DeclaredRoute, EdgeSettings, PreparedApp, RouteKey, RouteTarget, Runtime, Serving,
-    SharedServing,
+    SharedServing, history_rule,
 };
 
 /// An app that is serving.
@@ -252,6 +252,9 @@ impl AppManager {
             return None;
         }
         handle.follow(version.edge.clone(), version.bundle.clone());
+        self.registry
+            .history()
+            .keep_for(&handle.name, history_rule(&version.routes));
         self.apps
             .insert(file.clone(), version.serving(handle.clone()));
         Some((version, handle, file))
@@ -278,6 +281,9 @@ impl AppManager {
             return;
         }
         handle.follow(version.edge.clone(), version.bundle.clone());
+        self.registry
+            .history()
+            .keep_for(&handle.name, history_rule(&version.routes));
         self.publish(table);
         self.close_orphans(&handle, &version.routes);
         version.log(&handle, file, "app swapped to a new version");
@@ -331,6 +337,7 @@ impl AppManager {
         for conn in &open {
             conn.evict(close::GOING_AWAY, "app removed");
         }
+        self.registry.history().forget(&app.handle.name);
         tracing::info!(
             app = %app.handle.name,
             file = %file.display(),

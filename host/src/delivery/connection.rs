@@ -81,6 +81,8 @@ pub(crate) struct OutboxBounds {
 pub(crate) enum Outgoing {
     /// Send this frame; one allocation shared by every recipient.
     Frame(Arc<Message>),
+    /// Send this frame of a room that keeps history, with its offset.
+    Kept(Arc<super::Kept>),
     /// Send a close frame with this code and reason, then finish.
     Close(Box<(u16, String)>),
 }
@@ -90,6 +92,7 @@ impl Outgoing {
     pub(crate) fn bytes(&self) -> usize {
         match self {
             Outgoing::Frame(frame) => frame.len(),
+            Outgoing::Kept(kept) => kept.frame.len(),
             Outgoing::Close(_) => 0,
         }
     }

@@ -19,6 +19,8 @@
 //!
 //! - [`registry`]: connections by id and by room, and their [`Membership`].
 //! - [`connection`]: one connection's handle and bounded outbox.
+//! - [`history`]: recent messages of the paths that keep them, numbered,
+//!   for clients that reconnect.
 //! - [`changes`]: the journal of rooms a backplane must tell others about.
 //! - [`close`]: close codes and reasons.
 //! - [`backplane`]: the link to Redis, with its envelope, peers and
@@ -28,9 +30,11 @@ pub(crate) mod backplane;
 mod changes;
 pub(crate) mod close;
 mod connection;
+mod history;
 mod registry;
 
 pub(crate) use connection::{ConnectionHandle, OutboxBounds, Outgoing, RegistryError, Room};
+pub(crate) use history::{HistoryLimits, HistoryPolicy, HistoryRule, Kept, Position, Recovery};
 pub(crate) use registry::{Caps, ConnectionRegistry, Membership};
 
 use std::sync::Arc;

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::changes::{Change, Journal};
 use super::connection::{ConnectionHandle, ConnectionId, Outgoing, Room};
+use super::history::{History, HistoryLimits};
 
 /// The most connections admission lets in, checked in this order.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +68,8 @@ pub(crate) struct ConnectionRegistry {
     inner: RwLock<Groups>,
     /// What other instances must learn about, once a backplane asks.
     changes: Journal,
+    /// Recent messages of the rooms that keep them.
+    history: History,
 }
 
 #[derive(Debug, Default)]
@@ -91,8 +94,17 @@ impl Default for ConnectionRegistry {
 }
 
 impl ConnectionRegistry {
-    /// An empty registry with a fresh random instance id.
+    /// An empty registry with a fresh random instance id, and history
+    /// within the default ceilings.
     pub(crate) fn new() -> Self {
+        Self::with_history(HistoryLimits {
+            max_messages: 1000,
+            app_bytes: 16 << 20,
+        })
+    }
+
+    /// An empty registry whose rooms keep history within `limits`.
+    pub(crate) fn with_history(limits: HistoryLimits) -> Self {
         let mut bytes = [0u8; 6];
         // Without OS randomness ids would still be unique on this host; fall
         // back to the process id and time rather than refusing to start.
@@ -105,11 +117,17 @@ impl ConnectionRegistry {
         }
         let instance = crate::hex::hex(&bytes);
         Self {
+            history: History::new(&instance, limits),
             instance,
             next_seq: AtomicU64::new(1),
             inner: RwLock::new(Groups::default()),
             changes: Journal::default(),
         }
+    }
+
+    /// The history of the rooms that keep one.
+    pub(crate) fn history(&self) -> &History {
+        &self.history
     }
 
     /// This host's instance id (the prefix of its connection ids).
@@ -272,11 +290,21 @@ impl ConnectionRegistry {
     /// Queues a frame for every connection in `room` except `exclude`;
     /// returns how many it was queued for.
     pub(crate) fn broadcast(&self, room: &Room, frame: &Message, exclude: Option<&str>) -> u32 {
+        // A room that keeps history numbers the frame and queues it while
+        // its history is locked, so every connection gets offsets in order.
+        let now = std::time::Instant::now();
+        let kept = self.history.record(room, frame, exclude, now, |kept| {
+            self.queue(room, Outgoing::Kept(kept.clone()), exclude)
+        });
+        kept.unwrap_or_else(|| self.queue(room, Outgoing::Frame(Arc::new(frame.clone())), exclude))
+    }
+
+    /// Queues `item` for every connection in `room` but `exclude`.
+    fn queue(&self, room: &Room, item: Outgoing, exclude: Option<&str>) -> u32 {
         let groups = self.read();
         let Some(group) = groups.by_room.get(room) else {
             return 0;
         };
-        let item = Outgoing::Frame(Arc::new(frame.clone()));
         let mut queued = 0;
         for (id, handle) in group {
             if Some(&**id) != exclude {

@@ -13,7 +13,7 @@ use hyper::{Response, StatusCode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::delivery::{Caps, ConnectionHandle, Membership, OutboxBounds, Outgoing};
+use crate::delivery::{Caps, ConnectionHandle, Membership, OutboxBounds, Outgoing, Position};
 use crate::edge::auth::{TokenSource, authenticate, unauthorized};
 use crate::edge::response::{Body, busy, plain};
 use crate::edge::state::{PeerAddr, ServerState};
@@ -40,6 +40,27 @@ pub(crate) struct Joined {
     /// The token came as the `bearer` WebSocket subprotocol, which the
     /// handshake must then select.
     pub(crate) bearer_subprotocol: bool,
+    /// Where a reconnecting client had got to in its path's history
+    /// (`tina4_epoch` and `tina4_offset` in the query), to recover from.
+    pub(crate) position: Option<Position>,
+}
+
+/// Query parameters the host reads and the app never sees.
+const HOST_PARAMETERS: &str = "tina4_";
+
+/// The position a client's query names, if it names one whole.
+fn position_in(query: &[(String, String)]) -> Option<Position> {
+    let value = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    Position::parse(&format!(
+        "{}-{}",
+        value("tina4_epoch")?,
+        value("tina4_offset")?
+    ))
 }
 
 /// The caps a connection of `app` is admitted under.
@@ -106,7 +127,9 @@ pub(crate) fn join(
         }
     };
     let headers = request.headers();
-    let query = query_pairs(request.uri().query());
+    let mut query = query_pairs(request.uri().query());
+    let position = position_in(&query);
+    query.retain(|(name, _)| !name.starts_with(HOST_PARAMETERS));
     let (claims, bearer_subprotocol, expires_in) =
         match authenticate(&state.auth, &target, headers, &query) {
             Ok(Some(verified)) => (
@@ -141,5 +164,6 @@ pub(crate) fn join(
         target,
         token_expires: expires_in.map(|left| Instant::now() + left),
         bearer_subprotocol,
+        position,
     })
 }

@@ -30,7 +30,7 @@ use super::join::{Joined, check_origin, join};
 use super::response::{Body, plain};
 use super::state::ServerState;
 use crate::delivery::close;
-use crate::delivery::{Delivery, Outgoing};
+use crate::delivery::{Delivery, Kept, Outgoing, Position, Recovery};
 use crate::router::RequestPath;
 use crate::runtime::Serving;
 use crate::runtime::bindings::{CloseInfo, WsEvent};
@@ -81,10 +81,18 @@ pub(crate) fn accept(
     if let Err(refused) = check_origin(state, request.headers()) {
         return Some(*refused);
     }
-    let joined = match join(state, request, path, found, &SHARED_HEADERS) {
+    let mut joined = match join(state, request, path, found, &SHARED_HEADERS) {
         Ok(joined) => joined,
         Err(refused) => return Some(*refused),
     };
+    // A browser reconnecting by itself says where it had got to.
+    if joined.position.is_none() {
+        joined.position = request
+            .headers()
+            .get("last-event-id")
+            .and_then(|id| id.to_str().ok())
+            .and_then(Position::parse);
+    }
     // One chunk in hand at a time: what waits beyond it waits on the
     // connection's bounded outbox, where a slow client is seen.
     let (body, chunks) = mpsc::channel(1);
@@ -183,6 +191,7 @@ impl StreamTask {
             info,
             target,
             token_expires,
+            position,
             ..
         } = joined;
         let metrics = target.app.metrics.clone();
@@ -193,6 +202,26 @@ impl StreamTask {
         // The client never sends: the only events are `open` and `close`,
         // and what `open` queues waits on the outbox until it has run.
         target.dispatch(&member, &info, WsEvent::Open, &quota).await;
+        // In the group now: what its path kept after the client's position
+        // goes first, then live messages not already among it.
+        let mut seen = None;
+        if let Some(position) = position {
+            let history = delivery.registry().history();
+            let recovery = history.recover(
+                &handle.room,
+                &handle.id,
+                &position,
+                std::time::Instant::now(),
+            );
+            let chunk = encode_recovery(&recovery);
+            if tokio::time::timeout(write_timeout, body.send(chunk))
+                .await
+                .is_err()
+            {
+                tracing::debug!(connection = %handle.id, "event-stream client took no recovery for {write_timeout:?}");
+            }
+            seen = recovery.epoch.map(|epoch| (epoch, recovery.up_to));
+        }
 
         let evicted = handle.evicted();
         tokio::pin!(evicted);
@@ -223,7 +252,7 @@ impl StreamTask {
                 _ = ticks.tick() => Bytes::from_static(b":\n\n"),
                 item = outbox.recv() => {
                     let Some(item) = item else { break ours(close::INTERNAL_ERROR, "host error") };
-                    match encode_burst(&handle, &mut outbox, item) {
+                    match encode_burst(&handle, &mut outbox, item, seen.as_ref()) {
                         (chunk, None) => chunk,
                         (chunk, Some((code, reason))) => {
                             // What came before the close request still goes.
@@ -278,6 +307,7 @@ fn encode_burst(
     handle: &crate::delivery::ConnectionHandle,
     outbox: &mut mpsc::Receiver<Outgoing>,
     first: Outgoing,
+    seen: Option<&(Arc<str>, u64)>,
 ) -> (Bytes, Option<(u16, String)>) {
     let mut chunk = BytesMut::new();
     let mut next = Some(first);
@@ -290,6 +320,14 @@ fn encode_burst(
                     encode_event(&mut chunk, None, text.as_str());
                 }
             }
+            Outgoing::Kept(kept) => {
+                let recovered = seen.is_some_and(|(epoch, up_to)| {
+                    Arc::ptr_eq(epoch, &kept.epoch) && kept.offset <= *up_to
+                });
+                if !recovered {
+                    encode_kept(&mut chunk, &kept);
+                }
+            }
             Outgoing::Close(close) => return (chunk.freeze(), Some(*close)),
         }
         encoded += 1;
@@ -298,6 +336,31 @@ fn encode_burst(
         }
     }
     (chunk.freeze(), None)
+}
+
+/// Appends a kept message as an event whose id is its position
+/// (`<epoch>-<offset>`), which the client sends back to recover from.
+fn encode_kept(out: &mut BytesMut, kept: &Kept) {
+    if let Message::Text(text) = &kept.frame {
+        out.put_slice(b"id: ");
+        out.put_slice(kept.epoch.as_bytes());
+        out.put_u8(b'-');
+        out.put_slice(kept.offset.to_string().as_bytes());
+        out.put_u8(b'\n');
+        encode_event(out, None, text.as_str());
+    }
+}
+
+/// What a reconnecting client missed, then a `recovered` event saying
+/// whether that was all of it.
+fn encode_recovery(recovery: &Recovery) -> Bytes {
+    let mut chunk = BytesMut::new();
+    for kept in &recovery.missed {
+        encode_kept(&mut chunk, kept);
+    }
+    let said = serde_json::json!({ "complete": recovery.complete });
+    encode_event(&mut chunk, Some("recovered"), &said.to_string());
+    chunk.freeze()
 }
 
 /// Appends one event: its type if not the default `message`, then one

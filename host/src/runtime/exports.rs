@@ -1,10 +1,10 @@
 //! An app's exports as the host calls them, in whichever version of the
 //! contract the component was built against.
 //!
-//! Versions of `tina4:wasm` that share a minor version (0.1.0, 0.1.1)
+//! Versions of `tina4:wasm` that share a minor version (0.1.0 to 0.1.2)
 //! differ only by additions: the linker hands a component that imports
-//! `@0.1.0` the host's `@0.1.1` interfaces (wasmtime matches them by
-//! semver), `handle-http` and `on-websocket` have the same types in both,
+//! `@0.1.0` the host's newest 0.1 interfaces (wasmtime matches them by
+//! semver), `handle-http` and `on-websocket` have the same types in all,
 //! and `routes` is read in the shape the component declares it in. So the
 //! exports are found and type-checked here, by hand, rather than by the
 //! generated world, which only knows the newest shape.
@@ -18,6 +18,26 @@ use wasmtime::error::Context as _;
 use super::bindings::{
     Connection, HttpRequest, HttpResponse, Method, Route, WitRouteKind as RouteKind, WsEvent,
 };
+
+/// `routes`, as contract 0.1.1 declared them: no `history`.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RouteV0_1_1 {
+    kind: RouteKind,
+    path: String,
+    secured: bool,
+}
+
+impl From<RouteV0_1_1> for Route {
+    fn from(route: RouteV0_1_1) -> Self {
+        Route {
+            kind: route.kind,
+            path: route.path,
+            secured: route.secured,
+            history: None,
+        }
+    }
+}
 use super::host::HostState;
 
 /// `routes`, as contract 0.1.0 declared them: no `sse` route kind.
@@ -48,6 +68,7 @@ impl From<RouteV0_1_0> for Route {
             },
             path: route.path,
             secured: route.secured,
+            history: None,
         }
     }
 }
@@ -129,16 +150,33 @@ impl Exports {
         &self,
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<Vec<Route>> {
-        if let Ok(routes) = self.routes.typed::<(), (Vec<Route>,)>(&*store) {
-            let (routes,) = routes.call_async(&mut *store, ()).await?;
-            return Ok(routes);
+        if let Some(routes) = self.routes_as::<Route>(store).await {
+            return routes;
         }
-        let routes = self
-            .routes
-            .typed::<(), (Vec<RouteV0_1_0>,)>(&*store)
-            .context("`routes` has the types of no tina4:wasm version this host knows")?;
-        let (routes,) = routes.call_async(&mut *store, ()).await?;
-        Ok(routes.into_iter().map(Route::from).collect())
+        if let Some(routes) = self.routes_as::<RouteV0_1_1>(store).await {
+            return routes;
+        }
+        match self.routes_as::<RouteV0_1_0>(store).await {
+            Some(routes) => routes,
+            None => Err(wasmtime::format_err!(
+                "`routes` has the types of no tina4:wasm version this host knows"
+            )),
+        }
+    }
+
+    /// `routes`, if the component declares them in the shape `R`.
+    async fn routes_as<R>(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> Option<wasmtime::Result<Vec<Route>>>
+    where
+        R: ComponentType + Lift + Into<Route> + Send + Sync + 'static,
+    {
+        let routes = self.routes.typed::<(), (Vec<R>,)>(&*store).ok()?;
+        Some(match routes.call_async(&mut *store, ()).await {
+            Ok((routes,)) => Ok(routes.into_iter().map(Into::into).collect()),
+            Err(err) => Err(err),
+        })
     }
 
     /// Answers an HTTP request on route `route`.

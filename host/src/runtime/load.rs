@@ -19,6 +19,7 @@ use super::sandbox::{Instance, InstanceFactory};
 use super::templates::AppTemplates;
 use crate::app_files::AppFiles;
 use crate::bundle::Bundle;
+use crate::delivery::HistoryPolicy;
 use crate::router::RouteKind;
 use crate::telemetry::AppMetrics;
 
@@ -196,6 +197,11 @@ impl CompiledApp {
                 kind: RouteKind::from(route.kind),
                 pattern: route.path.parse()?,
                 secured: route.secured,
+                history: route.history.map(|h| HistoryPolicy {
+                    max_messages: h.max_messages,
+                    max_age: (h.max_age_secs > 0)
+                        .then(|| Duration::from_secs(u64::from(h.max_age_secs))),
+                }),
             });
         }
         factory.connection_routes = routes

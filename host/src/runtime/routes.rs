@@ -8,8 +8,8 @@ use arc_swap::ArcSwap;
 
 use super::actor::{self, AppHandle};
 use super::bindings::{Connection, WsEvent};
-use crate::delivery::Membership;
-use crate::router::{RouteKind, RoutePattern, RouteTable};
+use crate::delivery::{HistoryPolicy, HistoryRule, Membership};
+use crate::router::{RequestPath, RouteKind, RoutePattern, RouteTable};
 
 /// What is serving: every route of every app, and whether the server is
 /// ready. Replaced whole for each change, never edited in place; a reader
@@ -57,6 +57,29 @@ pub(crate) struct DeclaredRoute {
     pub(crate) pattern: RoutePattern,
     /// Whether a valid token is required.
     pub(crate) secured: bool,
+    /// On a WebSocket or SSE route: how much of each path's recent
+    /// messages to keep.
+    pub(crate) history: Option<HistoryPolicy>,
+}
+
+/// Which of a version's paths keep history: those of its first
+/// WebSocket or SSE route that asks for it and serves the path. `None`
+/// when no route asks.
+pub(crate) fn history_rule(routes: &[DeclaredRoute]) -> Option<HistoryRule> {
+    let kept: Vec<(RoutePattern, HistoryPolicy)> = routes
+        .iter()
+        .filter(|r| r.kind.has_connections())
+        .filter_map(|r| Some((r.pattern.clone(), r.history?)))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    Some(Arc::new(move |path: &str| {
+        let path = RequestPath::from_decoded(path)?;
+        kept.iter()
+            .find(|(pattern, _)| pattern.matches_path(&path))
+            .map(|(_, policy)| *policy)
+    }))
 }
 
 impl std::fmt::Display for DeclaredRoute {
@@ -64,6 +87,13 @@ impl std::fmt::Display for DeclaredRoute {
         write!(f, "{:<7} {}", self.kind.to_string(), self.pattern)?;
         if self.secured {
             f.write_str("  (secured)")?;
+        }
+        if let Some(history) = self.history {
+            write!(f, "  (history: {} messages", history.max_messages)?;
+            if let Some(age) = history.max_age {
+                write!(f, ", {} s", age.as_secs())?;
+            }
+            f.write_str(")")?;
         }
         Ok(())
     }

@@ -398,6 +398,7 @@ where
         match item {
             // Cloning the message shares its payload.
             Outgoing::Frame(frame) => sink.feed(Message::clone(&frame)).await?,
+            Outgoing::Kept(kept) => sink.feed(kept.frame.clone()).await?,
             Outgoing::Close(close) => {
                 let (code, reason) = *close;
                 sink.flush().await?;

@@ -1,0 +1,611 @@
+//! Recent messages of the paths whose routes keep history: a bounded ring
+//! per room, each message numbered by its offset within the room's epoch,
+//! so that a client that reconnects can be sent what it missed, in order
+//! and once, before live messages.
+//!
+//! - An **offset** counts the messages kept in a room, from 1.
+//! - An **epoch** names one unbroken run of offsets. A room's history
+//!   starts a new epoch when it is created in this process: after a
+//!   restart, after the app was unloaded, or once the room's history was
+//!   dropped whole to stay within the app's memory. A client that asks to
+//!   recover from another epoch learns that it cannot (`complete: false`).
+//! - A room keeps at most its route's `max-messages` (capped by the
+//!   operator), none older than its `max-age`, and all of an app's rooms
+//!   together hold at most the operator's byte budget per app: past it,
+//!   the app's oldest messages are dropped first, whichever room they are
+//!   in.
+//!
+//! Which rooms keep history is said per app, by a rule the apps layer
+//! gives ([`History::keep_for`]); delivery knows nothing of routes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::Message;
+
+use super::connection::Room;
+
+/// How much of a room's recent messages to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistoryPolicy {
+    /// Messages kept at most.
+    pub(crate) max_messages: u32,
+    /// Messages older than this are dropped; `None`: no age limit.
+    pub(crate) max_age: Option<Duration>,
+}
+
+/// Which paths of an app keep history, and how much: `None` for a path
+/// that keeps none.
+pub(crate) type HistoryRule = Arc<dyn Fn(&str) -> Option<HistoryPolicy> + Send + Sync>;
+
+/// The operator's ceilings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HistoryLimits {
+    /// Most messages any one room keeps, whatever its route asks.
+    pub(crate) max_messages: u32,
+    /// Most bytes all of one app's rooms keep together.
+    pub(crate) app_bytes: usize,
+}
+
+/// What a kept message costs beyond its payload, counted against the
+/// app's byte budget so that a flood of empty messages is bounded too.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// A message kept in a room's history, as its connections are sent it.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    /// The room's epoch when it was kept.
+    pub(crate) epoch: Arc<str>,
+    /// Its offset in the room.
+    pub(crate) offset: u64,
+    /// The frame.
+    pub(crate) frame: Message,
+    /// The connection it was not sent to (`broadcast`'s `exclude`): it is
+    /// not replayed to that connection either.
+    pub(crate) excluded: Option<Arc<str>>,
+}
+
+impl Kept {
+    /// What it costs against the app's budget.
+    fn cost(&self) -> usize {
+        self.frame.len() + ENTRY_OVERHEAD
+    }
+}
+
+/// Where a reconnecting client says it had got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// The epoch of the last message it got.
+    pub(crate) epoch: String,
+    /// The offset of the last message it got.
+    pub(crate) offset: u64,
+}
+
+impl Position {
+    /// Reads `<epoch>-<offset>`, an SSE event id as the host writes it.
+    pub(crate) fn parse(id: &str) -> Option<Self> {
+        let (epoch, offset) = id.trim().rsplit_once('-')?;
+        let valid = !epoch.is_empty()
+            && epoch.len() <= 64
+            && epoch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        Some(Self {
+            epoch: valid.then(|| epoch.to_string())?,
+            offset: offset.parse().ok()?,
+        })
+    }
+}
+
+/// What a reconnecting client is sent before live messages.
+#[derive(Debug)]
+pub(crate) struct Recovery {
+    /// The kept messages after its position, in order.
+    pub(crate) missed: Vec<Arc<Kept>>,
+    /// Whether they are all it missed: same epoch, and nothing dropped
+    /// between its position and the oldest kept message.
+    pub(crate) complete: bool,
+    /// The room's epoch now (the client's next position's).
+    pub(crate) epoch: Option<Arc<str>>,
+    /// The newest offset the room had kept when it was read: anything
+    /// later reaches the client live, anything up to it was in `missed`
+    /// or before its position, and is not sent again.
+    pub(crate) up_to: u64,
+}
+
+/// One room's ring.
+struct Ring {
+    /// The app's rule for this room, when the ring was made.
+    policy: HistoryPolicy,
+    /// Its epoch.
+    epoch: Arc<str>,
+    /// The offset the next message gets.
+    next: u64,
+    /// Kept messages, oldest first, with when each was kept and its place
+    /// in the instance's order of kept messages.
+    kept: VecDeque<(Instant, u64, Arc<Kept>)>,
+}
+
+impl Ring {
+    /// The instance-wide place of its oldest message.
+    fn front(&self) -> Option<u64> {
+        self.kept.front().map(|(_, seq, _)| *seq)
+    }
+}
+
+/// One app's share of the budget.
+#[derive(Default)]
+struct AppBytes {
+    /// Bytes its rooms keep.
+    bytes: usize,
+    /// Its rooms by the place of their oldest message: the first is where
+    /// the app's oldest message is.
+    fronts: BTreeMap<u64, Room>,
+}
+
+impl AppBytes {
+    /// Drops the oldest message of `ring` (of `room`).
+    fn pop(&mut self, room: &Room, ring: &mut Ring) {
+        let Some((_, seq, kept)) = ring.kept.pop_front() else {
+            return;
+        };
+        self.bytes -= kept.cost();
+        self.fronts.remove(&seq);
+        if let Some(next) = ring.front() {
+            self.fronts.insert(next, room.clone());
+        }
+    }
+}
+
+/// The rings, under one lock.
+#[derive(Default)]
+struct Rings {
+    /// Rings by room.
+    rooms: HashMap<Room, Ring>,
+    /// Byte accounting by app.
+    apps: HashMap<Arc<str>, AppBytes>,
+    /// Epochs made so far: the next one's number.
+    epochs: u64,
+    /// Messages kept so far: the next one's place.
+    seq: u64,
+}
+
+/// The history of every room that keeps one.
+pub(crate) struct History {
+    /// Each app's rule, as its serving version declares it.
+    rules: RwLock<HashMap<Arc<str>, HistoryRule>>,
+    /// The rings. Kept locked while a kept message is queued for its
+    /// room's connections, so that offsets reach every connection in order
+    /// and a recovery reads a consistent cut.
+    rings: Mutex<Rings>,
+    /// The operator's ceilings.
+    limits: HistoryLimits,
+    /// This instance's id, the stem of its epochs.
+    instance: Arc<str>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// No history kept until an app asks for it.
+    pub(crate) fn new(instance: &str, limits: HistoryLimits) -> Self {
+        Self {
+            rules: RwLock::default(),
+            rings: Mutex::default(),
+            limits,
+            instance: instance.into(),
+        }
+    }
+
+    /// Sets which of `app`'s paths keep history (a new version's rule
+    /// replaces the last). Rooms already kept keep their messages, under
+    /// their old limits, until the app is forgotten.
+    pub(crate) fn keep_for(&self, app: &str, rule: Option<HistoryRule>) {
+        let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
+        match rule {
+            Some(rule) => {
+                rules.insert(app.into(), rule);
+            }
+            None => {
+                rules.remove(app);
+            }
+        }
+    }
+
+    /// Drops all of `app`'s history (it was unloaded).
+    pub(crate) fn forget(&self, app: &str) {
+        self.keep_for(app, None);
+        let mut rings = self.lock();
+        rings.rooms.retain(|room, _| room.app() != app);
+        rings.apps.remove(app);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rings> {
+        self.rings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The rule for `room`, if its app keeps history there.
+    fn policy(&self, room: &Room) -> Option<HistoryPolicy> {
+        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
+        let rule = rules.get(room.app())?;
+        let mut policy = rule(room.path())?;
+        policy.max_messages = policy.max_messages.min(self.limits.max_messages);
+        (policy.max_messages > 0).then_some(policy)
+    }
+
+    /// Keeps `frame` if `room` keeps history, and hands the kept message
+    /// to `deliver` while the rings are locked; `None` (and nothing
+    /// delivered) if the room keeps none.
+    pub(crate) fn record<T>(
+        &self,
+        room: &Room,
+        frame: &Message,
+        excluded: Option<&str>,
+        now: Instant,
+        deliver: impl FnOnce(&Arc<Kept>) -> T,
+    ) -> Option<T> {
+        let policy = self.policy(room)?;
+        let mut rings = self.lock();
+        let Rings {
+            rooms,
+            apps,
+            epochs,
+            seq,
+        } = &mut *rings;
+        let ring = rooms.entry(room.clone()).or_insert_with(|| {
+            *epochs += 1;
+            Ring {
+                policy,
+                epoch: format!("{}.{epochs}", self.instance).into(),
+                next: 1,
+                kept: VecDeque::new(),
+            }
+        });
+        let kept = Arc::new(Kept {
+            epoch: ring.epoch.clone(),
+            offset: ring.next,
+            frame: frame.clone(),
+            excluded: excluded.map(Arc::from),
+        });
+        ring.next += 1;
+        *seq += 1;
+        let app = apps.entry(Arc::from(room.app())).or_default();
+        if ring.kept.is_empty() {
+            app.fronts.insert(*seq, room.clone());
+        }
+        ring.kept.push_back((now, *seq, kept.clone()));
+        app.bytes += kept.cost();
+        trim_ring(room, ring, app, now);
+        let delivered = deliver(&kept);
+        // Over the app's budget: its oldest messages go first, whichever
+        // room holds them; a room emptied this way is dropped, and starts a
+        // new epoch with its next message.
+        while app.bytes > self.limits.app_bytes {
+            let Some((_, oldest)) = app.fronts.first_key_value() else {
+                break;
+            };
+            let oldest = oldest.clone();
+            let Some(ring) = rooms.get_mut(&oldest) else {
+                break;
+            };
+            app.pop(&oldest, ring);
+            if ring.kept.is_empty() && oldest != *room {
+                rooms.remove(&oldest);
+            }
+        }
+        Some(delivered)
+    }
+
+    /// What connection `id` of `room`, whose client had got to `from`,
+    /// missed. Call it once the connection is in the room's group, so that
+    /// what is kept later reaches it live.
+    pub(crate) fn recover(&self, room: &Room, id: &str, from: &Position, now: Instant) -> Recovery {
+        let mut rings = self.lock();
+        let Rings { rooms, apps, .. } = &mut *rings;
+        let Some(ring) = rooms.get_mut(room) else {
+            return Recovery {
+                missed: Vec::new(),
+                complete: false,
+                epoch: None,
+                up_to: 0,
+            };
+        };
+        if let Some(app) = apps.get_mut(room.app()) {
+            trim_ring(room, ring, app, now);
+        }
+        let up_to = ring.next - 1;
+        if *ring.epoch != *from.epoch || from.offset > up_to {
+            return Recovery {
+                missed: Vec::new(),
+                complete: false,
+                epoch: Some(ring.epoch.clone()),
+                up_to,
+            };
+        }
+        let oldest = ring.kept.front().map_or(ring.next, |(_, _, k)| k.offset);
+        Recovery {
+            missed: ring
+                .kept
+                .iter()
+                .filter(|(_, _, k)| k.offset > from.offset && k.excluded.as_deref() != Some(id))
+                .map(|(_, _, k)| k.clone())
+                .collect(),
+            complete: from.offset + 1 >= oldest,
+            epoch: Some(ring.epoch.clone()),
+            up_to,
+        }
+    }
+}
+
+/// Drops what `ring` (of `room`) keeps beyond its count and age.
+fn trim_ring(room: &Room, ring: &mut Ring, app: &mut AppBytes, now: Instant) {
+    while let Some((at, _, _)) = ring.kept.front() {
+        let too_many = ring.kept.len() > ring.policy.max_messages as usize;
+        let too_old = ring
+            .policy
+            .max_age
+            .is_some_and(|age| now.saturating_duration_since(*at) > age);
+        if !(too_many || too_old) {
+            break;
+        }
+        app.pop(room, ring);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(app_bytes: usize) -> History {
+        let history = History::new(
+            "abc",
+            HistoryLimits {
+                max_messages: 100,
+                app_bytes,
+            },
+        );
+        history.keep_for(
+            "chat",
+            Some(Arc::new(|path: &str| {
+                path.starts_with("/kept/").then_some(HistoryPolicy {
+                    max_messages: 3,
+                    max_age: Some(Duration::from_secs(10)),
+                })
+            })),
+        );
+        history
+    }
+
+    fn keep(history: &History, path: &str, text: &str, now: Instant) -> Option<u64> {
+        history.record(
+            &Room::new("chat", path),
+            &Message::text(text),
+            None,
+            now,
+            |k| k.offset,
+        )
+    }
+
+    fn texts(recovery: &Recovery) -> Vec<String> {
+        recovery
+            .missed
+            .iter()
+            .map(|k| k.frame.to_text().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn only_rooms_the_rule_names_keep_history_and_offsets_count_from_one() {
+        let h = history(1 << 20);
+        let now = Instant::now();
+        assert_eq!(keep(&h, "/other/a", "x", now), None);
+        assert_eq!(keep(&h, "/kept/a", "one", now), Some(1));
+        assert_eq!(keep(&h, "/kept/a", "two", now), Some(2));
+        assert_eq!(keep(&h, "/kept/b", "elsewhere", now), Some(1));
+    }
+
+    #[test]
+    fn a_client_gets_what_it_missed_once_and_learns_when_it_is_not_all() {
+        let h = history(1 << 20);
+        let now = Instant::now();
+        for text in ["1", "2", "3", "4", "5"] {
+            keep(&h, "/kept/a", text, now);
+        }
+        let room = Room::new("chat", "/kept/a");
+        let epoch = h
+            .recover(
+                &room,
+                "me",
+                &Position {
+                    epoch: "x".into(),
+                    offset: 0,
+                },
+                now,
+            )
+            .epoch
+            .unwrap();
+        let from = |offset| Position {
+            epoch: epoch.to_string(),
+            offset,
+        };
+        // Three kept (3, 4, 5): from 2 on, nothing is missing.
+        let r = h.recover(&room, "me", &from(3), now);
+        assert_eq!(
+            (texts(&r), r.complete, r.up_to),
+            (vec!["4".into(), "5".into()], true, 5)
+        );
+        let r = h.recover(&room, "me", &from(2), now);
+        assert_eq!((texts(&r).len(), r.complete), (3, true));
+        // From 1, message 2 is gone.
+        let r = h.recover(&room, "me", &from(1), now);
+        assert_eq!((texts(&r).len(), r.complete), (3, false));
+        // Up to date.
+        let r = h.recover(&room, "me", &from(5), now);
+        assert!(r.missed.is_empty() && r.complete);
+        // Another epoch, or a position from the future: nothing, incomplete.
+        let other = Position {
+            epoch: "abc.99".into(),
+            offset: 1,
+        };
+        assert!(!h.recover(&room, "me", &other, now).complete);
+        assert!(!h.recover(&room, "me", &from(6), now).complete);
+    }
+
+    #[test]
+    fn a_message_kept_without_a_connection_is_not_replayed_to_it() {
+        let h = history(1 << 20);
+        let now = Instant::now();
+        let room = Room::new("chat", "/kept/a");
+        h.record(&room, &Message::text("joined"), Some("me"), now, |_| ());
+        let epoch = h
+            .recover(
+                &room,
+                "me",
+                &Position {
+                    epoch: "x".into(),
+                    offset: 0,
+                },
+                now,
+            )
+            .epoch
+            .unwrap();
+        let from = Position {
+            epoch: epoch.to_string(),
+            offset: 0,
+        };
+        assert!(h.recover(&room, "me", &from, now).missed.is_empty());
+        assert_eq!(
+            texts(&h.recover(&room, "you", &from, now)),
+            vec!["joined".to_string()]
+        );
+    }
+
+    #[test]
+    fn old_messages_are_dropped_by_age() {
+        let h = history(1 << 20);
+        let start = Instant::now();
+        keep(&h, "/kept/a", "old", start);
+        keep(&h, "/kept/a", "new", start + Duration::from_secs(8));
+        let room = Room::new("chat", "/kept/a");
+        let later = start + Duration::from_secs(12);
+        let epoch = h
+            .recover(
+                &room,
+                "me",
+                &Position {
+                    epoch: "x".into(),
+                    offset: 0,
+                },
+                later,
+            )
+            .epoch
+            .unwrap();
+        let r = h.recover(
+            &room,
+            "me",
+            &Position {
+                epoch: epoch.to_string(),
+                offset: 0,
+            },
+            later,
+        );
+        assert_eq!((texts(&r), r.complete), (vec!["new".to_string()], false));
+    }
+
+    #[test]
+    fn an_app_over_its_budget_loses_its_oldest_messages_first_in_any_room() {
+        // Room for two entries of one byte.
+        let h = history(2 * (1 + ENTRY_OVERHEAD));
+        let now = Instant::now();
+        keep(&h, "/kept/a", "a", now);
+        keep(&h, "/kept/b", "b", now);
+        keep(&h, "/kept/b", "c", now);
+        // Room a lost its only message and with it its epoch.
+        let a = h.recover(
+            &Room::new("chat", "/kept/a"),
+            "me",
+            &Position {
+                epoch: "abc.1".into(),
+                offset: 0,
+            },
+            now,
+        );
+        assert!(a.epoch.is_none());
+        let b = Room::new("chat", "/kept/b");
+        let epoch = h
+            .recover(
+                &b,
+                "me",
+                &Position {
+                    epoch: "x".into(),
+                    offset: 0,
+                },
+                now,
+            )
+            .epoch
+            .unwrap();
+        let r = h.recover(
+            &b,
+            "me",
+            &Position {
+                epoch: epoch.to_string(),
+                offset: 0,
+            },
+            now,
+        );
+        assert_eq!(texts(&r), vec!["b".to_string(), "c".to_string()]);
+        // A new message in room a starts a new epoch.
+        keep(&h, "/kept/a", "d", now);
+        let a = h.recover(
+            &Room::new("chat", "/kept/a"),
+            "me",
+            &Position {
+                epoch: "abc.1".into(),
+                offset: 0,
+            },
+            now,
+        );
+        assert_ne!(a.epoch.as_deref(), Some("abc.1"));
+        assert!(!a.complete);
+    }
+
+    #[test]
+    fn forgetting_an_app_drops_its_rooms() {
+        let h = history(1 << 20);
+        let now = Instant::now();
+        keep(&h, "/kept/a", "a", now);
+        h.forget("chat");
+        assert_eq!(keep(&h, "/kept/a", "b", now), None);
+        let r = h.recover(
+            &Room::new("chat", "/kept/a"),
+            "me",
+            &Position {
+                epoch: "abc.1".into(),
+                offset: 0,
+            },
+            now,
+        );
+        assert!(r.epoch.is_none());
+    }
+
+    #[test]
+    fn positions_are_read_from_event_ids() {
+        assert_eq!(
+            Position::parse("a1b2.3-42"),
+            Some(Position {
+                epoch: "a1b2.3".into(),
+                offset: 42
+            })
+        );
+        for bad in ["", "-1", "abc", "abc-", "abc-x", "a b-1", "a/b-1"] {
+            assert_eq!(Position::parse(bad), None, "{bad:?}");
+        }
+    }
+}
