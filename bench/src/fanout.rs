@@ -203,6 +203,12 @@ async fn open_stream(
     Ok(stream)
 }
 
+/// The echo example's feed: every message to everyone on the topic.
+const BROADCAST: &str = "/ws/broadcast";
+
+/// The same feed, keeping each topic's last 100 messages.
+const REPLAY: &str = "/ws/replay";
+
 /// Who listens in a room besides the sender.
 #[derive(Clone, Copy, PartialEq)]
 enum Listeners {
@@ -217,8 +223,9 @@ async fn run_one(
     size: usize,
     options: &Options,
     listeners: Listeners,
+    feed: &str,
 ) -> anyhow::Result<Run> {
-    let topic = format!("/ws/broadcast/fanout-{size}-{}", std::process::id());
+    let topic = format!("{feed}/fanout-{size}-{}", std::process::id());
     let sockets = if listeners == Listeners::WebSockets {
         size
     } else {
@@ -341,8 +348,15 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     let mut runs: Vec<(&str, Vec<Point>)> =
         vec![("tina4-wasm", Vec::new()), ("native", Vec::new())];
     for &size in &options.sizes {
-        let tina4 = run_one(&pair.tina4, size, options, Listeners::WebSockets).await?;
-        let native = run_one(&pair.native, size, options, Listeners::WebSockets).await?;
+        let tina4 = run_one(&pair.tina4, size, options, Listeners::WebSockets, BROADCAST).await?;
+        let native = run_one(
+            &pair.native,
+            size,
+            options,
+            Listeners::WebSockets,
+            BROADCAST,
+        )
+        .await?;
         for (name, run) in [("tina4-wasm", &tina4), ("native", &native)] {
             println!(
                 "| {size} | {name} | {:.0} | {} | {} | {:.2} µs | {} | {:.2} |",
@@ -379,8 +393,8 @@ pub async fn run_streams(options: &Options) -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for &size in &options.sizes {
-        let sockets = run_one(host, size, options, Listeners::WebSockets).await?;
-        let streams = run_one(host, size, options, Listeners::EventStreams).await?;
+        let sockets = run_one(host, size, options, Listeners::WebSockets, BROADCAST).await?;
+        let streams = run_one(host, size, options, Listeners::EventStreams, BROADCAST).await?;
         for (name, run) in [("WebSocket", &sockets), ("SSE", &streams)] {
             println!(
                 "| {size} | {name} | {:.0} | {} | {} | {:.2} µs | {} | {:.2} |",
@@ -390,6 +404,40 @@ pub async fn run_streams(options: &Options) -> anyhow::Result<()> {
                 run.cpu,
                 run.lost,
                 run.cpu / sockets.cpu
+            );
+        }
+    }
+    println!();
+    Ok(())
+}
+
+/// Fan-out to WebSocket members of a topic that keeps history against one
+/// that keeps none, on the same server: what numbering and keeping each
+/// message costs per delivery.
+pub async fn run_history(options: &Options) -> anyhow::Result<()> {
+    let pair = Pair::start(&["echo"]).await?;
+    let host = &pair.tina4;
+    println!(
+        "History on fan-out: one room, one sender, {} bursts of {} messages, on a topic that keeps none and one that keeps its last 100",
+        options.bursts, options.burst
+    );
+    println!();
+    println!(
+        "| room size | topic | deliveries/s | p50 | p99 | server CPU per delivery | lost | ÷ without (CPU per delivery) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for &size in &options.sizes {
+        let plain = run_one(host, size, options, Listeners::WebSockets, BROADCAST).await?;
+        let kept = run_one(host, size, options, Listeners::WebSockets, REPLAY).await?;
+        for (name, run) in [("no history", &plain), ("history", &kept)] {
+            println!(
+                "| {size} | {name} | {:.0} | {} | {} | {:.2} µs | {} | {:.2} |",
+                run.rate,
+                ms(run.summary.median),
+                ms(run.summary.p99),
+                run.cpu,
+                run.lost,
+                run.cpu / plain.cpu
             );
         }
     }

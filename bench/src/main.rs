@@ -103,6 +103,9 @@ enum Scenario {
     /// One room, one WebSocket sender: event-stream listeners against
     /// WebSocket members, server CPU per delivery.
     Sse(fanout::Options),
+    /// One room, one sender: a topic that keeps history against one that
+    /// keeps none, server CPU per delivery.
+    History(fanout::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -143,6 +146,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Density(options) => density::run(&options).await,
             Scenario::Tls(options) => tls::run(&options).await,
             Scenario::Sse(options) => fanout::run_streams(&options).await,
+            Scenario::History(options) => fanout::run_history(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
@@ -170,6 +174,7 @@ mod tests {
             "density",
             "tls",
             "sse",
+            "history",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");

@@ -9,6 +9,10 @@
 //! listener can open the same path as an event stream (`Accept:
 //! text/event-stream`) and hear it too.
 //!
+//! `/ws/replay/{topic}`: the same feed, keeping each topic's last 100
+//! messages, so a client that reconnects with its last position hears
+//! what it missed.
+//!
 //! `GET /hello/{name}`: a small JSON answer.
 
 use tina4_guest::prelude::*;
@@ -37,6 +41,18 @@ fn routes(app: &mut Router) {
     );
     // Listeners on an event stream hear the topic too.
     app.sse("/ws/broadcast/{topic}", |_: &Connection, _: Event| ());
+    // The same feed, keeping each topic's last 100 messages for clients
+    // that reconnect.
+    app.websocket(
+        "/ws/replay/{topic}",
+        |conn: &Connection, event: Event| match event {
+            Event::Message(text) => conn.broadcast(&text),
+            Event::Binary(data) => conn.broadcast_binary(&data),
+            Event::Open | Event::Close { .. } => Ok(()),
+        },
+    )
+    .history(100, std::time::Duration::ZERO);
+    app.sse("/ws/replay/{topic}", |_: &Connection, _: Event| ());
     app.get("/hello/{name}", |req: &Request| {
         let name = &req.params()["name"];
         Response::json(

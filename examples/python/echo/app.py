@@ -4,10 +4,11 @@
 /ws/mirror: answers every message with exactly what was sent.
 /ws/broadcast/{topic}: every message goes to everyone on the topic
 (WebSocket members, and listeners on an event stream of the same path).
+/ws/replay/{topic}: the same, keeping each topic's last 100 messages.
 GET /hello/{name}: a small JSON answer.
 """
 
-from tina4_wasm import get, sse, websocket
+from tina4_wasm import get, history, sse, websocket
 
 
 @websocket("/ws/echo")
@@ -34,6 +35,16 @@ async def feed(connection, event, data):
 @sse("/ws/broadcast/{topic}")
 async def listener(connection, event, data):
     pass
+
+
+# The same feed, keeping each topic's last 100 messages for clients that
+# reconnect.
+@sse("/ws/replay/{topic}")
+@websocket("/ws/replay/{topic}")
+@history(100)
+async def replay(connection, event, data):
+    if event in ("message", "binary"):
+        await connection.broadcast(data)
 
 
 @get("/hello/{name}")
