@@ -6,7 +6,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::auth::token;
-use crate::support::{Server, ServerOptions, each_language, http, within};
+use crate::support::{Client, Server, ServerOptions, each_language, http, within};
 
 /// An event-stream client, reading events as a browser's `EventSource` does.
 pub struct EventStream {
@@ -134,6 +134,15 @@ impl EventStream {
     }
 }
 
+/// A probe WebSocket on `path` (its first), once it is in the path's
+/// group: the answer to a message comes after its `open` has run.
+async fn joined(server: &Server, path: &str) -> Client {
+    let mut socket = server.connect(path).await;
+    socket.send("count").await;
+    assert_eq!(socket.recv().await, "1");
+    socket
+}
+
 async fn push(server: &Server, name: &str, text: &str) -> u32 {
     let response = http()
         .post(server.url(&format!("/probe/push/{name}")))
@@ -148,7 +157,7 @@ async fn push(server: &Server, name: &str, text: &str) -> u32 {
 #[tokio::test]
 async fn a_stream_joins_the_path_group_beside_websockets_and_no_other() {
     let server = Server::start(&["probe"]).await;
-    let mut socket = server.connect("/ws/probe/x").await;
+    let mut socket = joined(&server, "/ws/probe/x").await;
     let mut stream = EventStream::open(&server, "/ws/probe/x", &[]).await;
     let open = stream.json().await;
     assert_eq!(open["open"], "/ws/probe/x");
@@ -188,7 +197,7 @@ async fn lines_of_a_message_arrive_as_one_event() {
 #[tokio::test]
 async fn the_app_gets_open_with_last_event_id_and_close_when_the_client_goes() {
     let server = Server::start(&["probe"]).await;
-    let mut socket = server.connect("/ws/probe/z").await;
+    let mut socket = joined(&server, "/ws/probe/z").await;
     let mut stream = EventStream::open(&server, "/ws/probe/z", &[("last-event-id", "41")]).await;
     assert_eq!(stream.json().await["last_event_id"], "41");
     drop(stream);
@@ -355,7 +364,7 @@ async fn recovered(stream: &mut EventStream) -> bool {
 async fn a_stream_that_reconnects_with_last_event_id_gets_what_it_missed_once_then_live() {
     let server = Server::start(&["probe"]).await;
     // A WebSocket member of the same path hears it all, live.
-    let mut member = server.connect("/kept/r").await;
+    let mut member = joined(&server, "/kept/r").await;
     let mut first = EventStream::open(&server, "/kept/r", &[]).await;
     first.json().await;
     keep(&server, "r", "one").await;
@@ -399,7 +408,7 @@ async fn a_stream_that_reconnects_with_last_event_id_gets_what_it_missed_once_th
 #[tokio::test]
 async fn a_gap_beyond_what_is_kept_or_another_epoch_is_an_incomplete_recovery() {
     let server = Server::start(&["probe"]).await;
-    let mut member = server.connect("/kept/g").await;
+    let mut member = joined(&server, "/kept/g").await;
     let mut stream = EventStream::open(&server, "/kept/g", &[]).await;
     stream.json().await;
     keep(&server, "g", "m1").await;
