@@ -14,6 +14,8 @@
  *   ws.on("close", (event) => ...);      // the connection closed (code, reason)
  *   ws.on("reconnect", (attempt) => ...);// about to try again
  *   ws.on("reconnect_failed", () => ...);// gave up
+ *   ws.on("recovered", (info) => ...);   // after a reconnect on a path that
+ *                                        // keeps history: { complete }
  *   ws.send(text); ws.sendJson(obj); ws.close();
  *
  * Messages sent while disconnected are kept (up to bufferLimit, oldest
@@ -21,7 +23,10 @@
  * the connection is open again, right after anything the "open" handlers
  * send (so a handler can say who it is before the kept messages arrive). A path is resolved against the page's own
  * origin (ws: for http:, wss: for https:); a full ws:// or wss:// URL works
- * too.
+ * too. It offers the subprotocol tina4.v1 beside any given: on a path that
+ * keeps history the server then says each message's position, and a
+ * reconnect replays what was missed, once and in order, before "recovered"
+ * (binary messages then arrive as ArrayBuffers).
  *
  *   const events = frond.sse("/events/lobby", { reconnect: true, ... });
  *
@@ -135,12 +140,51 @@
     }
   };
 
+  // The subprotocol in which the server says each message's position on a
+  // path that keeps history, so a reconnect can recover what was missed.
+  var POSITIONS = "tina4.v1";
+
+  // `url` with the position (<epoch>-<offset>) to recover from, if any.
+  function withPosition(url, position) {
+    if (!position) {
+      return url;
+    }
+    var cut = position.lastIndexOf("-");
+    return url + (url.indexOf("?") < 0 ? "?" : "&") +
+      "tina4_epoch=" + encodeURIComponent(position.slice(0, cut)) +
+      "&tina4_offset=" + encodeURIComponent(position.slice(cut + 1));
+  }
+
+  // A tina4.v1 message: the line that says what it is, and the message.
+  function unframe(data) {
+    if (typeof data === "string") {
+      var end = data.indexOf("\n");
+      return { line: data.slice(0, end), body: data.slice(end + 1) };
+    }
+    var bytes = new Uint8Array(data);
+    var at = bytes.indexOf(10);
+    return { line: String.fromCharCode.apply(null, bytes.subarray(0, at)), body: data.slice(at + 1) };
+  }
+
+  function recoveredInfo(text) {
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      return { complete: false };
+    }
+  }
+
   function FrondSocket(path, options) {
     setUp(this, "ws", socketUrl(path), options);
+    var offered = (options && options.protocols) || [];
+    this.options.protocols = (typeof offered === "string" ? [offered] : offered.slice()).concat([POSITIONS]);
     this.buffer = [];
     this.dropped = 0;
     this.opening = false;
     this.socket = null;
+    // The position of the last kept message heard (<epoch>-<offset>).
+    this.position = null;
+    this.framed = false;
     this.connect();
   }
 
@@ -157,12 +201,14 @@
 
   FrondSocket.prototype.connect = function () {
     var self = this;
-    var socket = this.options.protocols
-      ? new WebSocket(this.url, this.options.protocols)
-      : new WebSocket(this.url);
+    var socket = new WebSocket(withPosition(this.url, this.position), this.options.protocols);
     this.socket = socket;
     socket.onopen = function () {
       self.attempts = 0;
+      self.framed = socket.protocol === POSITIONS;
+      if (self.framed) {
+        socket.binaryType = "arraybuffer";
+      }
       // What an open handler sends (a name, a token) goes out first, then
       // what was kept while disconnected, in order.
       self.opening = true;
@@ -174,7 +220,19 @@
       self.flush();
     };
     socket.onmessage = function (event) {
-      self.emit("message", event.data);
+      if (!self.framed) {
+        self.emit("message", event.data);
+        return;
+      }
+      var message = unframe(event.data);
+      if (message.line === "!recovered") {
+        self.emit("recovered", recoveredInfo(message.body));
+        return;
+      }
+      if (message.line) {
+        self.position = message.line;
+      }
+      self.emit("message", message.body);
     };
     socket.onerror = function (event) {
       self.emit("error", event);
@@ -245,14 +303,7 @@
 
   FrondStream.prototype.connect = function () {
     var self = this;
-    var url = this.url;
-    if (this.position) {
-      var cut = this.position.lastIndexOf("-");
-      url += (url.indexOf("?") < 0 ? "?" : "&") +
-        "tina4_epoch=" + encodeURIComponent(this.position.slice(0, cut)) +
-        "&tina4_offset=" + encodeURIComponent(this.position.slice(cut + 1));
-    }
-    var source = new EventSource(url);
+    var source = new EventSource(withPosition(this.url, this.position));
     this.source = source;
     // Ends this stream and reconnects with frond's backoff, whoever ended it.
     function ended(info) {
@@ -277,13 +328,7 @@
     // After a reconnect on a path that keeps history: whether what was
     // replayed is all that was missed ({ complete: false }: re-sync).
     source.addEventListener("recovered", function (event) {
-      var info = { complete: false };
-      try {
-        info = JSON.parse(event.data);
-      } catch (err) {
-        // Keep the default.
-      }
-      self.emit("recovered", info);
+      self.emit("recovered", recoveredInfo(event.data));
     });
     // The server's last word: why it ended the stream.
     source.addEventListener("close", function (event) {

@@ -174,6 +174,38 @@ try {
   check(dropped.heard === 1 && JSON.stringify(dropped.events) === JSON.stringify(["open", "close 1006", "open", "recovered true"]),
     `frond.sse recovered after a drop, got ${JSON.stringify(dropped)}`);
 
+  // frond.ws the same way, in the tina4.v1 subprotocol: its socket drops,
+  // it reconnects from the last message it heard, and hears what was said
+  // meanwhile once.
+  await bob.evaluate(() => new Promise((resolve) => {
+    window.sockHeard = [];
+    window.sockEvents = [];
+    window.sock = frond.ws("/ws/room/lobby", { reconnectInterval: 200 });
+    window.sock.on("open", () => { window.sockEvents.push("open"); resolve(); });
+    window.sock.on("recovered", (info) => window.sockEvents.push(`recovered ${info.complete}`));
+    window.sock.on("message", (data) => window.sockHeard.push(JSON.parse(data)));
+  }));
+  await waitText(alice, "#online", "4");
+  await say(alice, "before the socket dropped");
+  await bob.waitForFunction(() => window.sockHeard.some((m) => m.text === "before the socket dropped"));
+  await bob.evaluate(() => window.sock.socket.close());
+  await say(alice, "while the socket was away");
+  await bob.waitForFunction(() => window.sockEvents.includes("recovered true"));
+  await bob.waitForFunction(() => window.sockHeard.some((m) => m.text === "while the socket was away"));
+  const socketDrop = await bob.evaluate(() => {
+    window.sock.close();
+    return {
+      framed: window.sock.framed,
+      events: window.sockEvents,
+      heard: ["before the socket dropped", "while the socket was away"]
+        .map((text) => window.sockHeard.filter((m) => m.text === text).length),
+    };
+  });
+  check(socketDrop.framed && JSON.stringify(socketDrop.events) === JSON.stringify(["open", "open", "recovered true"])
+    && JSON.stringify(socketDrop.heard) === "[1,1]",
+    `frond.ws recovered after a drop, got ${JSON.stringify(socketDrop)}`);
+  await waitText(alice, "#online", "3");
+
   // The server goes away (closing every connection); frond.js keeps what
   // Alice sends meanwhile and delivers it once it has reconnected.
   await step("stop");

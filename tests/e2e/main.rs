@@ -13,6 +13,7 @@ mod echo;
 mod edge;
 mod execution;
 mod faults;
+mod history;
 mod hostile;
 mod hot_swap;
 mod http2;

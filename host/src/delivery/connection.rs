@@ -83,6 +83,9 @@ pub(crate) enum Outgoing {
     Frame(Arc<Message>),
     /// Send this frame of a room that keeps history, with its offset.
     Kept(Arc<super::Kept>),
+    /// The recovery of a reconnecting client was sent before this; whether
+    /// it was all the client missed.
+    Recovered(bool),
     /// Send a close frame with this code and reason, then finish.
     Close(Box<(u16, String)>),
 }
@@ -93,6 +96,7 @@ impl Outgoing {
         match self {
             Outgoing::Frame(frame) => frame.len(),
             Outgoing::Kept(kept) => kept.frame.len(),
+            Outgoing::Recovered(_) => 0,
             Outgoing::Close(_) => 0,
         }
     }

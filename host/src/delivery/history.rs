@@ -106,12 +106,8 @@ pub(crate) struct Recovery {
     /// Whether they are all it missed: same epoch, and nothing dropped
     /// between its position and the oldest kept message.
     pub(crate) complete: bool,
-    /// The room's epoch now (the client's next position's).
+    /// The room's epoch now, if it keeps any history.
     pub(crate) epoch: Option<Arc<str>>,
-    /// The newest offset the room had kept when it was read: anything
-    /// later reaches the client live, anything up to it was in `missed`
-    /// or before its position, and is not sent again.
-    pub(crate) up_to: u64,
 }
 
 /// One room's ring.
@@ -304,43 +300,57 @@ impl History {
     }
 
     /// What connection `id` of `room`, whose client had got to `from`,
-    /// missed. Call it once the connection is in the room's group, so that
-    /// what is kept later reaches it live.
-    pub(crate) fn recover(&self, room: &Room, id: &str, from: &Position, now: Instant) -> Recovery {
+    /// missed, handed to `then` while nothing can be kept in the room: if
+    /// `then` queues the recovery and puts the connection in the room's
+    /// group, every message reaches it once, in order, whether kept
+    /// before (in the recovery) or after (live).
+    pub(crate) fn recover<T>(
+        &self,
+        room: &Room,
+        id: &str,
+        from: &Position,
+        now: Instant,
+        then: impl FnOnce(Recovery) -> T,
+    ) -> T {
         let mut rings = self.lock();
         let Rings { rooms, apps, .. } = &mut *rings;
-        let Some(ring) = rooms.get_mut(room) else {
-            return Recovery {
+        let recovery = match rooms.get_mut(room) {
+            None => Recovery {
                 missed: Vec::new(),
                 complete: false,
                 epoch: None,
-                up_to: 0,
-            };
+            },
+            Some(ring) => {
+                if let Some(app) = apps.get_mut(room.app()) {
+                    trim_ring(room, ring, app, now);
+                }
+                read_from(ring, id, from)
+            }
         };
-        if let Some(app) = apps.get_mut(room.app()) {
-            trim_ring(room, ring, app, now);
-        }
-        let up_to = ring.next - 1;
-        if *ring.epoch != *from.epoch || from.offset > up_to {
-            return Recovery {
-                missed: Vec::new(),
-                complete: false,
-                epoch: Some(ring.epoch.clone()),
-                up_to,
-            };
-        }
-        let oldest = ring.kept.front().map_or(ring.next, |(_, _, k)| k.offset);
-        Recovery {
-            missed: ring
-                .kept
-                .iter()
-                .filter(|(_, _, k)| k.offset > from.offset && k.excluded.as_deref() != Some(id))
-                .map(|(_, _, k)| k.clone())
-                .collect(),
-            complete: from.offset + 1 >= oldest,
+        then(recovery)
+    }
+}
+
+/// What `ring` kept after `from`, but what was not sent to `id`.
+fn read_from(ring: &Ring, id: &str, from: &Position) -> Recovery {
+    let newest = ring.next - 1;
+    if *ring.epoch != *from.epoch || from.offset > newest {
+        return Recovery {
+            missed: Vec::new(),
+            complete: false,
             epoch: Some(ring.epoch.clone()),
-            up_to,
-        }
+        };
+    }
+    let oldest = ring.kept.front().map_or(ring.next, |(_, _, k)| k.offset);
+    Recovery {
+        missed: ring
+            .kept
+            .iter()
+            .filter(|(_, _, k)| k.offset > from.offset && k.excluded.as_deref() != Some(id))
+            .map(|(_, _, k)| k.clone())
+            .collect(),
+        complete: from.offset + 1 >= oldest,
+        epoch: Some(ring.epoch.clone()),
     }
 }
 
@@ -428,6 +438,7 @@ mod tests {
                     offset: 0,
                 },
                 now,
+                |r| r,
             )
             .epoch
             .unwrap();
@@ -436,26 +447,26 @@ mod tests {
             offset,
         };
         // Three kept (3, 4, 5): from 2 on, nothing is missing.
-        let r = h.recover(&room, "me", &from(3), now);
+        let r = h.recover(&room, "me", &from(3), now, |r| r);
         assert_eq!(
-            (texts(&r), r.complete, r.up_to),
-            (vec!["4".into(), "5".into()], true, 5)
+            (texts(&r), r.complete),
+            (vec!["4".into(), "5".into()], true)
         );
-        let r = h.recover(&room, "me", &from(2), now);
+        let r = h.recover(&room, "me", &from(2), now, |r| r);
         assert_eq!((texts(&r).len(), r.complete), (3, true));
         // From 1, message 2 is gone.
-        let r = h.recover(&room, "me", &from(1), now);
+        let r = h.recover(&room, "me", &from(1), now, |r| r);
         assert_eq!((texts(&r).len(), r.complete), (3, false));
         // Up to date.
-        let r = h.recover(&room, "me", &from(5), now);
+        let r = h.recover(&room, "me", &from(5), now, |r| r);
         assert!(r.missed.is_empty() && r.complete);
         // Another epoch, or a position from the future: nothing, incomplete.
         let other = Position {
             epoch: "abc.99".into(),
             offset: 1,
         };
-        assert!(!h.recover(&room, "me", &other, now).complete);
-        assert!(!h.recover(&room, "me", &from(6), now).complete);
+        assert!(!h.recover(&room, "me", &other, now, |r| r).complete);
+        assert!(!h.recover(&room, "me", &from(6), now, |r| r).complete);
     }
 
     #[test]
@@ -473,6 +484,7 @@ mod tests {
                     offset: 0,
                 },
                 now,
+                |r| r,
             )
             .epoch
             .unwrap();
@@ -480,9 +492,9 @@ mod tests {
             epoch: epoch.to_string(),
             offset: 0,
         };
-        assert!(h.recover(&room, "me", &from, now).missed.is_empty());
+        assert!(h.recover(&room, "me", &from, now, |r| r).missed.is_empty());
         assert_eq!(
-            texts(&h.recover(&room, "you", &from, now)),
+            texts(&h.recover(&room, "you", &from, now, |r| r)),
             vec!["joined".to_string()]
         );
     }
@@ -504,6 +516,7 @@ mod tests {
                     offset: 0,
                 },
                 later,
+                |r| r,
             )
             .epoch
             .unwrap();
@@ -515,6 +528,7 @@ mod tests {
                 offset: 0,
             },
             later,
+            |r| r,
         );
         assert_eq!((texts(&r), r.complete), (vec!["new".to_string()], false));
     }
@@ -536,6 +550,7 @@ mod tests {
                 offset: 0,
             },
             now,
+            |r| r,
         );
         assert!(a.epoch.is_none());
         let b = Room::new("chat", "/kept/b");
@@ -548,6 +563,7 @@ mod tests {
                     offset: 0,
                 },
                 now,
+                |r| r,
             )
             .epoch
             .unwrap();
@@ -559,6 +575,7 @@ mod tests {
                 offset: 0,
             },
             now,
+            |r| r,
         );
         assert_eq!(texts(&r), vec!["b".to_string(), "c".to_string()]);
         // A new message in room a starts a new epoch.
@@ -571,6 +588,7 @@ mod tests {
                 offset: 0,
             },
             now,
+            |r| r,
         );
         assert_ne!(a.epoch.as_deref(), Some("abc.1"));
         assert!(!a.complete);
@@ -591,6 +609,7 @@ mod tests {
                 offset: 0,
             },
             now,
+            |r| r,
         );
         assert!(r.epoch.is_none());
     }

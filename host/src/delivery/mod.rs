@@ -34,7 +34,7 @@ mod history;
 mod registry;
 
 pub(crate) use connection::{ConnectionHandle, OutboxBounds, Outgoing, RegistryError, Room};
-pub(crate) use history::{HistoryLimits, HistoryPolicy, HistoryRule, Kept, Position, Recovery};
+pub(crate) use history::{HistoryLimits, HistoryPolicy, HistoryRule, Kept, Position};
 pub(crate) use registry::{Caps, ConnectionRegistry, Membership};
 
 use std::sync::Arc;

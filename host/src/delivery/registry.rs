@@ -9,14 +9,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use indexmap::IndexMap;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::changes::{Change, Journal};
 use super::connection::{ConnectionHandle, ConnectionId, Outgoing, Room};
-use super::history::{History, HistoryLimits};
+use super::history::{History, HistoryLimits, Position};
 
 /// The most connections admission lets in, checked in this order.
 #[derive(Debug, Clone, Copy)]
@@ -206,6 +206,7 @@ impl ConnectionRegistry {
         Ok(Arc::new(Membership {
             registry: self.clone(),
             handle,
+            recover_from: Mutex::new(None),
         }))
     }
 
@@ -364,6 +365,9 @@ pub(crate) struct Membership {
     registry: Arc<ConnectionRegistry>,
     /// The connection.
     handle: Arc<ConnectionHandle>,
+    /// Where its client had got to in its path's history, if it asks to
+    /// recover what it missed; used once, when it joins.
+    recover_from: Mutex<Option<Position>>,
 }
 
 impl Membership {
@@ -372,10 +376,47 @@ impl Membership {
         &self.handle
     }
 
+    /// Asks that, when it joins, it is first sent what its path kept after
+    /// `from`.
+    pub(crate) fn recover_from(&self, from: Position) {
+        *self.recover_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
+    }
+
     /// Its `open` event runs: into its path group, so `count` includes it
-    /// in its own `open` and nothing broadcast before reaches it.
+    /// in its own `open` and nothing broadcast before reaches it. A
+    /// connection that asked to recover is queued what it missed, then
+    /// whether that was all, in the same step: no kept message can come
+    /// between, so each reaches it once, in order.
     pub(crate) fn opened(&self) {
-        self.registry.join(&self.handle.id);
+        let from = self
+            .recover_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(from) = from else {
+            self.registry.join(&self.handle.id);
+            return;
+        };
+        let handle = &self.handle;
+        let now = std::time::Instant::now();
+        self.registry
+            .history
+            .recover(&handle.room, &handle.id, &from, now, |recovery| {
+                if !recovery.complete {
+                    tracing::debug!(
+                        connection = %handle.id,
+                        room = %handle.room,
+                        from = %format!("{}-{}", from.epoch, from.offset),
+                        epoch = ?recovery.epoch,
+                        "incomplete recovery: another epoch, or messages no longer kept"
+                    );
+                }
+                for kept in recovery.missed {
+                    handle.deliver(Outgoing::Kept(kept));
+                }
+                handle.deliver(Outgoing::Recovered(recovery.complete));
+                self.registry.join(&handle.id);
+            });
     }
 
     /// Its socket ended: out of its path group before the app's `close`

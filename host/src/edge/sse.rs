@@ -30,7 +30,7 @@ use super::join::{Joined, check_origin, join};
 use super::response::{Body, plain};
 use super::state::ServerState;
 use crate::delivery::close;
-use crate::delivery::{Delivery, Kept, Outgoing, Position, Recovery};
+use crate::delivery::{Delivery, Kept, Outgoing, Position};
 use crate::router::RequestPath;
 use crate::runtime::Serving;
 use crate::runtime::bindings::{CloseInfo, WsEvent};
@@ -201,28 +201,11 @@ impl StreamTask {
         let quota = crate::runtime::actor::mailbox_quota();
         // The client never sends: the only events are `open` and `close`,
         // and what `open` queues waits on the outbox until it has run.
-        target.dispatch(&member, &info, WsEvent::Open, &quota).await;
-        // In the group now: what its path kept after the client's position
-        // goes first, then live messages not already among it.
-        let mut seen = None;
-        if let Some(position) = position {
-            let history = delivery.registry().history();
-            let recovery = history.recover(
-                &handle.room,
-                &handle.id,
-                &position,
-                std::time::Instant::now(),
-            );
-            let chunk = encode_recovery(&recovery);
-            if tokio::time::timeout(write_timeout, body.send(chunk))
-                .await
-                .is_err()
-            {
-                tracing::debug!(connection = %handle.id, "event-stream client took no recovery for {write_timeout:?}");
-            }
-            seen = recovery.epoch.map(|epoch| (epoch, recovery.up_to));
+        if let Some(from) = position {
+            // Queued with its joining, before anything live.
+            member.recover_from(from);
         }
-
+        target.dispatch(&member, &info, WsEvent::Open, &quota).await;
         let evicted = handle.evicted();
         tokio::pin!(evicted);
         let expired = async {
@@ -252,7 +235,7 @@ impl StreamTask {
                 _ = ticks.tick() => Bytes::from_static(b":\n\n"),
                 item = outbox.recv() => {
                     let Some(item) = item else { break ours(close::INTERNAL_ERROR, "host error") };
-                    match encode_burst(&handle, &mut outbox, item, seen.as_ref()) {
+                    match encode_burst(&handle, &mut outbox, item) {
                         (chunk, None) => chunk,
                         (chunk, Some((code, reason))) => {
                             // What came before the close request still goes.
@@ -307,7 +290,6 @@ fn encode_burst(
     handle: &crate::delivery::ConnectionHandle,
     outbox: &mut mpsc::Receiver<Outgoing>,
     first: Outgoing,
-    seen: Option<&(Arc<str>, u64)>,
 ) -> (Bytes, Option<(u16, String)>) {
     let mut chunk = BytesMut::new();
     let mut next = Some(first);
@@ -320,13 +302,10 @@ fn encode_burst(
                     encode_event(&mut chunk, None, text.as_str());
                 }
             }
-            Outgoing::Kept(kept) => {
-                let recovered = seen.is_some_and(|(epoch, up_to)| {
-                    Arc::ptr_eq(epoch, &kept.epoch) && kept.offset <= *up_to
-                });
-                if !recovered {
-                    encode_kept(&mut chunk, &kept);
-                }
+            Outgoing::Kept(kept) => encode_kept(&mut chunk, &kept),
+            Outgoing::Recovered(complete) => {
+                let said = serde_json::json!({ "complete": complete });
+                encode_event(&mut chunk, Some("recovered"), &said.to_string());
             }
             Outgoing::Close(close) => return (chunk.freeze(), Some(*close)),
         }
@@ -349,18 +328,6 @@ fn encode_kept(out: &mut BytesMut, kept: &Kept) {
         out.put_u8(b'\n');
         encode_event(out, None, text.as_str());
     }
-}
-
-/// What a reconnecting client missed, then a `recovered` event saying
-/// whether that was all of it.
-fn encode_recovery(recovery: &Recovery) -> Bytes {
-    let mut chunk = BytesMut::new();
-    for kept in &recovery.missed {
-        encode_kept(&mut chunk, kept);
-    }
-    let said = serde_json::json!({ "complete": recovery.complete });
-    encode_event(&mut chunk, Some("recovered"), &said.to_string());
-    chunk.freeze()
 }
 
 /// Appends one event: its type if not the default `message`, then one

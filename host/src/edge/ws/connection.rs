@@ -65,6 +65,9 @@ pub(crate) struct ConnectionTask {
     /// On a secured route: when the client's token expires, and with it
     /// the connection (1008).
     pub(crate) token_expires: Option<Instant>,
+    /// The client speaks `tina4.v1`: each message goes with the line that
+    /// says what it is ([`frame_for`]).
+    pub(crate) framed: bool,
 }
 
 /// How the connection ended.
@@ -124,6 +127,7 @@ impl ConnectionTask {
             write_timeout,
             idle_timeout,
             token_expires,
+            framed,
         } = self;
         let metrics = target.app.metrics.clone();
         let open = metrics.connection_opened(&target.key.shape);
@@ -163,6 +167,7 @@ impl ConnectionTask {
             tokio::pin!(open_event);
             let opened = dispatch_while_writing(
                 open_event.as_mut(),
+                framed,
                 &handle,
                 &mut sink,
                 &mut outbox,
@@ -209,7 +214,7 @@ impl ConnectionTask {
                     }
                     item = outbox.recv() => {
                         let Some(item) = item else { break Ending::ours(close::INTERNAL_ERROR, "host error") };
-                        let burst = write_burst(&handle, &mut sink, &mut outbox, item);
+                        let burst = write_burst(&handle, framed, &mut sink, &mut outbox, item);
                         if let Some(ending) = written(bounded(&handle, evicted.as_mut(), write_timeout, burst).await) {
                             break ending;
                         }
@@ -226,7 +231,7 @@ impl ConnectionTask {
                         }
                         let Some(event) = held.take() else { continue };
                         let event = target.dispatch(&member, &info, event, &quota);
-                        if let Err(cut) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
+                        if let Err(cut) = dispatch_while_writing(event, framed, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
                             break cut.ending;
                         }
                     }
@@ -264,7 +269,7 @@ impl ConnectionTask {
                             }
                         }
                         let event = target.dispatch(&member, &info, event, &quota);
-                        if let Err(cut) = dispatch_while_writing(event, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
+                        if let Err(cut) = dispatch_while_writing(event, framed, &handle, &mut sink, &mut outbox, evicted.as_mut(), write_timeout).await {
                             break cut.ending;
                         }
                     }
@@ -320,6 +325,7 @@ async fn bounded<T>(
 /// write ends it; an event that has started still runs to its end.
 async fn dispatch_while_writing<S>(
     event: impl Future<Output = bool>,
+    framed: bool,
     handle: &ConnectionHandle,
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     outbox: &mut mpsc::Receiver<Outgoing>,
@@ -341,7 +347,7 @@ where
         let Some(item) = item else {
             return cut(Ending::ours(close::INTERNAL_ERROR, "host error"), false);
         };
-        let burst = write_burst(handle, sink, outbox, item);
+        let burst = write_burst(handle, framed, sink, outbox, item);
         let mut write = std::pin::pin!(bounded(handle, evicted.as_mut(), write_timeout, burst));
         // The event goes on while the burst is written.
         let mut ran = false;
@@ -383,6 +389,7 @@ fn written(outcome: Result<Result<Option<Ending>, WsError>, Ending>) -> Option<E
 /// Returns the ending if a close request was among them.
 async fn write_burst<S>(
     handle: &ConnectionHandle,
+    framed: bool,
     sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     outbox: &mut mpsc::Receiver<Outgoing>,
     first: Outgoing,
@@ -397,8 +404,20 @@ where
         handle.written(&item);
         match item {
             // Cloning the message shares its payload.
-            Outgoing::Frame(frame) => sink.feed(Message::clone(&frame)).await?,
-            Outgoing::Kept(kept) => sink.feed(kept.frame.clone()).await?,
+            Outgoing::Frame(frame) if !framed => sink.feed(Message::clone(&frame)).await?,
+            Outgoing::Frame(frame) => sink.feed(frame_for("", &frame)).await?,
+            Outgoing::Kept(kept) if !framed => sink.feed(kept.frame.clone()).await?,
+            Outgoing::Kept(kept) => {
+                let position = format!("{}-{}", kept.epoch, kept.offset);
+                sink.feed(frame_for(&position, &kept.frame)).await?;
+            }
+            Outgoing::Recovered(complete) => {
+                if framed {
+                    let outcome = format!("{{\"complete\":{complete}}}");
+                    sink.feed(frame_for("!recovered", &Message::text(outcome)))
+                        .await?;
+                }
+            }
             Outgoing::Close(close) => {
                 let (code, reason) = *close;
                 sink.flush().await?;
@@ -412,6 +431,22 @@ where
     }
     sink.flush().await?;
     Ok(None)
+}
+
+/// `message` as a `tina4.v1` client gets it: a line saying what it is,
+/// then the message, in a frame of the same kind.
+fn frame_for(line: &str, message: &Message) -> Message {
+    match message {
+        Message::Text(text) => Message::text(format!("{line}\n{}", text.as_str())),
+        Message::Binary(data) => {
+            let mut framed = Vec::with_capacity(line.len() + 1 + data.len());
+            framed.extend_from_slice(line.as_bytes());
+            framed.push(b'\n');
+            framed.extend_from_slice(data);
+            Message::binary(framed)
+        }
+        other => other.clone(),
+    }
 }
 
 /// Maps a read error to the close code RFC 6455 prescribes for it.

@@ -30,6 +30,13 @@ const SHARED_HEADERS: [&str; 7] = [
     "sec-websocket-protocol",
 ];
 
+/// The subprotocol in which every message the host sends starts with a
+/// line saying what it is: its position when its path keeps history
+/// (`<epoch>-<offset>`), nothing for other messages, `!recovered` before
+/// the outcome of a recovery. See the README's "Message history and
+/// recovery".
+pub(crate) const POSITIONS: &str = "tina4.v1";
+
 /// Bytes read from a client's socket at a time. tungstenite's default
 /// (128 KiB) would be allocated, and touched, for every connection: an idle
 /// connection would cost that much memory. Larger messages still arrive
@@ -98,6 +105,12 @@ pub(crate) fn accept(
         Ok(joined) => joined,
         Err(refused) => return *refused,
     };
+    // A client that speaks `tina4.v1` learns each kept message's position
+    // and may recover from one.
+    let framed = header_has_token(request.headers(), header::SEC_WEBSOCKET_PROTOCOL, POSITIONS);
+    if framed && let Some(from) = joined.position.clone() {
+        joined.member.recover_from(from);
+    }
 
     let max = state.limits.max_message_bytes.get();
     // The write buffer is bounded: a peer that sends pings (or anything
@@ -119,6 +132,7 @@ pub(crate) fn accept(
         write_timeout: state.edge.write_timeout(),
         token_expires: joined.token_expires,
         idle_timeout: state.edge.idle_timeout(),
+        framed,
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
     state.tasks.spawn(async move {
@@ -144,7 +158,12 @@ pub(crate) fn accept(
     if let Ok(value) = HeaderValue::from_str(&accept_key) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
     }
-    if subprotocol {
+    if framed {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(POSITIONS),
+        );
+    } else if subprotocol {
         // The client offered `bearer, <jwt>`; a handshake must select one.
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,

@@ -1,0 +1,107 @@
+//! Message history over WebSockets: the `tina4.v1` subprotocol, in which
+//! each message says its position, and recovery after a reconnect.
+
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::support::{Client, Server, http, within};
+
+/// A WebSocket on `path` (with `query`) that speaks `tina4.v1`.
+async fn framed(server: &Server, path_and_query: &str) -> Client {
+    let mut request = server.ws_url(path_and_query).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "tina4.v1".parse().unwrap());
+    let (ws, response) = within("the upgrade", tokio_tungstenite::connect_async(request))
+        .await
+        .expect("a WebSocket");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "tina4.v1");
+    Client::from_stream(ws)
+}
+
+/// The next message, split into the line that says what it is and the text.
+async fn next(client: &mut Client) -> (String, String) {
+    let text = client.recv().await;
+    let (line, body) = text
+        .split_once('\n')
+        .expect("a tina4.v1 message has its line");
+    (line.to_string(), body.to_string())
+}
+
+async fn log(server: &Server, name: &str, text: &str) {
+    let response = http()
+        .post(server.url(&format!("/probe/log/{name}")))
+        .body(text.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_websocket_that_missed_100_messages_gets_them_in_order_once_then_live_ones() {
+    let server = Server::start(&["probe"]).await;
+    let mut first = framed(&server, "/log/a").await;
+    // Replies to one connection say no position; they are not kept.
+    first.send("count").await;
+    assert_eq!(next(&mut first).await, (String::new(), "1".to_string()));
+    log(&server, "a", "m0").await;
+    let (position, text) = next(&mut first).await;
+    assert_eq!(text, "m0");
+    let (epoch, offset) = position.rsplit_once('-').unwrap();
+    assert_eq!(offset, "1");
+    first.close().await;
+
+    for i in 1..=100 {
+        log(&server, "a", &format!("m{i}")).await;
+    }
+    let mut again = framed(
+        &server,
+        &format!("/log/a?tina4_epoch={epoch}&tina4_offset=1"),
+    )
+    .await;
+    for i in 1..=100 {
+        let (line, text) = next(&mut again).await;
+        assert_eq!(
+            (line, text),
+            (format!("{epoch}-{}", i + 1), format!("m{i}"))
+        );
+    }
+    assert_eq!(
+        next(&mut again).await,
+        ("!recovered".to_string(), r#"{"complete":true}"#.to_string())
+    );
+    log(&server, "a", "live").await;
+    assert_eq!(
+        next(&mut again).await,
+        (format!("{epoch}-102"), "live".to_string())
+    );
+    // The app never sees the host's parameters.
+    again.send("whoami").await;
+    let (_, whoami) = next(&mut again).await;
+    let whoami: serde_json::Value = serde_json::from_str(&whoami).unwrap();
+    assert_eq!(whoami["host_parameter"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn a_plain_websocket_on_a_path_with_history_gets_plain_messages() {
+    let server = Server::start(&["probe"]).await;
+    let mut plain = server.connect("/log/p?tina4_epoch=x&tina4_offset=1").await;
+    plain.send("count").await;
+    assert_eq!(plain.recv().await, "1");
+    log(&server, "p", "as it was sent").await;
+    assert_eq!(plain.recv().await, "as it was sent");
+}
+
+#[tokio::test]
+async fn recovering_from_another_epoch_or_past_what_is_kept_is_incomplete() {
+    let server = Server::start(&["probe"]).await;
+    log(&server, "b", "kept").await;
+    let mut stranger = framed(&server, "/log/b?tina4_epoch=0a0b.9&tina4_offset=1").await;
+    assert_eq!(
+        next(&mut stranger).await,
+        (
+            "!recovered".to_string(),
+            r#"{"complete":false}"#.to_string()
+        )
+    );
+}
