@@ -164,6 +164,16 @@ export class Connection extends Routed {
     const bytes = call(host.attachment, this.id);
     return bytes == null ? undefined : JSON.parse(decode(toBytes(bytes)));
   }
+
+  /** The newest `limit` messages this path keeps (a route's `.history`),
+   * oldest first: `{ offset, text }` or `{ offset, data }` (bytes). */
+  history(limit = 50) {
+    return call(host.history, this.path, 0n, limit).map(({ offset, message }) =>
+      message.tag === "text"
+        ? { offset: Number(offset), text: message.val }
+        : { offset: Number(offset), data: toBytes(message.val) },
+    );
+  }
 }
 
 /** An HTTP request: the `req` argument of a route handler. */

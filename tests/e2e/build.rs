@@ -162,6 +162,18 @@ async fn sdk_behaviour(language: &str) {
     client.send("bye").await;
     assert_eq!(client.expect_close().await, (4000, "bye".to_string()));
 
+    // A route that keeps history, and an app reading it.
+    let mut kept = server.connect("/ws/sdk-kept").await;
+    for text in ["a", "b"] {
+        kept.send(&format!("say:{text}")).await;
+        assert_eq!(kept.recv().await, text);
+    }
+    kept.send("history").await;
+    assert_eq!(
+        kept.recv_json().await,
+        json!([{"offset": 1, "text": "a"}, {"offset": 2, "text": "b"}])
+    );
+
     // A runaway handler meets the CPU deadline: its connection is closed
     // with 1011 and the app comes back fresh.
     let mut attacker = server.connect("/ws/sdk").await;

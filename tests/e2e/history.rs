@@ -105,3 +105,21 @@ async fn recovering_from_another_epoch_or_past_what_is_kept_is_incomplete() {
         )
     );
 }
+
+#[tokio::test]
+async fn an_app_reads_what_its_path_keeps_to_give_a_late_joiner() {
+    let server = Server::start(&["probe"]).await;
+    for text in ["first", "second", "third"] {
+        log(&server, "late", text).await;
+    }
+    let mut late = server.connect("/log/late").await;
+    late.send("history:2").await;
+    assert_eq!(
+        late.recv_json().await,
+        serde_json::json!([[2, "second"], [3, "third"]])
+    );
+    // A path that keeps nothing has nothing to read.
+    let mut plain = server.connect("/ws/probe/nothing").await;
+    plain.send("history:10").await;
+    assert_eq!(plain.recv_json().await, serde_json::json!([]));
+}

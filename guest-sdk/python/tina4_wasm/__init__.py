@@ -184,6 +184,17 @@ class Connection(_Routed):
         raw = _call(_host.attachment, self.id)
         return default if raw is None else json.loads(raw)
 
+    def history(self, limit=50):
+        """The newest ``limit`` messages this path keeps (``@history``),
+        oldest first: dicts with ``offset`` and ``text`` (or ``data``, bytes)."""
+        kept = []
+        for message in _call(_host.history, self.path, 0, limit):
+            if isinstance(message.message, _types.Message_Text):
+                kept.append({"offset": message.offset, "text": message.message.value})
+            else:
+                kept.append({"offset": message.offset, "data": bytes(message.message.value)})
+        return kept
+
 
 class Request(_Routed):
     """An HTTP request: the ``request`` argument of a route handler."""

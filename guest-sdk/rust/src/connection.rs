@@ -5,7 +5,9 @@ use std::ops::Index;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::tina4::wasm::types::{Connection as WitConnection, WsEvent};
+use crate::bindings::tina4::wasm::types::{
+    Connection as WitConnection, Message as WitMessage, WsEvent,
+};
 use crate::bindings::tina4::wasm::websocket;
 use crate::error::Error;
 
@@ -208,6 +210,44 @@ impl Connection {
         // connection's own path always is.
         websocket::count(self.path()).unwrap_or(0)
     }
+
+    /// The newest `limit` messages this connection's path keeps (its
+    /// route's [`history`](crate::Router::history)), oldest first: what
+    /// was said before this client came.
+    pub fn history(&self, limit: u32) -> Result<Vec<KeptMessage>, Error> {
+        history(self.path(), 0, limit)
+    }
+}
+
+/// A message a path's history keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptMessage {
+    /// Its position in the path's history (1, 2, 3, …).
+    pub offset: u64,
+    /// The text, for a text message.
+    pub text: Option<String>,
+    /// The bytes, for a binary message.
+    pub data: Option<Vec<u8>>,
+}
+
+/// The newest `limit` messages the concrete `path` of this app keeps with
+/// an offset above `since` (0: all), oldest first; empty if it keeps none.
+pub fn history(path: &str, since: u64, limit: u32) -> Result<Vec<KeptMessage>, Error> {
+    let kept = websocket::history(path, since, limit).map_err(Error::from)?;
+    Ok(kept
+        .into_iter()
+        .map(|kept| {
+            let (text, data) = match kept.message {
+                WitMessage::Text(text) => (Some(text), None),
+                WitMessage::Binary(data) => (None, Some(data)),
+            };
+            KeptMessage {
+                offset: kept.offset,
+                text,
+                data,
+            }
+        })
+        .collect())
 }
 
 /// Sends `text` to every connection on the concrete WebSocket `path` of

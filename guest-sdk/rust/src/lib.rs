@@ -54,7 +54,8 @@ pub mod bindings {
 }
 
 pub use connection::{
-    Connection, Event, Params, close_connection, push_to_websocket, send_to_connection,
+    Connection, Event, KeptMessage, Params, close_connection, history, push_to_websocket,
+    send_to_connection,
 };
 pub use error::Error;
 pub use http::{IntoResponse, Method, Request, Response, render};
@@ -63,8 +64,8 @@ pub use router::Router;
 /// Everything a handler file usually needs, plus `serde_json`'s `json!`.
 pub mod prelude {
     pub use crate::{
-        Connection, Error, Event, IntoResponse, Method, Params, Request, Response, Router,
-        close_connection, push_to_websocket, render, send_to_connection,
+        Connection, Error, Event, IntoResponse, KeptMessage, Method, Params, Request, Response,
+        Router, close_connection, history, push_to_websocket, render, send_to_connection,
     };
     pub use serde_json::{Value, json};
 }

@@ -299,6 +299,33 @@ impl History {
         Some(delivered)
     }
 
+    /// The newest `limit` messages `room` keeps after offset `since`,
+    /// oldest first.
+    pub(crate) fn read(
+        &self,
+        room: &Room,
+        since: u64,
+        limit: usize,
+        now: Instant,
+    ) -> Vec<Arc<Kept>> {
+        let mut rings = self.lock();
+        let Rings { rooms, apps, .. } = &mut *rings;
+        let Some(ring) = rooms.get_mut(room) else {
+            return Vec::new();
+        };
+        if let Some(app) = apps.get_mut(room.app()) {
+            trim_ring(room, ring, app, now);
+        }
+        let after: Vec<_> = ring
+            .kept
+            .iter()
+            .filter(|(_, _, k)| k.offset > since)
+            .map(|(_, _, k)| k.clone())
+            .collect();
+        let skip = after.len().saturating_sub(limit);
+        after.into_iter().skip(skip).collect()
+    }
+
     /// What connection `id` of `room`, whose client had got to `from`,
     /// missed, handed to `then` while nothing can be kept in the room: if
     /// `then` queues the recovery and puts the connection in the room's
@@ -496,6 +523,31 @@ mod tests {
         assert_eq!(
             texts(&h.recover(&room, "you", &from, now, |r| r)),
             vec!["joined".to_string()]
+        );
+    }
+
+    #[test]
+    fn an_app_reads_the_newest_messages_after_an_offset() {
+        let h = history(1 << 20);
+        let now = Instant::now();
+        for text in ["1", "2", "3", "4"] {
+            keep(&h, "/kept/a", text, now);
+        }
+        let room = Room::new("chat", "/kept/a");
+        let offsets = |since, limit| -> Vec<u64> {
+            h.read(&room, since, limit, now)
+                .iter()
+                .map(|k| k.offset)
+                .collect()
+        };
+        // Three kept: 2, 3, 4.
+        assert_eq!(offsets(0, 10), vec![2, 3, 4]);
+        assert_eq!(offsets(0, 2), vec![3, 4]);
+        assert_eq!(offsets(3, 10), vec![4]);
+        assert!(offsets(4, 10).is_empty());
+        assert!(
+            h.read(&Room::new("chat", "/kept/none"), 0, 10, now)
+                .is_empty()
         );
     }
 

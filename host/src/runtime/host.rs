@@ -199,6 +199,35 @@ impl websocket::Host for HostState {
         self.broadcast_frame(&path, len, Message::text(text), None)
     }
 
+    fn history(
+        &mut self,
+        path: String,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<types::KeptMessage>, GuestApiError> {
+        let room = self.own_room(&path)?;
+        let now = std::time::Instant::now();
+        let kept = self
+            .delivery
+            .registry()
+            .history()
+            .read(&room, since, limit as usize, now);
+        Ok(kept
+            .iter()
+            .filter_map(|kept| {
+                let message = match &kept.frame {
+                    Message::Text(text) => types::Message::Text(text.as_str().to_string()),
+                    Message::Binary(data) => types::Message::Binary(data.to_vec()),
+                    _ => return None,
+                };
+                Some(types::KeptMessage {
+                    offset: kept.offset,
+                    message,
+                })
+            })
+            .collect())
+    }
+
     fn set_attachment(&mut self, conn: String, value: Vec<u8>) -> Result<(), GuestApiError> {
         within_limit(value.len(), self.max_attachment_bytes)?;
         self.own_connection(&conn)?.set_attachment(value);
