@@ -20,6 +20,9 @@
 //!   compile, cached load, instantiate, CPU per event).
 //! - [`density`]: thousands of hibernated apps in one process: memory per
 //!   idle app, threads, time to wake.
+//! - [`recovery`]: a client that missed 1,000 messages reconnects; the
+//!   time to recover them. `fanout` also holds `sse` (event streams
+//!   against WebSockets) and `history` (fan-out with and without it).
 
 mod backplane;
 mod churn;
@@ -34,6 +37,7 @@ mod load;
 mod native;
 mod neighbours;
 mod plot;
+mod recovery;
 mod startup;
 mod stats;
 mod swap;
@@ -106,6 +110,8 @@ enum Scenario {
     /// One room, one sender: a topic that keeps history against one that
     /// keeps none, server CPU per delivery.
     History(fanout::Options),
+    /// A member that missed 1,000 messages reconnects: time to recover them.
+    Recovery(recovery::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -147,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Tls(options) => tls::run(&options).await,
             Scenario::Sse(options) => fanout::run_streams(&options).await,
             Scenario::History(options) => fanout::run_history(&options).await,
+            Scenario::Recovery(options) => recovery::run(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
@@ -175,6 +182,7 @@ mod tests {
             "tls",
             "sse",
             "history",
+            "recovery",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");

@@ -9,7 +9,7 @@
 //! listener can open the same path as an event stream (`Accept:
 //! text/event-stream`) and hear it too.
 //!
-//! `/ws/replay/{topic}`: the same feed, keeping each topic's last 100
+//! `/ws/replay/{topic}`: the same feed, keeping each topic's last 1,000
 //! messages, so a client that reconnects with its last position hears
 //! what it missed.
 //!
@@ -41,7 +41,7 @@ fn routes(app: &mut Router) {
     );
     // Listeners on an event stream hear the topic too.
     app.sse("/ws/broadcast/{topic}", |_: &Connection, _: Event| ());
-    // The same feed, keeping each topic's last 100 messages for clients
+    // The same feed, keeping each topic's last 1,000 messages for clients
     // that reconnect.
     app.websocket(
         "/ws/replay/{topic}",
@@ -51,7 +51,7 @@ fn routes(app: &mut Router) {
             Event::Open | Event::Close { .. } => Ok(()),
         },
     )
-    .history(100, std::time::Duration::ZERO);
+    .history(1000, std::time::Duration::ZERO);
     app.sse("/ws/replay/{topic}", |_: &Connection, _: Event| ());
     app.get("/hello/{name}", |req: &Request| {
         let name = &req.params()["name"];

@@ -4,7 +4,7 @@
 // /ws/mirror: answers every message with exactly what was sent.
 // /ws/broadcast/{topic}: every message goes to everyone on the topic
 // (WebSocket members, and listeners on an event stream of the same path).
-// /ws/replay/{topic}: the same, keeping each topic's last 100 messages.
+// /ws/replay/{topic}: the same, keeping each topic's last 1,000 messages.
 // GET /hello/{name}: a small JSON answer.
 
 import { Router } from "tina4-wasm";
@@ -25,11 +25,11 @@ Router.websocket("/ws/broadcast/{topic}", (connection, event, data) => {
 // Listeners on an event stream hear the topic too.
 Router.sse("/ws/broadcast/{topic}", () => {});
 
-// The same feed, keeping each topic's last 100 messages for clients that
+// The same feed, keeping each topic's last 1,000 messages for clients that
 // reconnect.
 Router.websocket("/ws/replay/{topic}", (connection, event, data) => {
   if (event === "message" || event === "binary") connection.broadcast(data);
-}).history(100);
+}).history(1000);
 Router.sse("/ws/replay/{topic}", () => {});
 
 Router.get("/hello/{name}", (req, res) => {

@@ -4,7 +4,7 @@
 /ws/mirror: answers every message with exactly what was sent.
 /ws/broadcast/{topic}: every message goes to everyone on the topic
 (WebSocket members, and listeners on an event stream of the same path).
-/ws/replay/{topic}: the same, keeping each topic's last 100 messages.
+/ws/replay/{topic}: the same, keeping each topic's last 1,000 messages.
 GET /hello/{name}: a small JSON answer.
 """
 
@@ -37,11 +37,11 @@ async def listener(connection, event, data):
     pass
 
 
-# The same feed, keeping each topic's last 100 messages for clients that
+# The same feed, keeping each topic's last 1,000 messages for clients that
 # reconnect.
 @sse("/ws/replay/{topic}")
 @websocket("/ws/replay/{topic}")
-@history(100)
+@history(1000)
 async def replay(connection, event, data):
     if event in ("message", "binary"):
         await connection.broadcast(data)
