@@ -24,7 +24,7 @@
  * send (so a handler can say who it is before the kept messages arrive). A path is resolved against the page's own
  * origin (ws: for http:, wss: for https:); a full ws:// or wss:// URL works
  * too. It offers the subprotocol tina4.v1 beside any given: on a path that
- * keeps history the server then says each message's position, and a
+ * keeps history the server takes it and says each message's position, and a
  * reconnect replays what was missed, once and in order, before "recovered"
  * (binary messages then arrive as ArrayBuffers).
  *

@@ -1,6 +1,7 @@
 //! Message history over WebSockets: the `tina4.v1` subprotocol, in which
 //! each message says its position, and recovery after a reconnect.
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::{Client, Server, http, within};
@@ -90,6 +91,32 @@ async fn a_plain_websocket_on_a_path_with_history_gets_plain_messages() {
     assert_eq!(plain.recv().await, "1");
     log(&server, "p", "as it was sent").await;
     assert_eq!(plain.recv().await, "as it was sent");
+}
+
+#[tokio::test]
+async fn tina4_v1_is_taken_only_on_a_path_that_keeps_history() {
+    let server = Server::start(&["probe"]).await;
+    // By hand: a strict client refuses an answer that selects none of the
+    // subprotocols it offered; a browser takes it, with no subprotocol.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /ws/probe/plain HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tina4.v1\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        within("the answer", tcp.read_exact(&mut byte))
+            .await
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(!head.contains("sec-websocket-protocol"), "{head}");
 }
 
 #[tokio::test]

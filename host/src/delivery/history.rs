@@ -64,6 +64,9 @@ pub(crate) struct Kept {
     /// The connection it was not sent to (`broadcast`'s `exclude`): it is
     /// not replayed to that connection either.
     pub(crate) excluded: Option<Arc<str>>,
+    /// The frame with its position line, as `tina4.v1` clients get it:
+    /// made once, on first use, and shared by all of them.
+    pub(crate) with_position: std::sync::OnceLock<Message>,
 }
 
 impl Kept {
@@ -227,6 +230,11 @@ impl History {
         self.rings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `room` keeps history (its app's rule says so).
+    pub(crate) fn keeps(&self, room: &Room) -> bool {
+        self.policy(room).is_some()
+    }
+
     /// The rule for `room`, if its app keeps history there.
     fn policy(&self, room: &Room) -> Option<HistoryPolicy> {
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
@@ -269,6 +277,7 @@ impl History {
             offset: ring.next,
             frame: frame.clone(),
             excluded: excluded.map(Arc::from),
+            with_position: std::sync::OnceLock::new(),
         });
         ring.next += 1;
         *seq += 1;

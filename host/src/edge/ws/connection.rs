@@ -361,8 +361,11 @@ where
             Outgoing::Frame(frame) => sink.feed(frame_for("", &frame)).await?,
             Outgoing::Kept(kept) if !framed => sink.feed(kept.frame.clone()).await?,
             Outgoing::Kept(kept) => {
-                let position = format!("{}-{}", kept.epoch, kept.offset);
-                sink.feed(frame_for(&position, &kept.frame)).await?;
+                let framed = kept.with_position.get_or_init(|| {
+                    frame_for(&format!("{}-{}", kept.epoch, kept.offset), &kept.frame)
+                });
+                // A clone shares the payload with every other recipient.
+                sink.feed(framed.clone()).await?;
             }
             Outgoing::Recovered(complete) => {
                 if framed {

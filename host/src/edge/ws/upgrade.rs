@@ -105,9 +105,15 @@ pub(crate) fn accept(
         Ok(joined) => joined,
         Err(refused) => return *refused,
     };
-    // A client that speaks `tina4.v1` learns each kept message's position
-    // and may recover from one.
-    let framed = header_has_token(request.headers(), header::SEC_WEBSOCKET_PROTOCOL, POSITIONS);
+    // A client that speaks `tina4.v1`, on a path that keeps history,
+    // learns each kept message's position and may recover from one;
+    // elsewhere it gets messages as they were sent.
+    let framed = header_has_token(request.headers(), header::SEC_WEBSOCKET_PROTOCOL, POSITIONS)
+        && state
+            .delivery
+            .registry()
+            .history()
+            .keeps(&joined.member.handle().room);
     if framed && let Some(from) = joined.position.clone() {
         joined.member.recover_from(from);
     }
