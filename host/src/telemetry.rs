@@ -62,6 +62,13 @@ pub(crate) const HTTP_ABANDONED: &str = "tina4_http_abandoned_total";
 /// dropped or ending the connection, as the app's policy says.
 pub(crate) const RATE_LIMITED: &str = "tina4_ws_rate_limited_total";
 
+/// Reconnecting clients sent what they missed, by app and whether that was
+/// all of it (counter).
+pub(crate) const RECOVERIES: &str = "tina4_recoveries_total";
+
+/// Messages replayed to reconnecting clients, by app (counter).
+pub(crate) const RECOVERED_MESSAGES: &str = "tina4_recovered_messages_total";
+
 /// Connections and requests refused before any app was involved, by
 /// reason (counter).
 pub(crate) const REFUSED: &str = "tina4_refused_total";
@@ -97,6 +104,10 @@ pub(crate) struct AppMetrics {
     rate_limited: Counter,
     /// [`OUTBOX_OVERFLOWS`].
     outbox_overflows: Counter,
+    /// [`RECOVERIES`]: incomplete, complete.
+    recoveries: [Counter; 2],
+    /// [`RECOVERED_MESSAGES`].
+    recovered_messages: Counter,
     /// [`HTTP_ABANDONED`].
     http_abandoned: Counter,
     /// [`GUEST_FAILURES`] by reason: trap, interrupt, fuel, other.
@@ -158,6 +169,11 @@ impl AppMetrics {
             bytes_in: metrics::counter!(BYTES_IN, "app" => app.clone()),
             rate_limited: metrics::counter!(RATE_LIMITED, "app" => app.clone()),
             outbox_overflows: metrics::counter!(OUTBOX_OVERFLOWS, "app" => app.clone()),
+            recoveries: [
+                metrics::counter!(RECOVERIES, "app" => app.clone(), "complete" => "false"),
+                metrics::counter!(RECOVERIES, "app" => app.clone(), "complete" => "true"),
+            ],
+            recovered_messages: metrics::counter!(RECOVERED_MESSAGES, "app" => app.clone()),
             http_abandoned: metrics::counter!(HTTP_ABANDONED, "app" => app.clone()),
             guest_failures: [
                 failure("trap"),
@@ -225,6 +241,13 @@ impl AppMetrics {
     /// A connection was closed because its outbox was full.
     pub(crate) fn outbox_overflow(&self) {
         self.outbox_overflows.increment(1);
+    }
+
+    /// A reconnecting client was sent `messages` it missed; `complete`
+    /// if that was all.
+    pub(crate) fn recovered(&self, complete: bool, messages: usize) {
+        self.recoveries[usize::from(complete)].increment(1);
+        self.recovered_messages.increment(messages as u64);
     }
 
     /// An HTTP request left the mailbox unanswered: its caller gave up.

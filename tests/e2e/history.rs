@@ -4,7 +4,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{Client, Server, http, within};
+use crate::support::{Client, Server, http, metric, within};
 
 /// A WebSocket on `path` (with `query`) that speaks `tina4.v1`.
 async fn framed(server: &Server, path_and_query: &str) -> Client {
@@ -75,6 +75,17 @@ async fn a_websocket_that_missed_100_messages_gets_them_in_order_once_then_live_
     assert_eq!(
         next(&mut again).await,
         (format!("{epoch}-102"), "live".to_string())
+    );
+    let metrics = server.metrics().await;
+    let labels = [("app", "probe"), ("complete", "true")];
+    assert_eq!(metric(&metrics, "tina4_recoveries_total", &labels), 1.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            "tina4_recovered_messages_total",
+            &[("app", "probe")]
+        ),
+        100.0
     );
     // The app never sees the host's parameters.
     again.send("whoami").await;

@@ -223,6 +223,11 @@ impl ConnectionHandle {
         }
     }
 
+    /// It was queued `messages` it missed, `complete` if that was all.
+    pub(super) fn recovered(&self, complete: bool, messages: usize) {
+        self.metrics.recovered(complete, messages);
+    }
+
     /// The connection's task wrote `item`: its bytes leave the outbox.
     pub(crate) fn written(&self, item: &Outgoing) {
         self.queued_bytes.fetch_sub(item.bytes(), Ordering::AcqRel);

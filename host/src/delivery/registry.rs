@@ -411,6 +411,7 @@ impl Membership {
                         "incomplete recovery: another epoch, or messages no longer kept"
                     );
                 }
+                handle.recovered(recovery.complete, recovery.missed.len());
                 for kept in recovery.missed {
                     handle.deliver(Outgoing::Kept(kept));
                 }
