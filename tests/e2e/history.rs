@@ -161,3 +161,30 @@ async fn an_app_reads_what_its_path_keeps_to_give_a_late_joiner() {
     plain.send("history:10").await;
     assert_eq!(plain.recv_json().await, serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn history_outlives_a_hot_swap_of_its_app() {
+    let server = Server::start(&["probe"]).await;
+    let mut member = framed(&server, "/log/swap").await;
+    log(&server, "swap", "before").await;
+    let (position, _) = next(&mut member).await;
+    member.close().await;
+    log(&server, "swap", "missed").await;
+    let v2 = std::fs::read(crate::support::component("probe-v2")).unwrap();
+    crate::support::Install::WriteThenRename.put(server.apps_dir(), "probe.wasm", &v2);
+    server
+        .wait_for_log(&["app swapped to a new version", "probe"])
+        .await;
+    log(&server, "swap", "after").await;
+    let (epoch, offset) = position.rsplit_once('-').unwrap();
+    let mut back = framed(
+        &server,
+        &format!("/log/swap?tina4_epoch={epoch}&tina4_offset={offset}"),
+    )
+    .await;
+    assert_eq!(next(&mut back).await.1, "missed");
+    assert_eq!(next(&mut back).await.1, "after");
+    assert_eq!(next(&mut back).await.0, "!recovered");
+    back.send("x").await;
+    assert_eq!(next(&mut back).await.1, "v2: x");
+}
