@@ -484,3 +484,30 @@ each_language! {
         assert_eq!(back.json().await["type"], "system");
     }
 }
+
+#[tokio::test]
+async fn a_swap_that_drops_the_stream_route_ends_its_streams_and_keeps_the_websockets() {
+    let server = Server::start(&["probe"]).await;
+    let mut socket = joined(&server, "/ws/probe/o").await;
+    let mut stream = EventStream::open(&server, "/ws/probe/o", &[]).await;
+    stream.json().await;
+    // The second version serves the path to WebSockets only.
+    let v2 = std::fs::read(crate::support::component("probe-v2")).unwrap();
+    crate::support::Install::WriteThenRename.put(server.apps_dir(), "probe.wasm", &v2);
+    server
+        .wait_for_log(&["app swapped to a new version", "probe"])
+        .await;
+    let (kind, data) = stream.next().await.expect("a last event");
+    assert_eq!(kind, "close");
+    assert_eq!(
+        serde_json::from_str::<Value>(&data).unwrap(),
+        json!({"code": 1001, "reason": "route removed by an update of the app"})
+    );
+    assert_eq!(stream.next().await, None);
+    socket.send("x").await;
+    let mut reply = socket.recv().await;
+    if reply.starts_with("stream closed") {
+        reply = socket.recv().await;
+    }
+    assert_eq!(reply, "v2: x");
+}

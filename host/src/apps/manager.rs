@@ -313,14 +313,19 @@ impl AppManager {
         Ok(())
     }
 
-    /// Closes the app's connections whose path no WebSocket or SSE route
-    /// of the new version serves.
+    /// Closes the app's connections whose path no route of their kind
+    /// (WebSocket, or SSE for an event stream) of the new version serves.
     fn close_orphans(&self, handle: &AppHandle, routes: &[DeclaredRoute]) {
         for conn in self.registry.connections_of(&handle.name) {
+            let kind = if conn.one_way {
+                RouteKind::Sse
+            } else {
+                RouteKind::WebSocket
+            };
             let still_served = RequestPath::from_decoded(conn.room.path()).is_some_and(|p| {
                 routes
                     .iter()
-                    .any(|r| r.kind.has_connections() && r.pattern.matches_path(&p))
+                    .any(|r| r.kind == kind && r.pattern.matches_path(&p))
             });
             if !still_served {
                 conn.evict(close::GOING_AWAY, "route removed by an update of the app");

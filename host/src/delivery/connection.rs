@@ -113,6 +113,9 @@ pub(crate) struct ConnectionHandle {
     pub(crate) app: Arc<str>,
     /// The client's address, for the per-address cap.
     pub(crate) from: std::net::IpAddr,
+    /// An event stream (the client cannot send), not a WebSocket: which
+    /// kind of route must serve its path.
+    pub(crate) one_way: bool,
     /// Its app's metrics, where a slow consumer is counted.
     metrics: Arc<AppMetrics>,
     /// Bounded queue drained by the connection's task.
@@ -142,6 +145,7 @@ impl ConnectionHandle {
         metrics: Arc<AppMetrics>,
         path: &str,
         from: std::net::IpAddr,
+        one_way: bool,
         bounds: OutboxBounds,
     ) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
         let (outbox, rx) = mpsc::channel(bounds.frames);
@@ -150,6 +154,7 @@ impl ConnectionHandle {
             room: Room::new(&app, path),
             app,
             from,
+            one_way,
             metrics,
             outbox,
             queued_bytes: AtomicUsize::new(0),

@@ -484,8 +484,15 @@ mod tests {
             frames: capacity,
             bytes: 1 << 20,
         };
-        let (handle, rx) =
-            ConnectionHandle::new(reg.next_id(), app.into(), metrics(app), path, from, bounds);
+        let (handle, rx) = ConnectionHandle::new(
+            reg.next_id(),
+            app.into(),
+            metrics(app),
+            path,
+            from,
+            false,
+            bounds,
+        );
         let member = reg.admit(handle, &NO_CAPS).unwrap();
         member.opened();
         (member, rx)
@@ -640,8 +647,15 @@ mod tests {
         };
         let ip = |last: u8| std::net::Ipv4Addr::new(127, 0, 0, last).into();
         let admit = |app: &str, path: &str, from, caps: &Caps| {
-            let (handle, _rx) =
-                ConnectionHandle::new(reg.next_id(), app.into(), metrics(app), path, from, bounds);
+            let (handle, _rx) = ConnectionHandle::new(
+                reg.next_id(),
+                app.into(),
+                metrics(app),
+                path,
+                from,
+                false,
+                bounds,
+            );
             reg.admit(handle, caps)
         };
         let caps = Caps {

@@ -88,13 +88,15 @@ pub(crate) fn check_origin(state: &ServerState, headers: &HeaderMap) -> Result<(
 
 /// Admits the client of `request` to the route `found` (within the caps,
 /// with a valid token if the route is secured), or answers why not. The
-/// app sees `shared_headers` of the request, those present.
+/// app sees `shared_headers` of the request, those present. A `one_way`
+/// client is an event stream's.
 pub(crate) fn join(
     state: &ServerState,
     request: &Request<Incoming>,
     path: &RequestPath,
     found: RouteMatch<'_, RouteTarget>,
     shared_headers: &[&str],
+    one_way: bool,
 ) -> Result<Joined, Refusal> {
     let RouteMatch { entry, params } = found;
     let RouteEntry { target, .. } = entry;
@@ -111,6 +113,7 @@ pub(crate) fn join(
         target.app.metrics.clone(),
         &path.decoded,
         from,
+        one_way,
         OutboxBounds {
             frames: state.limits.outbox_capacity.get(),
             bytes: state.limits.outbox_bytes.get(),

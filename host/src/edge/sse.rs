@@ -81,7 +81,7 @@ pub(crate) fn accept(
     if let Err(refused) = check_origin(state, request.headers()) {
         return Some(*refused);
     }
-    let mut joined = match join(state, request, path, found, &SHARED_HEADERS) {
+    let mut joined = match join(state, request, path, found, &SHARED_HEADERS, true) {
         Ok(joined) => joined,
         Err(refused) => return Some(*refused),
     };

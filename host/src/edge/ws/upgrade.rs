@@ -101,7 +101,7 @@ pub(crate) fn accept(
     let Some(found) = serving.routes.match_websocket(host, path) else {
         return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
     };
-    let joined = match join(state, &request, path, found, &SHARED_HEADERS) {
+    let joined = match join(state, &request, path, found, &SHARED_HEADERS, false) {
         Ok(joined) => joined,
         Err(refused) => return *refused,
     };
