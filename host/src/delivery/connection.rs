@@ -74,9 +74,10 @@ pub(crate) struct OutboxBounds {
     pub(crate) bytes: usize,
 }
 
-/// What a connection's writer is asked to do. One pointer wide: every
-/// outbox allocates room for 32 of these when its connection opens, so the
-/// size of this type is memory every idle connection pays.
+/// What a connection's writer is asked to do. One pointer and a tag wide
+/// (a test holds it there): every outbox allocates room for 32 of these
+/// when its connection opens, so the size of this type is memory every
+/// idle connection pays.
 #[derive(Debug, Clone)]
 pub(crate) enum Outgoing {
     /// Send this frame; one allocation shared by every recipient.
@@ -284,4 +285,14 @@ impl ConnectionHandle {
 pub(crate) enum RegistryError {
     #[error("no open connection {0}")]
     UnknownConnection(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outgoing;
+
+    #[test]
+    fn an_outgoing_item_is_a_pointer_and_a_tag() {
+        assert!(std::mem::size_of::<Outgoing>() <= 2 * std::mem::size_of::<usize>());
+    }
 }
