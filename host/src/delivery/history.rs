@@ -144,6 +144,18 @@ struct AppBytes {
 }
 
 impl AppBytes {
+    /// Drops everything `ring` keeps, which is going away.
+    fn drop_ring(&mut self, ring: &Ring) {
+        if let Some(front) = ring.front() {
+            self.fronts.remove(&front);
+        }
+        self.bytes -= ring
+            .kept
+            .iter()
+            .map(|(_, _, kept)| kept.cost())
+            .sum::<usize>();
+    }
+
     /// Drops the oldest message of `ring` (of `room`).
     fn pop(&mut self, room: &Room, ring: &mut Ring) {
         let Some((_, seq, kept)) = ring.kept.pop_front() else {
@@ -204,26 +216,50 @@ impl History {
     }
 
     /// Sets which of `app`'s paths keep history (a new version's rule
-    /// replaces the last). Rooms already kept keep their messages, under
-    /// their old limits, until the app is forgotten.
+    /// replaces the last; `None`: none). Rooms already kept keep their
+    /// messages and epoch under the new rule's limits, or are dropped if
+    /// it keeps none there.
     pub(crate) fn keep_for(&self, app: &str, rule: Option<HistoryRule>) {
-        let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
-        match rule {
-            Some(rule) => {
-                rules.insert(app.into(), rule);
+        {
+            let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
+            match &rule {
+                Some(rule) => rules.insert(app.into(), rule.clone()),
+                None => rules.remove(app),
+            };
+        }
+        // Rooms already kept follow the new rule: its limits (applied as
+        // the room is next written or read), or none at all.
+        let mut rings = self.lock();
+        let Rings { rooms, apps, .. } = &mut *rings;
+        let Some(bytes) = apps.get_mut(app) else {
+            return;
+        };
+        rooms.retain(|room, ring| {
+            if room.app() != app {
+                return true;
             }
-            None => {
-                rules.remove(app);
+            match rule
+                .as_ref()
+                .and_then(|rule| self.capped(rule(room.path())))
+            {
+                Some(policy) => {
+                    ring.policy = policy;
+                    true
+                }
+                None => {
+                    bytes.drop_ring(ring);
+                    false
+                }
             }
+        });
+        if bytes.fronts.is_empty() {
+            apps.remove(app);
         }
     }
 
     /// Drops all of `app`'s history (it was unloaded).
     pub(crate) fn forget(&self, app: &str) {
         self.keep_for(app, None);
-        let mut rings = self.lock();
-        rings.rooms.retain(|room, _| room.app() != app);
-        rings.apps.remove(app);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rings> {
@@ -239,7 +275,12 @@ impl History {
     fn policy(&self, room: &Room) -> Option<HistoryPolicy> {
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
         let rule = rules.get(room.app())?;
-        let mut policy = rule(room.path())?;
+        self.capped(rule(room.path()))
+    }
+
+    /// `policy` within the operator's ceiling; `None` if it keeps nothing.
+    fn capped(&self, policy: Option<HistoryPolicy>) -> Option<HistoryPolicy> {
+        let mut policy = policy?;
         policy.max_messages = policy.max_messages.min(self.limits.max_messages);
         (policy.max_messages > 0).then_some(policy)
     }
@@ -653,6 +694,30 @@ mod tests {
         );
         assert_ne!(a.epoch.as_deref(), Some("abc.1"));
         assert!(!a.complete);
+    }
+
+    #[test]
+    fn a_new_rule_applies_to_rooms_already_kept() {
+        let h = history(1 << 20);
+        let now = Instant::now();
+        for text in ["1", "2", "3"] {
+            keep(&h, "/kept/a", text, now);
+            keep(&h, "/kept/b", text, now);
+        }
+        // The new version keeps one message on /kept/a and nothing else.
+        h.keep_for(
+            "chat",
+            Some(Arc::new(|path: &str| {
+                (path == "/kept/a").then_some(HistoryPolicy {
+                    max_messages: 1,
+                    max_age: None,
+                })
+            })),
+        );
+        let a = h.read(&Room::new("chat", "/kept/a"), 0, 10, now);
+        assert_eq!(a.iter().map(|k| k.offset).collect::<Vec<_>>(), vec![3]);
+        assert!(h.read(&Room::new("chat", "/kept/b"), 0, 10, now).is_empty());
+        assert_eq!(keep(&h, "/kept/b", "4", now), None);
     }
 
     #[test]
