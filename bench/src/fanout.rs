@@ -206,7 +206,7 @@ async fn open_stream(
 /// The echo example's feed: every message to everyone on the topic.
 const BROADCAST: &str = "/ws/broadcast";
 
-/// The same feed, keeping each topic's last 100 messages.
+/// The same feed, keeping each topic's last 1,000 messages.
 const REPLAY: &str = "/ws/replay";
 
 /// Who listens in a room besides the sender.
@@ -378,24 +378,31 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Event-stream listeners against WebSocket members, in rooms of the same
-/// size on the same server: the cost of a delivery to each.
-pub async fn run_streams(options: &Options) -> anyhow::Result<()> {
+/// One side of an A/B fan-out comparison on one server.
+struct Side {
+    /// Its name in the table.
+    name: &'static str,
+    /// Who listens besides the sender.
+    listeners: Listeners,
+    /// The echo example's feed it uses.
+    feed: &'static str,
+}
+
+/// Runs rooms of every size on `base` then `other`, on one tina4-wasm
+/// serving the echo example, and prints their figures with `other`'s CPU
+/// per delivery as a ratio to `base`'s.
+async fn compare(options: &Options, column: &str, base: Side, other: Side) -> anyhow::Result<()> {
     let pair = Pair::start(&["echo"]).await?;
     let host = &pair.tina4;
     println!(
-        "SSE fan-out: one room, one WebSocket sender, {} bursts of {} messages; the other members are event streams, or WebSockets, on one tina4-wasm",
-        options.bursts, options.burst
-    );
-    println!();
-    println!(
-        "| room size | listeners | deliveries/s | p50 | p99 | server CPU per delivery | lost | ÷ WebSocket (CPU per delivery) |"
+        "| room size | {column} | deliveries/s | p50 | p99 | server CPU per delivery | lost | ÷ {} (CPU per delivery) |",
+        base.name
     );
     println!("|---|---|---|---|---|---|---|---|");
     for &size in &options.sizes {
-        let sockets = run_one(host, size, options, Listeners::WebSockets, BROADCAST).await?;
-        let streams = run_one(host, size, options, Listeners::EventStreams, BROADCAST).await?;
-        for (name, run) in [("WebSocket", &sockets), ("SSE", &streams)] {
+        let first = run_one(host, size, options, base.listeners, base.feed).await?;
+        let second = run_one(host, size, options, other.listeners, other.feed).await?;
+        for (name, run) in [(base.name, &first), (other.name, &second)] {
             println!(
                 "| {size} | {name} | {:.0} | {} | {} | {:.2} µs | {} | {:.2} |",
                 run.rate,
@@ -403,7 +410,7 @@ pub async fn run_streams(options: &Options) -> anyhow::Result<()> {
                 ms(run.summary.p99),
                 run.cpu,
                 run.lost,
-                run.cpu / sockets.cpu
+                run.cpu / first.cpu
             );
         }
     }
@@ -411,36 +418,45 @@ pub async fn run_streams(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Event-stream listeners against WebSocket members, in rooms of the same
+/// size on the same server: the cost of a delivery to each.
+pub async fn run_streams(options: &Options) -> anyhow::Result<()> {
+    println!(
+        "SSE fan-out: one room, one WebSocket sender, {} bursts of {} messages; the other members are event streams, or WebSockets, on one tina4-wasm",
+        options.bursts, options.burst
+    );
+    println!();
+    let sockets = Side {
+        name: "WebSocket",
+        listeners: Listeners::WebSockets,
+        feed: BROADCAST,
+    };
+    let streams = Side {
+        name: "SSE",
+        listeners: Listeners::EventStreams,
+        feed: BROADCAST,
+    };
+    compare(options, "listeners", sockets, streams).await
+}
+
 /// Fan-out to WebSocket members of a topic that keeps history against one
 /// that keeps none, on the same server: what numbering and keeping each
 /// message costs per delivery.
 pub async fn run_history(options: &Options) -> anyhow::Result<()> {
-    let pair = Pair::start(&["echo"]).await?;
-    let host = &pair.tina4;
     println!(
-        "History on fan-out: one room, one sender, {} bursts of {} messages, on a topic that keeps none and one that keeps its last 100",
+        "History on fan-out: one room, one sender, {} bursts of {} messages, on a topic that keeps none and one that keeps its last 1,000",
         options.bursts, options.burst
     );
     println!();
-    println!(
-        "| room size | topic | deliveries/s | p50 | p99 | server CPU per delivery | lost | ÷ without (CPU per delivery) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for &size in &options.sizes {
-        let plain = run_one(host, size, options, Listeners::WebSockets, BROADCAST).await?;
-        let kept = run_one(host, size, options, Listeners::WebSockets, REPLAY).await?;
-        for (name, run) in [("no history", &plain), ("history", &kept)] {
-            println!(
-                "| {size} | {name} | {:.0} | {} | {} | {:.2} µs | {} | {:.2} |",
-                run.rate,
-                ms(run.summary.median),
-                ms(run.summary.p99),
-                run.cpu,
-                run.lost,
-                run.cpu / plain.cpu
-            );
-        }
-    }
-    println!();
-    Ok(())
+    let plain = Side {
+        name: "no history",
+        listeners: Listeners::WebSockets,
+        feed: BROADCAST,
+    };
+    let kept = Side {
+        name: "history",
+        listeners: Listeners::WebSockets,
+        feed: REPLAY,
+    };
+    compare(options, "topic", plain, kept).await
 }

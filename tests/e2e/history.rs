@@ -4,7 +4,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{Client, Server, http, metric, within};
+use crate::support::{Client, Server, metric, within};
 
 /// A WebSocket on `path` (with `query`) that speaks `tina4.v1`.
 async fn framed(server: &Server, path_and_query: &str) -> Client {
@@ -28,14 +28,9 @@ async fn next(client: &mut Client) -> (String, String) {
     (line.to_string(), body.to_string())
 }
 
+/// Pushes `text` to `/log/{name}`, which keeps its last 200 messages.
 async fn log(server: &Server, name: &str, text: &str) {
-    let response = http()
-        .post(server.url(&format!("/probe/log/{name}")))
-        .body(text.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    crate::sse::push_to(server, &format!("/log/{name}"), text).await;
 }
 
 #[tokio::test]

@@ -143,15 +143,23 @@ async fn joined(server: &Server, path: &str) -> Client {
     socket
 }
 
-async fn push(server: &Server, name: &str, text: &str) -> u32 {
+/// Pushes `text` to `path` through the probe's HTTP route; how many
+/// connections it reached.
+pub async fn push_to(server: &Server, path: &str, text: &str) -> u32 {
     let response = http()
-        .post(server.url(&format!("/probe/push/{name}")))
+        .post(server.url("/probe/push"))
+        .query(&[("path", path)])
         .body(text.to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     response.text().await.unwrap().parse().unwrap()
+}
+
+/// Pushes `text` to `/ws/probe/{name}`.
+async fn push(server: &Server, name: &str, text: &str) -> u32 {
+    push_to(server, &format!("/ws/probe/{name}"), text).await
 }
 
 #[tokio::test]
@@ -332,14 +340,9 @@ async fn a_stream_that_is_not_read_is_a_slow_consumer() {
     assert_eq!(socket.recv().await, "1");
 }
 
+/// Pushes `text` to `/kept/{name}`, which keeps its last five messages.
 async fn keep(server: &Server, name: &str, text: &str) {
-    let response = http()
-        .post(server.url(&format!("/probe/keep/{name}")))
-        .body(text.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    push_to(server, &format!("/kept/{name}"), text).await;
 }
 
 /// Reads `n` messages and returns their texts.

@@ -102,6 +102,18 @@ pub async fn tls_with_alpn(
         .await
 }
 
+/// The whole answer, head and body, to `GET path` over HTTPS.
+async fn https_get(server: &Server, pair: &Pair, path: &str) -> String {
+    let mut https = tls_to(server, pair).await.expect("a TLS handshake");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    https.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    within("the HTTPS answer", https.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    answer
+}
+
 /// A wss:// connection to the echo route, trusting `pair`.
 async fn wss(server: &Server, pair: &Pair) -> WebSocketStream<TlsStream<TcpStream>> {
     let tls = tls_to(server, pair).await.expect("a TLS handshake");
@@ -130,15 +142,7 @@ async fn https_and_wss_are_served_with_a_certificate_from_pem_files() {
     let mut ws = wss(&server, &pair).await;
     assert_eq!(echo(&mut ws, "over TLS").await, "Echo: over TLS");
 
-    let mut https = tls_to(&server, &pair).await.expect("a TLS handshake");
-    https
-        .write_all(b"GET /hello/tls HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    within("the HTTPS answer", https.read_to_string(&mut answer))
-        .await
-        .unwrap();
+    let answer = https_get(&server, &pair, "/hello/tls").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("Hello, tls!"), "{answer}");
 
@@ -158,15 +162,7 @@ async fn cookies_set_over_https_are_marked_secure() {
     let dir = tempfile::tempdir().unwrap();
     let pair = new_pair();
     let server = start_tls_serving(&pair, dir.path(), &["probe"], &[]).await;
-    let mut https = tls_to(&server, &pair).await.expect("a TLS handshake");
-    https
-        .write_all(b"GET /probe/cookie HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    within("the HTTPS answer", https.read_to_string(&mut answer))
-        .await
-        .unwrap();
+    let answer = https_get(&server, &pair, "/probe/cookie").await;
     assert!(
         answer.contains("\r\nset-cookie: session=abc; Path=/; HttpOnly; Secure\r\n"),
         "{answer}"

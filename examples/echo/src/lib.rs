@@ -31,28 +31,14 @@ fn routes(app: &mut Router) {
             Event::Open | Event::Close { .. } => Ok(()),
         },
     );
-    app.websocket(
-        "/ws/broadcast/{topic}",
-        |conn: &Connection, event: Event| match event {
-            Event::Message(text) => conn.broadcast(&text),
-            Event::Binary(data) => conn.broadcast_binary(&data),
-            Event::Open | Event::Close { .. } => Ok(()),
-        },
-    );
+    app.websocket("/ws/broadcast/{topic}", feed);
     // Listeners on an event stream hear the topic too.
-    app.sse("/ws/broadcast/{topic}", |_: &Connection, _: Event| ());
+    app.sse("/ws/broadcast/{topic}", listen);
     // The same feed, keeping each topic's last 1,000 messages for clients
     // that reconnect.
-    app.websocket(
-        "/ws/replay/{topic}",
-        |conn: &Connection, event: Event| match event {
-            Event::Message(text) => conn.broadcast(&text),
-            Event::Binary(data) => conn.broadcast_binary(&data),
-            Event::Open | Event::Close { .. } => Ok(()),
-        },
-    )
-    .history(1000, std::time::Duration::ZERO);
-    app.sse("/ws/replay/{topic}", |_: &Connection, _: Event| ());
+    app.websocket("/ws/replay/{topic}", feed)
+        .history(1000, std::time::Duration::ZERO);
+    app.sse("/ws/replay/{topic}", listen);
     app.get("/hello/{name}", |req: &Request| {
         let name = &req.params()["name"];
         Response::json(
@@ -62,3 +48,15 @@ fn routes(app: &mut Router) {
 }
 
 tina4_guest::app!(routes);
+
+/// A topic's feed: every message to everyone on it.
+fn feed(conn: &Connection, event: Event) -> Result<(), Error> {
+    match event {
+        Event::Message(text) => conn.broadcast(&text),
+        Event::Binary(data) => conn.broadcast_binary(&data),
+        Event::Open | Event::Close { .. } => Ok(()),
+    }
+}
+
+/// A listener on a topic's event stream: it only hears.
+fn listen(_: &Connection, _: Event) {}

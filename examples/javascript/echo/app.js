@@ -18,19 +18,22 @@ Router.websocket("/ws/mirror", (connection, event, data) => {
   if (event === "message" || event === "binary") connection.send(data);
 });
 
-Router.websocket("/ws/broadcast/{topic}", (connection, event, data) => {
+/** A topic's feed: every message to everyone on it. */
+function feed(connection, event, data) {
   if (event === "message" || event === "binary") connection.broadcast(data);
-});
+}
 
+/** A listener on a topic's event stream: it only hears. */
+function listen() {}
+
+Router.websocket("/ws/broadcast/{topic}", feed);
 // Listeners on an event stream hear the topic too.
-Router.sse("/ws/broadcast/{topic}", () => {});
+Router.sse("/ws/broadcast/{topic}", listen);
 
 // The same feed, keeping each topic's last 1,000 messages for clients that
 // reconnect.
-Router.websocket("/ws/replay/{topic}", (connection, event, data) => {
-  if (event === "message" || event === "binary") connection.broadcast(data);
-}).history(1000);
-Router.sse("/ws/replay/{topic}", () => {});
+Router.websocket("/ws/replay/{topic}", feed).history(1000);
+Router.sse("/ws/replay/{topic}", listen);
 
 Router.get("/hello/{name}", (req, res) => {
   const name = req.params.name;

@@ -25,24 +25,16 @@ async def mirror(connection, event, data):
         await connection.send(data)
 
 
-@websocket("/ws/broadcast/{topic}")
-async def feed(connection, event, data):
-    if event in ("message", "binary"):
-        await connection.broadcast(data)
-
-
-# Listeners on an event stream hear the topic too.
-@sse("/ws/broadcast/{topic}")
-async def listener(connection, event, data):
-    pass
-
-
-# The same feed, keeping each topic's last 1,000 messages for clients that
-# reconnect.
+# A topic's feed: every message to everyone on it, with listeners on an
+# event stream of the same path. Decorators apply from the bottom up, so
+# @history marks only the routes above it: /ws/replay/{topic} is the same
+# feed, keeping each topic's last 1,000 messages for clients that reconnect.
 @sse("/ws/replay/{topic}")
 @websocket("/ws/replay/{topic}")
 @history(1000)
-async def replay(connection, event, data):
+@sse("/ws/broadcast/{topic}")
+@websocket("/ws/broadcast/{topic}")
+async def feed(connection, event, data):
     if event in ("message", "binary"):
         await connection.broadcast(data)
 

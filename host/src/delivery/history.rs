@@ -480,6 +480,26 @@ mod tests {
         )
     }
 
+    /// Where a client at `offset` of `epoch` had got to.
+    fn at(epoch: &str, offset: u64) -> Position {
+        Position {
+            epoch: epoch.to_string(),
+            offset,
+        }
+    }
+
+    /// What connection `me` of `room` at `from` would be sent.
+    fn recover(h: &History, room: &Room, from: &Position, now: Instant) -> Recovery {
+        h.recover(room, "me", from, now, |r| r)
+    }
+
+    /// The epoch of `room` now, if it keeps history.
+    fn epoch(h: &History, room: &Room, now: Instant) -> Option<String> {
+        recover(h, room, &at("unknown", 0), now)
+            .epoch
+            .map(|e| e.to_string())
+    }
+
     fn texts(recovery: &Recovery) -> Vec<String> {
         recovery
             .missed
@@ -506,44 +526,25 @@ mod tests {
             keep(&h, "/kept/a", text, now);
         }
         let room = Room::new("chat", "/kept/a");
-        let epoch = h
-            .recover(
-                &room,
-                "me",
-                &Position {
-                    epoch: "x".into(),
-                    offset: 0,
-                },
-                now,
-                |r| r,
-            )
-            .epoch
-            .unwrap();
-        let from = |offset| Position {
-            epoch: epoch.to_string(),
-            offset,
-        };
+        let epoch = epoch(&h, &room, now).unwrap();
+        let from = |offset| at(&epoch, offset);
         // Three kept (3, 4, 5): from 2 on, nothing is missing.
-        let r = h.recover(&room, "me", &from(3), now, |r| r);
+        let r = recover(&h, &room, &from(3), now);
         assert_eq!(
             (texts(&r), r.complete),
             (vec!["4".into(), "5".into()], true)
         );
-        let r = h.recover(&room, "me", &from(2), now, |r| r);
+        let r = recover(&h, &room, &from(2), now);
         assert_eq!((texts(&r).len(), r.complete), (3, true));
         // From 1, message 2 is gone.
-        let r = h.recover(&room, "me", &from(1), now, |r| r);
+        let r = recover(&h, &room, &from(1), now);
         assert_eq!((texts(&r).len(), r.complete), (3, false));
         // Up to date.
-        let r = h.recover(&room, "me", &from(5), now, |r| r);
+        let r = recover(&h, &room, &from(5), now);
         assert!(r.missed.is_empty() && r.complete);
         // Another epoch, or a position from the future: nothing, incomplete.
-        let other = Position {
-            epoch: "abc.99".into(),
-            offset: 1,
-        };
-        assert!(!h.recover(&room, "me", &other, now, |r| r).complete);
-        assert!(!h.recover(&room, "me", &from(6), now, |r| r).complete);
+        assert!(!recover(&h, &room, &at("abc.99", 1), now).complete);
+        assert!(!recover(&h, &room, &from(6), now).complete);
     }
 
     #[test]
@@ -552,24 +553,9 @@ mod tests {
         let now = Instant::now();
         let room = Room::new("chat", "/kept/a");
         h.record(&room, &Message::text("joined"), Some("me"), now, |_| ());
-        let epoch = h
-            .recover(
-                &room,
-                "me",
-                &Position {
-                    epoch: "x".into(),
-                    offset: 0,
-                },
-                now,
-                |r| r,
-            )
-            .epoch
-            .unwrap();
-        let from = Position {
-            epoch: epoch.to_string(),
-            offset: 0,
-        };
-        assert!(h.recover(&room, "me", &from, now, |r| r).missed.is_empty());
+        let epoch = epoch(&h, &room, now).unwrap();
+        let from = at(&epoch, 0);
+        assert!(recover(&h, &room, &from, now).missed.is_empty());
         assert_eq!(
             texts(&h.recover(&room, "you", &from, now, |r| r)),
             vec!["joined".to_string()]
@@ -609,29 +595,8 @@ mod tests {
         keep(&h, "/kept/a", "new", start + Duration::from_secs(8));
         let room = Room::new("chat", "/kept/a");
         let later = start + Duration::from_secs(12);
-        let epoch = h
-            .recover(
-                &room,
-                "me",
-                &Position {
-                    epoch: "x".into(),
-                    offset: 0,
-                },
-                later,
-                |r| r,
-            )
-            .epoch
-            .unwrap();
-        let r = h.recover(
-            &room,
-            "me",
-            &Position {
-                epoch: epoch.to_string(),
-                offset: 0,
-            },
-            later,
-            |r| r,
-        );
+        let epoch = epoch(&h, &room, later).unwrap();
+        let r = recover(&h, &room, &at(&epoch, 0), later);
         assert_eq!((texts(&r), r.complete), (vec!["new".to_string()], false));
     }
 
@@ -644,54 +609,15 @@ mod tests {
         keep(&h, "/kept/b", "b", now);
         keep(&h, "/kept/b", "c", now);
         // Room a lost its only message and with it its epoch.
-        let a = h.recover(
-            &Room::new("chat", "/kept/a"),
-            "me",
-            &Position {
-                epoch: "abc.1".into(),
-                offset: 0,
-            },
-            now,
-            |r| r,
-        );
+        let a = recover(&h, &Room::new("chat", "/kept/a"), &at("abc.1", 0), now);
         assert!(a.epoch.is_none());
         let b = Room::new("chat", "/kept/b");
-        let epoch = h
-            .recover(
-                &b,
-                "me",
-                &Position {
-                    epoch: "x".into(),
-                    offset: 0,
-                },
-                now,
-                |r| r,
-            )
-            .epoch
-            .unwrap();
-        let r = h.recover(
-            &b,
-            "me",
-            &Position {
-                epoch: epoch.to_string(),
-                offset: 0,
-            },
-            now,
-            |r| r,
-        );
+        let epoch = epoch(&h, &b, now).unwrap();
+        let r = recover(&h, &b, &at(&epoch, 0), now);
         assert_eq!(texts(&r), vec!["b".to_string(), "c".to_string()]);
         // A new message in room a starts a new epoch.
         keep(&h, "/kept/a", "d", now);
-        let a = h.recover(
-            &Room::new("chat", "/kept/a"),
-            "me",
-            &Position {
-                epoch: "abc.1".into(),
-                offset: 0,
-            },
-            now,
-            |r| r,
-        );
+        let a = recover(&h, &Room::new("chat", "/kept/a"), &at("abc.1", 0), now);
         assert_ne!(a.epoch.as_deref(), Some("abc.1"));
         assert!(!a.complete);
     }
@@ -727,28 +653,13 @@ mod tests {
         keep(&h, "/kept/a", "a", now);
         h.forget("chat");
         assert_eq!(keep(&h, "/kept/a", "b", now), None);
-        let r = h.recover(
-            &Room::new("chat", "/kept/a"),
-            "me",
-            &Position {
-                epoch: "abc.1".into(),
-                offset: 0,
-            },
-            now,
-            |r| r,
-        );
+        let r = recover(&h, &Room::new("chat", "/kept/a"), &at("abc.1", 0), now);
         assert!(r.epoch.is_none());
     }
 
     #[test]
     fn positions_are_read_from_event_ids() {
-        assert_eq!(
-            Position::parse("a1b2.3-42"),
-            Some(Position {
-                epoch: "a1b2.3".into(),
-                offset: 42
-            })
-        );
+        assert_eq!(Position::parse("a1b2.3-42"), Some(at("a1b2.3", 42)));
         for bad in ["", "-1", "abc", "abc-", "abc-x", "a b-1", "a/b-1"] {
             assert_eq!(Position::parse(bad), None, "{bad:?}");
         }

@@ -45,6 +45,18 @@ pub(crate) struct Joined {
     pub(crate) position: Option<Position>,
 }
 
+/// Request headers an app gets to see on its connections, WebSocket or
+/// event stream; a WebSocket's also `sec-websocket-protocol`, a stream's
+/// `last-event-id`.
+const SHARED_HEADERS: [&str; 6] = [
+    "origin",
+    "user-agent",
+    "cookie",
+    "authorization",
+    "accept-language",
+    "x-forwarded-for",
+];
+
 /// Query parameters the host reads and the app never sees.
 const HOST_PARAMETERS: &str = "tina4_";
 
@@ -88,14 +100,13 @@ pub(crate) fn check_origin(state: &ServerState, headers: &HeaderMap) -> Result<(
 
 /// Admits the client of `request` to the route `found` (within the caps,
 /// with a valid token if the route is secured), or answers why not. The
-/// app sees `shared_headers` of the request, those present. A `one_way`
-/// client is an event stream's.
+/// app sees [`SHARED_HEADERS`] of the request, and the one of its kind,
+/// those present. A `one_way` client is an event stream's.
 pub(crate) fn join(
     state: &ServerState,
     request: &Request<Incoming>,
     path: &RequestPath,
     found: RouteMatch<'_, RouteTarget>,
-    shared_headers: &[&str],
     one_way: bool,
 ) -> Result<Joined, Refusal> {
     let RouteMatch { entry, params } = found;
@@ -149,8 +160,13 @@ pub(crate) fn join(
         params,
         query,
         claims,
-        headers: shared_headers
+        headers: SHARED_HEADERS
             .iter()
+            .chain([if one_way {
+                &"last-event-id"
+            } else {
+                &"sec-websocket-protocol"
+            }])
             .filter_map(|name| {
                 let value = headers.get(*name)?;
                 Some((

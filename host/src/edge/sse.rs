@@ -35,17 +35,6 @@ use crate::router::RequestPath;
 use crate::runtime::Serving;
 use crate::runtime::bindings::{CloseInfo, WsEvent};
 
-/// Request headers an app gets to see on its SSE connections.
-const SHARED_HEADERS: [&str; 7] = [
-    "origin",
-    "user-agent",
-    "cookie",
-    "authorization",
-    "accept-language",
-    "x-forwarded-for",
-    "last-event-id",
-];
-
 /// Outgoing messages encoded into one chunk of the stream, so a burst
 /// costs one write.
 const WRITE_BATCH: usize = 64;
@@ -81,7 +70,7 @@ pub(crate) fn accept(
     if let Err(refused) = check_origin(state, request.headers()) {
         return Some(*refused);
     }
-    let mut joined = match join(state, request, path, found, &SHARED_HEADERS, true) {
+    let mut joined = match join(state, request, path, found, true) {
         Ok(joined) => joined,
         Err(refused) => return Some(*refused),
     };

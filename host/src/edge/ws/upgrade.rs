@@ -19,17 +19,6 @@ use crate::edge::state::ServerState;
 use crate::router::RequestPath;
 use crate::runtime::Serving;
 
-/// Upgrade-request headers an app gets to see on its connections.
-const SHARED_HEADERS: [&str; 7] = [
-    "origin",
-    "user-agent",
-    "cookie",
-    "authorization",
-    "accept-language",
-    "x-forwarded-for",
-    "sec-websocket-protocol",
-];
-
 /// The subprotocol in which every message the host sends starts with a
 /// line saying what it is: its position when its path keeps history
 /// (`<epoch>-<offset>`), nothing for other messages, `!recovered` before
@@ -101,7 +90,7 @@ pub(crate) fn accept(
     let Some(found) = serving.routes.match_websocket(host, path) else {
         return plain(StatusCode::NOT_FOUND, "no WebSocket route for this path");
     };
-    let joined = match join(state, &request, path, found, &SHARED_HEADERS, false) {
+    let joined = match join(state, &request, path, found, false) {
         Ok(joined) => joined,
         Err(refused) => return *refused,
     };
