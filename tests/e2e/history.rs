@@ -4,7 +4,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{Client, Server, metric, within};
+use crate::support::{Client, Server, ServerOptions, metric, within};
 
 /// A WebSocket on `path` (with `query`) that speaks `tina4.v1`.
 async fn framed(server: &Server, path_and_query: &str) -> Client {
@@ -182,4 +182,52 @@ async fn history_outlives_a_hot_swap_of_its_app() {
     assert_eq!(next(&mut back).await.0, "!recovered");
     back.send("x").await;
     assert_eq!(next(&mut back).await.1, "v2: x");
+}
+
+#[tokio::test]
+async fn the_operator_caps_what_a_path_and_an_app_keep() {
+    // The probe's /log route asks for 200 messages; the operator allows 3,
+    // and 1 KiB in all (64 bytes counted per message beyond its payload).
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        args: [
+            "--history-max-messages",
+            "3",
+            "--history-bytes-per-app",
+            "1024",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect(),
+        ..Default::default()
+    })
+    .await;
+    for i in 1..=5 {
+        log(&server, "cap", &format!("m{i}")).await;
+    }
+    let mut reader = server.connect("/log/cap").await;
+    reader.send("history:10").await;
+    assert_eq!(
+        reader.recv_json().await,
+        serde_json::json!([[3, "m3"], [4, "m4"], [5, "m5"]])
+    );
+    // 300 bytes: two such messages overflow the app's budget, which keeps
+    // the newest.
+    let big = "x".repeat(300);
+    log(&server, "cap", &format!("a{big}")).await;
+    log(&server, "cap", &format!("b{big}")).await;
+    log(&server, "cap", &format!("c{big}")).await;
+    for _ in 0..3 {
+        // The reader is in the path's group: it hears them live too.
+        reader.recv().await;
+    }
+    reader.send("history:10").await;
+    let kept = reader.recv_json().await;
+    let texts: Vec<_> = kept
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m[1].as_str().unwrap().chars().next().unwrap())
+        .collect();
+    assert_eq!(texts, ['b', 'c'], "{kept}");
 }

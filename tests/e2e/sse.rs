@@ -286,10 +286,18 @@ async fn streams_are_opened_with_get_only() {
 async fn a_stream_that_is_not_read_is_a_slow_consumer() {
     let server = Server::start_with(ServerOptions {
         apps: vec!["probe"],
-        args: ["--outbox-bytes", "262144", "--send-buffer-bytes", "4096"]
-            .iter()
-            .map(|a| a.to_string())
-            .collect(),
+        // The write timeout far away: only the outbox's bound can end it.
+        args: [
+            "--outbox-bytes",
+            "262144",
+            "--send-buffer-bytes",
+            "4096",
+            "--write-timeout-ms",
+            "120000",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect(),
         ..Default::default()
     })
     .await;
