@@ -554,3 +554,20 @@ async fn with_a_shared_secret_a_forged_envelope_is_refused() {
     chat(&mut other, "sealed and delivered").await;
     assert_eq!(chat_text(&mut member).await, "sealed and delivered");
 }
+
+#[tokio::test]
+async fn a_message_from_another_instance_is_kept_in_this_ones_history() {
+    let redis = RedisServer::start().await;
+    let (a, b) = tokio::join!(instance(&redis, &["probe"]), instance(&redis, &["probe"]));
+    // A member on B, in its path's group (and B listening to it) once a
+    // round trip says so.
+    let mut member = b.connect("/log/x").await;
+    member.send("count").await;
+    member.recv().await;
+    crate::sse::push_to(&a, "/log/x", "from a").await;
+    assert_eq!(member.recv().await, "from a");
+    // B kept it: an app on B reads it.
+    let mut reader = b.connect("/log/x").await;
+    reader.send("history:5").await;
+    assert_eq!(reader.recv_json().await, json!([[1, "from a"]]));
+}
