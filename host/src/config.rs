@@ -126,8 +126,8 @@ pub(crate) struct BackplaneConfig {
     )]
     pub(crate) url: String,
 
-    /// Prefix of the channel names: clusters with different prefixes share
-    /// one Redis without hearing each other.
+    /// Prefix of the channel and key names: clusters with different
+    /// prefixes share one Redis without hearing each other (no braces).
     #[arg(
         long = "backplane-prefix",
         default_value = "tina4",
@@ -155,8 +155,14 @@ pub(crate) struct BackplaneConfig {
 }
 
 impl BackplaneConfig {
-    /// Refuses a secret too short to seal with.
+    /// Refuses a secret too short to seal with, and a prefix that would
+    /// break the hash tag keeping a room's channel and history on one shard.
     pub(crate) fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.prefix.contains(['{', '}']),
+            "TINA4_WS_BACKPLANE_PREFIX {:?} may not contain braces",
+            self.prefix
+        );
         if let Some(secret) = &self.shared_secret {
             anyhow::ensure!(
                 secret.len() >= MIN_SECRET_BYTES,

@@ -29,7 +29,7 @@ async fn start_instance(url: &str, apps: &[&'static str]) -> Server {
 }
 
 /// [`start_instance`], once its backplane is connected.
-async fn instance(redis: &RedisServer, apps: &[&'static str]) -> Server {
+pub(crate) async fn instance(redis: &RedisServer, apps: &[&'static str]) -> Server {
     let server = start_instance(&redis.url(), apps).await;
     server.wait_for_log(&[CONNECTED]).await;
     server
@@ -339,7 +339,7 @@ async fn counts_expire_in_a_long_outage_and_come_back_with_redis() {
 #[tokio::test]
 async fn an_instance_subscribes_only_to_paths_it_has_connections_on() {
     let (redis, a, b) = chat_cluster().await;
-    let lobby = "tina4:room:chat/ws/room/lobby";
+    let lobby = "tina4:room:{chat/ws/room/lobby}";
     assert_eq!(redis.subscribers("tina4:cluster").await, 2);
     assert_eq!(redis.subscribers(lobby).await, 0);
     // Subscribed before the welcome (the `open` event) is sent.
@@ -461,7 +461,7 @@ async fn on_a_redis_cluster_rooms_travel_on_their_own_shards() {
         assert_eq!(chat_text(&mut bob).await, format!("hello {room}"));
         assert_eq!(chat_text(&mut alice).await, format!("hello {room}"));
         // Both instances listen on the room's shard, not on classic pub/sub.
-        let channel = format!("tina4:room:chat/ws/room/{room}");
+        let channel = format!("tina4:room:{{chat/ws/room/{room}}}");
         let (listeners, owner) = cluster.shard_subscribers(&channel).await;
         assert_eq!(listeners, 2, "{channel}");
         owners.insert(owner);
@@ -522,7 +522,7 @@ async fn with_a_shared_secret_a_forged_envelope_is_refused() {
     // Without a secret, whoever can publish to Redis reaches clients.
     let open = sealed_instance(&redis, "open", None).await;
     let mut exposed = join(&open, "lobby").await;
-    let channel = "open:room:chat/ws/room/lobby";
+    let channel = "open:room:{chat/ws/room/lobby}";
     assert_eq!(
         redis
             .publish(channel, &forged_broadcast("chat/ws/room/lobby", "forged"))
@@ -537,7 +537,7 @@ async fn with_a_shared_secret_a_forged_envelope_is_refused() {
         sealed_instance(&redis, "sealed", Some(secret))
     );
     let mut member = join(&a, "lobby").await;
-    let channel = "sealed:room:chat/ws/room/lobby";
+    let channel = "sealed:room:{chat/ws/room/lobby}";
     redis
         .publish(channel, &forged_broadcast("chat/ws/room/lobby", "forged"))
         .await;

@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::support::{Client, Server, ServerOptions, metric, within};
 
 /// A WebSocket on `path` (with `query`) that speaks `tina4.v1`.
-async fn framed(server: &Server, path_and_query: &str) -> Client {
+pub(crate) async fn framed(server: &Server, path_and_query: &str) -> Client {
     let mut request = server.ws_url(path_and_query).into_client_request().unwrap();
     request
         .headers_mut()
@@ -20,7 +20,7 @@ async fn framed(server: &Server, path_and_query: &str) -> Client {
 }
 
 /// The next message, split into the line that says what it is and the text.
-async fn next(client: &mut Client) -> (String, String) {
+pub(crate) async fn next(client: &mut Client) -> (String, String) {
     let text = client.recv().await;
     let (line, body) = text
         .split_once('\n')

@@ -25,6 +25,7 @@ mod operations;
 mod policy;
 mod redis_server;
 mod resources;
+mod shared_history;
 mod source_watch;
 mod sse;
 mod support;

@@ -34,7 +34,9 @@ mod history;
 mod registry;
 
 pub(crate) use connection::{ConnectionHandle, OutboxBounds, Outgoing, RegistryError, Room};
-pub(crate) use history::{HistoryLimits, HistoryPolicy, HistoryRule, Kept, Position};
+pub(crate) use history::{
+    HistoryLimits, HistoryPolicy, HistoryRule, Kept, Position, StoredMessage, Tail,
+};
 pub(crate) use registry::{Caps, ConnectionRegistry, Membership};
 
 use std::sync::Arc;
@@ -112,12 +114,24 @@ impl Delivery {
     /// Queues `frame` for every connection in `room` (except `exclude`),
     /// here and on every other instance.
     pub(crate) fn broadcast(&self, room: &Room, frame: &Message, exclude: Option<&str>) -> Fanout {
+        let Some(link) = &self.link else {
+            let local = self.registry.broadcast(room, frame, exclude);
+            return Fanout { local, remote: 0 };
+        };
+        let excluded = exclude.is_some_and(|id| self.is_remote(id));
+        let remote = link.peers_count(room).saturating_sub(u32::from(excluded));
+        // A room that keeps history has Redis number its messages: they
+        // come back to every instance listening there, this one included,
+        // in one order, and are delivered then.
+        let history = self.registry.history();
+        if let Some(policy) = history.policy(room)
+            && link.keep(room, frame, exclude, policy, history.app_bytes())
+        {
+            let local = self.registry.count_except(room, exclude);
+            return Fanout { local, remote };
+        }
         let local = self.registry.broadcast(room, frame, exclude);
-        let remote = self.link.as_ref().map_or(0, |link| {
-            link.broadcast(room, frame, exclude);
-            let excluded = exclude.is_some_and(|id| self.is_remote(id));
-            link.peers_count(room).saturating_sub(u32::from(excluded))
-        });
+        link.broadcast(room, frame, exclude);
         Fanout { local, remote }
     }
 
@@ -165,8 +179,18 @@ impl Delivery {
     /// one (immediately when local or while Redis is unreachable), so a
     /// connection's `open` handler runs only once it can hear the cluster.
     pub(crate) async fn listening(&self, room: &Room) {
-        if let Some(link) = &self.link {
-            link.listening(room).await;
+        let Some(link) = &self.link else {
+            return;
+        };
+        link.listening(room).await;
+        // Listening now, this instance's copy of the room's history is
+        // filled from Redis, so a recovery here sees what others kept.
+        let history = self.registry.history();
+        if let Some(policy) = history.policy(room)
+            && !history.is_synced(room)
+            && let Some(tail) = link.tail(room, policy.max_messages).await
+        {
+            history.prime(room, tail, std::time::Instant::now());
         }
     }
 

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::changes::{Change, Journal};
 use super::connection::{ConnectionHandle, ConnectionId, Outgoing, Room};
-use super::history::{History, HistoryLimits, Position};
+use super::history::{History, HistoryLimits, Numbered, Position};
 
 /// The most connections admission lets in, checked in this order.
 #[derive(Debug, Clone, Copy)]
@@ -279,6 +279,9 @@ impl ConnectionRegistry {
         decrement(&mut groups.admitted_from, &handle.from);
         drop(groups);
         if last {
+            // No longer listened to here: a copy of the room's shared
+            // history may miss what comes next.
+            self.history.detach(&handle.room);
             self.changes.note(&handle.room, Change::Interest);
         }
     }
@@ -300,6 +303,32 @@ impl ConnectionRegistry {
         kept.unwrap_or_else(|| self.queue(room, Outgoing::Frame(Arc::new(frame.clone())), exclude))
     }
 
+    /// Queues a frame the shared store numbered `offset` in `epoch` for
+    /// every connection in `room` except `exclude`, keeping it in the
+    /// room's copy of the store; returns how many it was queued for (none
+    /// if it was already kept, and so already delivered).
+    pub(crate) fn broadcast_numbered(
+        &self,
+        room: &Room,
+        at: &Position,
+        frame: &Message,
+        exclude: Option<&str>,
+    ) -> u32 {
+        let now = std::time::Instant::now();
+        let numbered =
+            self.history
+                .record_numbered(room, &at.epoch, at.offset, frame, exclude, now, |kept| {
+                    self.queue(room, Outgoing::Kept(kept.clone()), exclude)
+                });
+        match numbered {
+            Numbered::Kept(queued) => queued,
+            Numbered::Again => 0,
+            Numbered::NotKept => {
+                self.queue(room, Outgoing::Frame(Arc::new(frame.clone())), exclude)
+            }
+        }
+    }
+
     /// Queues `item` for every connection in `room` but `exclude`.
     fn queue(&self, room: &Room, item: Outgoing, exclude: Option<&str>) -> u32 {
         let groups = self.read();
@@ -315,6 +344,16 @@ impl ConnectionRegistry {
             }
         }
         queued
+    }
+
+    /// How many connections are open in `room`, not counting `exclude`.
+    pub(crate) fn count_except(&self, room: &Room, exclude: Option<&str>) -> u32 {
+        let groups = self.read();
+        let Some(group) = groups.by_room.get(room) else {
+            return 0;
+        };
+        let excluded = exclude.is_some_and(|id| group.contains_key(id));
+        len_u32(group.len()) - u32::from(excluded)
     }
 
     /// How many connections are open in `room`.

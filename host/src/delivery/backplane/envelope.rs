@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::streams::RoomKeys;
+
 /// Leading byte of every encoded message; instances speaking another
 /// format ignore each other's messages instead of misreading them.
 const FORMAT: u8 = 1;
@@ -216,13 +218,26 @@ impl Channels {
     /// Where broadcasts to a room go (by its key); only instances with a
     /// connection in the room listen.
     pub(crate) fn room(&self, room: &str) -> String {
-        format!("{}:room:{room}", self.prefix)
+        // The braces make the room the hash tag: in a Redis Cluster its
+        // channel and its history keys live on one shard.
+        format!("{}:room:{{{room}}}", self.prefix)
     }
 
     /// The room key a room channel is for.
     #[cfg(test)]
     pub(crate) fn room_of<'c>(&self, channel: &'c str) -> Option<&'c str> {
-        channel.strip_prefix(&self.prefix)?.strip_prefix(":room:")
+        channel
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(":room:{")?
+            .strip_suffix('}')
+    }
+
+    /// The keys of `room`'s history in Redis Streams.
+    pub(crate) fn history(&self, room: &str) -> RoomKeys {
+        RoomKeys {
+            stream: format!("{}:history:{{{room}}}", self.prefix),
+            meta: format!("{}:history-meta:{{{room}}}", self.prefix),
+        }
     }
 
     /// Where sends and closes to `instance`'s connections go.

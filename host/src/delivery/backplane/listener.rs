@@ -12,8 +12,8 @@ use anyhow::Context;
 
 use super::envelope::Envelope;
 use super::transport::{Incoming, RESPONSE_TIMEOUT, Received, Subscriber, Transport};
-use super::{Backoff, RedisLink};
-use crate::delivery::{HEARTBEAT, Room, SNAPSHOT_EVERY};
+use super::{Backoff, RedisLink, streams};
+use crate::delivery::{HEARTBEAT, Position, Room, SNAPSHOT_EVERY};
 use crate::telemetry;
 
 impl RedisLink {
@@ -166,17 +166,18 @@ impl RedisLink {
         Ok(())
     }
 
-    /// Acts on one message from another instance.
+    /// Acts on one message from another instance, or on a message kept in
+    /// a room's history by any instance.
     fn receive(&self, message: &Received) {
         metrics::counter!(telemetry::BACKPLANE_RECEIVED).increment(1);
-        let envelope = match self.seal.open(message.payload()) {
-            Ok(envelope) => envelope,
-            Err(refusal) => {
-                metrics::counter!(telemetry::BACKPLANE_REFUSED, "reason" => refusal.as_str())
-                    .increment(1);
-                tracing::debug!(reason = refusal.as_str(), "backplane: refused a message");
-                return;
+        if let Some((at, sealed)) = streams::split_kept(message.payload()) {
+            if let Some(envelope) = self.open(sealed) {
+                self.receive_kept(&at, envelope);
             }
+            return;
+        }
+        let Some(envelope) = self.open(message.payload()) else {
+            return;
         };
         let origin = envelope.origin();
         if origin == &*self.instance {
@@ -230,6 +231,42 @@ impl RedisLink {
                 self.publish_counts(true, self.registry.open_counts());
             }
             Envelope::Bye { .. } => self.peers.remove(origin),
+        }
+    }
+
+    /// Checks a message's seal; counts and logs a refusal.
+    fn open<'m>(&self, bytes: &'m [u8]) -> Option<Envelope<'m>> {
+        self.seal
+            .open(bytes)
+            .inspect_err(|refusal| {
+                metrics::counter!(telemetry::BACKPLANE_REFUSED, "reason" => refusal.as_str())
+                    .increment(1);
+                tracing::debug!(reason = refusal.as_str(), "backplane: refused a message");
+            })
+            .ok()
+    }
+
+    /// Delivers a broadcast that Redis numbered `at` in its room's
+    /// history, whoever sent it: this instance's own come back this way too.
+    fn receive_kept(&self, at: &Position, envelope: Envelope<'_>) {
+        let Envelope::Broadcast {
+            origin,
+            room,
+            exclude,
+            payload,
+        } = envelope
+        else {
+            return;
+        };
+        let Some(room) = Room::parse(room) else {
+            return;
+        };
+        let frame = payload.to_frame();
+        let len = frame.len();
+        let recipients = self.registry.broadcast_numbered(&room, at, &frame, exclude);
+        // The sender counted its own recipients when it sent.
+        if recipients > 0 && origin != &*self.instance {
+            telemetry::count_out(room.app(), recipients, len);
         }
     }
 }

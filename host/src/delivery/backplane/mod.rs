@@ -17,6 +17,7 @@ pub(crate) mod envelope;
 mod listener;
 pub(crate) mod peers;
 mod publisher;
+pub(crate) mod streams;
 pub(crate) mod transport;
 
 use std::collections::HashSet;
@@ -30,11 +31,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::{BackplaneConfig, BackplaneKind};
 use crate::delivery::PEER_TTL;
-use crate::delivery::{ConnectionRegistry, Room};
+use crate::delivery::{ConnectionRegistry, HistoryPolicy, Room, Tail};
 use crate::telemetry;
 use envelope::{Channels, Envelope, Payload, Seal};
 use peers::Peers;
-use transport::Transport;
+use streams::{KeepArgs, RoomKeys};
+use transport::{Command, Publisher, RESPONSE_TIMEOUT, Transport};
 
 /// First pause before reconnecting; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -64,6 +66,11 @@ pub(crate) struct RedisLink {
     outgoing: mpsc::Sender<Publication>,
     /// Whether the publisher is connected; while not, messages are dropped.
     publishing: AtomicBool,
+    /// A handle on the publisher's connection while it is up, for reading
+    /// rooms' history.
+    reader: Mutex<Option<Publisher>>,
+    /// Whether this is a Redis Cluster (sharded pub/sub).
+    cluster: bool,
     /// Whether the listener is connected and subscribed.
     connected: AtomicBool,
     /// Rooms whose channel Redis confirmed this instance listens to.
@@ -78,12 +85,36 @@ pub(crate) struct RedisLink {
 
 /// One message for the publisher.
 struct Publication {
-    /// Where to publish it.
-    channel: String,
-    /// The encoded envelope.
-    payload: Vec<u8>,
+    /// Where it goes.
+    target: Target,
     /// Told once Redis has taken it (the goodbye waits for this).
     sent: Option<oneshot::Sender<()>>,
+}
+
+/// Where a publication goes.
+enum Target {
+    /// Published on `channel`: the encoded envelope.
+    Channel { channel: String, payload: Vec<u8> },
+    /// Kept in a room's history, which publishes it with its position.
+    History {
+        keys: RoomKeys,
+        /// [`streams::KEEP`]'s arguments.
+        args: Vec<Vec<u8>>,
+    },
+}
+
+impl Target {
+    /// The Redis command that sends it.
+    fn command(&self) -> Command<'_> {
+        match self {
+            Self::Channel { channel, payload } => Command::Publish { channel, payload },
+            Self::History { keys, args } => Command::Script {
+                script: &streams::KEEP,
+                keys: [&keys.stream, &keys.meta],
+                args,
+            },
+        }
+    }
 }
 
 impl RedisLink {
@@ -108,6 +139,8 @@ impl RedisLink {
             shown_url,
             outgoing,
             publishing: AtomicBool::new(false),
+            reader: Mutex::new(None),
+            cluster,
             connected: AtomicBool::new(false),
             subscribed: Mutex::new(HashSet::new()),
             subscribed_changed: Notify::new(),
@@ -150,6 +183,78 @@ impl RedisLink {
                 exclude,
                 payload,
             });
+        }
+    }
+
+    /// Queues a broadcast to a room that keeps history, to be numbered
+    /// and kept in the room's stream and published from there to every
+    /// instance listening to the room, this one included. `false` (and
+    /// counted as dropped) if Redis is unreachable or the queue is full:
+    /// the caller then delivers it here alone.
+    pub(crate) fn keep(
+        &self,
+        room: &Room,
+        frame: &Message,
+        exclude: Option<&str>,
+        policy: HistoryPolicy,
+        max_bytes: usize,
+    ) -> bool {
+        let Some(payload) = Payload::of(frame) else {
+            return false;
+        };
+        if !self.is_connected() {
+            // It would not come back here: deliver it here alone.
+            self.dropped("unreachable", 1);
+            return false;
+        }
+        let envelope = self.seal.seal(&Envelope::Broadcast {
+            origin: &self.instance,
+            room: room.as_str(),
+            exclude,
+            payload,
+        });
+        let args = KeepArgs {
+            channel: self.channels.room(room.as_str()),
+            envelope,
+            max_messages: policy.max_messages,
+            max_bytes,
+            max_age: policy.max_age,
+            publish: if self.cluster { "SPUBLISH" } else { "PUBLISH" },
+        };
+        let target = Target::History {
+            keys: self.channels.history(room.as_str()),
+            args: args.to_args(),
+        };
+        match self.try_send(target) {
+            Ok(()) => true,
+            Err(reason) => {
+                self.dropped(reason, 1);
+                false
+            }
+        }
+    }
+
+    /// The newest `max` messages Redis keeps for `room`, or `None` if it
+    /// cannot say now.
+    pub(crate) async fn tail(&self, room: &Room, max: u32) -> Option<Tail> {
+        let mut reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let keys = self.channels.history(room.as_str());
+        let args = [max.to_string().into_bytes()];
+        let read = reader.run(&streams::TAIL, [&keys.stream, &keys.meta], &args);
+        match tokio::time::timeout(RESPONSE_TIMEOUT, read).await {
+            Ok(Ok(answer)) => streams::read_tail(answer, room, &self.seal),
+            Ok(Err(err)) => {
+                tracing::debug!(%room, "backplane: reading history failed: {err}");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%room, "backplane: reading history timed out");
+                None
+            }
         }
     }
 
@@ -196,14 +301,17 @@ impl RedisLink {
         channel: String,
         envelope: impl FnOnce() -> Envelope<'e>,
     ) -> Result<(), &'static str> {
+        self.try_send(Target::Channel {
+            channel,
+            payload: self.seal.seal(&envelope()),
+        })
+    }
+
+    fn try_send(&self, target: Target) -> Result<(), &'static str> {
         if !self.publishing.load(Ordering::Acquire) {
             return Err("unreachable");
         }
-        let publication = Publication {
-            channel,
-            payload: self.seal.seal(&envelope()),
-            sent: None,
-        };
+        let publication = Publication { target, sent: None };
         self.outgoing
             .try_send(publication)
             .map_err(|_| "queue full")
@@ -253,10 +361,12 @@ impl RedisLink {
         }
         let (sent, done) = oneshot::channel();
         let publication = Publication {
-            channel: self.channels.cluster(),
-            payload: self.seal.seal(&Envelope::Bye {
-                origin: &self.instance,
-            }),
+            target: Target::Channel {
+                channel: self.channels.cluster(),
+                payload: self.seal.seal(&Envelope::Bye {
+                    origin: &self.instance,
+                }),
+            },
             sent: Some(sent),
         };
         if self.outgoing.try_send(publication).is_ok() {

@@ -9,8 +9,10 @@ use std::sync::atomic::Ordering;
 use redis::RedisError;
 use tokio::sync::mpsc;
 
+use super::envelope::Envelope;
 use super::transport::{Publisher, RESPONSE_TIMEOUT, Transport};
-use super::{BATCH, Backoff, Publication, RedisLink};
+use super::{BATCH, Backoff, Publication, RedisLink, Target, streams};
+use crate::delivery::Room;
 use crate::telemetry;
 
 impl RedisLink {
@@ -31,14 +33,22 @@ impl RedisLink {
                     continue;
                 }
             };
+            if let Err(err) = connection.load(&[&streams::KEEP, &streams::TAIL]).await {
+                tracing::debug!(url = %self.shown_url, "backplane publisher: {err:#}");
+                tokio::time::sleep(backoff.next_pause()).await;
+                continue;
+            }
             backoff = Backoff::default();
+            *self.lock_reader() = Some(connection.clone());
             self.publishing.store(true, Ordering::Release);
             self.announce();
             let err = self.publish_until_error(&mut connection, &mut queue).await;
             self.publishing.store(false, Ordering::Release);
+            *self.lock_reader() = None;
             let mut stranded = 0;
-            while queue.try_recv().is_ok() {
+            while let Ok(publication) = queue.try_recv() {
                 stranded += 1;
+                self.deliver_here(&publication);
             }
             if stranded > 0 {
                 self.dropped("unreachable", stranded);
@@ -57,10 +67,8 @@ impl RedisLink {
             if queue.recv_many(&mut batch, BATCH).await == 0 {
                 return RedisError::from(std::io::Error::other("the link was dropped"));
             }
-            let messages = batch
-                .iter()
-                .map(|p| (p.channel.as_str(), p.payload.as_slice()));
-            let sent = tokio::time::timeout(RESPONSE_TIMEOUT, connection.publish(messages))
+            let commands = batch.iter().map(|p| p.target.command());
+            let sent = tokio::time::timeout(RESPONSE_TIMEOUT, connection.run_batch(commands))
                 .await
                 .unwrap_or_else(|_| {
                     Err(RedisError::from(std::io::Error::new(
@@ -81,10 +89,36 @@ impl RedisLink {
                 }
                 Err(err) => {
                     self.dropped("unreachable", n);
+                    for publication in &batch {
+                        self.deliver_here(publication);
+                    }
                     return err;
                 }
             }
         }
+    }
+
+    /// A broadcast Redis was to number and hand back did not get there:
+    /// this instance's own members get it anyway, numbered here.
+    fn deliver_here(&self, publication: &Publication) {
+        let Target::History { args, .. } = &publication.target else {
+            return;
+        };
+        let sealed = &args[streams::ENVELOPE_ARG];
+        if let Ok(Envelope::Broadcast {
+            room,
+            exclude,
+            payload,
+            ..
+        }) = self.seal.open(sealed)
+            && let Some(room) = Room::parse(room)
+        {
+            self.registry.broadcast(&room, &payload.to_frame(), exclude);
+        }
+    }
+
+    fn lock_reader(&self) -> std::sync::MutexGuard<'_, Option<Publisher>> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Logs how many messages were dropped since the last report, if any.

@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError, Value};
+use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError, Script, Value};
 use tokio::sync::mpsc;
 
 /// Longest wait for a connection to Redis.
@@ -30,7 +30,9 @@ pub(crate) enum Transport {
     Cluster(Vec<String>),
 }
 
-/// Publishes to Redis.
+/// Publishes to Redis (and runs the history scripts); a clone shares the
+/// connection.
+#[derive(Clone)]
 pub(crate) enum Publisher {
     /// Batches go out as one pipeline.
     Node(MultiplexedConnection),
@@ -149,39 +151,102 @@ async fn connect_cluster(
     .context("timed out connecting")??)
 }
 
+/// One command of a batch.
+pub(crate) enum Command<'b> {
+    /// Publish `payload` on `channel`.
+    Publish { channel: &'b str, payload: &'b [u8] },
+    /// Run `script` on `keys` (of one slot) with `args`.
+    Script {
+        script: &'static Script,
+        keys: [&'b str; 2],
+        args: &'b [Vec<u8>],
+    },
+}
+
 impl Publisher {
-    /// Publishes every `(channel, payload)` of `batch`.
-    pub(crate) async fn publish<'b>(
+    /// Loads `scripts` into a node, so that a batch can name them by hash
+    /// (a cluster connection loads one where it is missing, as it goes).
+    pub(crate) async fn load(&mut self, scripts: &[&Script]) -> Result<(), RedisError> {
+        if let Self::Node(connection) = self {
+            for script in scripts {
+                script.load_async(connection).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every command of `batch`, in order.
+    pub(crate) async fn run_batch<'b>(
         &mut self,
-        batch: impl Iterator<Item = (&'b str, &'b [u8])>,
+        batch: impl Iterator<Item = Command<'b>>,
     ) -> Result<(), RedisError> {
         match self {
             Self::Node(connection) => {
                 let mut pipe = redis::pipe();
-                for (channel, payload) in batch {
-                    pipe.publish(channel, payload).ignore();
+                for command in batch {
+                    match command {
+                        Command::Publish { channel, payload } => {
+                            pipe.publish(channel, payload).ignore();
+                        }
+                        Command::Script { script, keys, args } => {
+                            pipe.cmd("EVALSHA")
+                                .arg(script.get_hash())
+                                .arg(keys.len())
+                                .arg(&keys[..])
+                                .arg(args)
+                                .ignore();
+                        }
+                    }
                 }
                 pipe.query_async::<()>(connection).await
             }
             Self::Cluster(connection) => {
                 // A cluster pipeline must stay on one node; shards differ.
-                let sends = batch.map(|(channel, payload)| {
+                let sends = batch.map(|command| {
                     let mut connection = connection.clone();
                     async move {
-                        redis::cmd("SPUBLISH")
-                            .arg(channel)
-                            .arg(payload)
-                            .query_async::<i64>(&mut connection)
-                            .await
+                        match command {
+                            Command::Publish { channel, payload } => redis::cmd("SPUBLISH")
+                                .arg(channel)
+                                .arg(payload)
+                                .query_async::<Value>(&mut connection)
+                                .await
+                                .map(drop),
+                            Command::Script { script, keys, args } => {
+                                invoke(script, keys, args, &mut connection).await.map(drop)
+                            }
+                        }
                     }
                 });
-                join_all(sends)
-                    .await
-                    .into_iter()
-                    .try_for_each(|r| r.map(drop))
+                join_all(sends).await.into_iter().collect()
             }
         }
     }
+
+    /// Runs `script` on `keys` with `args` and returns its answer.
+    pub(crate) async fn run(
+        &mut self,
+        script: &Script,
+        keys: [&str; 2],
+        args: &[Vec<u8>],
+    ) -> Result<Value, RedisError> {
+        match self {
+            Self::Node(connection) => invoke(script, keys, args, connection).await,
+            Self::Cluster(connection) => invoke(script, keys, args, connection).await,
+        }
+    }
+}
+
+/// Runs `script` (loading it first where Redis lacks it).
+async fn invoke(
+    script: &Script,
+    keys: [&str; 2],
+    args: &[Vec<u8>],
+    connection: &mut impl redis::aio::ConnectionLike,
+) -> Result<Value, RedisError> {
+    let mut invocation = script.prepare_invoke();
+    invocation.key(&keys[..]).arg(args);
+    invocation.invoke_async(connection).await
 }
 
 impl Subscriber {

@@ -17,6 +17,14 @@
 //!
 //! Which rooms keep history is said per app, by a rule the apps layer
 //! gives ([`History::keep_for`]); delivery knows nothing of routes.
+//!
+//! A ring numbers its messages itself, or, with a shared store (Redis
+//! Streams, see [`shared`]), mirrors the store's numbering: then the epoch
+//! and offsets are the cluster's, and survive this process.
+
+mod shared;
+
+pub(crate) use shared::{Numbered, StoredMessage, Tail};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -124,9 +132,33 @@ struct Ring {
     /// Kept messages, oldest first, with when each was kept and its place
     /// in the instance's order of kept messages.
     kept: VecDeque<(Instant, u64, Arc<Kept>)>,
+    /// Who numbers its messages.
+    source: Source,
+}
+
+/// Who numbers a ring's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// This instance: the epoch is this process's.
+    Local,
+    /// The shared store; the ring is a copy of the store's newest messages,
+    /// `synced` while it holds every one of them from its oldest on (not
+    /// after this instance stopped listening to the room for a while).
+    Shared { synced: bool },
 }
 
 impl Ring {
+    /// An empty ring whose next message gets offset `next`.
+    fn new(policy: HistoryPolicy, epoch: Arc<str>, next: u64, source: Source) -> Self {
+        Self {
+            policy,
+            epoch,
+            next,
+            kept: VecDeque::new(),
+            source,
+        }
+    }
+
     /// The instance-wide place of its oldest message.
     fn front(&self) -> Option<u64> {
         self.kept.front().map(|(_, seq, _)| *seq)
@@ -180,6 +212,24 @@ struct Rings {
     epochs: u64,
     /// Messages kept so far: the next one's place.
     seq: u64,
+}
+
+impl Rings {
+    /// Puts `ring` in place of `room`'s ring, if any (its messages are
+    /// dropped).
+    fn replace(&mut self, room: &Room, ring: Ring) {
+        self.remove(room);
+        self.rooms.insert(room.clone(), ring);
+    }
+
+    /// Drops `room`'s ring and its messages.
+    fn remove(&mut self, room: &Room) {
+        if let Some(old) = self.rooms.remove(room)
+            && let Some(app) = self.apps.get_mut(room.app())
+        {
+            app.drop_ring(&old);
+        }
+    }
 }
 
 /// The history of every room that keeps one.
@@ -271,8 +321,14 @@ impl History {
         self.policy(room).is_some()
     }
 
-    /// The rule for `room`, if its app keeps history there.
-    fn policy(&self, room: &Room) -> Option<HistoryPolicy> {
+    /// Most bytes all of one app's rooms keep together.
+    pub(crate) fn app_bytes(&self) -> usize {
+        self.limits.app_bytes
+    }
+
+    /// The rule for `room` (within the operator's ceiling), if its app
+    /// keeps history there.
+    pub(crate) fn policy(&self, room: &Room) -> Option<HistoryPolicy> {
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
         let rule = rules.get(room.app())?;
         self.capped(rule(room.path()))
@@ -298,21 +354,17 @@ impl History {
     ) -> Option<T> {
         let policy = self.policy(room)?;
         let mut rings = self.lock();
-        let Rings {
-            rooms,
-            apps,
-            epochs,
-            seq,
-        } = &mut *rings;
-        let ring = rooms.entry(room.clone()).or_insert_with(|| {
-            *epochs += 1;
-            Ring {
-                policy,
-                epoch: format!("{}.{epochs}", self.instance).into(),
-                next: 1,
-                kept: VecDeque::new(),
-            }
-        });
+        let rings = &mut *rings;
+        let numbered_here = |r: &Ring| r.source == Source::Local;
+        if !rings.rooms.get(room).is_some_and(numbered_here) {
+            // New, or numbered by the store (now unreachable): an epoch of
+            // this process's starts, since its offsets cannot continue the
+            // store's.
+            rings.epochs += 1;
+            let epoch = format!("{}.{}", self.instance, rings.epochs).into();
+            rings.replace(room, Ring::new(policy, epoch, 1, Source::Local));
+        }
+        let ring = rings.rooms.get_mut(room).expect("the ring exists");
         let kept = Arc::new(Kept {
             epoch: ring.epoch.clone(),
             offset: ring.next,
@@ -321,8 +373,25 @@ impl History {
             with_position: std::sync::OnceLock::new(),
         });
         ring.next += 1;
-        *seq += 1;
+        Some(self.keep_in(rings, room, kept, now, deliver))
+    }
+
+    /// Appends `kept` to `room`'s ring (which exists), hands it to
+    /// `deliver`, and trims the ring and the app to their limits.
+    fn keep_in<T>(
+        &self,
+        rings: &mut Rings,
+        room: &Room,
+        kept: Arc<Kept>,
+        now: Instant,
+        deliver: impl FnOnce(&Arc<Kept>) -> T,
+    ) -> T {
+        let Rings {
+            rooms, apps, seq, ..
+        } = rings;
+        let ring = rooms.get_mut(room).expect("the ring exists");
         let app = apps.entry(Arc::from(room.app())).or_default();
+        *seq += 1;
         if ring.kept.is_empty() {
             app.fronts.insert(*seq, room.clone());
         }
@@ -346,7 +415,7 @@ impl History {
                 rooms.remove(&oldest);
             }
         }
-        Some(delivered)
+        delivered
     }
 
     /// The newest `limit` messages `room` keeps after offset `since`,
@@ -426,7 +495,8 @@ fn read_from(ring: &Ring, id: &str, from: &Position) -> Recovery {
             .filter(|(_, _, k)| k.offset > from.offset && k.excluded.as_deref() != Some(id))
             .map(|(_, _, k)| k.clone())
             .collect(),
-        complete: from.offset + 1 >= oldest,
+        // A copy of the store that missed messages cannot vouch for them.
+        complete: from.offset + 1 >= oldest && ring.source != Source::Shared { synced: false },
         epoch: Some(ring.epoch.clone()),
     }
 }
@@ -447,221 +517,4 @@ fn trim_ring(room: &Room, ring: &mut Ring, app: &mut AppBytes, now: Instant) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn history(app_bytes: usize) -> History {
-        let history = History::new(
-            "abc",
-            HistoryLimits {
-                max_messages: 100,
-                app_bytes,
-            },
-        );
-        history.keep_for(
-            "chat",
-            Some(Arc::new(|path: &str| {
-                path.starts_with("/kept/").then_some(HistoryPolicy {
-                    max_messages: 3,
-                    max_age: Some(Duration::from_secs(10)),
-                })
-            })),
-        );
-        history
-    }
-
-    fn keep(history: &History, path: &str, text: &str, now: Instant) -> Option<u64> {
-        history.record(
-            &Room::new("chat", path),
-            &Message::text(text),
-            None,
-            now,
-            |k| k.offset,
-        )
-    }
-
-    /// Where a client at `offset` of `epoch` had got to.
-    fn at(epoch: &str, offset: u64) -> Position {
-        Position {
-            epoch: epoch.to_string(),
-            offset,
-        }
-    }
-
-    /// What connection `me` of `room` at `from` would be sent.
-    fn recover(h: &History, room: &Room, from: &Position, now: Instant) -> Recovery {
-        h.recover(room, "me", from, now, |r| r)
-    }
-
-    /// The epoch of `room` now, if it keeps history.
-    fn epoch(h: &History, room: &Room, now: Instant) -> Option<String> {
-        recover(h, room, &at("unknown", 0), now)
-            .epoch
-            .map(|e| e.to_string())
-    }
-
-    fn texts(recovery: &Recovery) -> Vec<String> {
-        recovery
-            .missed
-            .iter()
-            .map(|k| k.frame.to_text().unwrap().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn only_rooms_the_rule_names_keep_history_and_offsets_count_from_one() {
-        let h = history(1 << 20);
-        let now = Instant::now();
-        assert_eq!(keep(&h, "/other/a", "x", now), None);
-        assert_eq!(keep(&h, "/kept/a", "one", now), Some(1));
-        assert_eq!(keep(&h, "/kept/a", "two", now), Some(2));
-        assert_eq!(keep(&h, "/kept/b", "elsewhere", now), Some(1));
-    }
-
-    #[test]
-    fn a_client_gets_what_it_missed_once_and_learns_when_it_is_not_all() {
-        let h = history(1 << 20);
-        let now = Instant::now();
-        for text in ["1", "2", "3", "4", "5"] {
-            keep(&h, "/kept/a", text, now);
-        }
-        let room = Room::new("chat", "/kept/a");
-        let epoch = epoch(&h, &room, now).unwrap();
-        let from = |offset| at(&epoch, offset);
-        // Three kept (3, 4, 5): from 2 on, nothing is missing.
-        let r = recover(&h, &room, &from(3), now);
-        assert_eq!(
-            (texts(&r), r.complete),
-            (vec!["4".into(), "5".into()], true)
-        );
-        let r = recover(&h, &room, &from(2), now);
-        assert_eq!((texts(&r).len(), r.complete), (3, true));
-        // From 1, message 2 is gone.
-        let r = recover(&h, &room, &from(1), now);
-        assert_eq!((texts(&r).len(), r.complete), (3, false));
-        // Up to date.
-        let r = recover(&h, &room, &from(5), now);
-        assert!(r.missed.is_empty() && r.complete);
-        // Another epoch, or a position from the future: nothing, incomplete.
-        assert!(!recover(&h, &room, &at("abc.99", 1), now).complete);
-        assert!(!recover(&h, &room, &from(6), now).complete);
-    }
-
-    #[test]
-    fn a_message_kept_without_a_connection_is_not_replayed_to_it() {
-        let h = history(1 << 20);
-        let now = Instant::now();
-        let room = Room::new("chat", "/kept/a");
-        h.record(&room, &Message::text("joined"), Some("me"), now, |_| ());
-        let epoch = epoch(&h, &room, now).unwrap();
-        let from = at(&epoch, 0);
-        assert!(recover(&h, &room, &from, now).missed.is_empty());
-        assert_eq!(
-            texts(&h.recover(&room, "you", &from, now, |r| r)),
-            vec!["joined".to_string()]
-        );
-    }
-
-    #[test]
-    fn an_app_reads_the_newest_messages_after_an_offset() {
-        let h = history(1 << 20);
-        let now = Instant::now();
-        for text in ["1", "2", "3", "4"] {
-            keep(&h, "/kept/a", text, now);
-        }
-        let room = Room::new("chat", "/kept/a");
-        let offsets = |since, limit| -> Vec<u64> {
-            h.read(&room, since, limit, now)
-                .iter()
-                .map(|k| k.offset)
-                .collect()
-        };
-        // Three kept: 2, 3, 4.
-        assert_eq!(offsets(0, 10), vec![2, 3, 4]);
-        assert_eq!(offsets(0, 2), vec![3, 4]);
-        assert_eq!(offsets(3, 10), vec![4]);
-        assert!(offsets(4, 10).is_empty());
-        assert!(
-            h.read(&Room::new("chat", "/kept/none"), 0, 10, now)
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn old_messages_are_dropped_by_age() {
-        let h = history(1 << 20);
-        let start = Instant::now();
-        keep(&h, "/kept/a", "old", start);
-        keep(&h, "/kept/a", "new", start + Duration::from_secs(8));
-        let room = Room::new("chat", "/kept/a");
-        let later = start + Duration::from_secs(12);
-        let epoch = epoch(&h, &room, later).unwrap();
-        let r = recover(&h, &room, &at(&epoch, 0), later);
-        assert_eq!((texts(&r), r.complete), (vec!["new".to_string()], false));
-    }
-
-    #[test]
-    fn an_app_over_its_budget_loses_its_oldest_messages_first_in_any_room() {
-        // Room for two entries of one byte.
-        let h = history(2 * (1 + ENTRY_OVERHEAD));
-        let now = Instant::now();
-        keep(&h, "/kept/a", "a", now);
-        keep(&h, "/kept/b", "b", now);
-        keep(&h, "/kept/b", "c", now);
-        // Room a lost its only message and with it its epoch.
-        let a = recover(&h, &Room::new("chat", "/kept/a"), &at("abc.1", 0), now);
-        assert!(a.epoch.is_none());
-        let b = Room::new("chat", "/kept/b");
-        let epoch = epoch(&h, &b, now).unwrap();
-        let r = recover(&h, &b, &at(&epoch, 0), now);
-        assert_eq!(texts(&r), vec!["b".to_string(), "c".to_string()]);
-        // A new message in room a starts a new epoch.
-        keep(&h, "/kept/a", "d", now);
-        let a = recover(&h, &Room::new("chat", "/kept/a"), &at("abc.1", 0), now);
-        assert_ne!(a.epoch.as_deref(), Some("abc.1"));
-        assert!(!a.complete);
-    }
-
-    #[test]
-    fn a_new_rule_applies_to_rooms_already_kept() {
-        let h = history(1 << 20);
-        let now = Instant::now();
-        for text in ["1", "2", "3"] {
-            keep(&h, "/kept/a", text, now);
-            keep(&h, "/kept/b", text, now);
-        }
-        // The new version keeps one message on /kept/a and nothing else.
-        h.keep_for(
-            "chat",
-            Some(Arc::new(|path: &str| {
-                (path == "/kept/a").then_some(HistoryPolicy {
-                    max_messages: 1,
-                    max_age: None,
-                })
-            })),
-        );
-        let a = h.read(&Room::new("chat", "/kept/a"), 0, 10, now);
-        assert_eq!(a.iter().map(|k| k.offset).collect::<Vec<_>>(), vec![3]);
-        assert!(h.read(&Room::new("chat", "/kept/b"), 0, 10, now).is_empty());
-        assert_eq!(keep(&h, "/kept/b", "4", now), None);
-    }
-
-    #[test]
-    fn forgetting_an_app_drops_its_rooms() {
-        let h = history(1 << 20);
-        let now = Instant::now();
-        keep(&h, "/kept/a", "a", now);
-        h.forget("chat");
-        assert_eq!(keep(&h, "/kept/a", "b", now), None);
-        let r = recover(&h, &Room::new("chat", "/kept/a"), &at("abc.1", 0), now);
-        assert!(r.epoch.is_none());
-    }
-
-    #[test]
-    fn positions_are_read_from_event_ids() {
-        assert_eq!(Position::parse("a1b2.3-42"), Some(at("a1b2.3", 42)));
-        for bad in ["", "-1", "abc", "abc-", "abc-x", "a b-1", "a/b-1"] {
-            assert_eq!(Position::parse(bad), None, "{bad:?}");
-        }
-    }
-}
+mod tests;
