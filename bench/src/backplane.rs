@@ -94,7 +94,7 @@ impl Redis {
 }
 
 /// Waits until the host's `/ready` says its backplane is connected.
-async fn wait_connected(host: &Host) -> anyhow::Result<()> {
+pub async fn wait_connected(host: &Host) -> anyhow::Result<()> {
     let admin = host.admin.context("no admin listener")?;
     let started = Instant::now();
     loop {

@@ -37,6 +37,7 @@ mod load;
 mod native;
 mod neighbours;
 mod plot;
+mod presence;
 mod recovery;
 mod startup;
 mod stats;
@@ -112,6 +113,9 @@ enum Scenario {
     History(fanout::Options),
     /// A member that missed 1,000 messages reconnects: time to recover them.
     Recovery(recovery::Options),
+    /// 10,000 members present on two instances: time to list them all,
+    /// CPU per change, memory per member, and leaving when one dies.
+    Presence(presence::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -154,6 +158,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Sse(options) => fanout::run_streams(&options).await,
             Scenario::History(options) => fanout::run_history(&options).await,
             Scenario::Recovery(options) => recovery::run(&options).await,
+            Scenario::Presence(options) => presence::run(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
@@ -183,6 +188,7 @@ mod tests {
             "sse",
             "history",
             "recovery",
+            "presence",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");

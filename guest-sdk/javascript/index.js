@@ -10,9 +10,9 @@
 // `tina4-wasm build` wires the exports below to the `tina4:wasm/handler`
 // world.
 
-import * as host from "tina4:wasm/websocket@0.1.2";
-import { render } from "tina4:wasm/templates@0.1.2";
-import { log as hostLog } from "tina4:wasm/logging@0.1.2";
+import * as host from "tina4:wasm/websocket@0.1.3";
+import { render } from "tina4:wasm/templates@0.1.3";
+import { log as hostLog } from "tina4:wasm/logging@0.1.3";
 import { decode, encode } from "./utf8.js";
 
 /** A call the host refused, or a request the app refuses. */
@@ -165,6 +165,19 @@ export class Connection extends Routed {
     return bytes == null ? undefined : JSON.parse(decode(toBytes(bytes)));
   }
 
+  /** Says who this connection is on a path whose route keeps presence
+   * (`.presence()`): `key` names the user (several tabs may share it),
+   * `value` what others may see (a string, or any value as JSON). */
+  setPresence(key, value = "") {
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    call(host.setPresence, this.id, String(key), text);
+  }
+
+  /** The members of this path on every instance: `[{ id, key, value }]`. */
+  presence() {
+    return presenceOf(this.path);
+  }
+
   /** The newest `limit` messages this path keeps (a route's `.history`),
    * oldest first: `{ offset, text }` or `{ offset, data }` (bytes). */
   history(limit = 50) {
@@ -274,7 +287,15 @@ const table = [];
 
 function add(kind, path, handler) {
   if (typeof handler !== "function") throw new TypeError(`the handler for ${path} is not a function`);
-  const route = { kind, path, secured: false, history: undefined, handler };
+  const route = {
+    kind,
+    path,
+    secured: false,
+    history: undefined,
+    presence: undefined,
+    handler,
+    onPresence: undefined,
+  };
   table.push(route);
   const chain = {
     /** Only clients with a valid token reach this route. */
@@ -287,6 +308,16 @@ function add(kind, path, handler) {
      * none older than `maxAgeSecs` (0: no age limit). */
     history(maxMessages, maxAgeSecs = 0) {
       route.history = { maxMessages, maxAgeSecs };
+      return chain;
+    },
+    /** Keeps who is on each path (WebSocket and SSE routes): keys set with
+     * `connection.setPresence`, or taken from the token's `claim` on a
+     * secured route; `announce` sends the path's clients a notice of each
+     * join and leave; `onChange({ path, key, value, joined })` hears them,
+     * once in the cluster. */
+    presence({ claim, announce = false, onChange } = {}) {
+      route.presence = { claim: claim == null ? undefined : String(claim), announce: !!announce };
+      route.onPresence = onChange;
       return chain;
     },
   };
@@ -306,12 +337,18 @@ export const Router = {
    * WebSocket connections there: `handler(connection, event)` gets "open"
    * and "close" (the client cannot send). */
   sse: (path, handler) => add({ tag: "sse" }, path, handler),
+  /** The members of `path` on every instance: `[{ id, key, value }]`. */
+  presence: (path) => presenceOf(path),
   /** Sends text to every connection on `path`; returns how many it reached. */
   pushToWebSocket(path, message) {
     const text = typeof message === "string" ? message : JSON.stringify(message);
     return call(host.push, path, text);
   },
 };
+
+function presenceOf(path) {
+  return call(host.presence, path).map(({ conn, key, value }) => ({ id: conn, key, value }));
+}
 
 /** Sends text to one connection by id, e.g. one remembered from another event. */
 export function sendToConnection(id, message) {
@@ -334,7 +371,13 @@ function describe(err) {
 // --- The exports of the `handler` world. ---
 
 export function routes() {
-  return table.map(({ kind, path, secured, history }) => ({ kind, path, secured, history }));
+  return table.map(({ kind, path, secured, history, presence }) => ({
+    kind,
+    path,
+    secured,
+    history,
+    presence,
+  }));
 }
 
 /** Turns an exception into the error answer: 400 with its message for a
@@ -415,6 +458,17 @@ export function onWebsocket(index, conn, event) {
   try {
     const data = event.tag === "binary" ? toBytes(event.val) : event.val;
     const returned = route.handler(new Connection(conn), EVENTS[event.tag], data);
+    if (isPromise(returned)) watchAsync(route, returned);
+  } catch (err) {
+    hostLog("error", `${route.path}: ${describe(err)}`);
+  }
+}
+
+export function onPresence(index, change) {
+  const route = table[index];
+  if (!route || !route.onPresence) return;
+  try {
+    const returned = route.onPresence({ ...change });
     if (isPromise(returned)) watchAsync(route, returned);
   } catch (err) {
     hostLog("error", `${route.path}: ${describe(err)}`);

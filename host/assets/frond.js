@@ -16,6 +16,8 @@
  *   ws.on("reconnect_failed", () => ...);// gave up
  *   ws.on("recovered", (info) => ...);   // after a reconnect on a path that
  *                                        // keeps history: { complete }
+ *   ws.on("presence", (change) => ...);  // on a path that announces presence:
+ *                                        // { presence: "join"|"leave", key, value }
  *   ws.send(text); ws.sendJson(obj); ws.close();
  *
  * Messages sent while disconnected are kept (up to bufferLimit, oldest
@@ -41,7 +43,7 @@
 (function (global) {
   "use strict";
 
-  var EVENTS = ["open", "message", "close", "reconnect", "reconnect_failed", "error", "recovered"];
+  var EVENTS = ["open", "message", "close", "reconnect", "reconnect_failed", "error", "recovered", "presence"];
 
   function socketUrl(path) {
     if (/^wss?:\/\//i.test(path)) {
@@ -229,6 +231,10 @@
         self.emit("recovered", recoveredInfo(message.body));
         return;
       }
+      if (message.line === "!presence") {
+        self.emit("presence", JSON.parse(message.body));
+        return;
+      }
       if (message.line) {
         self.position = message.line;
       }
@@ -329,6 +335,10 @@
     // replayed is all that was missed ({ complete: false }: re-sync).
     source.addEventListener("recovered", function (event) {
       self.emit("recovered", recoveredInfo(event.data));
+    });
+    // On a path that announces presence: a key joined or left.
+    source.addEventListener("presence", function (event) {
+      self.emit("presence", JSON.parse(event.data));
     });
     // The server's last word: why it ended the stream.
     source.addEventListener("close", function (event) {

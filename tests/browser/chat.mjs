@@ -11,86 +11,14 @@
 // stdin. It prints `PASS` when every check held; anything else exits 1.
 // With TINA4_SCREENSHOT=file.png it saves a screenshot of the page.
 
-import readline from "node:readline";
 import { chromium } from "playwright-core";
+import { check, done, launch, open as openAt, say, setName, step, waitMessage, waitText, TIMEOUT } from "./page.mjs";
 
 const base = process.argv[2];
-const TIMEOUT = 10_000;
 
-const replies = [];
-const input = readline.createInterface({ input: process.stdin });
-input.on("line", () => replies.shift()?.());
-function step(name) {
-  console.log(`STEP ${name}`);
-  return new Promise((resolve) => replies.push(resolve));
-}
+const open = (browser) => openAt(browser, `${base}/room/lobby`);
 
-function check(condition, what) {
-  if (!condition) {
-    throw new Error(`check failed: ${what}`);
-  }
-}
-
-async function waitText(page, selector, text, timeout = TIMEOUT) {
-  await page.waitForFunction(
-    ([selector, text]) => document.querySelector(selector)?.textContent === text,
-    [selector, text],
-    { timeout },
-  ).catch(async () => {
-    const actual = await page.evaluate((s) => document.querySelector(s)?.textContent, selector);
-    throw new Error(`${selector} never showed ${JSON.stringify(text)} (shows ${JSON.stringify(actual)})`);
-  });
-}
-
-/** Waits for a message line of `kind` whose text includes `text`; returns the line's spans. */
-async function waitMessage(page, kind, text) {
-  const found = await page.waitForFunction(
-    ([kind, text]) => {
-      const lines = [...document.querySelectorAll(`#messages .message.${kind}`)];
-      const line = lines.find((l) => l.querySelector(".text")?.textContent.includes(text));
-      return line && [...line.children].map((span) => [span.className, span.textContent]);
-    },
-    [kind, text],
-    { timeout: TIMEOUT },
-  ).catch(async () => {
-    const shown = await page.evaluate(() => document.querySelector("#messages").innerText);
-    throw new Error(`no ${kind} message with ${JSON.stringify(text)}; the page shows:\n${shown}`);
-  });
-  return Object.fromEntries(await found.jsonValue());
-}
-
-async function open(browser) {
-  const page = await (await browser.newContext()).newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.errors = [];
-  page.on("pageerror", (err) => page.errors.push(err.message));
-  await page.goto(`${base}/room/lobby`);
-  await waitText(page, "#status", "connected");
-  return page;
-}
-
-async function setName(page, name) {
-  await page.fill("#name", name);
-  await page.click("#name-form button");
-}
-
-async function say(page, text) {
-  await page.fill("#text", text);
-  await page.click("#chat-form button");
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch(chromium);
 try {
   const alice = await open(browser);
   const bob = await open(browser);
@@ -278,6 +206,6 @@ try {
   }
   console.log("PASS");
 } finally {
-  input.close();
+  done();
   await browser.close();
 }

@@ -1,7 +1,7 @@
 //! The chat page in a real browser: Debian's Chromium, headless, driven by
-//! `tests/browser/chat.mjs` through playwright-core (`scripts/test.sh`
-//! installs both). This test owns the server: it stops and restarts it when
-//! the script asks, so the page sees the server drop every connection.
+//! scripts in `tests/browser/` through playwright-core (`scripts/test.sh`
+//! installs both). These tests own the servers: they stop and restart one
+//! when the script asks, so the page sees the server drop every connection.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -9,25 +9,25 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
+use crate::redis_server::RedisServer;
 use crate::support::{Server, ServerOptions, free_port, repo_root};
 
-async fn chat_server(port: u16) -> Server {
+async fn chat_server(port: u16, args: &[String]) -> Server {
     Server::start_with(ServerOptions {
         apps: vec!["chat"],
         port: Some(port),
+        args: args.to_vec(),
         ..Default::default()
     })
     .await
 }
 
-#[tokio::test]
-async fn two_pages_chat_and_frond_js_delivers_what_was_sent_while_the_server_was_away() {
-    let port = free_port();
-    let mut server = Some(chat_server(port).await);
-    let script = repo_root().join("tests/browser/chat.mjs");
+/// Runs `tests/browser/<script>` with `urls`, doing each `STEP <name>` it
+/// asks for with `on_step`, until it says `PASS` (or fails).
+async fn run_script(script: &str, urls: &[String], mut on_step: impl AsyncFnMut(&str)) {
     let mut node = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(repo_root().join("tests/browser").join(script))
+        .args(urls)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -40,16 +40,13 @@ async fn two_pages_chat_and_frond_js_delivers_what_was_sent_while_the_server_was
     let mut passed = false;
     let run = async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            match line.as_str() {
-                "STEP stop" => {
-                    server.take().expect("a running server").terminate().await;
-                }
-                "STEP start" => server = Some(chat_server(port).await),
-                "PASS" => passed = true,
-                other => eprintln!("chat.mjs: {other}"),
-            }
-            if line.starts_with("STEP ") {
+            if let Some(step) = line.strip_prefix("STEP ") {
+                on_step(step).await;
                 stdin.write_all(b"ok\n").await.unwrap();
+            } else if line == "PASS" {
+                passed = true;
+            } else {
+                eprintln!("{script}: {line}");
             }
         }
         node.wait().await.unwrap()
@@ -59,5 +56,48 @@ async fn two_pages_chat_and_frond_js_delivers_what_was_sent_while_the_server_was
         .expect("the browser test finished in time");
     let mut errors = String::new();
     stderr.read_to_string(&mut errors).await.unwrap();
-    assert!(status.success() && passed, "chat.mjs failed:\n{errors}");
+    assert!(status.success() && passed, "{script} failed:\n{errors}");
+}
+
+#[tokio::test]
+async fn two_pages_chat_and_frond_js_delivers_what_was_sent_while_the_server_was_away() {
+    let port = free_port();
+    let mut server = Some(chat_server(port, &[]).await);
+    let url = format!("http://127.0.0.1:{port}");
+    run_script("chat.mjs", &[url], async |step| match step {
+        "stop" => {
+            server.take().expect("a running server").terminate().await;
+        }
+        "start" => server = Some(chat_server(port, &[]).await),
+        other => panic!("no step {other}"),
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_redis_a_page_recovers_what_was_said_while_its_server_restarted_once_each() {
+    let redis = RedisServer::start().await;
+    let args: Vec<String> = ["--backplane", "redis", "--backplane-url", &redis.url()]
+        .map(String::from)
+        .to_vec();
+    let connected = ["backplane: connected to Redis"];
+    let (first, second) = (free_port(), free_port());
+    let mut a = Some(chat_server(first, &args).await);
+    let b = chat_server(second, &args).await;
+    for server in [a.as_ref().unwrap(), &b] {
+        server.wait_for_log(&connected).await;
+    }
+    let urls = [first, second].map(|port| format!("http://127.0.0.1:{port}"));
+    run_script("recovery.mjs", &urls, async |step| match step {
+        "stop" => {
+            a.take().expect("a running server").terminate().await;
+        }
+        "start" => {
+            let restarted = chat_server(first, &args).await;
+            restarted.wait_for_log(&connected).await;
+            a = Some(restarted);
+        }
+        other => panic!("no step {other}"),
+    })
+    .await;
 }

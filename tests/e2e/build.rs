@@ -174,6 +174,21 @@ async fn sdk_behaviour(language: &str) {
         json!([{"offset": 1, "text": "a"}, {"offset": 2, "text": "b"}])
     );
 
+    // A route that keeps presence: the app sets it, lists it, and hears
+    // joins; the path's clients get notices.
+    let mut ann = server.connect("/ws/sdk-who").await;
+    ann.send("iam:ann").await;
+    assert_eq!(
+        ann.recv_json().await,
+        json!({"presence": "join", "key": "ann", "value": "{\"name\":\"Ann\"}"})
+    );
+    assert_eq!(ann.recv().await, "app: ann joined");
+    ann.send("who").await;
+    assert_eq!(
+        ann.recv_json().await,
+        json!([["ann", "{\"name\":\"Ann\"}"]])
+    );
+
     // A runaway handler meets the CPU deadline: its connection is closed
     // with 1011 and the app comes back fresh.
     let mut attacker = server.connect("/ws/sdk").await;

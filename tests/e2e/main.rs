@@ -23,6 +23,7 @@ mod loading;
 mod notifications;
 mod operations;
 mod policy;
+mod presence;
 mod redis_server;
 mod resources;
 mod shared_history;

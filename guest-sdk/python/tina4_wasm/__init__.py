@@ -30,9 +30,9 @@ from componentize_py_types import Err as _Err
 
 __all__ = [
     "BadRequest", "Connection", "Request", "Response", "Tina4Error",
-    "close_connection", "delete", "get", "history", "log", "patch", "post",
-    "push_to_websocket", "put", "secured", "send_to_connection", "sse", "template",
-    "websocket",
+    "close_connection", "delete", "get", "history", "log", "members", "patch", "post",
+    "presence", "push_to_websocket", "put", "secured", "send_to_connection", "sse",
+    "template", "websocket",
 ]
 
 
@@ -196,6 +196,20 @@ class Connection(_Routed):
         return kept
 
 
+    def set_presence(self, key, value=""):
+        """Says who this connection is on a path whose route keeps presence
+        (``@presence``): ``key`` names the user (several tabs may share it),
+        ``value`` what others may see (a string, or JSON for anything else)."""
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        _call(_host.set_presence, self.id, str(key), text)
+        return _DONE
+
+    def presence(self):
+        """The members of this path on every instance: dicts with ``id``,
+        ``key`` and ``value``."""
+        return members(self.path)
+
+
 class Request(_Routed):
     """An HTTP request: the ``request`` argument of a route handler."""
 
@@ -293,19 +307,35 @@ def close_connection(connection_id, code=1000, reason=""):
     return _DONE
 
 
+def members(path):
+    """The members of ``path`` on every instance: dicts with ``id``, ``key``
+    and ``value``."""
+    return [
+        {"id": m.conn, "key": m.key, "value": m.value}
+        for m in _call(_host.presence, path)
+    ]
+
+
 #: The routes, in the order the host numbers them: (route, handler).
 ROUTES = []
+
+#: Presence handlers (``@presence(on_change=...)``), by route index.
+PRESENCE_HANDLERS = {}
 
 
 def _route(kind, path):
     def register(handler):
         if not callable(handler):
             raise TypeError(f"the handler for {path} is not callable")
+        on_change = getattr(handler, "_tina4_on_presence", None)
+        if on_change is not None:
+            PRESENCE_HANDLERS[len(ROUTES)] = on_change
         ROUTES.append((_types.Route(
             kind=kind,
             path=path,
             secured=getattr(handler, "_tina4_secured", False),
             history=getattr(handler, "_tina4_history", None),
+            presence=getattr(handler, "_tina4_presence", None),
         ), handler))
         return handler
 
@@ -343,6 +373,21 @@ def history(max_messages, max_age_secs=0):
     route decorator, as ``@secured``."""
     def mark(handler):
         handler._tina4_history = _types.History(max_messages=max_messages, max_age_secs=max_age_secs)
+        return handler
+
+    return mark
+
+
+def presence(claim=None, announce=False, on_change=None):
+    """Keeps who is on each path (WebSocket and SSE routes): keys set with
+    ``connection.set_presence``, or taken from the token's ``claim`` on a
+    secured route. ``announce`` sends the path's clients a notice of each
+    join and leave; ``on_change(change)`` hears them (a dict with ``path``,
+    ``key``, ``value``, ``joined``), once in the cluster. Put it below the
+    route decorator, as ``@secured``."""
+    def mark(handler):
+        handler._tina4_presence = _types.Presence(claim=claim, announce=bool(announce))
+        handler._tina4_on_presence = on_change
         return handler
 
     return mark

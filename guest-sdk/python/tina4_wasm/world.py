@@ -6,7 +6,10 @@ import traceback
 import wit_world
 from wit_world.imports import types as _types
 
-from . import ROUTES, Connection, Request, Response, Tina4Error, log, run_to_completion
+from . import (
+    PRESENCE_HANDLERS, ROUTES, Connection, Request, Response, Tina4Error, log,
+    run_to_completion,
+)
 
 _EVENTS = {
     _types.WsEvent_Open: "open",
@@ -59,3 +62,13 @@ class WitWorld(wit_world.WitWorld):
             run_to_completion(handler(Connection(conn), _EVENTS[type(event)], data))
         except Exception:
             log.error(f"{spec.path}: {traceback.format_exc()}")
+
+    def on_presence(self, route, change):
+        handler = PRESENCE_HANDLERS.get(route)
+        if handler is None:
+            return
+        said = {"path": change.path, "key": change.key, "value": change.value, "joined": change.joined}
+        try:
+            run_to_completion(handler(said))
+        except Exception:
+            log.error(f"{change.path}: {traceback.format_exc()}")

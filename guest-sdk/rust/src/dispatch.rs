@@ -5,10 +5,12 @@ use std::cell::OnceCell;
 
 use crate::bindings::tina4::wasm::logging::{Level, log};
 use crate::bindings::tina4::wasm::types::{
-    Connection as WitConnection, HttpRequest, HttpResponse, Route, WsEvent,
+    Connection as WitConnection, HttpRequest, HttpResponse, PresenceChange as WitChange, Route,
+    WsEvent,
 };
 use crate::connection::Connection;
 use crate::http::{IntoResponse, Request};
+use crate::presence::PresenceChange;
 use crate::router::{Handler, Router};
 
 thread_local! {
@@ -56,5 +58,23 @@ pub fn on_websocket(build: fn(&mut Router), route: u32, conn: WitConnection, eve
             }
         }
         _ => log(Level::Error, &format!("no WebSocket route {route}")),
+    })
+}
+
+/// The exported `on-presence`.
+pub fn on_presence(build: fn(&mut Router), route: u32, change: WitChange) {
+    with_router(build, |r| {
+        let Some((_, handler)) = r.on_presence.iter().find(|(at, _)| *at == route as usize) else {
+            return;
+        };
+        let change = PresenceChange {
+            path: change.path,
+            key: change.key,
+            value: change.value,
+            joined: change.joined,
+        };
+        if let Some(err) = handler(&change) {
+            log(Level::Error, &format!("{}: {err}", change.path));
+        }
     })
 }

@@ -28,6 +28,7 @@
 //! - [`http`]: [`Request`], [`Response`] and [`IntoResponse`] for HTTP handlers.
 //! - [`error`]: the [`Error`] every fallible call returns.
 //! - [`log`]: lines in the host's log, tagged with the app.
+//! - [`presence`]: who is on a path, across the cluster.
 //!
 //! Handlers never see the generated WIT bindings; they live in the hidden
 //! `bindings` module for the [`app!`] macro.
@@ -36,6 +37,7 @@ pub mod connection;
 pub mod error;
 pub mod http;
 pub mod log;
+pub mod presence;
 pub mod router;
 
 #[doc(hidden)]
@@ -59,13 +61,15 @@ pub use connection::{
 };
 pub use error::Error;
 pub use http::{IntoResponse, Method, Request, Response, render};
+pub use presence::{Member, Presence, PresenceChange, presence};
 pub use router::Router;
 
 /// Everything a handler file usually needs, plus `serde_json`'s `json!`.
 pub mod prelude {
     pub use crate::{
-        Connection, Error, Event, IntoResponse, KeptMessage, Method, Params, Request, Response,
-        Router, close_connection, history, push_to_websocket, render, send_to_connection,
+        Connection, Error, Event, IntoResponse, KeptMessage, Member, Method, Params, Presence,
+        PresenceChange, Request, Response, Router, close_connection, history, presence,
+        push_to_websocket, render, send_to_connection,
     };
     pub use serde_json::{Value, json};
 }
@@ -96,6 +100,10 @@ macro_rules! app {
                 event: $crate::bindings::WsEvent,
             ) {
                 $crate::dispatch::on_websocket($routes, route, conn, event)
+            }
+
+            fn on_presence(route: u32, change: $crate::bindings::PresenceChange) {
+                $crate::dispatch::on_presence($routes, route, change)
             }
         }
 

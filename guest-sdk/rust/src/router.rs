@@ -3,6 +3,7 @@
 use crate::bindings::tina4::wasm::types::{History, Method as WitMethod, Route, RouteKind};
 use crate::connection::{Connection, Event};
 use crate::http::{IntoResponse, Method, Request, Response};
+use crate::presence::{Presence, PresenceChange};
 
 /// What a WebSocket handler may return: nothing, or a `Result` whose error
 /// is logged (the connection stays open).
@@ -25,6 +26,7 @@ impl<E: std::fmt::Display> HandlerResult for Result<(), E> {
 
 pub(crate) type HttpHandler = Box<dyn Fn(&Request) -> Response>;
 pub(crate) type WsHandler = Box<dyn Fn(&Connection, Event) -> Option<String>>;
+pub(crate) type PresenceHandler = Box<dyn Fn(&PresenceChange) -> Option<String>>;
 
 /// A registered handler.
 pub(crate) enum Handler {
@@ -39,6 +41,8 @@ pub(crate) enum Handler {
 pub struct Router {
     /// Routes in registration order; the index is the route's id.
     pub(crate) routes: Vec<(Route, Handler)>,
+    /// Presence handlers, by the index of their route.
+    pub(crate) on_presence: Vec<(usize, PresenceHandler)>,
 }
 
 impl Router {
@@ -52,6 +56,7 @@ impl Router {
             path: path.to_string(),
             secured: false,
             history: None,
+            presence: None,
         };
         let handler = Box::new(move |req: &Request| handler(req).into_response());
         self.routes.push((route, Handler::Http(handler)));
@@ -145,6 +150,7 @@ impl Router {
             path: path.to_string(),
             secured: false,
             history: None,
+            presence: None,
         };
         let handler =
             Box::new(move |conn: &Connection, event: Event| handler(conn, event).into_error());
@@ -168,6 +174,42 @@ impl Router {
                 max_messages,
                 max_age_secs: u32::try_from(max_age.as_secs()).unwrap_or(u32::MAX),
             });
+        }
+        self
+    }
+
+    /// Keeps who is on each path of the WebSocket or SSE route registered
+    /// last: each connection says who it is with
+    /// [`Connection::set_presence`] (or its token does, with
+    /// [`Presence::from_claim`]), and [`crate::presence`] lists a path's
+    /// members on every instance of the cluster.
+    ///
+    /// ```ignore
+    /// app.websocket("/ws/room/{name}", room)
+    ///     .presence(Presence::new().announce())
+    ///     .on_presence(|change: &PresenceChange| {
+    ///         tina4_guest::log::info(&format!("{} joined: {}", change.key, change.joined));
+    ///     });
+    /// ```
+    pub fn presence(&mut self, presence: Presence) -> &mut Self {
+        if let Some((route, _)) = self.routes.last_mut() {
+            route.presence = Some(presence.into());
+        }
+        self
+    }
+
+    /// Hears when a key joins a path of the route registered last (its
+    /// first connection there, on any instance) or leaves it (its last one
+    /// went). Called once in the cluster, on the instance that made the
+    /// change.
+    pub fn on_presence<R, F>(&mut self, handler: F) -> &mut Self
+    where
+        F: Fn(&PresenceChange) -> R + 'static,
+        R: HandlerResult,
+    {
+        if let Some(index) = self.routes.len().checked_sub(1) {
+            let handler = Box::new(move |change: &PresenceChange| handler(change).into_error());
+            self.on_presence.push((index, handler));
         }
         self
     }

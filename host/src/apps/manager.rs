@@ -16,7 +16,7 @@ use crate::delivery::{ConnectionRegistry, close};
 use crate::router::{HostBinding, RequestPath, RouteEntry, RouteKind, RoutePattern, RouteTable};
 use crate::runtime::{
     AppHandle, DeclaredRoute, EdgeSettings, PreparedApp, RouteKey, RouteTarget, Runtime, Serving,
-    SharedServing, history_rule,
+    SharedServing, history_rule, presence_app,
 };
 
 /// An app that is serving.
@@ -255,6 +255,9 @@ impl AppManager {
         self.registry
             .history()
             .keep_for(&handle.name, history_rule(&version.routes));
+        self.registry
+            .presence()
+            .keep_for(&handle.name, presence_app(&version.routes, &handle));
         self.apps
             .insert(file.clone(), version.serving(handle.clone()));
         Some((version, handle, file))
@@ -284,6 +287,9 @@ impl AppManager {
         self.registry
             .history()
             .keep_for(&handle.name, history_rule(&version.routes));
+        self.registry
+            .presence()
+            .keep_for(&handle.name, presence_app(&version.routes, &handle));
         self.publish(table);
         self.close_orphans(&handle, &version.routes);
         version.log(&handle, file, "app swapped to a new version");
@@ -343,6 +349,7 @@ impl AppManager {
             conn.evict(close::GOING_AWAY, "app removed");
         }
         self.registry.history().forget(&app.handle.name);
+        self.registry.presence().keep_for(&app.handle.name, None);
         tracing::info!(
             app = %app.handle.name,
             file = %file.display(),

@@ -72,6 +72,10 @@ pub(crate) const RUST: &[File] = &[
         include_str!("../../../guest-sdk/rust/src/log.rs"),
     ),
     (
+        "guest-sdk/rust/src/presence.rs",
+        include_str!("../../../guest-sdk/rust/src/presence.rs"),
+    ),
+    (
         "guest-sdk/rust/src/router.rs",
         include_str!("../../../guest-sdk/rust/src/router.rs"),
     ),
@@ -109,4 +113,31 @@ pub(crate) fn rust_crate(root: &std::path::Path) -> anyhow::Result<std::path::Pa
         Err(err) => return Err(err).context("cannot install the Rust SDK"),
     }
     Ok(crate_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_source_file_of_the_rust_sdk_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/rust/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                format!(
+                    "guest-sdk/rust/src/{}",
+                    entry.unwrap().file_name().to_string_lossy()
+                )
+            })
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = RUST
+            .iter()
+            .map(|(path, _)| path.to_string())
+            .filter(|path| path.starts_with("guest-sdk/rust/src/"))
+            .collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+    }
 }

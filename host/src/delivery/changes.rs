@@ -1,11 +1,12 @@
 //! The journal of registry changes that other instances must learn about:
 //! rooms that gained their first or lost their last connection (subscribe
-//! or unsubscribe), and rooms whose count changed. Only a backplane reads
+//! or unsubscribe), rooms whose count changed, and connections whose
+//! presence changed. Only a backplane reads
 //! it; until one asks, nothing is recorded, so a single instance keeps no
 //! such record.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -19,6 +20,8 @@ pub(crate) struct Changes {
     pub(crate) interest: HashSet<Room>,
     /// Rooms whose number of open connections changed.
     pub(crate) counts: HashSet<Room>,
+    /// Connections (by room) whose presence was set or dropped.
+    pub(crate) presence: HashSet<(Room, Arc<str>)>,
 }
 
 /// Records [`Changes`] once [`record`](Self::record) was called.
@@ -63,6 +66,17 @@ impl Journal {
                 Change::Count => &mut changes.counts,
             };
             set.insert(room.clone());
+        });
+        if recorded.is_some() {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Notes that the presence of connection `conn` in `room` changed, if
+    /// anyone is recording.
+    pub(super) fn note_presence(&self, room: &Room, conn: &Arc<str>) {
+        let recorded = self.lock().as_mut().map(|changes| {
+            changes.presence.insert((room.clone(), conn.clone()));
         });
         if recorded.is_some() {
             self.changed.notify_one();

@@ -87,6 +87,8 @@ pub(crate) enum Outgoing {
     /// The recovery of a reconnecting client was sent before this; whether
     /// it was all the client missed.
     Recovered(bool),
+    /// A key joined or left the room (its route announces presence).
+    Presence(Arc<super::presence::PresenceChange>),
     /// Send a close frame with this code and reason, then finish.
     Close(Box<(u16, String)>),
 }
@@ -98,6 +100,7 @@ impl Outgoing {
             Outgoing::Frame(frame) => frame.len(),
             Outgoing::Kept(kept) => kept.frame.len(),
             Outgoing::Recovered(_) => 0,
+            Outgoing::Presence(change) => change.key.len() + change.value.len(),
             Outgoing::Close(_) => 0,
         }
     }

@@ -21,6 +21,7 @@
 //! - [`connection`]: one connection's handle and bounded outbox.
 //! - [`history`]: recent messages of the paths that keep them, numbered,
 //!   for clients that reconnect.
+//! - [`presence`]: who is on the paths that keep presence, cluster-wide.
 //! - [`changes`]: the journal of rooms a backplane must tell others about.
 //! - [`close`]: close codes and reasons.
 //! - [`backplane`]: the link to Redis, with its envelope, peers and
@@ -31,13 +32,15 @@ mod changes;
 pub(crate) mod close;
 mod connection;
 mod history;
+mod presence;
 mod registry;
 
 pub(crate) use connection::{ConnectionHandle, OutboxBounds, Outgoing, RegistryError, Room};
 pub(crate) use history::{
     HistoryLimits, HistoryPolicy, HistoryRule, Kept, Position, StoredMessage, Tail,
 };
-pub(crate) use registry::{Caps, ConnectionRegistry, Membership};
+pub(crate) use presence::{Member, PresenceApp, PresenceChange, PresencePolicy};
+pub(crate) use registry::{Caps, ConnectionRegistry, Membership, PresenceError};
 
 use std::sync::Arc;
 use std::time::Duration;

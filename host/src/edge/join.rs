@@ -176,6 +176,18 @@ pub(crate) fn join(
             })
             .collect(),
     });
+    // A route that keys presence by a token claim: present before `open`.
+    let registry = state.delivery.registry();
+    if let Some(claims) = &info.claims
+        && let Some(claim) = registry
+            .presence()
+            .policy(&member.handle().room)
+            .and_then(|p| p.claim)
+        && let Some(key) = claim_value(claims, &claim)
+    {
+        // A key too long for presence leaves the connection absent.
+        let _ = registry.set_presence(member.handle(), &key, "");
+    }
     Ok(Joined {
         member,
         outbox,
@@ -185,4 +197,15 @@ pub(crate) fn join(
         bearer_subprotocol,
         position,
     })
+}
+
+/// The value of `claim` in a token's `claims` (JSON), as a presence key:
+/// a string as it is, a number written out; `None` otherwise.
+fn claim_value(claims: &str, claim: &str) -> Option<String> {
+    let claims: serde_json::Value = serde_json::from_str(claims).ok()?;
+    match claims.get(claim)? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }

@@ -296,6 +296,9 @@ fn encode_burst(
                 let said = serde_json::json!({ "complete": complete });
                 encode_event(&mut chunk, Some("recovered"), &said.to_string());
             }
+            Outgoing::Presence(change) => {
+                encode_event(&mut chunk, Some("presence"), &change.notice());
+            }
             Outgoing::Close(close) => return (chunk.freeze(), Some(*close)),
         }
         encoded += 1;

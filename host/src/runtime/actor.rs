@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphor
 
 use super::app_core::AppCore;
 pub(crate) use super::app_core::{AppCallError, RouteRef};
-use super::bindings::{Connection, HttpRequest, HttpResponse, WsEvent};
+use super::bindings::{Connection, HttpRequest, HttpResponse, PresenceChange, WsEvent};
 use super::policy::MessageRate;
 use super::run_to_end::RunToEnd;
 use super::sandbox::{Instance, InstanceFactory};
@@ -58,6 +58,11 @@ pub(crate) enum AppCommand {
         /// it has been handled.
         _held: Option<Held>,
     },
+    /// Tell the app a key joined or left a path of `route`.
+    Presence {
+        route: RouteRef,
+        change: PresenceChange,
+    },
     /// Serve every later command with a new version; say so on `done`.
     Swap {
         version: Box<PreparedApp>,
@@ -79,6 +84,9 @@ pub(crate) struct Held {
 /// once it has this many queued, and its neighbours never queue behind more
 /// than that of it.
 pub(crate) type MailboxQuota = Arc<Semaphore>;
+
+/// Most presence changes on their way to one app.
+pub(crate) const PRESENCE_PENDING: usize = 1024;
 
 /// Messages one connection may have queued for its app.
 pub(crate) const MESSAGES_QUEUED_PER_CONNECTION: usize = 32;
@@ -114,6 +122,8 @@ pub(crate) struct AppHandle {
     /// Commands sent to the mailbox and not yet handled: while there are
     /// any, a new event queues behind them, so none overtakes another.
     queued: Arc<AtomicUsize>,
+    /// Presence changes on their way to the app.
+    presence_pending: AtomicUsize,
 }
 
 impl std::fmt::Display for AppHandle {
@@ -233,6 +243,28 @@ impl AppHandle {
         };
         self.queue(command).await?;
         answer.await.map_err(|_| AppCallError::Unavailable)?
+    }
+
+    /// Tells the app a key joined or left a path of `route`: at once if
+    /// it is idle, otherwise through its mailbox. At most
+    /// [`PRESENCE_PENDING`] wait at a time; beyond, the change is dropped
+    /// (and logged): an app that cannot keep up misses some.
+    pub(crate) fn presence(self: &Arc<Self>, route: RouteRef, change: PresenceChange) {
+        if self.presence_pending.fetch_add(1, Ordering::AcqRel) >= PRESENCE_PENDING {
+            self.presence_pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(app = %self.name, path = %change.path, "presence change dropped: the app is behind");
+            return;
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            if let Some(mut core) = app.idle_core() {
+                app.metrics.event_sent(false);
+                RunToEnd::new(async move { core.presence(&route, &change).await }).await;
+            } else {
+                let _ = app.queue(AppCommand::Presence { route, change }).await;
+            }
+            app.presence_pending.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Hands the app a new version, which serves every command sent after
@@ -355,6 +387,7 @@ impl AppActor {
             metrics,
             core,
             queued,
+            presence_pending: AtomicUsize::new(0),
         })
     }
 
@@ -372,7 +405,7 @@ impl AppActor {
                 AppCommand::WebSocket { member, .. } => {
                     Lane::Connection(Arc::as_ptr(member).addr())
                 }
-                AppCommand::Http { .. } => {
+                AppCommand::Http { .. } | AppCommand::Presence { .. } => {
                     requests = requests.wrapping_add(1);
                     Lane::Request(requests)
                 }
@@ -460,6 +493,7 @@ async fn handle(core: &mut AppCore, command: AppCommand) {
             // task's) forgets the connection: its handler has run.
             core.websocket(&route, &member, &conn, &event).await;
         }
+        AppCommand::Presence { route, change } => core.presence(&route, &change).await,
         AppCommand::Swap { version, done } => {
             core.swap(*version);
             let _ = done.send(());

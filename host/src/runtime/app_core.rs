@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::bindings::{Connection, HttpRequest, HttpResponse, WsEvent};
+use super::bindings::{Connection, HttpRequest, HttpResponse, PresenceChange, WsEvent};
 use super::describe_guest_error;
 use super::load::PreparedApp;
 use super::routes::RouteKey;
@@ -158,6 +158,24 @@ impl AppCore {
             _ => HandlerEvent::Message,
         };
         self.finished(kind, started);
+    }
+
+    /// Tells the app a key joined or left a path of `route` (a route gone
+    /// in an update hears nothing).
+    pub(crate) async fn presence(&mut self, route: &RouteRef, change: &PresenceChange) {
+        let started = Instant::now();
+        if let Some(index) = self.resolve(route)
+            && let Some(instance) = self.instance().await
+        {
+            let result = instance
+                .exports
+                .call_on_presence(&mut instance.store, index, change)
+                .await;
+            if let Err(err) = result {
+                self.fail(&err, "presence", &change.path).await;
+            }
+        }
+        self.finished(HandlerEvent::Message, started);
     }
 
     /// Records an event's time and the memory its instance holds after it.

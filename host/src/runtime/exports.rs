@@ -1,11 +1,12 @@
 //! An app's exports as the host calls them, in whichever version of the
 //! contract the component was built against.
 //!
-//! Versions of `tina4:wasm` that share a minor version (0.1.0 to 0.1.2)
+//! Versions of `tina4:wasm` that share a minor version (0.1.0 to 0.1.3)
 //! differ only by additions: the linker hands a component that imports
 //! `@0.1.0` the host's newest 0.1 interfaces (wasmtime matches them by
 //! semver), `handle-http` and `on-websocket` have the same types in all,
-//! and `routes` is read in the shape the component declares it in. So the
+//! `routes` is read in the shape the component declares it in, and
+//! `on-presence` (0.1.3) is called only where a component has it. So the
 //! exports are found and type-checked here, by hand, rather than by the
 //! generated world, which only knows the newest shape.
 
@@ -15,9 +16,33 @@ use wasmtime::component::{
 };
 use wasmtime::error::Context as _;
 
+use super::bindings::tina4::wasm::types::History;
 use super::bindings::{
-    Connection, HttpRequest, HttpResponse, Method, Route, WitRouteKind as RouteKind, WsEvent,
+    Connection, HttpRequest, HttpResponse, Method, PresenceChange, Route,
+    WitRouteKind as RouteKind, WsEvent,
 };
+
+/// `routes`, as contract 0.1.2 declared them: no `presence`.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RouteV0_1_2 {
+    kind: RouteKind,
+    path: String,
+    secured: bool,
+    history: Option<History>,
+}
+
+impl From<RouteV0_1_2> for Route {
+    fn from(route: RouteV0_1_2) -> Self {
+        Route {
+            kind: route.kind,
+            path: route.path,
+            secured: route.secured,
+            history: route.history,
+            presence: None,
+        }
+    }
+}
 
 /// `routes`, as contract 0.1.1 declared them: no `history`.
 #[derive(ComponentType, Lift)]
@@ -35,6 +60,7 @@ impl From<RouteV0_1_1> for Route {
             path: route.path,
             secured: route.secured,
             history: None,
+            presence: None,
         }
     }
 }
@@ -69,6 +95,7 @@ impl From<RouteV0_1_0> for Route {
             path: route.path,
             secured: route.secured,
             history: None,
+            presence: None,
         }
     }
 }
@@ -83,6 +110,8 @@ pub(crate) struct ExportsPre {
     handle_http: ComponentExportIndex,
     /// `on-websocket`.
     on_websocket: ComponentExportIndex,
+    /// `on-presence`, in components built against 0.1.3 or later.
+    on_presence: Option<ComponentExportIndex>,
 }
 
 impl ExportsPre {
@@ -99,6 +128,7 @@ impl ExportsPre {
             routes: index("routes")?,
             handle_http: index("handle-http")?,
             on_websocket: index("on-websocket")?,
+            on_presence: component.get_export_index(None, "on-presence"),
             pre,
         })
     }
@@ -126,10 +156,20 @@ impl ExportsPre {
         let routes = instance
             .get_func(&mut *store, self.routes)
             .context("export `routes` is not a function")?;
+        let on_presence = match &self.on_presence {
+            Some(index) => Some(
+                *instance
+                    .get_typed_func::<(u32, &PresenceChange), ()>(&mut *store, index)
+                    .context("type-checking export `on-presence`")?
+                    .func(),
+            ),
+            None => None,
+        };
         Ok(Exports {
             routes,
             handle_http,
             on_websocket,
+            on_presence,
         })
     }
 }
@@ -142,6 +182,8 @@ pub(crate) struct Exports {
     handle_http: Func,
     /// `on-websocket`, type-checked at instantiation.
     on_websocket: Func,
+    /// `on-presence`, type-checked at instantiation, if the component has it.
+    on_presence: Option<Func>,
 }
 
 impl Exports {
@@ -151,6 +193,9 @@ impl Exports {
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<Vec<Route>> {
         if let Some(routes) = self.routes_as::<Route>(store).await {
+            return routes;
+        }
+        if let Some(routes) = self.routes_as::<RouteV0_1_2>(store).await {
             return routes;
         }
         if let Some(routes) = self.routes_as::<RouteV0_1_1>(store).await {
@@ -209,5 +254,22 @@ impl Exports {
             TypedFunc::<(u32, &Connection, &WsEvent), ()>::new_unchecked(self.on_websocket)
         };
         func.call_async(store, (route, conn, event)).await
+    }
+
+    /// Tells the app a key joined or left a path of route `route`; nothing
+    /// for a component without `on-presence`.
+    pub(crate) async fn call_on_presence(
+        &self,
+        store: &mut Store<HostState>,
+        route: u32,
+        change: &PresenceChange,
+    ) -> wasmtime::Result<()> {
+        let Some(on_presence) = self.on_presence else {
+            return Ok(());
+        };
+        // SAFETY: the type was checked against the component when the
+        // instance was made.
+        let func = unsafe { TypedFunc::<(u32, &PresenceChange), ()>::new_unchecked(on_presence) };
+        func.call_async(store, (route, change)).await
     }
 }

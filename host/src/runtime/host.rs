@@ -19,7 +19,7 @@ use super::bindings::tina4::wasm::{logging, templates, types, websocket};
 use super::bindings::{GuestApiError, Level};
 use crate::delivery::Delivery;
 use crate::delivery::close;
-use crate::delivery::{ConnectionHandle, RegistryError, Room};
+use crate::delivery::{ConnectionHandle, PresenceError, RegistryError, Room};
 use crate::router::{RequestPath, RoutePattern};
 use crate::runtime::templates::AppTemplates;
 use crate::telemetry::AppMetrics;
@@ -232,6 +232,37 @@ impl websocket::Host for HostState {
         within_limit(value.len(), self.max_attachment_bytes)?;
         self.own_connection(&conn)?.set_attachment(value);
         Ok(())
+    }
+
+    fn set_presence(
+        &mut self,
+        conn: String,
+        key: String,
+        value: String,
+    ) -> Result<(), GuestApiError> {
+        let handle = self.own_connection(&conn)?;
+        self.delivery
+            .registry()
+            .set_presence(&handle, &key, &value)
+            .map_err(|err| match err {
+                PresenceError::TooLarge(_, limit) => {
+                    GuestApiError::TooLarge(u32::try_from(limit).unwrap_or(u32::MAX))
+                }
+                PresenceError::NotKept(_) => GuestApiError::NotPermitted(err.to_string()),
+            })
+    }
+
+    fn presence(&mut self, path: String) -> Result<Vec<types::Member>, GuestApiError> {
+        let room = self.own_room(&path)?;
+        let members = self.delivery.registry().presence().members(&room);
+        Ok(members
+            .into_iter()
+            .map(|m| types::Member {
+                conn: m.conn.to_string(),
+                key: m.key.to_string(),
+                value: m.value.to_string(),
+            })
+            .collect())
     }
 
     fn attachment(&mut self, conn: String) -> Result<Option<Vec<u8>>, GuestApiError> {

@@ -19,7 +19,7 @@ use super::sandbox::{Instance, InstanceFactory};
 use super::templates::AppTemplates;
 use crate::app_files::AppFiles;
 use crate::bundle::Bundle;
-use crate::delivery::HistoryPolicy;
+use crate::delivery::{HistoryPolicy, PresencePolicy};
 use crate::router::RouteKind;
 use crate::telemetry::AppMetrics;
 
@@ -193,6 +193,17 @@ impl CompiledApp {
         }
         let mut routes = Vec::with_capacity(declared.len());
         for route in declared {
+            let presence = match route.presence {
+                Some(p) if p.claim.is_some() && !route.secured => bail!(
+                    "route {}: presence from a token claim needs a secured route",
+                    route.path
+                ),
+                Some(p) => Some(PresencePolicy {
+                    claim: p.claim.map(Arc::from),
+                    announce: p.announce,
+                }),
+                None => None,
+            };
             routes.push(DeclaredRoute {
                 kind: RouteKind::from(route.kind),
                 pattern: route.path.parse()?,
@@ -202,6 +213,7 @@ impl CompiledApp {
                     max_age: (h.max_age_secs > 0)
                         .then(|| Duration::from_secs(u64::from(h.max_age_secs))),
                 }),
+                presence,
             });
         }
         factory.connection_routes = routes

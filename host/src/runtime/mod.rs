@@ -45,5 +45,5 @@ pub(crate) use self::engine::{Runtime, describe_guest_error};
 pub(crate) use self::host::HostState;
 pub(crate) use self::load::{LoadTimings, PreparedApp};
 pub(crate) use self::routes::{
-    DeclaredRoute, RouteKey, RouteTarget, Serving, SharedServing, history_rule,
+    DeclaredRoute, RouteKey, RouteTarget, Serving, SharedServing, history_rule, presence_app,
 };

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::actor::{self, AppHandle};
-use super::bindings::{Connection, WsEvent};
-use crate::delivery::{HistoryPolicy, HistoryRule, Membership};
+use super::bindings::{Connection, PresenceChange, WsEvent};
+use crate::delivery::{
+    HistoryPolicy, HistoryRule, Membership, PresenceApp, PresenceChange as DeliveryChange,
+    PresencePolicy,
+};
 use crate::router::{RequestPath, RouteKind, RoutePattern, RouteTable};
 
 /// What is serving: every route of every app, and whether the server is
@@ -60,6 +63,56 @@ pub(crate) struct DeclaredRoute {
     /// On a WebSocket or SSE route: how much of each path's recent
     /// messages to keep.
     pub(crate) history: Option<HistoryPolicy>,
+    /// On a WebSocket or SSE route: how to keep who is on each path.
+    pub(crate) presence: Option<PresencePolicy>,
+}
+
+/// Which of a version's paths keep presence (those of its first WebSocket
+/// or SSE route that asks for it and serves the path), and how a change
+/// reaches `app`'s `on-presence` for that route. `None` when no route asks.
+pub(crate) fn presence_app(routes: &[DeclaredRoute], app: &Arc<AppHandle>) -> Option<PresenceApp> {
+    let kept: Arc<[(RoutePattern, PresencePolicy, actor::RouteRef)]> = routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind.has_connections())
+        .filter_map(|(index, r)| {
+            let route = actor::RouteRef {
+                index: u32::try_from(index).ok()?,
+                key: Arc::new(RouteKey::of(r.kind, &r.pattern)),
+            };
+            Some((r.pattern.clone(), r.presence.clone()?, route))
+        })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let find = |kept: &[(RoutePattern, PresencePolicy, actor::RouteRef)], path: &str| {
+        let path = RequestPath::from_decoded(path)?;
+        kept.iter()
+            .position(|(pattern, _, _)| pattern.matches_path(&path))
+    };
+    let rule = {
+        let kept = kept.clone();
+        move |path: &str| Some(kept[find(&kept, path)?].1.clone())
+    };
+    // The delivery holds this; the app's handle must not be kept alive by it.
+    let app = Arc::downgrade(app);
+    let notify = move |change: DeliveryChange| {
+        let (Some(app), Some(at)) = (app.upgrade(), find(&kept, change.room.path())) else {
+            return;
+        };
+        let change = PresenceChange {
+            path: change.room.path().to_string(),
+            key: change.key.to_string(),
+            value: change.value.to_string(),
+            joined: change.joined,
+        };
+        app.presence(kept[at].2.clone(), change);
+    };
+    Some(PresenceApp {
+        rule: Arc::new(rule),
+        notify: Arc::new(notify),
+    })
 }
 
 /// Which of a version's paths keep history: those of its first

@@ -52,6 +52,14 @@
     }
   });
   ws.on("close", function () { setStatus("reconnecting…", "offline"); });
+  // Back after a drop: what was said meanwhile came first, once. When some
+  // of it was no longer kept (or the server lost it), say so.
+  ws.on("recovered", function (info) {
+    root.dataset.recovered = String(info.complete);
+    if (!info.complete) {
+      add("system", [["text", "Some messages may have been missed while reconnecting"]]);
+    }
+  });
   ws.on("reconnect_failed", function () { setStatus("disconnected", "offline"); });
 
   ws.on("message", function (raw) {

@@ -44,6 +44,10 @@ impl<'a> Payload<'a> {
     }
 }
 
+/// One connection's presence as an instance publishes it: its room, its
+/// id, and its key and value (`None`: no longer present).
+pub(crate) type PresenceUpdate<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+
 /// One message between instances. Every variant names its sender, so an
 /// instance ignores its own messages when Redis hands them back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +82,12 @@ pub(crate) enum Envelope<'a> {
         full: bool,
         counts: Vec<(&'a str, u32)>,
     },
+    /// Presence of the sender's connections: `(room, connection, Some((key,
+    /// value)))` where one was set, `None` where it is gone.
+    Presence {
+        origin: &'a str,
+        updates: Vec<PresenceUpdate<'a>>,
+    },
     /// The sender is alive (sent every heartbeat interval).
     Heartbeat { origin: &'a str },
     /// The sender (re)joined and asks everyone for their full counts.
@@ -94,6 +104,7 @@ impl<'a> Envelope<'a> {
             | Self::Send { origin, .. }
             | Self::Close { origin, .. }
             | Self::Counts { origin, .. }
+            | Self::Presence { origin, .. }
             | Self::Heartbeat { origin }
             | Self::Hello { origin }
             | Self::Bye { origin } => origin,

@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use super::envelope::Envelope;
 use super::transport::{Incoming, RESPONSE_TIMEOUT, Received, Subscriber, Transport};
-use super::{Backoff, RedisLink, streams};
+use super::{Backoff, RESYNC_WAIT, RedisLink, streams};
 use crate::delivery::{HEARTBEAT, Position, Room, SNAPSHOT_EVERY};
 use crate::telemetry;
 
@@ -72,6 +72,10 @@ impl RedisLink {
         *self.lock_subscribed() = rooms.into_iter().collect();
         self.connected.store(true, Ordering::Release);
         self.subscribed_changed.notify_waiters();
+        // Leaves may have been missed while away: what the others do not
+        // republish in answer to the hello is gone.
+        let generation = self.registry.presence().begin_resync();
+        *self.lock_resync() = Some((generation, Instant::now()));
         self.announce();
         Ok((sink, stream))
     }
@@ -102,8 +106,16 @@ impl RedisLink {
                             origin: &self.instance,
                         });
                     }
-                    for gone in self.peers.sweep(Instant::now()) {
-                        tracing::info!(instance = %gone, "backplane: instance silent; dropping its counts");
+                    let now = Instant::now();
+                    for gone in self.peers.sweep(now) {
+                        tracing::info!(instance = %gone, "backplane: instance silent; dropping its counts and presence");
+                        self.registry.presence_gone(&gone, self.leads());
+                    }
+                    let resynced = self
+                        .lock_resync()
+                        .take_if(|(_, began)| now.duration_since(*began) >= RESYNC_WAIT);
+                    if let Some((generation, _)) = resynced {
+                        self.registry.presence_unconfirmed(generation, self.leads());
                     }
                 }
             }
@@ -114,6 +126,9 @@ impl RedisLink {
     /// first connection and unsubscribes from those that lost their last.
     async fn follow_changes(&self, sink: &mut Subscriber) -> anyhow::Result<()> {
         let changes = self.registry.changes().take();
+        if !changes.presence.is_empty() {
+            self.publish_presence(changes.presence);
+        }
         if !changes.counts.is_empty() {
             let counts = changes
                 .counts
@@ -226,12 +241,33 @@ impl RedisLink {
             }
             Envelope::Counts { full, counts, .. } => self.peers.update(origin, full, &counts, now),
             Envelope::Heartbeat { .. } => self.peers.seen(origin, now),
+            Envelope::Presence { updates, .. } => {
+                self.peers.seen(origin, now);
+                let instance: Arc<str> = origin.into();
+                for (room, conn, member) in updates {
+                    // An instance speaks for its own connections only.
+                    let theirs = conn
+                        .split_once('-')
+                        .is_some_and(|(prefix, _)| prefix == origin);
+                    if let (true, Some(room)) = (theirs, Room::parse(room)) {
+                        self.registry.presence_from(&instance, &room, conn, member);
+                    }
+                }
+            }
             Envelope::Hello { .. } => {
                 self.peers.seen(origin, now);
                 self.publish_counts(true, self.registry.open_counts());
+                self.publish_presence_all();
             }
-            Envelope::Bye { .. } => self.peers.remove(origin),
+            Envelope::Bye { .. } => {
+                self.peers.remove(origin);
+                self.registry.presence_gone(origin, self.leads());
+            }
         }
+    }
+
+    fn lock_resync(&self) -> std::sync::MutexGuard<'_, Option<(u64, Instant)>> {
+        self.resync.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Checks a message's seal; counts and logs a refusal.

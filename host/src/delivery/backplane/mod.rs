@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::{BackplaneConfig, BackplaneKind};
 use crate::delivery::PEER_TTL;
-use crate::delivery::{ConnectionRegistry, HistoryPolicy, Room, Tail};
+use crate::delivery::{ConnectionRegistry, HistoryPolicy, Member, Room, Tail};
 use crate::telemetry;
 use envelope::{Channels, Envelope, Payload, Seal};
 use peers::Peers;
@@ -47,6 +47,11 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 const BATCH: usize = 256;
 /// Longest wait for the subscription of a new connection's path.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
+/// Most presence updates in one message.
+const PRESENCE_BATCH: usize = 512;
+/// How long after resubscribing the other instances have to republish
+/// their presence before what they did not confirm is dropped.
+const RESYNC_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait for the goodbye to reach Redis at shutdown.
 const GOODBYE_WAIT: Duration = Duration::from_millis(500);
 
@@ -81,6 +86,10 @@ pub(crate) struct RedisLink {
     peers: Peers,
     /// Messages dropped since the last report in the log.
     unreported_drops: AtomicU64,
+    /// The presence resync begun when the listener last (re)subscribed,
+    /// and when: other instances' members not republished by then are
+    /// gone.
+    resync: Mutex<Option<(u64, Instant)>>,
 }
 
 /// One message for the publisher.
@@ -146,6 +155,7 @@ impl RedisLink {
             subscribed_changed: Notify::new(),
             peers: Peers::new(PEER_TTL),
             unreported_drops: AtomicU64::new(0),
+            resync: Mutex::new(None),
         });
         tracing::info!(
             url = %link.shown_url,
@@ -374,12 +384,60 @@ impl RedisLink {
         }
     }
 
-    /// Asks every instance for its counts and publishes this one's.
+    /// Asks every instance for its counts and presence, and publishes
+    /// this one's.
     fn announce(&self) {
         self.enqueue_control(|| Envelope::Hello {
             origin: &self.instance,
         });
         self.publish_counts(true, self.registry.open_counts());
+        self.publish_presence_all();
+    }
+
+    /// Publishes the presence of every connection here.
+    fn publish_presence_all(&self) {
+        let held = self.registry.presence().held_by(&self.instance);
+        for part in held.chunks(PRESENCE_BATCH) {
+            let updates = part
+                .iter()
+                .map(|(room, m)| (room.as_str(), &*m.conn, Some((&*m.key, &*m.value))))
+                .collect();
+            self.enqueue(self.channels.cluster(), || Envelope::Presence {
+                origin: &self.instance,
+                updates,
+            });
+        }
+    }
+
+    /// Publishes the presence of `changed` connections (by room), as it is now.
+    fn publish_presence(&self, changed: impl IntoIterator<Item = (Room, Arc<str>)>) {
+        let presence = self.registry.presence();
+        let now: Vec<(Room, Arc<str>, Option<Member>)> = changed
+            .into_iter()
+            .map(|(room, conn)| {
+                let member = presence.member(&room, &conn);
+                (room, conn, member)
+            })
+            .collect();
+        for part in now.chunks(PRESENCE_BATCH) {
+            let updates = part
+                .iter()
+                .map(|(room, conn, m)| {
+                    let member = m.as_ref().map(|m| (&*m.key, &*m.value));
+                    (room.as_str(), &**conn, member)
+                })
+                .collect();
+            self.enqueue(self.channels.cluster(), || Envelope::Presence {
+                origin: &self.instance,
+                updates,
+            });
+        }
+    }
+
+    /// Whether this instance tells the apps of changes no live instance
+    /// made (an instance died): the first of the live ones, by id.
+    fn leads(&self) -> bool {
+        self.peers.leads(&self.instance, Instant::now())
     }
 
     /// Publishes this instance's counts for `counts`' rooms (all of them

@@ -101,6 +101,16 @@ impl Peers {
         known.get(peer).is_some_and(|p| self.fresh(p, now))
     }
 
+    /// Whether `me` comes first, by id, among the live instances: the one
+    /// that speaks for the cluster when an instance dies.
+    pub(crate) fn leads(&self, me: &str, now: Instant) -> bool {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        known
+            .iter()
+            .filter(|(_, p)| self.fresh(p, now))
+            .all(|(id, _)| me < &**id)
+    }
+
     /// Open connections on `path` across the live peers.
     pub(crate) fn count(&self, path: &str, now: Instant) -> u32 {
         let known = self.known.read().unwrap_or_else(|e| e.into_inner());

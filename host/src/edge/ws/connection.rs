@@ -374,6 +374,13 @@ where
                         .await?;
                 }
             }
+            Outgoing::Presence(change) if !framed => {
+                sink.feed(Message::text(change.notice())).await?;
+            }
+            Outgoing::Presence(change) => {
+                let notice = Message::text(change.notice());
+                sink.feed(frame_for("!presence", &notice)).await?;
+            }
             Outgoing::Close(close) => {
                 let (code, reason) = *close;
                 sink.flush().await?;

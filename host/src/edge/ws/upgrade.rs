@@ -94,15 +94,15 @@ pub(crate) fn accept(
         Ok(joined) => joined,
         Err(refused) => return *refused,
     };
-    // A client that speaks `tina4.v1`, on a path that keeps history,
-    // learns each kept message's position and may recover from one;
+    // A client that speaks `tina4.v1`, on a path that keeps history or
+    // announces presence, learns each kept message's position and may
+    // recover from one, and tells presence notices from messages;
     // elsewhere it gets messages as they were sent.
+    let room = &joined.member.handle().room;
+    let registry = state.delivery.registry();
     let framed = header_has_token(request.headers(), header::SEC_WEBSOCKET_PROTOCOL, POSITIONS)
-        && state
-            .delivery
-            .registry()
-            .history()
-            .keeps(&joined.member.handle().room);
+        && (registry.history().keeps(room)
+            || registry.presence().policy(room).is_some_and(|p| p.announce));
     if framed && let Some(from) = joined.position.clone() {
         joined.member.recover_from(from);
     }

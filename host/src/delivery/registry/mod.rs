@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::changes::{Change, Journal};
 use super::connection::{ConnectionHandle, ConnectionId, Outgoing, Room};
 use super::history::{History, HistoryLimits, Numbered, Position};
+use super::presence::Presence;
 
 /// The most connections admission lets in, checked in this order.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +71,8 @@ pub(crate) struct ConnectionRegistry {
     changes: Journal,
     /// Recent messages of the rooms that keep them.
     history: History,
+    /// Who is on the rooms that keep presence.
+    presence: Presence,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +121,7 @@ impl ConnectionRegistry {
         let instance = crate::hex::hex(&bytes);
         Self {
             history: History::new(&instance, limits),
+            presence: Presence::new(),
             instance,
             next_seq: AtomicU64::new(1),
             inner: RwLock::new(Groups::default()),
@@ -128,6 +132,11 @@ impl ConnectionRegistry {
     /// The history of the rooms that keep one.
     pub(crate) fn history(&self) -> &History {
         &self.history
+    }
+
+    /// Who is on the rooms that keep presence.
+    pub(crate) fn presence(&self) -> &Presence {
+        &self.presence
     }
 
     /// This host's instance id (the prefix of its connection ids).
@@ -263,6 +272,7 @@ impl ConnectionRegistry {
             drop(groups);
             if left {
                 self.changes.note(&handle.room, Change::Count);
+                self.absent(&handle);
             }
         }
     }
@@ -278,6 +288,8 @@ impl ConnectionRegistry {
         decrement(&mut groups.admitted_by, &handle.app);
         decrement(&mut groups.admitted_from, &handle.from);
         drop(groups);
+        // Present before it opened (a key from its token), never joined.
+        self.absent(&handle);
         if last {
             // No longer listened to here: a copy of the room's shared
             // history may miss what comes next.
@@ -330,7 +342,7 @@ impl ConnectionRegistry {
     }
 
     /// Queues `item` for every connection in `room` but `exclude`.
-    fn queue(&self, room: &Room, item: Outgoing, exclude: Option<&str>) -> u32 {
+    pub(super) fn queue(&self, room: &Room, item: Outgoing, exclude: Option<&str>) -> u32 {
         let groups = self.read();
         let Some(group) = groups.by_room.get(room) else {
             return 0;
@@ -493,6 +505,10 @@ fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) -
 fn len_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
+
+mod presence_changes;
+
+pub(crate) use presence_changes::PresenceError;
 
 #[cfg(test)]
 mod tests {
