@@ -22,6 +22,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::backplane::{Redis, wait_connected};
 use crate::host::Pair;
 use crate::load::{Socket, Spent, connect_many, micros_per, source};
 use crate::plot::{self, Point};
@@ -50,6 +51,10 @@ pub struct Options {
         default_value = "docs/fanout.svg"
     )]
     pub plot: PathBuf,
+    /// A/B comparisons (`sse`, `history`) on a server with a Redis
+    /// backplane (a `redis-server` of their own).
+    #[arg(id = "fanout-redis", long = "fanout-redis")]
+    pub redis: bool,
 }
 
 /// One run's figures.
@@ -392,7 +397,20 @@ struct Side {
 /// serving the echo example, and prints their figures with `other`'s CPU
 /// per delivery as a ratio to `base`'s.
 async fn compare(options: &Options, column: &str, base: Side, other: Side) -> anyhow::Result<()> {
-    let pair = Pair::start(&["echo"]).await?;
+    let redis = match options.redis {
+        true => Some(Redis::start().await?),
+        false => None,
+    };
+    let pair = match &redis {
+        Some(redis) => {
+            let flags = ["--backplane", "redis", "--backplane-url", &redis.url];
+            let pair = Pair::start_with(&["echo"], &flags).await?;
+            wait_connected(&pair.tina4).await?;
+            println!("(with a Redis backplane)");
+            pair
+        }
+        None => Pair::start(&["echo"]).await?,
+    };
     let host = &pair.tina4;
     println!(
         "| room size | {column} | deliveries/s | p50 | p99 | server CPU per delivery | lost | ÷ {} (CPU per delivery) |",

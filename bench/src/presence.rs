@@ -59,11 +59,17 @@ async fn until_listed(asker: &mut Socket, expected: u64) -> anyhow::Result<Durat
     Ok(started.elapsed())
 }
 
-/// Each of `members` says who it is (`user<first + i>`), waiting for the answer.
-async fn say_who(members: &mut [Socket], first: usize) -> anyhow::Result<()> {
+/// Each of `members` says who it is (`user<first + i>`), waiting for the
+/// answer; or, `plain`, asks for its id (the same round trip through the
+/// app, without presence).
+async fn say_who(members: &mut [Socket], first: usize, plain: bool) -> anyhow::Result<()> {
     let said = stream::iter(members.iter_mut().enumerate())
         .map(|(i, ws)| async move {
             let n = first + i;
+            if plain {
+                ask(ws, "id").await?;
+                return Ok(());
+            }
             let answer = ask(ws, &format!("iam:user{n} {{\"name\":\"User {n}\"}}")).await?;
             anyhow::ensure!(answer == "Ok(())", "set-presence answered {answer}");
             Ok(())
@@ -72,6 +78,11 @@ async fn say_who(members: &mut [Socket], first: usize) -> anyhow::Result<()> {
         .collect::<Vec<anyhow::Result<()>>>()
         .await;
     said.into_iter().collect()
+}
+
+/// The CPU time each of `hosts` has used so far.
+fn cpu_of(hosts: &[&Host]) -> anyhow::Result<Vec<Duration>> {
+    hosts.iter().map(|h| h.cpu_time()).collect()
 }
 
 pub async fn run(options: &Options) -> anyhow::Result<()> {
@@ -103,14 +114,20 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     let mut on_b = connect_many_from(b.as_ref().context("b")?.addr, PATH, half, 33, 32).await?;
     let mut asker_a = connect_many_from(a.addr, PATH, 1, 100, 1).await?.remove(0);
     let hosts = [&a, b.as_ref().context("b")?];
+    // The same round trip through the app without presence, for scale.
+    let cpu_plain = cpu_of(&hosts)?;
+    let (asked_a, asked_b) =
+        tokio::join!(say_who(&mut on_a, 0, true), say_who(&mut on_b, half, true));
+    asked_a?;
+    asked_b?;
+    let cpu_before = cpu_of(&hosts)?;
     let rss_before: Vec<u64> = hosts.iter().map(|h| h.rss()).collect::<Result<_, _>>()?;
-    let cpu_before: Vec<Duration> = hosts
-        .iter()
-        .map(|h| h.cpu_time())
-        .collect::<Result<_, _>>()?;
 
     let started = Instant::now();
-    let (said_a, said_b) = tokio::join!(say_who(&mut on_a, 0), say_who(&mut on_b, half));
+    let (said_a, said_b) = tokio::join!(
+        say_who(&mut on_a, 0, false),
+        say_who(&mut on_b, half, false)
+    );
     said_a?;
     said_b?;
     let said = started.elapsed();
@@ -119,10 +136,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         .await?
         .remove(0);
     until_listed(&mut asker_b, total).await?;
-    let cpu_after: Vec<Duration> = hosts
-        .iter()
-        .map(|h| h.cpu_time())
-        .collect::<Result<_, _>>()?;
+    let cpu_after = cpu_of(&hosts)?;
     let rss_after: Vec<u64> = hosts.iter().map(|h| h.rss()).collect::<Result<_, _>>()?;
 
     println!(
@@ -131,11 +145,13 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         ms(converged)
     );
     for (i, name) in ["A", "B"].iter().enumerate() {
+        let plain = cpu_before[i].saturating_sub(cpu_plain[i]);
         let cpu = cpu_after[i].saturating_sub(cpu_before[i]);
         let grown = rss_after[i].saturating_sub(rss_before[i]);
         println!(
-            "host {name}: CPU {:.1} µs per presence change (its own and the other's), RSS +{:.1} MiB ({:.0} bytes per member)",
+            "host {name}: CPU {:.1} µs per member setting presence (hearing the other host's too) against {:.1} µs for a plain round trip; RSS +{:.1} MiB ({:.0} bytes per member)",
             cpu.as_secs_f64() * 1e6 / total as f64,
+            plain.as_secs_f64() * 1e6 / total as f64,
             grown as f64 / (1 << 20) as f64,
             grown as f64 / total as f64,
         );

@@ -15,6 +15,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::backplane::{Redis, wait_connected};
 use crate::host::Pair;
 use crate::load::{Socket, connect};
 use crate::stats::{Summary, ms};
@@ -28,6 +29,10 @@ pub struct Options {
     /// Reconnects timed.
     #[arg(long = "recovery-rounds", default_value_t = 50)]
     pub rounds: usize,
+    /// Two instances on a `redis-server`: the member hears on one and
+    /// recovers on the other, which reads the topic's history from Redis.
+    #[arg(long = "recovery-redis")]
+    pub redis: bool,
 }
 
 /// A member speaking `tina4.v1`, on `path_and_query`.
@@ -83,14 +88,16 @@ async fn say(sender: &mut Socket, text: String) -> anyhow::Result<()> {
     }
 }
 
-/// One round: the time from reconnecting to the end of the replay.
+/// One round: the member hears at `hear_at` and leaves, misses `missed`
+/// messages, and reconnects at `recover_at`; the time from reconnecting to
+/// the end of the replay.
 async fn round(
-    addr: SocketAddr,
+    (hear_at, recover_at): (SocketAddr, SocketAddr),
     topic: &str,
     sender: &mut Socket,
     missed: usize,
 ) -> anyhow::Result<Duration> {
-    let mut member = framed(addr, topic).await?;
+    let mut member = framed(hear_at, topic).await?;
     // In the group once it hears what is said after it joined (the
     // handshake's answer can come before it joins).
     let position = loop {
@@ -108,7 +115,7 @@ async fn round(
     let (epoch, offset) = position.rsplit_once('-').context("a position")?;
     let started = Instant::now();
     let mut member = framed(
-        addr,
+        recover_at,
         &format!("{topic}?tina4_epoch={epoch}&tina4_offset={offset}"),
     )
     .await?;
@@ -137,17 +144,44 @@ async fn round(
 }
 
 pub async fn run(options: &Options) -> anyhow::Result<()> {
+    if options.redis {
+        let redis = Redis::start().await?;
+        let flags = ["--backplane", "redis", "--backplane-url", &redis.url];
+        let (a, b) = (
+            Pair::start_with(&["echo"], &flags).await?,
+            Pair::start_with(&["echo"], &flags).await?,
+        );
+        for pair in [&a, &b] {
+            wait_connected(&pair.tina4).await?;
+        }
+        let took = rounds(options, (a.tina4.addr, b.tina4.addr)).await?;
+        return report(
+            options,
+            "on one instance and recovering on another, from Redis",
+            took,
+        );
+    }
     let pair = Pair::start(&["echo"]).await?;
     let addr = pair.tina4.addr;
+    let took = rounds(options, (addr, addr)).await?;
+    report(options, "on one instance", took)
+}
+
+/// Times `options.rounds` rounds between `at`.
+async fn rounds(options: &Options, at: (SocketAddr, SocketAddr)) -> anyhow::Result<Vec<Duration>> {
     let topic = format!("/ws/replay/recovery-{}", std::process::id());
-    let mut sender = connect(addr, &topic, std::net::IpAddr::from([127, 0, 0, 1])).await?;
+    let mut sender = connect(at.0, &topic, std::net::IpAddr::from([127, 0, 0, 1])).await?;
     let mut times = Vec::with_capacity(options.rounds);
     for _ in 0..options.rounds {
-        times.push(round(addr, &topic, &mut sender, options.missed).await?);
+        times.push(round(at, &topic, &mut sender, options.missed).await?);
     }
+    Ok(times)
+}
+
+fn report(options: &Options, how: &str, times: Vec<Duration>) -> anyhow::Result<()> {
     let summary = Summary::of(times);
     println!(
-        "Recovery: a tina4.v1 member reconnects after missing {} messages on a topic that keeps 1,000; {} rounds",
+        "Recovery: a tina4.v1 member reconnects after missing {} messages on a topic that keeps 1,000, hearing {how}; {} rounds",
         options.missed, options.rounds
     );
     println!();

@@ -316,7 +316,11 @@ function add(kind, path, handler) {
      * join and leave; `onChange({ path, key, value, joined })` hears them,
      * once in the cluster. */
     presence({ claim, announce = false, onChange } = {}) {
-      route.presence = { claim: claim == null ? undefined : String(claim), announce: !!announce };
+      route.presence = {
+        claim: claim == null ? undefined : String(claim),
+        announce: !!announce,
+        events: typeof onChange === "function",
+      };
       route.onPresence = onChange;
       return chain;
     },

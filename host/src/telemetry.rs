@@ -57,6 +57,9 @@ pub(crate) const BACKPLANE_DROPPED: &str = "tina4_backplane_dropped_total";
 /// HTTP requests dropped from an app's mailbox because their caller had
 /// given up before the app got to them (counter).
 pub(crate) const HTTP_ABANDONED: &str = "tina4_http_abandoned_total";
+/// Presence changes an app did not hear of because too many were already
+/// on their way to it (counter).
+pub(crate) const PRESENCE_DROPPED: &str = "tina4_presence_dropped_total";
 
 /// WebSocket messages over their connection's rate, by app (counter);
 /// dropped or ending the connection, as the app's policy says.
@@ -110,6 +113,8 @@ pub(crate) struct AppMetrics {
     recovered_messages: Counter,
     /// [`HTTP_ABANDONED`].
     http_abandoned: Counter,
+    /// [`PRESENCE_DROPPED`].
+    presence_dropped: Counter,
     /// [`GUEST_FAILURES`] by reason: trap, interrupt, fuel, other.
     guest_failures: [Counter; 4],
     /// [`REINSTANTIATIONS`].
@@ -175,6 +180,7 @@ impl AppMetrics {
             ],
             recovered_messages: metrics::counter!(RECOVERED_MESSAGES, "app" => app.clone()),
             http_abandoned: metrics::counter!(HTTP_ABANDONED, "app" => app.clone()),
+            presence_dropped: metrics::counter!(PRESENCE_DROPPED, "app" => app.clone()),
             guest_failures: [
                 failure("trap"),
                 failure("interrupt"),
@@ -253,6 +259,11 @@ impl AppMetrics {
     /// An HTTP request left the mailbox unanswered: its caller gave up.
     pub(crate) fn http_abandoned(&self) {
         self.http_abandoned.increment(1);
+    }
+
+    /// A presence change was not given to the app: too many were pending.
+    pub(crate) fn presence_dropped(&self) {
+        self.presence_dropped.increment(1);
     }
 
     /// A guest call failed; its instance is replaced.

@@ -386,7 +386,8 @@ def presence(claim=None, announce=False, on_change=None):
     ``key``, ``value``, ``joined``), once in the cluster. Put it below the
     route decorator, as ``@secured``."""
     def mark(handler):
-        handler._tina4_presence = _types.Presence(claim=claim, announce=bool(announce))
+        handler._tina4_presence = _types.Presence(
+            claim=claim, announce=bool(announce), events=on_change is not None)
         handler._tina4_on_presence = on_change
         return handler
 

@@ -19,6 +19,8 @@ pub struct Presence {
     claim: Option<String>,
     /// Whether the path's clients get notices of joins and leaves.
     announce: bool,
+    /// Whether the route's `on_presence` handler hears them.
+    pub(crate) events: bool,
 }
 
 impl Presence {
@@ -32,7 +34,7 @@ impl Presence {
     pub fn from_claim(claim: &str) -> Self {
         Self {
             claim: Some(claim.to_string()),
-            announce: false,
+            ..Self::default()
         }
     }
 
@@ -50,6 +52,7 @@ impl From<Presence> for WitPresence {
         Self {
             claim: presence.claim,
             announce: presence.announce,
+            events: presence.events,
         }
     }
 }

@@ -201,15 +201,18 @@ impl Router {
     /// Hears when a key joins a path of the route registered last (its
     /// first connection there, on any instance) or leaves it (its last one
     /// went). Called once in the cluster, on the instance that made the
-    /// change.
+    /// change. Keeps presence on the route if [`Router::presence`] was not
+    /// called.
     pub fn on_presence<R, F>(&mut self, handler: F) -> &mut Self
     where
         F: Fn(&PresenceChange) -> R + 'static,
         R: HandlerResult,
     {
-        if let Some(index) = self.routes.len().checked_sub(1) {
+        if let Some((route, _)) = self.routes.last_mut() {
+            let presence = route.presence.get_or_insert_with(|| Presence::new().into());
+            presence.events = true;
             let handler = Box::new(move |change: &PresenceChange| handler(change).into_error());
-            self.on_presence.push((index, handler));
+            self.on_presence.push((self.routes.len() - 1, handler));
         }
         self
     }

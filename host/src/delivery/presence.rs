@@ -34,6 +34,8 @@ pub(crate) struct PresencePolicy {
     pub(crate) claim: Option<Arc<str>>,
     /// Whether the path's clients get notices of joins and leaves.
     pub(crate) announce: bool,
+    /// Whether the app hears of joins and leaves.
+    pub(crate) events: bool,
 }
 
 /// A key that came to a room or left it.

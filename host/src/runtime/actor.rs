@@ -85,8 +85,9 @@ pub(crate) struct Held {
 /// than that of it.
 pub(crate) type MailboxQuota = Arc<Semaphore>;
 
-/// Most presence changes on their way to one app.
-pub(crate) const PRESENCE_PENDING: usize = 1024;
+/// Most presence changes on their way to one app (a host that dies with
+/// thousands of members makes as many leaves at once).
+pub(crate) const PRESENCE_PENDING: usize = 16_384;
 
 /// Messages one connection may have queued for its app.
 pub(crate) const MESSAGES_QUEUED_PER_CONNECTION: usize = 32;
@@ -248,11 +249,12 @@ impl AppHandle {
     /// Tells the app a key joined or left a path of `route`: at once if
     /// it is idle, otherwise through its mailbox. At most
     /// [`PRESENCE_PENDING`] wait at a time; beyond, the change is dropped
-    /// (and logged): an app that cannot keep up misses some.
+    /// (counted in `tina4_presence_dropped_total`): an app that cannot keep
+    /// up misses some.
     pub(crate) fn presence(self: &Arc<Self>, route: RouteRef, change: PresenceChange) {
         if self.presence_pending.fetch_add(1, Ordering::AcqRel) >= PRESENCE_PENDING {
             self.presence_pending.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!(app = %self.name, path = %change.path, "presence change dropped: the app is behind");
+            self.metrics.presence_dropped();
             return;
         }
         let app = self.clone();

@@ -201,6 +201,7 @@ impl CompiledApp {
                 Some(p) => Some(PresencePolicy {
                     claim: p.claim.map(Arc::from),
                     announce: p.announce,
+                    events: p.events,
                 }),
                 None => None,
             };

@@ -104,15 +104,14 @@ impl ConnectionRegistry {
     /// announces, and, with `tell_app`, gives them to the apps.
     fn announce(&self, changes: &[PresenceChange], tell_app: bool) {
         for change in changes {
-            if self
-                .presence
-                .policy(&change.room)
-                .is_some_and(|policy| policy.announce)
-            {
+            let Some(policy) = self.presence.policy(&change.room) else {
+                continue;
+            };
+            if policy.announce {
                 let notice = Outgoing::Presence(Arc::new(change.clone()));
                 self.queue(&change.room, notice, None);
             }
-            if tell_app {
+            if tell_app && policy.events {
                 self.presence.tell_app(change.clone());
             }
         }
