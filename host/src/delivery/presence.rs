@@ -289,8 +289,12 @@ impl Presence {
         changes
     }
 
-    /// The members of `room`, on every live instance.
+    /// The members of `room`, on every live instance (none where its app
+    /// no longer keeps presence).
     pub(crate) fn members(&self, room: &Room) -> Vec<Member> {
+        if self.policy(room).is_none() {
+            return Vec::new();
+        }
         let book = self.lock();
         book.rooms.get(room).map_or_else(Vec::new, |members| {
             members
@@ -393,6 +397,24 @@ fn uncount(remote: &mut HashMap<Arc<str>, usize>, instance: &Arc<str>) {
 mod tests {
     use super::*;
 
+    /// Presence kept on every path of the app `chat`.
+    fn kept() -> Presence {
+        let presence = Presence::new();
+        let everywhere = PresencePolicy {
+            claim: None,
+            announce: false,
+            events: false,
+        };
+        presence.keep_for(
+            "chat",
+            Some(PresenceApp {
+                rule: Arc::new(move |_| Some(everywhere.clone())),
+                notify: Arc::new(|_| {}),
+            }),
+        );
+        presence
+    }
+
     fn member(conn: &str, key: &str) -> Member {
         Member {
             conn: conn.into(),
@@ -424,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_key_joins_with_its_first_connection_and_leaves_with_its_last() {
-        let presence = Presence::new();
+        let presence = kept();
         let room = Room::new("chat", "/ws/a");
         let here: Arc<str> = "i1".into();
         let there: Arc<str> = "i2".into();
@@ -445,7 +467,7 @@ mod tests {
 
     #[test]
     fn a_connection_that_changes_its_key_leaves_one_and_joins_the_other() {
-        let presence = Presence::new();
+        let presence = kept();
         let room = Room::new("chat", "/ws/a");
         let here: Arc<str> = "i1".into();
         presence.set(&room, member("i1-1", "guest"), &here, true);
@@ -463,7 +485,7 @@ mod tests {
 
     #[test]
     fn a_gone_instance_s_members_leave_and_unconfirmed_ones_go_after_a_resync() {
-        let presence = Presence::new();
+        let presence = kept();
         let room = Room::new("chat", "/ws/a");
         let (here, two, three): (Arc<str>, Arc<str>, Arc<str>) =
             ("i1".into(), "i2".into(), "i3".into());
@@ -485,5 +507,8 @@ mod tests {
         present.sort();
         assert_eq!(present, ["ann", "dee"]);
         assert_eq!(presence.held_by("i1").len(), 1);
+        // An app that no longer keeps presence lists no one.
+        presence.keep_for("chat", None);
+        assert!(presence.members(&room).is_empty());
     }
 }

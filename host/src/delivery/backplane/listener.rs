@@ -243,6 +243,10 @@ impl RedisLink {
             Envelope::Heartbeat { .. } => self.peers.seen(origin, now),
             Envelope::Presence { updates, .. } => {
                 self.peers.seen(origin, now);
+                // Only instances the peer table holds (it is bounded).
+                if !self.peers.is_live(origin, now) {
+                    return;
+                }
                 let instance: Arc<str> = origin.into();
                 for (room, conn, member) in updates {
                     // An instance speaks for its own connections only.
