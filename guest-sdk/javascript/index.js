@@ -10,9 +10,10 @@
 // `tina4-wasm build` wires the exports below to the `tina4:wasm/handler`
 // world.
 
-import * as host from "tina4:wasm/websocket@0.1.3";
-import { render } from "tina4:wasm/templates@0.1.3";
-import { log as hostLog } from "tina4:wasm/logging@0.1.3";
+import * as host from "tina4:wasm/websocket@0.1.4";
+import { render } from "tina4:wasm/templates@0.1.4";
+import { log as hostLog } from "tina4:wasm/logging@0.1.4";
+import * as timersHost from "tina4:wasm/timers@0.1.4";
 import { decode, encode } from "./utf8.js";
 
 /** A call the host refused, or a request the app refuses. */
@@ -372,9 +373,62 @@ function describe(err) {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
 
+/** What each timer does, by name. */
+const timerHandlers = new Map();
+/** Timers declared as the module was evaluated, scheduled as the app loads. */
+const declaredTimers = [];
+/** Whether the app has loaded (declared timers are then scheduled at once). */
+let loaded = false;
+
+function declare(name, ms, repeat, onceInCluster, handler) {
+  if (typeof handler !== "function") throw new TypeError(`the handler for timer ${name} is not a function`);
+  timerHandlers.set(name, handler);
+  if (loaded) Timers.schedule(name, ms, { repeat, onceInCluster });
+  else declaredTimers.push([name, ms, repeat, onceInCluster]);
+}
+
+/** Timers kept by the host, which calls the app back when one fires; they
+ * survive hot swaps and wake a hibernated app. `handler(tick)`: `tick`
+ * counts the firings (for `onceInCluster`, the period's number). */
+export const Timers = {
+  /** Runs `handler` every `ms`, from when the app loads; with
+   * `{ onceInCluster: true }`, on one instance of the cluster per period. */
+  every(name, ms, handler, { onceInCluster = false } = {}) {
+    declare(name, ms, true, onceInCluster, handler);
+  },
+  /** Runs `handler` once, `ms` after the app loads. */
+  after(name, ms, handler) {
+    declare(name, ms, false, false, handler);
+  },
+  /** What the timer `name` does, for one scheduled with `schedule`. */
+  on(name, handler) {
+    timerHandlers.set(name, handler);
+  },
+  /** Schedules (or replaces) the timer `name`; throws `Tina4Error` when
+   * the host refuses (`invalid`: too soon, `too-large`: too many timers,
+   * `not-permitted`: none granted). */
+  schedule(name, ms, { repeat = false, onceInCluster = false } = {}) {
+    call(timersHost.schedule, String(name), Number(ms), !!repeat, !!onceInCluster);
+  },
+  /** Cancels the timer `name`; false if there was none. */
+  cancel(name) {
+    return timersHost.cancel(String(name));
+  },
+};
+
 // --- The exports of the `handler` world. ---
 
 export function routes() {
+  if (!loaded) {
+    loaded = true;
+    for (const [name, ms, repeat, onceInCluster] of declaredTimers) {
+      try {
+        Timers.schedule(name, ms, { repeat, onceInCluster });
+      } catch (err) {
+        hostLog("error", `timer ${name}: ${describe(err)}`);
+      }
+    }
+  }
   return table.map(({ kind, path, secured, history, presence }) => ({
     kind,
     path,
@@ -476,5 +530,19 @@ export function onPresence(index, change) {
     if (isPromise(returned)) watchAsync(route, returned);
   } catch (err) {
     hostLog("error", `${route.path}: ${describe(err)}`);
+  }
+}
+
+export function onTimer(name, tick) {
+  const handler = timerHandlers.get(name);
+  if (!handler) {
+    hostLog("warn", `timer ${name} fired, and nothing handles it`);
+    return;
+  }
+  try {
+    const returned = handler(Number(tick));
+    if (isPromise(returned)) returned.then(undefined, (err) => hostLog("error", `timer ${name}: ${describe(err)}`));
+  } catch (err) {
+    hostLog("error", `timer ${name}: ${describe(err)}`);
   }
 }

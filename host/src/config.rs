@@ -501,6 +501,14 @@ pub(crate) struct Limits {
     #[arg(long, default_value = "16777216", env = "TINA4_HISTORY_BYTES_PER_APP")]
     pub(crate) history_bytes_per_app: usize,
 
+    /// Timers one app may have at once (0: apps get no timers).
+    #[arg(long, default_value = "32", env = "TINA4_TIMERS_PER_APP")]
+    pub(crate) timers_per_app: usize,
+
+    /// The shortest interval a timer may ask for, in ms.
+    #[arg(long, default_value = "100", env = "TINA4_TIMER_MIN_INTERVAL_MS")]
+    pub(crate) timer_min_interval_ms: u64,
+
     /// Events queued for one app before senders wait.
     #[arg(long, default_value = "4096", env = "TINA4_APP_MAILBOX")]
     pub(crate) mailbox_capacity: NonZeroUsize,

@@ -189,6 +189,14 @@ async fn sdk_behaviour(language: &str) {
         json!([["ann", "{\"name\":\"Ann\"}"]])
     );
 
+    // Timers: one scheduled from a handler fires; one too soon is refused.
+    let mut timers = server.connect("/ws/sdk-timer").await;
+    timers.send("start").await;
+    assert_eq!(timers.recv().await, "scheduled");
+    assert_eq!(timers.recv().await, "fired 1");
+    timers.send("too soon").await;
+    assert_eq!(timers.recv().await, "refused: invalid");
+
     // A runaway handler meets the CPU deadline: its connection is closed
     // with 1011 and the app comes back fresh.
     let mut attacker = server.connect("/ws/sdk").await;

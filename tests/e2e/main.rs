@@ -31,6 +31,7 @@ mod source_watch;
 mod sse;
 mod support;
 mod tenancy;
+mod timers;
 mod tina4_projects;
 mod tls;
 mod web;

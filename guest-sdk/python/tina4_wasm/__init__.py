@@ -25,14 +25,15 @@ import json
 from wit_world.imports import logging as _logging
 from wit_world.imports import templates as _templates
 from wit_world.imports import types as _types
+from wit_world.imports import timers as _timers
 from wit_world.imports import websocket as _host
 from componentize_py_types import Err as _Err
 
 __all__ = [
     "BadRequest", "Connection", "Request", "Response", "Tina4Error",
-    "close_connection", "delete", "get", "history", "log", "members", "patch", "post",
-    "presence", "push_to_websocket", "put", "secured", "send_to_connection", "sse",
-    "template", "websocket",
+    "after", "cancel_timer", "close_connection", "delete", "every", "get", "history", "log",
+    "members", "on_timer", "patch", "post", "presence", "push_to_websocket", "put",
+    "schedule_timer", "secured", "send_to_connection", "sse", "template", "websocket",
 ]
 
 
@@ -392,6 +393,58 @@ def presence(claim=None, announce=False, on_change=None):
         return handler
 
     return mark
+
+
+#: What each timer does, by name.
+TIMER_HANDLERS = {}
+
+#: Timers declared as the module was evaluated: scheduled as the app loads.
+DECLARED_TIMERS = []
+
+
+def schedule_timer(name, ms, repeat=False, once_in_cluster=False):
+    """Schedules (or replaces) the timer ``name``: after ``ms``, and every
+    ``ms`` if ``repeat`` (with ``once_in_cluster``, on one instance of the
+    cluster per period). Raises ``Tina4Error`` when the host refuses
+    (``invalid``: too soon, ``too-large``: too many timers,
+    ``not-permitted``: none granted)."""
+    _call(_timers.schedule, str(name), int(ms), bool(repeat), bool(once_in_cluster))
+    return _DONE
+
+
+def cancel_timer(name):
+    """Cancels the timer ``name``; False if there was none."""
+    return _timers.cancel(str(name))
+
+
+def on_timer(name):
+    """``handler(tick)`` runs when the timer ``name`` fires; ``tick``
+    counts its firings (for ``once_in_cluster``, the period's number)."""
+    def register(handler):
+        TIMER_HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def every(name, ms, once_in_cluster=False):
+    """``handler(tick)`` runs every ``ms`` from when the app loads."""
+    def register(handler):
+        TIMER_HANDLERS[name] = handler
+        DECLARED_TIMERS.append((name, ms, True, once_in_cluster))
+        return handler
+
+    return register
+
+
+def after(name, ms):
+    """``handler(tick)`` runs once, ``ms`` after the app loads."""
+    def register(handler):
+        TIMER_HANDLERS[name] = handler
+        DECLARED_TIMERS.append((name, ms, False, False))
+        return handler
+
+    return register
 
 
 def secured(handler):

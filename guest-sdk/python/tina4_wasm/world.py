@@ -7,8 +7,8 @@ import wit_world
 from wit_world.imports import types as _types
 
 from . import (
-    PRESENCE_HANDLERS, ROUTES, Connection, Request, Response, Tina4Error, log,
-    run_to_completion,
+    DECLARED_TIMERS, PRESENCE_HANDLERS, ROUTES, TIMER_HANDLERS, Connection, Request, Response,
+    Tina4Error, log, run_to_completion, schedule_timer,
 )
 
 _EVENTS = {
@@ -25,6 +25,13 @@ def _error_response(status, message):
 
 class WitWorld(wit_world.WitWorld):
     def routes(self):
+        # Called as the app loads: the timers it declared start now.
+        while DECLARED_TIMERS:
+            name, ms, repeat, once_in_cluster = DECLARED_TIMERS.pop(0)
+            try:
+                schedule_timer(name, ms, repeat, once_in_cluster)
+            except Tina4Error as err:
+                log.error(f"timer {name}: {err}")
         return [route for route, _ in ROUTES]
 
     def handle_http(self, route, request):
@@ -72,3 +79,13 @@ class WitWorld(wit_world.WitWorld):
             run_to_completion(handler(said))
         except Exception:
             log.error(f"{change.path}: {traceback.format_exc()}")
+
+    def on_timer(self, name, tick):
+        handler = TIMER_HANDLERS.get(name)
+        if handler is None:
+            log.warn(f"timer {name} fired, and nothing handles it")
+            return
+        try:
+            run_to_completion(handler(tick))
+        except Exception:
+            log.error(f"timer {name}: {traceback.format_exc()}")

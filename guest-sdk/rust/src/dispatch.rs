@@ -78,3 +78,20 @@ pub fn on_presence(build: fn(&mut Router), route: u32, change: WitChange) {
         }
     })
 }
+
+/// The exported `on-timer`.
+pub fn on_timer(build: fn(&mut Router), name: &str, tick: u64) {
+    with_router(build, |r| {
+        match r.on_timer.iter().find(|(named, _)| named == name) {
+            Some((_, handler)) => {
+                if let Some(err) = handler(tick) {
+                    log(Level::Error, &format!("timer {name}: {err}"));
+                }
+            }
+            None => log(
+                Level::Warn,
+                &format!("timer {name} fired, and nothing handles it"),
+            ),
+        }
+    })
+}

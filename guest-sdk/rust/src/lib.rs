@@ -29,6 +29,7 @@
 //! - [`error`]: the [`Error`] every fallible call returns.
 //! - [`log`]: lines in the host's log, tagged with the app.
 //! - [`presence`]: who is on a path, across the cluster.
+//! - [`timers`]: timers the host keeps and fires.
 //!
 //! Handlers never see the generated WIT bindings; they live in the hidden
 //! `bindings` module for the [`app!`] macro.
@@ -39,6 +40,7 @@ pub mod http;
 pub mod log;
 pub mod presence;
 pub mod router;
+pub mod timers;
 
 #[doc(hidden)]
 pub mod dispatch;
@@ -63,12 +65,13 @@ pub use error::Error;
 pub use http::{IntoResponse, Method, Request, Response, render};
 pub use presence::{Member, Presence, PresenceChange, presence};
 pub use router::Router;
+pub use timers::Every;
 
 /// Everything a handler file usually needs, plus `serde_json`'s `json!`.
 pub mod prelude {
     pub use crate::{
-        Connection, Error, Event, IntoResponse, KeptMessage, Member, Method, Params, Presence,
-        PresenceChange, Request, Response, Router, close_connection, history, presence,
+        Connection, Error, Event, Every, IntoResponse, KeptMessage, Member, Method, Params,
+        Presence, PresenceChange, Request, Response, Router, close_connection, history, presence,
         push_to_websocket, render, send_to_connection,
     };
     pub use serde_json::{Value, json};
@@ -104,6 +107,10 @@ macro_rules! app {
 
             fn on_presence(route: u32, change: $crate::bindings::PresenceChange) {
                 $crate::dispatch::on_presence($routes, route, change)
+            }
+
+            fn on_timer(name: ::std::string::String, tick: u64) {
+                $crate::dispatch::on_timer($routes, &name, tick)
             }
         }
 

@@ -4,6 +4,8 @@ use crate::bindings::tina4::wasm::types::{History, Method as WitMethod, Route, R
 use crate::connection::{Connection, Event};
 use crate::http::{IntoResponse, Method, Request, Response};
 use crate::presence::{Presence, PresenceChange};
+use crate::timers::Every;
+use std::time::Duration;
 
 /// What a WebSocket handler may return: nothing, or a `Result` whose error
 /// is logged (the connection stays open).
@@ -27,6 +29,7 @@ impl<E: std::fmt::Display> HandlerResult for Result<(), E> {
 pub(crate) type HttpHandler = Box<dyn Fn(&Request) -> Response>;
 pub(crate) type WsHandler = Box<dyn Fn(&Connection, Event) -> Option<String>>;
 pub(crate) type PresenceHandler = Box<dyn Fn(&PresenceChange) -> Option<String>>;
+pub(crate) type TimerHandler = Box<dyn Fn(u64) -> Option<String>>;
 
 /// A registered handler.
 pub(crate) enum Handler {
@@ -43,6 +46,8 @@ pub struct Router {
     pub(crate) routes: Vec<(Route, Handler)>,
     /// Presence handlers, by the index of their route.
     pub(crate) on_presence: Vec<(usize, PresenceHandler)>,
+    /// Timer handlers, by timer name.
+    pub(crate) on_timer: Vec<(String, TimerHandler)>,
 }
 
 impl Router {
@@ -215,6 +220,55 @@ impl Router {
             self.on_presence.push((self.routes.len() - 1, handler));
         }
         self
+    }
+
+    /// Handles the timer `name` when it fires; `tick` counts its firings
+    /// (see [`crate::timers::schedule`]).
+    pub fn on_timer<R, F>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        F: Fn(u64) -> R + 'static,
+        R: HandlerResult,
+    {
+        let handler = Box::new(move |tick: u64| handler(tick).into_error());
+        self.on_timer.retain(|(named, _)| named != name);
+        self.on_timer.push((name.to_string(), handler));
+        self
+    }
+
+    /// Runs `handler` every `period`, from when the app loads (and, with
+    /// `Every::PeriodOnceInCluster`, on one instance of the cluster per
+    /// period). A refusal by the host (a period below its minimum, too
+    /// many timers) is logged.
+    ///
+    /// ```ignore
+    /// app.every("figure", Duration::from_secs(1), Every::Period, |_tick| {
+    ///     push_to_websocket("/ws/dashboard", &read_figure()).map(drop)
+    /// });
+    /// ```
+    pub fn every<R, F>(
+        &mut self,
+        name: &str,
+        period: Duration,
+        every: Every,
+        handler: F,
+    ) -> &mut Self
+    where
+        F: Fn(u64) -> R + 'static,
+        R: HandlerResult,
+    {
+        if let Err(err) = crate::timers::schedule(name, period, every) {
+            crate::log::error(&format!("timer {name}: {err}"));
+        }
+        self.on_timer(name, handler)
+    }
+
+    /// Runs `handler` once, `after` the app loads.
+    pub fn after<R, F>(&mut self, name: &str, after: Duration, handler: F) -> &mut Self
+    where
+        F: Fn(u64) -> R + 'static,
+        R: HandlerResult,
+    {
+        self.every(name, after, Every::Once, handler)
     }
 
     /// Marks the route registered last as secured: the host lets through

@@ -350,6 +350,7 @@ impl AppManager {
         }
         self.registry.history().forget(&app.handle.name);
         self.registry.presence().keep_for(&app.handle.name, None);
+        self.runtime.forget(&app.handle.name);
         tracing::info!(
             app = %app.handle.name,
             file = %file.display(),

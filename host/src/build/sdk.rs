@@ -79,6 +79,10 @@ pub(crate) const RUST: &[File] = &[
         "guest-sdk/rust/src/router.rs",
         include_str!("../../../guest-sdk/rust/src/router.rs"),
     ),
+    (
+        "guest-sdk/rust/src/timers.rs",
+        include_str!("../../../guest-sdk/rust/src/timers.rs"),
+    ),
 ];
 
 /// Writes the Rust SDK under `root` once per content (a folder named by

@@ -77,7 +77,9 @@ fn javascript_stage(dir: &Path, modules: &[String]) -> anyhow::Result<TempDir> {
         let module = serde_json::to_string(&format!("./app/{module}"))?;
         entry.push_str(&format!("import {module};\n"));
     }
-    entry.push_str("export { routes, handleHttp, onWebsocket, onPresence } from \"tina4-wasm\";\n");
+    entry.push_str(
+        "export { routes, handleHttp, onWebsocket, onPresence, onTimer } from \"tina4-wasm\";\n",
+    );
     std::fs::write(staging.path().join(JS_ENTRY), entry).context("writing the entry module")?;
     Ok(staging)
 }

@@ -197,6 +197,16 @@ impl Delivery {
         }
     }
 
+    /// Claims `key` for `ttl` across the cluster: true for the one
+    /// instance that gets it (always, on one instance alone or while Redis
+    /// is unreachable: a claim that cannot be made does not stop the work).
+    pub(crate) async fn lease(&self, key: &str, ttl: Duration) -> bool {
+        match &self.link {
+            Some(link) => link.lease(key, ttl).await,
+            None => true,
+        }
+    }
+
     /// What `/ready` reports: `local`, or whether Redis is connected.
     pub(crate) fn status(&self) -> &'static str {
         match &self.link {

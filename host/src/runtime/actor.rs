@@ -58,6 +58,8 @@ pub(crate) enum AppCommand {
         /// it has been handled.
         _held: Option<Held>,
     },
+    /// Tell the app its timer `name` fired, for the `tick`th time.
+    Timer { name: String, tick: u64 },
     /// Tell the app a key joined or left a path of `route`.
     Presence {
         route: RouteRef,
@@ -269,6 +271,17 @@ impl AppHandle {
         });
     }
 
+    /// Gives the app a firing of its timer `name`: at once if it is idle,
+    /// otherwise through its mailbox; resolves once it ran or is queued.
+    pub(crate) async fn timer(&self, name: String, tick: u64) {
+        if let Some(mut core) = self.idle_core() {
+            self.metrics.event_sent(false);
+            RunToEnd::new(async move { core.timer(&name, tick).await }).await;
+        } else {
+            let _ = self.queue(AppCommand::Timer { name, tick }).await;
+        }
+    }
+
     /// Hands the app a new version, which serves every command sent after
     /// this one; resolves once the switch has happened.
     pub(crate) async fn swap(&self, version: PreparedApp) -> Result<(), AppCallError> {
@@ -407,7 +420,9 @@ impl AppActor {
                 AppCommand::WebSocket { member, .. } => {
                     Lane::Connection(Arc::as_ptr(member).addr())
                 }
-                AppCommand::Http { .. } | AppCommand::Presence { .. } => {
+                AppCommand::Http { .. }
+                | AppCommand::Presence { .. }
+                | AppCommand::Timer { .. } => {
                     requests = requests.wrapping_add(1);
                     Lane::Request(requests)
                 }
@@ -496,6 +511,7 @@ async fn handle(core: &mut AppCore, command: AppCommand) {
             core.websocket(&route, &member, &conn, &event).await;
         }
         AppCommand::Presence { route, change } => core.presence(&route, &change).await,
+        AppCommand::Timer { name, tick } => core.timer(&name, tick).await,
         AppCommand::Swap { version, done } => {
             core.swap(*version);
             let _ = done.send(());

@@ -178,6 +178,21 @@ impl AppCore {
         self.finished(HandlerEvent::Message, started);
     }
 
+    /// Gives the app a firing of its timer `name`.
+    pub(crate) async fn timer(&mut self, name: &str, tick: u64) {
+        let started = Instant::now();
+        if let Some(instance) = self.instance().await {
+            let result = instance
+                .exports
+                .call_on_timer(&mut instance.store, name, tick)
+                .await;
+            if let Err(err) = result {
+                self.fail(&err, "timer", name).await;
+            }
+        }
+        self.finished(HandlerEvent::Message, started);
+    }
+
     /// Records an event's time and the memory its instance holds after it.
     fn finished(&mut self, event: HandlerEvent, started: Instant) {
         let metrics = &self.factory.metrics;

@@ -19,6 +19,7 @@ use super::host::HostState;
 use super::policy::{AppPolicy, Ceilings};
 use super::sleeps;
 use super::templates::TemplateEngine;
+use super::timers::TimerBook;
 use crate::config::Limits;
 use crate::delivery::Delivery;
 
@@ -43,6 +44,8 @@ pub(crate) struct Runtime {
     pub(super) ceilings: Ceilings,
     /// Renders apps' templates, in a sandbox of its own.
     pub(super) templates: Arc<TemplateEngine>,
+    /// Every app's timers, which outlive its versions.
+    pub(super) timers: TimerBook,
 }
 
 impl Runtime {
@@ -86,6 +89,7 @@ impl Runtime {
             limits,
             defaults,
             ceilings,
+            timers: TimerBook::default(),
         })
     }
 

@@ -1,12 +1,13 @@
 //! An app's exports as the host calls them, in whichever version of the
 //! contract the component was built against.
 //!
-//! Versions of `tina4:wasm` that share a minor version (0.1.0 to 0.1.3)
+//! Versions of `tina4:wasm` that share a minor version (0.1.0 to 0.1.4)
 //! differ only by additions: the linker hands a component that imports
 //! `@0.1.0` the host's newest 0.1 interfaces (wasmtime matches them by
 //! semver), `handle-http` and `on-websocket` have the same types in all,
 //! `routes` is read in the shape the component declares it in, and
-//! `on-presence` (0.1.3) is called only where a component has it. So the
+//! `on-presence` (0.1.3) and `on-timer` (0.1.4) are called only where a
+//! component has them. So the
 //! exports are found and type-checked here, by hand, rather than by the
 //! generated world, which only knows the newest shape.
 
@@ -112,6 +113,8 @@ pub(crate) struct ExportsPre {
     on_websocket: ComponentExportIndex,
     /// `on-presence`, in components built against 0.1.3 or later.
     on_presence: Option<ComponentExportIndex>,
+    /// `on-timer`, in components built against 0.1.4 or later.
+    on_timer: Option<ComponentExportIndex>,
 }
 
 impl ExportsPre {
@@ -129,6 +132,7 @@ impl ExportsPre {
             handle_http: index("handle-http")?,
             on_websocket: index("on-websocket")?,
             on_presence: component.get_export_index(None, "on-presence"),
+            on_timer: component.get_export_index(None, "on-timer"),
             pre,
         })
     }
@@ -165,11 +169,21 @@ impl ExportsPre {
             ),
             None => None,
         };
+        let on_timer = match &self.on_timer {
+            Some(index) => Some(
+                *instance
+                    .get_typed_func::<(&str, u64), ()>(&mut *store, index)
+                    .context("type-checking export `on-timer`")?
+                    .func(),
+            ),
+            None => None,
+        };
         Ok(Exports {
             routes,
             handle_http,
             on_websocket,
             on_presence,
+            on_timer,
         })
     }
 }
@@ -184,6 +198,8 @@ pub(crate) struct Exports {
     on_websocket: Func,
     /// `on-presence`, type-checked at instantiation, if the component has it.
     on_presence: Option<Func>,
+    /// `on-timer`, type-checked at instantiation, if the component has it.
+    on_timer: Option<Func>,
 }
 
 impl Exports {
@@ -271,5 +287,22 @@ impl Exports {
         // instance was made.
         let func = unsafe { TypedFunc::<(u32, &PresenceChange), ()>::new_unchecked(on_presence) };
         func.call_async(store, (route, change)).await
+    }
+
+    /// Tells the app its timer `name` fired; nothing for a component
+    /// without `on-timer`.
+    pub(crate) async fn call_on_timer(
+        &self,
+        store: &mut Store<HostState>,
+        name: &str,
+        tick: u64,
+    ) -> wasmtime::Result<()> {
+        let Some(on_timer) = self.on_timer else {
+            return Ok(());
+        };
+        // SAFETY: the type was checked against the component when the
+        // instance was made.
+        let func = unsafe { TypedFunc::<(&str, u64), ()>::new_unchecked(on_timer) };
+        func.call_async(store, (name, tick)).await
     }
 }

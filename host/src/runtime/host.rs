@@ -15,13 +15,14 @@ use tokio_tungstenite::tungstenite::Message;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::tina4::wasm::{logging, templates, types, websocket};
+use super::bindings::tina4::wasm::{logging, templates, timers, types, websocket};
 use super::bindings::{GuestApiError, Level};
 use crate::delivery::Delivery;
 use crate::delivery::close;
 use crate::delivery::{ConnectionHandle, PresenceError, RegistryError, Room};
 use crate::router::{RequestPath, RoutePattern};
 use crate::runtime::templates::AppTemplates;
+use crate::runtime::timers::{AppTimers, TimerError, TimerSpec};
 use crate::telemetry::AppMetrics;
 
 /// The data of one app instance's `Store`.
@@ -51,6 +52,8 @@ pub(crate) struct HostState {
     pub(crate) log: super::guest_output::AppLog,
     /// When the guest call in progress must end; WASI sleeps end by then.
     pub(crate) deadline: Option<std::time::Instant>,
+    /// The app's timers, shared by its instances and versions.
+    pub(crate) timers: Arc<AppTimers>,
 }
 
 impl WasiView for HostState {
@@ -281,6 +284,35 @@ impl templates::Host for HostState {
                 self.log.line(tracing::Level::WARN, "template", &line);
                 GuestApiError::Invalid(err.to_string())
             })
+    }
+}
+
+impl timers::Host for HostState {
+    fn schedule(
+        &mut self,
+        name: String,
+        after_ms: u32,
+        repeat: bool,
+        cluster_once: bool,
+    ) -> Result<(), GuestApiError> {
+        let spec = TimerSpec {
+            after: std::time::Duration::from_millis(u64::from(after_ms)),
+            repeat,
+            cluster_once,
+        };
+        self.timers.schedule(&name, spec).map_err(|err| match err {
+            TimerError::NotPermitted => GuestApiError::NotPermitted(err.to_string()),
+            TimerError::TooMany(limit) => {
+                GuestApiError::TooLarge(u32::try_from(limit).unwrap_or(u32::MAX))
+            }
+            TimerError::TooSoon(_) | TimerError::Invalid(_) => {
+                GuestApiError::Invalid(err.to_string())
+            }
+        })
+    }
+
+    fn cancel(&mut self, name: String) -> bool {
+        self.timers.cancel(&name)
     }
 }
 

@@ -17,6 +17,7 @@ use super::policy::AppPolicy;
 use super::routes::{DeclaredRoute, RouteKey};
 use super::sandbox::{Instance, InstanceFactory};
 use super::templates::AppTemplates;
+use super::timers::TimerLimits;
 use crate::app_files::AppFiles;
 use crate::bundle::Bundle;
 use crate::delivery::{HistoryPolicy, PresencePolicy};
@@ -153,6 +154,7 @@ impl Runtime {
                 self.templates.clone(),
             )),
             metrics: Arc::new(AppMetrics::new(&name)),
+            timers: self.timers.of(&name, self.timer_limits(), &self.delivery),
         };
         if factory.templates.exist() {
             self.prepare_templates();
@@ -246,14 +248,30 @@ impl Runtime {
     /// Starts a prepared app on its own actor task.
     pub(crate) fn start(&self, app: PreparedApp) -> Arc<AppHandle> {
         let keys = app.route_keys();
-        AppActor::spawn(
+        let timers = app.factory.timers.clone();
+        let handle = AppActor::spawn(
             app.factory,
             app.instance,
             keys,
             app.file,
             self.limits.mailbox_capacity.get(),
             self.limits.mailbox_bytes.get(),
-        )
+        );
+        timers.serve(&handle);
+        handle
+    }
+
+    /// `app` is unloaded: its timers stop.
+    pub(crate) fn forget(&self, app: &str) {
+        self.timers.forget(app);
+    }
+
+    /// The operator's bounds on every app's timers.
+    fn timer_limits(&self) -> TimerLimits {
+        TimerLimits {
+            per_app: self.limits.timers_per_app,
+            min_interval: Duration::from_millis(self.limits.timer_min_interval_ms),
+        }
     }
 }
 

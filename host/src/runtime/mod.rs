@@ -19,6 +19,7 @@
 //! - [`cache`]: compiled components on disk.
 //! - [`compiler`]: compiling components, in a child process for the server.
 //! - [`templates`]: the template engine apps render through.
+//! - [`timers`]: each app's timers, which outlive its instances.
 
 pub(crate) mod actor;
 mod app_core;
@@ -37,6 +38,7 @@ mod run_to_end;
 mod sandbox;
 mod sleeps;
 pub(crate) mod templates;
+mod timers;
 mod turns;
 
 pub(crate) use self::actor::{AppHandle, EdgeSettings};

@@ -15,6 +15,7 @@ use super::host::HostState;
 use super::limiter::AppLimiter;
 use super::policy::AppPolicy;
 use super::templates::AppTemplates;
+use super::timers::AppTimers;
 use crate::delivery::Delivery;
 use crate::router::RoutePattern;
 use crate::telemetry::AppMetrics;
@@ -49,6 +50,8 @@ pub(crate) struct InstanceFactory {
     pub(super) templates: Arc<AppTemplates>,
     /// The app's metrics, shared by all its instances.
     pub(crate) metrics: Arc<AppMetrics>,
+    /// The app's timers, shared by all its instances and versions.
+    pub(crate) timers: Arc<AppTimers>,
 }
 
 impl InstanceFactory {
@@ -85,6 +88,7 @@ impl InstanceFactory {
             metrics: self.metrics.clone(),
             log: self.log.clone(),
             deadline: None,
+            timers: self.timers.clone(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);

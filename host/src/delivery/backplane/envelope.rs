@@ -243,6 +243,11 @@ impl Channels {
             .strip_suffix('}')
     }
 
+    /// The key of a lease (see [`RedisLink::lease`](super::RedisLink::lease)).
+    pub(crate) fn lease(&self, key: &str) -> String {
+        format!("{}:lease:{key}", self.prefix)
+    }
+
     /// The keys of `room`'s history in Redis Streams.
     pub(crate) fn history(&self, room: &str) -> RoomKeys {
         RoomKeys {

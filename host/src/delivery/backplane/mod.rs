@@ -247,11 +247,7 @@ impl RedisLink {
     /// The newest `max` messages Redis keeps for `room`, or `None` if it
     /// cannot say now.
     pub(crate) async fn tail(&self, room: &Room, max: u32) -> Option<Tail> {
-        let mut reader = self
-            .reader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
+        let mut reader = self.lock_reader().clone()?;
         let keys = self.channels.history(room.as_str());
         let args = [max.to_string().into_bytes()];
         let read = reader.run(&streams::TAIL, [&keys.stream, &keys.meta], &args);
@@ -265,6 +261,33 @@ impl RedisLink {
                 tracing::debug!(%room, "backplane: reading history timed out");
                 None
             }
+        }
+    }
+
+    /// Claims `key` (under the cluster's prefix) for `ttl`: `SET NX PX`.
+    /// True if this instance got it, or if Redis cannot say (see
+    /// [`crate::delivery::Delivery::lease`]).
+    pub(crate) async fn lease(&self, key: &str, ttl: Duration) -> bool {
+        let Some(mut reader) = self.lock_reader().clone() else {
+            return true;
+        };
+        let key = self.channels.lease(key);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut claim = redis::cmd("SET");
+        claim
+            .arg(&key)
+            .arg(&*self.instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
+        match tokio::time::timeout(RESPONSE_TIMEOUT, reader.query(claim)).await {
+            Ok(Ok(redis::Value::Okay)) => true,
+            Ok(Ok(_)) => false,
+            Ok(Err(err)) => {
+                tracing::debug!(key, "backplane: a lease could not be claimed: {err}");
+                true
+            }
+            Err(_) => true,
         }
     }
 

@@ -117,7 +117,7 @@ impl RedisLink {
         }
     }
 
-    fn lock_reader(&self) -> std::sync::MutexGuard<'_, Option<Publisher>> {
+    pub(super) fn lock_reader(&self) -> std::sync::MutexGuard<'_, Option<Publisher>> {
         self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -223,6 +223,14 @@ impl Publisher {
         }
     }
 
+    /// Runs one command and returns its answer.
+    pub(crate) async fn query(&mut self, command: redis::Cmd) -> Result<Value, RedisError> {
+        match self {
+            Self::Node(connection) => command.query_async(connection).await,
+            Self::Cluster(connection) => command.query_async(connection).await,
+        }
+    }
+
     /// Runs `script` on `keys` with `args` and returns its answer.
     pub(crate) async fn run(
         &mut self,
