@@ -14,6 +14,7 @@ import * as host from "tina4:wasm/websocket@0.1.4";
 import { render } from "tina4:wasm/templates@0.1.4";
 import { log as hostLog } from "tina4:wasm/logging@0.1.4";
 import * as timersHost from "tina4:wasm/timers@0.1.4";
+import * as storageHost from "tina4:wasm/storage@0.1.4";
 import { decode, encode } from "./utf8.js";
 
 /** A call the host refused, or a request the app refuses. */
@@ -45,6 +46,8 @@ const HOST_ERRORS = {
   "not-permitted": (why) => `not permitted: ${why}`,
   "too-large": (limit) => `message larger than the ${limit}-byte limit`,
   invalid: (why) => `invalid argument: ${why}`,
+  quota: (why) => `over quota: ${why}`,
+  unavailable: (why) => `unavailable: ${why}`,
 };
 
 /** Calls a host function, turning its error variant into a Tina4Error. */
@@ -372,6 +375,45 @@ function isPromise(value) {
 function describe(err) {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
+
+/** Key-value storage of the app's own, kept by the host (a grant:
+ * `[storage]` in the app's `.toml`). A refusal throws `Tina4Error` with
+ * `kind` `"not-permitted"`, `"quota"`, `"invalid"` or `"unavailable"`. */
+export const Storage = {
+  /** The text `key` holds, or undefined. */
+  get(key) {
+    const bytes = call(storageHost.get, String(key));
+    return bytes == null ? undefined : decode(toBytes(bytes));
+  },
+  /** The bytes `key` holds, or undefined. */
+  getBytes(key) {
+    const bytes = call(storageHost.get, String(key));
+    return bytes == null ? undefined : toBytes(bytes);
+  },
+  /** The JSON value `key` holds, or undefined. */
+  getJson(key) {
+    const text = Storage.get(key);
+    return text === undefined ? undefined : JSON.parse(text);
+  },
+  /** Sets `key`: a string, bytes, or any other value as JSON; for
+   * `ttlMs` if given. */
+  set(key, value, { ttlMs } = {}) {
+    const bytes = isBinary(value) ? toBytes(value) : encode(typeof value === "string" ? value : JSON.stringify(value));
+    call(storageHost.set, String(key), bytes, ttlMs == null ? undefined : Number(ttlMs));
+  },
+  /** Removes `key`; whether it had a value. */
+  delete(key) {
+    return call(storageHost.delete, String(key));
+  },
+  /** The keys that start with `prefix`, in order (at most `limit`). */
+  keys(prefix = "", limit = 100) {
+    return call(storageHost.keys, String(prefix), limit);
+  },
+  /** Adds `delta` to the integer `key` holds (0 if none); the new value. */
+  increment(key, delta = 1) {
+    return Number(call(storageHost.increment, String(key), delta));
+  },
+};
 
 /** What each timer does, by name. */
 const timerHandlers = new Map();

@@ -501,6 +501,26 @@ pub(crate) struct Limits {
     #[arg(long, default_value = "16777216", env = "TINA4_HISTORY_BYTES_PER_APP")]
     pub(crate) history_bytes_per_app: usize,
 
+    /// Where the server keeps what apps store (`store.redb`); default: the
+    /// user's data folder (`$XDG_DATA_HOME/tina4-wasm`, or
+    /// `~/.local/share/tina4-wasm`). Opened only once an app with a storage
+    /// grant uses it.
+    #[arg(long, env = "TINA4_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// Most keys an app with a storage grant may keep (its default, and
+    /// the most its `<app>.toml` may ask for).
+    #[arg(long, default_value = "10000", env = "TINA4_STORAGE_MAX_KEYS")]
+    pub(crate) storage_max_keys: u64,
+
+    /// Largest value an app may store, in bytes (default and ceiling).
+    #[arg(long, default_value = "65536", env = "TINA4_STORAGE_MAX_VALUE_BYTES")]
+    pub(crate) storage_max_value_bytes: usize,
+
+    /// Most bytes (keys and values) an app may store (default and ceiling).
+    #[arg(long, default_value = "16777216", env = "TINA4_STORAGE_MAX_BYTES")]
+    pub(crate) storage_max_bytes: u64,
+
     /// Timers one app may have at once (0: apps get no timers).
     #[arg(long, default_value = "32", env = "TINA4_TIMERS_PER_APP")]
     pub(crate) timers_per_app: usize,
@@ -593,6 +613,23 @@ pub(crate) struct Ceilings {
     /// Most WebSocket connections an app may ask to hold.
     #[arg(long, default_value = "100000", env = "TINA4_APP_CONNECTIONS_MAX")]
     pub(crate) app_connections_max: NonZeroUsize,
+}
+
+impl Limits {
+    /// The file apps' storage lives in.
+    pub(crate) fn store_file(&self) -> PathBuf {
+        let dir = self.data_dir.clone().unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_DATA_HOME")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+                })
+                .unwrap_or_else(|| PathBuf::from("."));
+            base.join("tina4-wasm")
+        });
+        dir.join("store.redb")
+    }
 }
 
 impl Default for Limits {

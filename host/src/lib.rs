@@ -24,7 +24,8 @@
 //!   delivery/     connections, rooms, their lifecycle, close codes, and
 //!                 the Redis backplane
 //!
-//!   leaves        config, router, telemetry, app_files, bundle, hex
+//!   leaves        config, router, telemetry, app_files, bundle, hex,
+//!                 storage
 //! ```
 //!
 //! The commands beside `serve` sit on top: [`cli`] parses and dispatches,
@@ -86,6 +87,7 @@ mod inspect;
 mod router;
 mod runtime;
 mod server;
+mod storage;
 mod telemetry;
 
 pub use cli::run;

@@ -77,10 +77,14 @@ async fn sdk_behaviour(language: &str) {
     let root = tempfile::tempdir().unwrap();
     let apps = root.path().join("apps");
     build_fixture(language, &apps, &[]);
+    // A storage grant, with a quota of two keys.
+    std::fs::write(apps.join("sdk.toml"), "[storage]\nmax_keys = 2\n").unwrap();
+    let data = root.path().join("data");
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps.clone()),
         cache_dir: Some(examples_cache_dir()),
         env: vec![("TINA4_SECRET".into(), SECRET.into())],
+        args: vec!["--data-dir".into(), data.display().to_string()],
         language: Language::Rust,
         ..Default::default()
     })
@@ -188,6 +192,17 @@ async fn sdk_behaviour(language: &str) {
         ann.recv_json().await,
         json!([["ann", "{\"name\":\"Ann\"}"]])
     );
+
+    // Storage: JSON in and out, an atomic count, the keys, and a quota
+    // refused with its kind.
+    let mut kv = server.connect("/ws/sdk-kv").await;
+    kv.send("put").await;
+    assert_eq!(
+        kv.recv_json().await,
+        json!({"room": {"name": "lobby", "members": 2}, "count": 3, "keys": ["count", "room"]})
+    );
+    kv.send("one more").await;
+    assert_eq!(kv.recv().await, "refused: quota");
 
     // Timers: one scheduled from a handler fires; one too soon is refused.
     let mut timers = server.connect("/ws/sdk-timer").await;

@@ -29,6 +29,7 @@ mod resources;
 mod shared_history;
 mod source_watch;
 mod sse;
+mod storage;
 mod support;
 mod tenancy;
 mod timers;

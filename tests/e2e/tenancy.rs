@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::support::{Client, Server, ServerOptions, component, http, still_answers, within};
 
 /// Connects to `path` as a browser on `host` would (its `Host` header).
-async fn connect_as(server: &Server, host: &str, path: &str) -> Client {
+pub(crate) async fn connect_as(server: &Server, host: &str, path: &str) -> Client {
     let mut request = server.ws_url(path).into_client_request().unwrap();
     request.headers_mut().insert("host", host.parse().unwrap());
     let (ws, _) = within("the upgrade", tokio_tungstenite::connect_async(request))

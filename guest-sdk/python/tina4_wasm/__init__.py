@@ -25,13 +25,14 @@ import json
 from wit_world.imports import logging as _logging
 from wit_world.imports import templates as _templates
 from wit_world.imports import types as _types
+from wit_world.imports import storage as _storage
 from wit_world.imports import timers as _timers
 from wit_world.imports import websocket as _host
 from componentize_py_types import Err as _Err
 
 __all__ = [
     "BadRequest", "Connection", "Request", "Response", "Tina4Error",
-    "after", "cancel_timer", "close_connection", "delete", "every", "get", "history", "log",
+    "after", "cancel_timer", "close_connection", "kv", "delete", "every", "get", "history", "log",
     "members", "on_timer", "patch", "post", "presence", "push_to_websocket", "put",
     "schedule_timer", "secured", "send_to_connection", "sse", "template", "websocket",
 ]
@@ -62,6 +63,10 @@ _HOST_ERRORS = {
     _types.Error_NotPermitted: ("not-permitted", "not permitted: {}"),
     _types.Error_TooLarge: ("too-large", "message larger than the {}-byte limit"),
     _types.Error_Invalid: ("invalid", "invalid argument: {}"),
+    _storage.StorageError_NotPermitted: ("not-permitted", "this app has no storage grant"),
+    _storage.StorageError_Quota: ("quota", "over quota: {}"),
+    _storage.StorageError_Invalid: ("invalid", "invalid argument: {}"),
+    _storage.StorageError_Unavailable: ("unavailable", "unavailable: {}"),
 }
 
 
@@ -71,7 +76,8 @@ def _call(fn, *args):
         return fn(*args)
     except _Err as err:
         kind, message = _HOST_ERRORS[type(err.value)]
-        raise Tina4Error(kind, message.format(err.value.value)) from None
+        detail = getattr(err.value, "value", "")
+        raise Tina4Error(kind, message.format(detail)) from None
 
 
 class _Done:
@@ -464,3 +470,56 @@ def run_to_completion(result):
         return done.value
     result.close()
     raise RuntimeError("the handler awaited something that is not a tina4 call; handlers run to completion")
+
+
+class kv:
+    """Key-value storage of the app's own, kept by the host (a grant:
+    ``[storage]`` in the app's ``.toml``). A refusal raises ``Tina4Error``
+    with ``kind`` ``not-permitted``, ``quota``, ``invalid`` or
+    ``unavailable``."""
+
+    @staticmethod
+    def get(key, default=None):
+        """The text ``key`` holds, or ``default``."""
+        raw = _call(_storage.get, str(key))
+        return default if raw is None else bytes(raw).decode()
+
+    @staticmethod
+    def get_bytes(key, default=None):
+        """The bytes ``key`` holds, or ``default``."""
+        raw = _call(_storage.get, str(key))
+        return default if raw is None else bytes(raw)
+
+    @staticmethod
+    def get_json(key, default=None):
+        """The JSON value ``key`` holds, or ``default``."""
+        raw = _call(_storage.get, str(key))
+        return default if raw is None else json.loads(bytes(raw))
+
+    @staticmethod
+    def set(key, value, ttl_ms=None):
+        """Sets ``key``: str, bytes, or JSON for anything else; for
+        ``ttl_ms`` if given."""
+        if isinstance(value, (bytes, bytearray)):
+            raw = bytes(value)
+        elif isinstance(value, str):
+            raw = value.encode()
+        else:
+            raw = json.dumps(value, separators=(",", ":")).encode()
+        _call(_storage.set, str(key), raw, ttl_ms)
+        return _DONE
+
+    @staticmethod
+    def delete(key):
+        """Removes ``key``; whether it had a value."""
+        return _call(_storage.delete, str(key))
+
+    @staticmethod
+    def keys(prefix="", limit=100):
+        """The keys that start with ``prefix``, in order (at most ``limit``)."""
+        return list(_call(_storage.keys, str(prefix), int(limit)))
+
+    @staticmethod
+    def increment(key, delta=1):
+        """Adds ``delta`` to the integer ``key`` holds (0 if none); the new value."""
+        return _call(_storage.increment, str(key), int(delta))

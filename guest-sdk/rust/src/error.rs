@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::bindings::tina4::wasm::storage::StorageError;
 use crate::bindings::tina4::wasm::types::Error as HostError;
 
 /// Why a call failed.
@@ -19,6 +20,10 @@ pub enum Error {
     Json(serde_json::Error),
     /// The HTTP request is malformed (answered with 400).
     BadRequest(String),
+    /// A storage quota would be passed: which, and its limit.
+    Quota(String),
+    /// The store failed; the call may be tried again.
+    Unavailable(String),
 }
 
 impl Error {
@@ -45,6 +50,8 @@ impl fmt::Display for Error {
             Self::Invalid(why) => write!(f, "invalid argument: {why}"),
             Self::Json(err) => write!(f, "JSON: {err}"),
             Self::BadRequest(why) => write!(f, "bad request: {why}"),
+            Self::Quota(why) => write!(f, "over quota: {why}"),
+            Self::Unavailable(why) => write!(f, "unavailable: {why}"),
         }
     }
 }
@@ -65,6 +72,19 @@ impl From<HostError> for Error {
             HostError::NotPermitted(why) => Self::NotPermitted(why),
             HostError::TooLarge(limit) => Self::TooLarge(limit),
             HostError::Invalid(why) => Self::Invalid(why),
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotPermitted => {
+                Self::NotPermitted("this app has no storage grant".to_string())
+            }
+            StorageError::Quota(why) => Self::Quota(why),
+            StorageError::Invalid(why) => Self::Invalid(why),
+            StorageError::Unavailable(why) => Self::Unavailable(why),
         }
     }
 }

@@ -30,6 +30,7 @@
 //! - [`log`]: lines in the host's log, tagged with the app.
 //! - [`presence`]: who is on a path, across the cluster.
 //! - [`timers`]: timers the host keeps and fires.
+//! - [`storage`]: key-value storage of the app's own.
 //!
 //! Handlers never see the generated WIT bindings; they live in the hidden
 //! `bindings` module for the [`app!`] macro.
@@ -40,6 +41,7 @@ pub mod http;
 pub mod log;
 pub mod presence;
 pub mod router;
+pub mod storage;
 pub mod timers;
 
 #[doc(hidden)]

@@ -80,6 +80,10 @@ pub(crate) const RUST: &[File] = &[
         include_str!("../../../guest-sdk/rust/src/router.rs"),
     ),
     (
+        "guest-sdk/rust/src/storage.rs",
+        include_str!("../../../guest-sdk/rust/src/storage.rs"),
+    ),
+    (
         "guest-sdk/rust/src/timers.rs",
         include_str!("../../../guest-sdk/rust/src/timers.rs"),
     ),

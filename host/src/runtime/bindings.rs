@@ -11,7 +11,14 @@ use crate::router::{Method as RouteMethod, RouteKind};
 wasmtime::component::bindgen!({
     world: "handler",
     path: "../wit",
-    imports: { "tina4:wasm/templates.render": async },
+    imports: {
+        "tina4:wasm/templates.render": async,
+        "tina4:wasm/storage.get": async,
+        "tina4:wasm/storage.set": async,
+        "tina4:wasm/storage.delete": async,
+        "tina4:wasm/storage.keys": async,
+        "tina4:wasm/storage.increment": async,
+    },
     exports: { default: async },
 });
 

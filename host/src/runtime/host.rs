@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::tina4::wasm::{logging, templates, timers, types, websocket};
+use super::bindings::tina4::wasm::storage::StorageError as WitStorageError;
+use super::bindings::tina4::wasm::{logging, storage, templates, timers, types, websocket};
 use super::bindings::{GuestApiError, Level};
 use crate::delivery::Delivery;
 use crate::delivery::close;
@@ -23,6 +24,7 @@ use crate::delivery::{ConnectionHandle, PresenceError, RegistryError, Room};
 use crate::router::{RequestPath, RoutePattern};
 use crate::runtime::templates::AppTemplates;
 use crate::runtime::timers::{AppTimers, TimerError, TimerSpec};
+use crate::storage::{Embedded, StorageError, StorageQuota};
 use crate::telemetry::AppMetrics;
 
 /// The data of one app instance's `Store`.
@@ -54,6 +56,8 @@ pub(crate) struct HostState {
     pub(crate) deadline: Option<std::time::Instant>,
     /// The app's timers, shared by its instances and versions.
     pub(crate) timers: Arc<AppTimers>,
+    /// The server's store and the app's quota in it, if it has a grant.
+    pub(crate) storage: Option<(Arc<Embedded>, StorageQuota)>,
 }
 
 impl WasiView for HostState {
@@ -313,6 +317,78 @@ impl timers::Host for HostState {
 
     fn cancel(&mut self, name: String) -> bool {
         self.timers.cancel(&name)
+    }
+}
+
+impl HostState {
+    /// The store and the app's quota, or the refusal of an app without a grant.
+    fn store(&self) -> Result<(Arc<Embedded>, StorageQuota), StorageError> {
+        self.storage.clone().ok_or(StorageError::NotPermitted)
+    }
+
+    /// Logs a store failure (the app is told it is unavailable).
+    fn storage_failed(&self, err: StorageError) -> WitStorageError {
+        if let StorageError::Unavailable(why) = &err {
+            tracing::warn!(app = %self.app, "storage: {why}");
+        }
+        match err {
+            StorageError::NotPermitted => WitStorageError::NotPermitted,
+            StorageError::Quota(why) => WitStorageError::Quota(why),
+            StorageError::Invalid(why) => WitStorageError::Invalid(why),
+            StorageError::Unavailable(_) => {
+                WitStorageError::Unavailable("the store failed; try again later".to_string())
+            }
+        }
+    }
+}
+
+impl storage::Host for HostState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, WitStorageError> {
+        let found = self
+            .store()
+            .and_then(|(store, _)| store.get(&self.app, &key));
+        found.map_err(|err| self.storage_failed(err))
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u32>,
+    ) -> Result<(), WitStorageError> {
+        let ttl = ttl_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)));
+        let set = match self.store() {
+            Ok((store, quota)) => store.set(&self.app, &key, value, ttl, quota).await,
+            Err(err) => Err(err),
+        };
+        set.map_err(|err| self.storage_failed(err))
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, WitStorageError> {
+        let deleted = match self.store() {
+            Ok((store, quota)) => store.delete(&self.app, &key, quota).await,
+            Err(err) => Err(err),
+        };
+        deleted.map_err(|err| self.storage_failed(err))
+    }
+
+    async fn keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, WitStorageError> {
+        let keys = self
+            .store()
+            .and_then(|(store, _)| store.keys(&self.app, &prefix, limit as usize));
+        keys.map_err(|err| self.storage_failed(err))
+    }
+
+    async fn increment(&mut self, key: String, delta: i32) -> Result<i64, WitStorageError> {
+        let counted = match self.store() {
+            Ok((store, quota)) => {
+                store
+                    .increment(&self.app, &key, i64::from(delta), quota)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        counted.map_err(|err| self.storage_failed(err))
     }
 }
 

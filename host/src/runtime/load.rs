@@ -155,6 +155,7 @@ impl Runtime {
             )),
             metrics: Arc::new(AppMetrics::new(&name)),
             timers: self.timers.of(&name, self.timer_limits(), &self.delivery),
+            storage: self.storage.clone(),
         };
         if factory.templates.exist() {
             self.prepare_templates();

@@ -20,6 +20,11 @@
 //! token_audience = "chat"      # the `aud` tokens for its secured routes name
 //! hosts = ["chat.example.com", "*.chat.example.org"]  # Host names it serves
 //! hibernate_after_ms = 60_000  # drop the idle instance after this (0: never)
+//!
+//! [storage]                    # grants key-value storage (none without it)
+//! max_keys = 1000              # each at most the operator's ceiling,
+//! max_value_bytes = 4096       # which is also the default
+//! max_bytes = 1_048_576
 //! ```
 //!
 //! The file is the tenant's, so nothing in it is taken on trust: a value
@@ -36,6 +41,7 @@ use serde::Deserialize;
 use crate::app_files::AppFiles;
 use crate::config::{Limits, OverRate};
 use crate::router::{HostBinding, HostPattern};
+use crate::storage::StorageQuota;
 
 /// What `<app>.toml` may set.
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +63,16 @@ struct AppConfig {
     token_audience: Option<String>,
     hosts: Option<Vec<String>>,
     hibernate_after_ms: Option<u64>,
+    storage: Option<StorageConfig>,
+}
+
+/// The `[storage]` table: the grant, and quotas below the ceilings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageConfig {
+    max_keys: Option<u64>,
+    max_value_bytes: Option<usize>,
+    max_bytes: Option<u64>,
 }
 
 /// The limits and grants one app runs with.
@@ -93,6 +109,8 @@ pub(crate) struct AppPolicy {
     /// How long it may go without an event before its instance is
     /// dropped (its connections stay); `None`: never.
     pub(crate) hibernate_after: Option<Duration>,
+    /// Its key-value storage, if granted.
+    pub(crate) storage: Option<StorageQuota>,
 }
 
 /// The most an `<app>.toml` may ask for, resolved from the flags.
@@ -116,6 +134,8 @@ pub(crate) struct Ceilings {
     messages_per_second: u32,
     /// [`AppPolicy::hibernate_after`]; `None`: an app may stay resident.
     hibernate_after: Option<Duration>,
+    /// [`AppPolicy::storage`]: each quota's most (and default).
+    storage: StorageQuota,
 }
 
 /// How many messages one connection may send: a steady rate, a burst above
@@ -163,6 +183,11 @@ impl Ceilings {
                     .hibernate_after
                     .map_or(ceiling, |default| default.max(ceiling))
             }),
+            storage: StorageQuota {
+                max_keys: limits.storage_max_keys,
+                max_value_bytes: limits.storage_max_value_bytes,
+                max_bytes: limits.storage_max_bytes,
+            },
         }
     }
 }
@@ -195,6 +220,7 @@ impl AppPolicy {
             token_audience: None,
             hosts: None,
             hibernate_after: millis(limits.hibernate_after_ms),
+            storage: None,
         }
     }
 
@@ -346,6 +372,29 @@ impl AppPolicy {
                 }
                 (Some(ms), None) => millis(ms),
             },
+            storage: match config.storage {
+                None => None,
+                Some(asked) => Some(StorageQuota {
+                    max_keys: checked(
+                        "storage.max_keys",
+                        asked.max_keys.unwrap_or(ceilings.storage.max_keys),
+                        ceilings.storage.max_keys,
+                    )?,
+                    max_value_bytes: checked(
+                        "storage.max_value_bytes",
+                        asked
+                            .max_value_bytes
+                            .unwrap_or(ceilings.storage.max_value_bytes)
+                            as u64,
+                        ceilings.storage.max_value_bytes as u64,
+                    )? as usize,
+                    max_bytes: checked(
+                        "storage.max_bytes",
+                        asked.max_bytes.unwrap_or(ceilings.storage.max_bytes),
+                        ceilings.storage.max_bytes,
+                    )?,
+                }),
+            },
         })
     }
 }
@@ -445,6 +494,7 @@ mod tests {
             token_audience: None,
             hosts: None,
             hibernate_after: None,
+            storage: None,
         }
     }
 
@@ -459,7 +509,36 @@ mod tests {
             message_bytes: 1 << 20,
             messages_per_second: 1000,
             hibernate_after: None,
+            storage: StorageQuota {
+                max_keys: 100,
+                max_value_bytes: 1000,
+                max_bytes: 10_000,
+            },
         }
+    }
+
+    #[test]
+    fn storage_is_granted_by_its_table_within_the_ceilings() {
+        assert_eq!(apply("", false).unwrap().storage, None);
+        assert_eq!(
+            apply("[storage]", false).unwrap().storage,
+            Some(ceilings().storage)
+        );
+        let asked = apply("[storage]\nmax_keys = 10\nmax_bytes = 500", false).unwrap();
+        assert_eq!(
+            asked.storage,
+            Some(StorageQuota {
+                max_keys: 10,
+                max_value_bytes: 1000,
+                max_bytes: 500
+            })
+        );
+        let err = apply("[storage]\nmax_value_bytes = 1001", false).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("storage.max_value_bytes = 1001 is above"),
+            "{err:#}"
+        );
+        assert!(apply("[storage]\nmax_keyz = 1", false).is_err());
     }
 
     fn apply(text: &str, metering: bool) -> anyhow::Result<AppPolicy> {

@@ -18,6 +18,7 @@ use super::templates::AppTemplates;
 use super::timers::AppTimers;
 use crate::delivery::Delivery;
 use crate::router::RoutePattern;
+use crate::storage::Embedded;
 use crate::telemetry::AppMetrics;
 
 /// A live instance: its store and its typed exports.
@@ -52,6 +53,8 @@ pub(crate) struct InstanceFactory {
     pub(crate) metrics: Arc<AppMetrics>,
     /// The app's timers, shared by all its instances and versions.
     pub(crate) timers: Arc<AppTimers>,
+    /// The server's store, for an app with a storage grant.
+    pub(crate) storage: Arc<Embedded>,
 }
 
 impl InstanceFactory {
@@ -89,6 +92,10 @@ impl InstanceFactory {
             log: self.log.clone(),
             deadline: None,
             timers: self.timers.clone(),
+            storage: self
+                .policy
+                .storage
+                .map(|quota| (self.storage.clone(), quota)),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);

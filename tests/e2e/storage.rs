@@ -1,0 +1,155 @@
+//! Key-value storage: an app with a grant keeps values that outlive the
+//! server, within its quotas, in a namespace no other app can name.
+
+use std::path::Path;
+
+use crate::support::{Client, Server, ServerOptions, component};
+use crate::tenancy::connect_as;
+
+/// The probe with a storage grant (`grant` is its `[storage]` table),
+/// keeping its store under `data`.
+async fn server(data: &Path, grant: &str) -> Server {
+    let mut files = vec![("probe.toml", format!("[storage]\n{grant}").into_bytes())];
+    // A second copy of the probe, bound to `other.test`, with a grant too.
+    files.push(("other.wasm", std::fs::read(component("probe")).unwrap()));
+    files.push((
+        "other.toml",
+        b"hosts = [\"other.test\"]\n[storage]\n".to_vec(),
+    ));
+    Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        files,
+        args: vec!["--data-dir".into(), data.display().to_string()],
+        ..Default::default()
+    })
+    .await
+}
+
+/// Sends a `kv-` command and returns the outcome.
+async fn kv(client: &mut Client, command: &str) -> String {
+    client.send(&format!("kv-{command}")).await;
+    client.recv().await
+}
+
+#[tokio::test]
+async fn values_persist_across_a_restart_of_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let first = server(data.path(), "").await;
+    let mut client = first.connect("/ws/probe/kv").await;
+    assert_eq!(kv(&mut client, "set:greeting hello").await, "Ok(())");
+    assert_eq!(kv(&mut client, "set:room:a one").await, "Ok(())");
+    assert_eq!(kv(&mut client, "set:room:b two").await, "Ok(())");
+    assert_eq!(kv(&mut client, "incr:visits 5").await, "Ok(5)");
+    assert_eq!(kv(&mut client, "incr:visits -2").await, "Ok(3)");
+    assert_eq!(
+        kv(&mut client, "keys:room:").await,
+        r#"Ok(["room:a", "room:b"])"#
+    );
+    assert_eq!(kv(&mut client, "del:room:a").await, "Ok(true)");
+    assert_eq!(kv(&mut client, "del:room:a").await, "Ok(false)");
+    drop(client);
+    first.terminate().await;
+
+    let second = server(data.path(), "").await;
+    let mut client = second.connect("/ws/probe/kv").await;
+    assert_eq!(
+        kv(&mut client, "get:greeting").await,
+        r#"Ok(Some("hello"))"#
+    );
+    assert_eq!(kv(&mut client, "incr:visits 1").await, "Ok(4)");
+    assert_eq!(
+        kv(&mut client, "keys:").await,
+        r#"Ok(["greeting", "room:b", "visits"])"#
+    );
+}
+
+#[tokio::test]
+async fn an_app_cannot_read_or_list_another_app_s_keys() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path(), "").await;
+    let mut probe = server.connect("/ws/probe/kv").await;
+    let mut other = connect_as(&server, "other.test", "/ws/probe/kv").await;
+    assert_eq!(kv(&mut probe, "set:secret mine").await, "Ok(())");
+    assert_eq!(kv(&mut other, "get:secret").await, "Ok(None)");
+    assert_eq!(kv(&mut other, "keys:").await, "Ok([])");
+    // Nor through a key spelled to reach into another namespace.
+    assert_eq!(kv(&mut other, "get:\0probe\0secret").await, "Ok(None)");
+    assert_eq!(kv(&mut other, "set:secret theirs").await, "Ok(())");
+    assert_eq!(kv(&mut probe, "get:secret").await, r#"Ok(Some("mine"))"#);
+}
+
+#[tokio::test]
+async fn quotas_and_bad_keys_are_refused_with_their_reason_and_change_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(
+        data.path(),
+        "max_keys = 2\nmax_value_bytes = 8\nmax_bytes = 40\n",
+    )
+    .await;
+    let mut client = server.connect("/ws/probe/kv").await;
+    assert_eq!(kv(&mut client, "set:a abcdefgh").await, "Ok(())");
+    assert_eq!(
+        kv(&mut client, "set:b 123456789").await,
+        r#"Err(Quota("a value may have at most 8 bytes"))"#
+    );
+    assert_eq!(kv(&mut client, "set:b x").await, "Ok(())");
+    assert_eq!(
+        kv(&mut client, "set:c x").await,
+        r#"Err(Quota("the app may keep at most 2 keys"))"#
+    );
+    // Replacing a value is not one more key.
+    assert_eq!(kv(&mut client, "set:b xy").await, "Ok(())");
+    assert_eq!(kv(&mut client, "get:b").await, r#"Ok(Some("xy"))"#);
+    assert_eq!(
+        kv(&mut client, "incr:a 1").await,
+        r#"Err(Invalid("the key does not hold an integer"))"#
+    );
+    assert!(kv(&mut client, "get:").await.starts_with("Err(Invalid("));
+    assert!(
+        kv(&mut client, &format!("set:{} x", "k".repeat(257)))
+            .await
+            .starts_with("Err(Invalid(")
+    );
+    assert_eq!(kv(&mut client, "keys:").await, r#"Ok(["a", "b"])"#);
+
+    // Without a grant, nothing.
+    let plain = Server::start(&["probe"]).await;
+    let mut client = plain.connect("/ws/probe/kv").await;
+    assert!(
+        kv(&mut client, "get:a")
+            .await
+            .starts_with("Err(NotPermitted(")
+    );
+}
+
+#[tokio::test]
+async fn a_value_set_for_a_while_is_gone_after_it_and_frees_its_place() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path(), "max_keys = 1\n").await;
+    let mut client = server.connect("/ws/probe/kv").await;
+    assert_eq!(kv(&mut client, "ttl:brief 150 here").await, "Ok(())");
+    assert_eq!(kv(&mut client, "get:brief").await, r#"Ok(Some("here"))"#);
+    crate::support::within("the value to expire", async {
+        while kv(&mut client, "get:brief").await != "Ok(None)" {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Its place is free again.
+    assert_eq!(kv(&mut client, "set:next x").await, "Ok(())");
+}
+
+#[tokio::test]
+async fn a_grant_above_the_operator_s_ceiling_refuses_the_app() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["probe", "chat"],
+        files: vec![("probe.toml", b"[storage]\nmax_keys = 20000\n".to_vec())],
+        args: vec!["--data-dir".into(), data.path().display().to_string()],
+        ..Default::default()
+    })
+    .await;
+    server
+        .wait_for_log(&["storage.max_keys = 20000 is above the operator's ceiling of 10000"])
+        .await;
+}
