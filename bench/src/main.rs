@@ -41,6 +41,7 @@ mod presence;
 mod recovery;
 mod startup;
 mod stats;
+mod storage;
 mod swap;
 mod tls;
 
@@ -116,6 +117,9 @@ enum Scenario {
     /// 10,000 members present on two instances: time to list them all,
     /// CPU per change, memory per member, and leaving when one dies.
     Presence(presence::Options),
+    /// Key-value storage through an app: set, get and increment against a
+    /// plain round trip, latency and CPU per call.
+    Storage(storage::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -159,6 +163,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::History(options) => fanout::run_history(&options).await,
             Scenario::Recovery(options) => recovery::run(&options).await,
             Scenario::Presence(options) => presence::run(&options).await,
+            Scenario::Storage(options) => storage::run(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
@@ -189,6 +194,7 @@ mod tests {
             "history",
             "recovery",
             "presence",
+            "storage",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");
