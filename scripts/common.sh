@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tina4-wasm/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 # The example apps, and the apps the tests use on top of them.
-EXAMPLE_APPS=(echo chat notifications)
+EXAMPLE_APPS=(echo chat notifications dashboard)
 TEST_APPS=(probe probe-v2 bad-routes hostile other-world broad contract-0-1-0)
 
 # rustup components and targets the build needs, installed when missing.
@@ -61,6 +61,10 @@ build_guests() {
 install_example() {
     local app=$1 dir=$2
     cp "$GUEST_DIR/$app.wasm" "$dir/"
+    # Its grants and limits, if it has any.
+    if [ -f "examples/$app/$app.toml" ]; then
+        cp "examples/$app/$app.toml" "$dir/"
+    fi
     for folder in templates public; do
         if [ -d "examples/$app/$folder" ]; then
             mkdir -p "$dir/$app"

@@ -26,6 +26,9 @@ pub struct Options {
     pub calls: usize,
 }
 
+/// Spells the call client `c` makes the `i`th time.
+type Spell<'a> = &'a dyn Fn(usize, usize) -> String;
+
 /// Says `text` and waits for the answer; its latency.
 async fn call(ws: &mut Socket, text: String) -> anyhow::Result<Duration> {
     let started = Instant::now();
@@ -90,7 +93,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     println!();
     println!("| call | calls/s | p50 | p99 | server CPU per call |");
     println!("|---|---|---|---|---|");
-    let kinds: [(&str, &dyn Fn(usize, usize) -> String); 4] = [
+    let kinds: [(&str, Spell<'_>); 4] = [
         ("plain round trip (`id`)", &|_, _| "id".to_string()),
         ("set (100-byte value)", &|c, i| {
             format!("kv-set:k{c}:{i} {value}")

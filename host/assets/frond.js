@@ -25,8 +25,9 @@
  * the connection is open again, right after anything the "open" handlers
  * send (so a handler can say who it is before the kept messages arrive). A path is resolved against the page's own
  * origin (ws: for http:, wss: for https:); a full ws:// or wss:// URL works
- * too. It offers the subprotocol tina4.v1 beside any given: on a path that
- * keeps history the server takes it and says each message's position, and a
+ * too. It offers the subprotocols tina4.v1 and tina4.plain beside any given:
+ * on a path that keeps history the server takes tina4.v1 and says each
+ * message's position (elsewhere it takes tina4.plain), and a
  * reconnect replays what was missed, once and in order, before "recovered"
  * (binary messages then arrive as ArrayBuffers).
  *
@@ -145,6 +146,9 @@
   // The subprotocol in which the server says each message's position on a
   // path that keeps history, so a reconnect can recover what was missed.
   var POSITIONS = "tina4.v1";
+  // Offered beside it: what the server selects where it does not frame
+  // (a browser fails a handshake that selects none of those offered).
+  var PLAIN = "tina4.plain";
 
   // `url` with the position (<epoch>-<offset>) to recover from, if any.
   function withPosition(url, position) {
@@ -179,7 +183,7 @@
   function FrondSocket(path, options) {
     setUp(this, "ws", socketUrl(path), options);
     var offered = (options && options.protocols) || [];
-    this.options.protocols = (typeof offered === "string" ? [offered] : offered.slice()).concat([POSITIONS]);
+    this.options.protocols = (typeof offered === "string" ? [offered] : offered.slice()).concat([POSITIONS, PLAIN]);
     this.buffer = [];
     this.dropped = 0;
     this.opening = false;

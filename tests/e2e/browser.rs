@@ -101,3 +101,13 @@ async fn with_redis_a_page_recovers_what_was_said_while_its_server_restarted_onc
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_dashboard_page_shows_the_figure_the_timer_pushes_and_sets_it() {
+    let server = Server::start(&["dashboard"]).await;
+    let url = format!("http://{}", server.addr);
+    run_script("dashboard.mjs", &[url], async |step| {
+        panic!("no step {step}")
+    })
+    .await;
+}

@@ -102,16 +102,29 @@ async fn a_plain_websocket_on_a_path_with_history_gets_plain_messages() {
 #[tokio::test]
 async fn tina4_v1_is_taken_only_on_a_path_that_keeps_history() {
     let server = Server::start(&["probe"]).await;
-    // By hand: a strict client refuses an answer that selects none of the
-    // subprotocols it offered; a browser takes it, with no subprotocol.
+    // Offered alone, where history is not kept: no subprotocol.
+    let head = handshake(&server, "tina4.v1").await;
+    assert!(!head.contains("sec-websocket-protocol"), "{head}");
+    // Offered with `tina4.plain`, as frond.js does (a browser fails a
+    // handshake that selects none of those it offered): that one.
+    let head = handshake(&server, "tina4.v1, tina4.plain").await;
+    assert!(
+        head.contains("sec-websocket-protocol: tina4.plain"),
+        "{head}"
+    );
+}
+
+/// The head of the answer to an upgrade of `/ws/probe/plain` offering
+/// `protocols`, by hand (a strict client refuses an answer that selects
+/// none of the subprotocols it offered), lower-case.
+async fn handshake(server: &Server, protocols: &str) -> String {
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(
-        b"GET /ws/probe/plain HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tina4.v1\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    let request = format!(
+        "GET /ws/probe/plain HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocols}\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -122,7 +135,7 @@ async fn tina4_v1_is_taken_only_on_a_path_that_keeps_history() {
     }
     let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(!head.contains("sec-websocket-protocol"), "{head}");
+    head
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod browser;
 mod build;
 mod chat;
 mod compression;
+mod dashboard;
 mod echo;
 mod edge;
 mod execution;

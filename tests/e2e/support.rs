@@ -140,6 +140,13 @@ pub fn example(language: Language, name: &str) -> PathBuf {
 pub fn install_app(language: Language, name: &str, apps: &Path) {
     std::fs::copy(example(language, name), apps.join(format!("{name}.wasm")))
         .expect("copying a component");
+    let settings = repo_root()
+        .join("examples")
+        .join(name)
+        .join(format!("{name}.toml"));
+    if settings.is_file() {
+        std::fs::copy(settings, apps.join(format!("{name}.toml"))).expect("copying its settings");
+    }
     for folder in ["templates", "public"] {
         let source = repo_root().join("examples").join(name).join(folder);
         if source.is_dir() {
@@ -284,6 +291,9 @@ impl Server {
             .args(&options.args)
             .env("RUST_LOG", "info")
             .env_remove("TINA4_PORT")
+            // Apps' storage in the server's own folder (a `--data-dir`
+            // flag wins), never the user's.
+            .env("TINA4_DATA_DIR", root.path().join("data"))
             .envs(options.env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

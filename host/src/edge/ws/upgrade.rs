@@ -25,6 +25,10 @@ use crate::runtime::Serving;
 /// the outcome of a recovery. See the README's "Message history and
 /// recovery".
 pub(crate) const POSITIONS: &str = "tina4.v1";
+/// What a client that offered [`POSITIONS`] beside this one gets where the
+/// host does not frame: a browser fails a handshake that selects none of
+/// the subprotocols it offered, so frond.js offers both.
+pub(crate) const PLAIN: &str = "tina4.plain";
 
 /// Bytes read from a client's socket at a time. tungstenite's default
 /// (128 KiB) would be allocated, and touched, for every connection: an idle
@@ -117,6 +121,7 @@ pub(crate) fn accept(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(max + 2 * WRITE_BUFFER_BYTES);
     let subprotocol = joined.bearer_subprotocol;
+    let plain = header_has_token(request.headers(), header::SEC_WEBSOCKET_PROTOCOL, PLAIN);
     let task = ConnectionTask {
         member: joined.member,
         outbox: joined.outbox,
@@ -163,6 +168,11 @@ pub(crate) fn accept(
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static("bearer"),
+        );
+    } else if plain {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(PLAIN),
         );
     }
     response
