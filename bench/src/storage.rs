@@ -11,6 +11,7 @@ use futures_util::SinkExt;
 use futures_util::stream::{self, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::backplane::Redis;
 use crate::host::{Host, component};
 use crate::load::{Socket, connect_many};
 use crate::stats::{Summary, ms};
@@ -24,6 +25,10 @@ pub struct Options {
     /// Calls each client makes per kind.
     #[arg(long = "storage-calls", default_value_t = 200)]
     pub calls: usize,
+    /// The store on a `redis-server` of its own (`--store redis`) instead
+    /// of the embedded one.
+    #[arg(long = "storage-redis")]
+    pub redis: bool,
 }
 
 /// Spells the call client `c` makes the `i`th time.
@@ -82,13 +87,26 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     std::fs::write(apps.join("probe.toml"), "[storage]\n")?;
     let data = root.path().join("data");
     let data = data.display().to_string();
-    let flags = ["--data-dir", &data, "--storage-max-keys", "1000000"];
+    let redis = match options.redis {
+        true => Some(Redis::start().await?),
+        false => None,
+    };
+    let mut flags = vec!["--data-dir", &data, "--storage-max-keys", "1000000"];
+    if let Some(redis) = &redis {
+        flags.extend(["--store", "redis", "--store-url", &redis.url]);
+    }
     let host = Host::start(&apps, &root.path().join("cache"), &flags).await?;
     let mut clients = connect_many(host.addr, "/ws/probe/storage", options.clients, 16).await?;
     let value = "v".repeat(100);
     println!(
-        "Storage: {} clients, one call in flight each, {} calls each per kind; embedded store (redb)",
-        options.clients, options.calls
+        "Storage: {} clients, one call in flight each, {} calls each per kind; {}",
+        options.clients,
+        options.calls,
+        if options.redis {
+            "the store on Redis"
+        } else {
+            "embedded store (redb)"
+        }
     );
     println!();
     println!("| call | calls/s | p50 | p99 | server CPU per call |");

@@ -508,6 +508,24 @@ pub(crate) struct Limits {
     #[arg(long, env = "TINA4_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 
+    /// Where apps' storage lives: `embedded` (a file under `--data-dir`) or
+    /// `redis` (at `--store-url`, shared by every instance using it).
+    #[arg(long, value_enum, default_value = "embedded", env = "TINA4_STORE")]
+    pub(crate) store: StoreKind,
+
+    /// The Redis server for `--store redis`.
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "TINA4_STORE_URL",
+        hide_env_values = true
+    )]
+    pub(crate) store_url: String,
+
+    /// Prefix of the store's keys in Redis (no braces).
+    #[arg(long, default_value = "tina4", env = "TINA4_STORE_PREFIX")]
+    pub(crate) store_prefix: String,
+
     /// Most keys an app with a storage grant may keep (its default, and
     /// the most its `<app>.toml` may ask for).
     #[arg(long, default_value = "10000", env = "TINA4_STORAGE_MAX_KEYS")]
@@ -615,7 +633,32 @@ pub(crate) struct Ceilings {
     pub(crate) app_connections_max: NonZeroUsize,
 }
 
+/// Where apps' storage lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreKind {
+    /// One file under `--data-dir`.
+    Embedded,
+    /// Redis at `--store-url`.
+    Redis,
+}
+
 impl Limits {
+    /// The store the flags name (connected, or opened, on first use).
+    pub(crate) fn store(&self) -> anyhow::Result<crate::storage::Storage> {
+        use crate::storage::{Embedded, Shared, Storage};
+        Ok(match self.store {
+            StoreKind::Embedded => Storage::Embedded(Embedded::at(self.store_file())),
+            StoreKind::Redis => {
+                anyhow::ensure!(
+                    !self.store_prefix.contains(['{', '}']),
+                    "TINA4_STORE_PREFIX {:?} may not contain braces",
+                    self.store_prefix
+                );
+                Storage::Shared(Box::new(Shared::new(&self.store_url, &self.store_prefix)?))
+            }
+        })
+    }
+
     /// The file apps' storage lives in.
     pub(crate) fn store_file(&self) -> PathBuf {
         let dir = self.data_dir.clone().unwrap_or_else(|| {

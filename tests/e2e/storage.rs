@@ -153,3 +153,65 @@ async fn a_grant_above_the_operator_s_ceiling_refuses_the_app() {
         .wait_for_log(&["storage.max_keys = 20000 is above the operator's ceiling of 10000"])
         .await;
 }
+
+/// The probe with a storage grant on `--store redis` at `redis`.
+async fn on_redis(redis: &crate::redis_server::RedisServer, grant: &str) -> Server {
+    Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        files: vec![("probe.toml", format!("[storage]\n{grant}").into_bytes())],
+        args: ["--store", "redis", "--store-url", &redis.url()]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn with_the_store_on_redis_two_instances_share_an_app_s_values_within_its_quota() {
+    let redis = crate::redis_server::RedisServer::start().await;
+    let grant = "max_keys = 3\nmax_value_bytes = 8\n";
+    let (a, b) = tokio::join!(on_redis(&redis, grant), on_redis(&redis, grant));
+    let mut on_a = a.connect("/ws/probe/kv").await;
+    let mut on_b = b.connect("/ws/probe/kv").await;
+    assert_eq!(kv(&mut on_a, "set:greeting hello").await, "Ok(())");
+    assert_eq!(kv(&mut on_b, "get:greeting").await, r#"Ok(Some("hello"))"#);
+    assert_eq!(kv(&mut on_a, "incr:visits 2").await, "Ok(2)");
+    assert_eq!(kv(&mut on_b, "incr:visits 3").await, "Ok(5)");
+    assert_eq!(
+        kv(&mut on_b, "keys:").await,
+        r#"Ok(["greeting", "visits"])"#
+    );
+    assert_eq!(
+        kv(&mut on_b, "set:long 123456789").await,
+        r#"Err(Quota("a value may have at most 8 bytes"))"#
+    );
+    assert_eq!(kv(&mut on_a, "ttl:brief 100 here").await, "Ok(())");
+    // The quota counts across the instances: a fourth key is one too many
+    // until the brief one has expired, which frees its place.
+    assert_eq!(
+        kv(&mut on_b, "set:fourth x").await,
+        r#"Err(Quota("the app may keep at most 3 keys"))"#
+    );
+    crate::support::within("the value to expire", async {
+        while kv(&mut on_b, "get:brief").await != "Ok(None)" {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(kv(&mut on_b, "set:fourth x").await, "Ok(())");
+    assert_eq!(kv(&mut on_a, "del:greeting").await, "Ok(true)");
+    assert_eq!(kv(&mut on_b, "get:greeting").await, "Ok(None)");
+    assert_eq!(
+        kv(&mut on_a, "incr:fourth 1").await,
+        r#"Err(Invalid("the key does not hold an integer"))"#
+    );
+    // Redis gone: a clear refusal, and the server carries on.
+    redis.kill().await;
+    assert!(
+        kv(&mut on_a, "get:visits")
+            .await
+            .starts_with("Err(Unavailable(")
+    );
+    assert!(kv(&mut on_a, "get:").await.starts_with("Err(Invalid("));
+}

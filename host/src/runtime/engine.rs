@@ -22,7 +22,7 @@ use super::templates::TemplateEngine;
 use super::timers::TimerBook;
 use crate::config::Limits;
 use crate::delivery::Delivery;
-use crate::storage::Embedded;
+use crate::storage::Storage;
 
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -48,7 +48,7 @@ pub(crate) struct Runtime {
     /// Every app's timers, which outlive its versions.
     pub(super) timers: TimerBook,
     /// What apps with a storage grant keep.
-    pub(super) storage: Arc<Embedded>,
+    pub(super) storage: Arc<Storage>,
 }
 
 impl Runtime {
@@ -83,7 +83,7 @@ impl Runtime {
         let cache = ComponentCache::new(cache_dir, &engine, Compiler::new(settings, compile_in));
         let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
         let ceilings = Ceilings::from_limits(&limits, &defaults);
-        let storage = Arc::new(Embedded::at(limits.store_file()));
+        let storage = Arc::new(limits.store().context("the store")?);
         Ok(Self {
             templates: Arc::new(TemplateEngine::new(engine.clone())),
             engine,

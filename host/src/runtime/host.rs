@@ -24,7 +24,7 @@ use crate::delivery::{ConnectionHandle, PresenceError, RegistryError, Room};
 use crate::router::{RequestPath, RoutePattern};
 use crate::runtime::templates::AppTemplates;
 use crate::runtime::timers::{AppTimers, TimerError, TimerSpec};
-use crate::storage::{Embedded, StorageError, StorageQuota};
+use crate::storage::{Storage, StorageError, StorageQuota};
 use crate::telemetry::AppMetrics;
 
 /// The data of one app instance's `Store`.
@@ -57,7 +57,7 @@ pub(crate) struct HostState {
     /// The app's timers, shared by its instances and versions.
     pub(crate) timers: Arc<AppTimers>,
     /// The server's store and the app's quota in it, if it has a grant.
-    pub(crate) storage: Option<(Arc<Embedded>, StorageQuota)>,
+    pub(crate) storage: Option<(Arc<Storage>, StorageQuota)>,
 }
 
 impl WasiView for HostState {
@@ -322,7 +322,7 @@ impl timers::Host for HostState {
 
 impl HostState {
     /// The store and the app's quota, or the refusal of an app without a grant.
-    fn store(&self) -> Result<(Arc<Embedded>, StorageQuota), StorageError> {
+    fn store(&self) -> Result<(Arc<Storage>, StorageQuota), StorageError> {
         self.storage.clone().ok_or(StorageError::NotPermitted)
     }
 
@@ -344,9 +344,10 @@ impl HostState {
 
 impl storage::Host for HostState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, WitStorageError> {
-        let found = self
-            .store()
-            .and_then(|(store, _)| store.get(&self.app, &key));
+        let found = match self.store() {
+            Ok((store, _)) => store.get(&self.app, &key).await,
+            Err(err) => Err(err),
+        };
         found.map_err(|err| self.storage_failed(err))
     }
 
@@ -373,9 +374,10 @@ impl storage::Host for HostState {
     }
 
     async fn keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, WitStorageError> {
-        let keys = self
-            .store()
-            .and_then(|(store, _)| store.keys(&self.app, &prefix, limit as usize));
+        let keys = match self.store() {
+            Ok((store, _)) => store.keys(&self.app, &prefix, limit as usize).await,
+            Err(err) => Err(err),
+        };
         keys.map_err(|err| self.storage_failed(err))
     }
 

@@ -18,7 +18,7 @@ use super::templates::AppTemplates;
 use super::timers::AppTimers;
 use crate::delivery::Delivery;
 use crate::router::RoutePattern;
-use crate::storage::Embedded;
+use crate::storage::Storage;
 use crate::telemetry::AppMetrics;
 
 /// A live instance: its store and its typed exports.
@@ -54,7 +54,7 @@ pub(crate) struct InstanceFactory {
     /// The app's timers, shared by all its instances and versions.
     pub(crate) timers: Arc<AppTimers>,
     /// The server's store, for an app with a storage grant.
-    pub(crate) storage: Arc<Embedded>,
+    pub(crate) storage: Arc<Storage>,
 }
 
 impl InstanceFactory {

@@ -9,12 +9,90 @@
 //!
 //! - [`embedded`]: one file per server under `--data-dir`, in redb, written
 //!   by one thread that commits what is waiting in one transaction.
+//! - [`shared`]: the same on Redis (`--store redis`), shared by a cluster.
 
 mod embedded;
+mod shared;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use embedded::Embedded;
+use embedded::MAX_LISTED;
+pub(crate) use shared::Shared;
+
+/// Where apps' values are kept.
+pub(crate) enum Storage {
+    /// In a file of this server's.
+    Embedded(Embedded),
+    /// On Redis, shared by the instances that use it.
+    Shared(Box<Shared>),
+}
+
+impl Storage {
+    /// The live value of `app`'s `key`, if any.
+    pub(crate) async fn get(&self, app: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Self::Embedded(store) => store.get(app, key),
+            Self::Shared(store) => store.get(app, key).await,
+        }
+    }
+
+    /// `app`'s live keys from `prefix`, in order, at most `limit` (and 1,000).
+    pub(crate) async fn keys(
+        &self,
+        app: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        match self {
+            Self::Embedded(store) => store.keys(app, prefix, limit),
+            Self::Shared(store) => store.keys(app, prefix, limit).await,
+        }
+    }
+
+    /// Sets `app`'s `key`, for `ttl` if given, within `quota`.
+    pub(crate) async fn set(
+        &self,
+        app: &Arc<str>,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: StorageQuota,
+    ) -> Result<(), StorageError> {
+        match self {
+            Self::Embedded(store) => store.set(app, key, value, ttl, quota).await,
+            Self::Shared(store) => store.set(app, key, value, ttl, quota).await,
+        }
+    }
+
+    /// Removes `app`'s `key`; whether it had a live value.
+    pub(crate) async fn delete(
+        &self,
+        app: &Arc<str>,
+        key: &str,
+        quota: StorageQuota,
+    ) -> Result<bool, StorageError> {
+        match self {
+            Self::Embedded(store) => store.delete(app, key, quota).await,
+            Self::Shared(store) => store.delete(app, key).await,
+        }
+    }
+
+    /// Adds `delta` to the integer `app`'s `key` holds; the new value.
+    pub(crate) async fn increment(
+        &self,
+        app: &Arc<str>,
+        key: &str,
+        delta: i64,
+        quota: StorageQuota,
+    ) -> Result<i64, StorageError> {
+        match self {
+            Self::Embedded(store) => store.increment(app, key, delta, quota).await,
+            Self::Shared(store) => store.increment(app, key, delta, quota).await,
+        }
+    }
+}
 
 /// Longest key, in bytes.
 pub(crate) const MAX_KEY_BYTES: usize = 256;
