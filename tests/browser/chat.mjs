@@ -172,6 +172,15 @@ try {
     && events.filter((e) => e === "open").length === 1 && stream.heard === 1 && !stream.connected,
     `frond.sse reconnected and heard the message once, got ${JSON.stringify(stream)}`);
 
+  // A page opened after the restart shows what the room said before it,
+  // kept by the app in its storage: each line once.
+  const dave = await open(browser);
+  await waitMessage(dave, "chat.recent", "Hello from Alice");
+  await waitMessage(dave, "chat.recent", "sent while offline");
+  check((await dave.evaluate(() => [...document.querySelectorAll(".message.chat .text")]
+    .filter((t) => t.textContent === "Hello from Alice").length)) === 1,
+    "a recent message is shown once");
+
   // frond.js's limits, in the page: a bounded buffer that drops the oldest,
   // and backoff that gives up after maxReconnectAttempts (port 9 on
   // loopback: nothing listens there).

@@ -62,13 +62,16 @@ async fn run_script(script: &str, urls: &[String], mut on_step: impl AsyncFnMut(
 #[tokio::test]
 async fn two_pages_chat_and_frond_js_delivers_what_was_sent_while_the_server_was_away() {
     let port = free_port();
-    let mut server = Some(chat_server(port, &[]).await);
+    // The app's storage outlives the server's restart.
+    let data = tempfile::tempdir().unwrap();
+    let args = vec!["--data-dir".to_string(), data.path().display().to_string()];
+    let mut server = Some(chat_server(port, &args).await);
     let url = format!("http://127.0.0.1:{port}");
     run_script("chat.mjs", &[url], async |step| match step {
         "stop" => {
             server.take().expect("a running server").terminate().await;
         }
-        "start" => server = Some(chat_server(port, &[]).await),
+        "start" => server = Some(chat_server(port, &args).await),
         other => panic!("no step {other}"),
     })
     .await;

@@ -177,3 +177,41 @@ each_language! {
         }
     }
 }
+
+each_language! {
+    async fn a_joiner_gets_the_room_s_recent_messages_even_after_a_restart(language) {
+        let data = tempfile::tempdir().unwrap();
+        let start = || crate::support::Server::start_with(crate::support::ServerOptions {
+            apps: vec!["chat"],
+            language,
+            args: vec!["--data-dir".into(), data.path().display().to_string()],
+            ..Default::default()
+        });
+        let server = start().await;
+        let (mut alice, _) = join(&server, "kept").await;
+        for i in 0..55 {
+            alice.send_json(json!({"type": "chat", "text": format!("m{i}")})).await;
+            assert_eq!(alice.recv_json().await["text"], format!("m{i}"));
+        }
+        drop(alice);
+        server.terminate().await;
+
+        let server = start().await;
+        let (mut joiner, _) = join(&server, "kept").await;
+        joiner.send_json(json!({"type": "recent"})).await;
+        let recent = joiner.recv_json().await;
+        assert_eq!(recent["type"], "recent");
+        let texts: Vec<&str> = recent["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap())
+            .collect();
+        let expected: Vec<String> = (5..55).map(|i| format!("m{i}")).collect();
+        assert_eq!(texts, expected, "the last 50, oldest first");
+        // Another room keeps its own.
+        let (mut elsewhere, _) = join(&server, "other").await;
+        elsewhere.send_json(json!({"type": "recent"})).await;
+        assert_eq!(elsewhere.recv_json().await["messages"], json!([]));
+    }
+}

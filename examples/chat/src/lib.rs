@@ -8,6 +8,10 @@
 //!   sender included, as `{"type":"chat","from":name,"text":T,"timestamp":"HH:MM:SS"}`.
 //! - client → `{"type":"typing"}` tells everyone else in the room, as
 //!   `{"type":"typing","from":name}` (the page shows "… is typing").
+//! - client → `{"type":"recent"}` gets `{"type":"recent","messages":[…]}`
+//!   back: the room's last 50 chat messages, kept in the app's storage
+//!   (granted in `chat.toml`), so a joiner sees them even after a restart
+//!   of the server.
 //! - `GET /room/{roomName}` is the room's page, rendered from the app's
 //!   templates folder; its script and style come from the public folder.
 //! - a client may also listen with an event stream on the same path
@@ -24,6 +28,13 @@
 //! the middle of a conversation forgets no names.
 
 use tina4_guest::prelude::*;
+use tina4_guest::storage;
+
+/// Chat messages each room keeps for joiners.
+const RECENT: usize = 50;
+
+/// Bytes they may take (the value quota is 64 KiB).
+const RECENT_BYTES: usize = 60_000;
 
 /// Longest display name, in characters.
 const MAX_NAME: usize = 40;
@@ -106,14 +117,48 @@ fn on_message(conn: &Connection, text: &str) -> Result<(), Error> {
         })),
         "chat" => {
             let text = msg.get("text").and_then(Value::as_str).unwrap_or("");
-            conn.broadcast_json(&json!({
+            let said = json!({
                 "type": "chat",
                 "from": name_of(conn),
                 "text": text,
                 "timestamp": utc_time_of_day(),
-            }))
+            });
+            conn.broadcast_json(&said)?;
+            remember(&conn.params()["roomName"], said);
+            Ok(())
         }
+        "recent" => conn.send_json(&json!({
+            "type": "recent",
+            "messages": recent(&conn.params()["roomName"]),
+        })),
         other => reply_error(conn, &format!("unknown message type {other:?}")),
+    }
+}
+
+/// The room's last chat messages, as kept (none without storage).
+fn recent(room: &str) -> Vec<Value> {
+    storage::get_json::<Vec<Value>>(&format!("recent:{room}"))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Keeps `said` among the room's last [`RECENT`] chat messages, within
+/// [`RECENT_BYTES`]; without storage (no grant, or the store failing) the
+/// chat goes on, and the reason is logged.
+fn remember(room: &str, said: Value) {
+    let mut kept = recent(room);
+    kept.push(said);
+    let mut excess = kept.len().saturating_sub(RECENT);
+    let encoded = loop {
+        let encoded = serde_json::to_vec(&kept[excess..]).unwrap_or_default();
+        if encoded.len() <= RECENT_BYTES || excess + 1 >= kept.len() {
+            break encoded;
+        }
+        excess += 1;
+    };
+    if let Err(err) = storage::set(&format!("recent:{room}"), &encoded) {
+        tina4_guest::log::warn(&format!("room {room}: not kept: {err}"));
     }
 }
 

@@ -6,7 +6,35 @@
 // Each user's name is kept by the host with the connection (an attachment),
 // not in this module's memory, so a hot swap forgets no names.
 
-import { Router } from "tina4-wasm";
+import { Router, Storage, log } from "tina4-wasm";
+
+/** Chat messages each room keeps for joiners, and the bytes they may take. */
+const RECENT = 50;
+const RECENT_BYTES = 60_000;
+
+/** The room's last chat messages, as kept (none without storage). */
+function recent(room) {
+  try {
+    return Storage.getJson(`recent:${room}`) ?? [];
+  } catch {
+    return [];
+  }
+}
+
+/** Keeps `said` among the room's last chat messages; without storage the chat goes on. */
+function remember(room, said) {
+  let kept = [...recent(room), said].slice(-RECENT);
+  let encoded = JSON.stringify(kept);
+  while (encoded.length > RECENT_BYTES && kept.length > 1) {
+    kept = kept.slice(1);
+    encoded = JSON.stringify(kept);
+  }
+  try {
+    Storage.set(`recent:${room}`, encoded);
+  } catch (err) {
+    log.warn(`room ${room}: not kept: ${err.message}`);
+  }
+}
 
 /** Longest display name, in characters. */
 const MAX_NAME = 40;
@@ -41,13 +69,18 @@ function onMessage(connection, data) {
     }
     case "typing":
       return connection.broadcast({ type: "typing", from: nameOf(connection) }, { excludeSelf: true });
-    case "chat":
-      return connection.broadcast({
+    case "chat": {
+      const said = {
         type: "chat",
         from: nameOf(connection),
         text: typeof message.text === "string" ? message.text : "",
         timestamp: timeOfDay(),
-      });
+      };
+      connection.broadcast(said);
+      return remember(connection.params.roomName, said);
+    }
+    case "recent":
+      return connection.sendJson({ type: "recent", messages: recent(connection.params.roomName) });
     default:
       return replyError(connection, `unknown message type ${JSON.stringify(type)}`);
   }

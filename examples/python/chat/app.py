@@ -9,7 +9,33 @@ not in this module's memory, so a hot swap forgets no names."""
 import json
 import time
 
-from tina4_wasm import get, history, sse, websocket
+from tina4_wasm import Tina4Error, get, history, kv, log, sse, websocket
+
+#: Chat messages each room keeps for joiners, and the bytes they may take.
+RECENT = 50
+RECENT_BYTES = 60_000
+
+
+def recent(room):
+    """The room's last chat messages, as kept (none without storage)."""
+    try:
+        return kv.get_json(f"recent:{room}", [])
+    except Tina4Error:
+        return []
+
+
+def remember(room, said):
+    """Keeps `said` among the room's last chat messages; without storage the
+    chat goes on."""
+    kept = (recent(room) + [said])[-RECENT:]
+    encoded = json.dumps(kept)
+    while len(encoded.encode()) > RECENT_BYTES and len(kept) > 1:
+        kept = kept[1:]
+        encoded = json.dumps(kept)
+    try:
+        kv.set(f"recent:{room}", encoded)
+    except Tina4Error as err:
+        log.warn(f"room {room}: not kept: {err}")
 
 #: Longest display name, in characters.
 MAX_NAME = 40
@@ -50,12 +76,17 @@ def on_message(connection, data):
         return connection.broadcast({"type": "typing", "from": name_of(connection)}, exclude_self=True)
     if kind == "chat":
         text = message.get("text") if isinstance(message, dict) else None
-        return connection.broadcast({
+        said = {
             "type": "chat",
             "from": name_of(connection),
             "text": text if isinstance(text, str) else "",
             "timestamp": time_of_day(),
-        })
+        }
+        connection.broadcast(said)
+        remember(connection.params["roomName"], said)
+        return None
+    if kind == "recent":
+        return connection.send_json({"type": "recent", "messages": recent(connection.params["roomName"])})
     return reply_error(connection, f"unknown message type {json.dumps(kind)}")
 
 

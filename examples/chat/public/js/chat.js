@@ -44,8 +44,15 @@
     }
   }
 
+  var askedRecent = false;
   ws.on("open", function () {
     setStatus("connected", "connected");
+    // Once, as the page opens: what the room said before (kept by the
+    // app in its storage, so it survives a restart of the server).
+    if (!askedRecent) {
+      askedRecent = true;
+      ws.sendJson({ type: "recent" });
+    }
     // A new connection starts as Anonymous: say who we are again.
     if (name) {
       ws.sendJson({ type: "set-name", name: name });
@@ -68,7 +75,11 @@
     if (typeof msg.online === "number") {
       online.textContent = String(msg.online);
     }
-    if (msg.type === "chat") {
+    if (msg.type === "recent" && Array.isArray(msg.messages)) {
+      msg.messages.forEach(function (said) {
+        add("chat recent", [["from", said.from], ["time", said.timestamp], ["text", said.text]]);
+      });
+    } else if (msg.type === "chat") {
       typingStopped(msg.from);
       add("chat", [["from", msg.from], ["time", msg.timestamp], ["text", msg.text]]);
     } else if (msg.type === "system") {
