@@ -5,7 +5,7 @@
 
 use crate::backplane::instance;
 use crate::redis_server::RedisServer;
-use crate::support::{Client, Install, Server, ServerOptions, component};
+use crate::support::{Client, Install, Server, ServerOptions, component, metric};
 
 /// A watcher of the probe's timer firings (`<version> <name> <tick>`).
 async fn firings(server: &Server) -> Client {
@@ -149,4 +149,37 @@ async fn a_cluster_once_timer_fires_each_period_on_one_instance() {
         periods.len(),
         "a period fired twice: {periods:?}"
     );
+}
+
+#[tokio::test]
+async fn a_timer_wakes_a_hibernated_app() {
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        args: ["--hibernate-after-ms", "200"].map(String::from).to_vec(),
+        ..Default::default()
+    })
+    .await;
+    let mut watcher = firings(&server).await;
+    let mut client = server.connect("/ws/probe/t").await;
+    assert_eq!(schedule(&mut client, "often 1000 repeat").await, "Ok(())");
+    // Between firings the app has no event for longer than it may stay
+    // resident: it hibernates, and the next firing is the only event that
+    // can wake it.
+    let app = [("app", "probe")];
+    crate::support::eventually("the app to hibernate", || async {
+        let text = server.metrics().await;
+        (metric(&text, "tina4_app_hibernations_total", &app) >= 1.0).then_some(())
+    })
+    .await;
+    crate::support::eventually("a firing to wake it", || async {
+        let text = server.metrics().await;
+        (metric(&text, "tina4_app_wake_seconds_count", &app) >= 1.0).then_some(())
+    })
+    .await;
+    // And the timer goes on.
+    let mut firing = watcher.recv().await;
+    while firing == "v1 often 1" {
+        firing = watcher.recv().await;
+    }
+    assert!(firing.starts_with("v1 often "), "{firing}");
 }
