@@ -5,6 +5,7 @@
 //! checked and the write made in the same transaction, so concurrent
 //! writes of one app can never pass it together.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, OnceLock};
@@ -24,6 +25,10 @@ const USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("usage");
 const QUEUE: usize = 1024;
 /// Writes committed in one transaction at most.
 const BATCH: usize = 256;
+/// Least time between two sweeps of one app's expired values, in ms: a
+/// sweep reads all the app's keys, so an app writing at its quota cannot
+/// make every write (everyone's, on the one writer) pay for one.
+pub(crate) const SWEEP_EVERY_MS: u64 = 1000;
 /// Keys one listing returns at most.
 pub(crate) const MAX_LISTED: usize = 1000;
 
@@ -248,6 +253,8 @@ impl Open {
 
 /// The writer thread: everything waiting, in one transaction, then one commit.
 fn write_batches(db: &Database, queue: &Receiver<Write>) {
+    // When each app's expired values were last swept.
+    let mut swept = HashMap::new();
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -256,7 +263,7 @@ fn write_batches(db: &Database, queue: &Receiver<Write>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        match commit(db, &mut batch) {
+        match commit(db, &mut batch, &mut swept) {
             Ok(answers) => {
                 for (write, answer) in batch.into_iter().zip(answers) {
                     let _ = write.reply.send(answer);
@@ -275,7 +282,11 @@ fn write_batches(db: &Database, queue: &Receiver<Write>) {
 }
 
 /// Applies `batch` in one transaction; each write's own refusal leaves the others be.
-fn commit(db: &Database, batch: &mut [Write]) -> Result<Vec<Result<Answer, StorageError>>, String> {
+fn commit(
+    db: &Database,
+    batch: &mut [Write],
+    swept: &mut HashMap<Arc<str>, u64>,
+) -> Result<Vec<Result<Answer, StorageError>>, String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let answers = {
         let mut kv = txn.open_table(KV).map_err(|e| e.to_string())?;
@@ -283,7 +294,7 @@ fn commit(db: &Database, batch: &mut [Write]) -> Result<Vec<Result<Answer, Stora
         let now = now_ms();
         batch
             .iter_mut()
-            .map(|write| apply(&mut kv, &mut usage, write, now))
+            .map(|write| apply(&mut kv, &mut usage, swept, write, now))
             .collect()
     };
     txn.commit().map_err(|e| e.to_string())?;
@@ -297,6 +308,7 @@ type Usage<'t> = Table<'t, &'static str, (u64, u64)>;
 fn apply(
     kv: &mut Kv<'_>,
     usage: &mut Usage<'_>,
+    swept: &mut HashMap<Arc<str>, u64>,
     write: &mut Write,
     now: u64,
 ) -> Result<Answer, StorageError> {
@@ -358,8 +370,12 @@ fn apply(
     let new_size = (write.key.len() + new.value.len()) as u64;
     let (mut keys, mut bytes) = (keys, bytes);
     let mut after = (keys + u64::from(old.is_none()), bytes - old_size + new_size);
-    if after.0 > quota.max_keys || after.1 > quota.max_bytes {
+    let last_sweep = swept.get(&write.app).copied().unwrap_or(0);
+    if (after.0 > quota.max_keys || after.1 > quota.max_bytes)
+        && now.saturating_sub(last_sweep) >= SWEEP_EVERY_MS
+    {
         // Expired values still count until they are swept: sweep, and see.
+        swept.insert(write.app.clone(), now);
         let (swept_keys, swept_bytes) = sweep(kv, &write.app, &write.key, now)?;
         (keys, bytes) = (keys - swept_keys, bytes - swept_bytes);
         after = (after.0 - swept_keys, after.1 - swept_bytes);

@@ -86,7 +86,10 @@ if old then old_size = #key + #old end
 local new_keys = keys
 if not old then new_keys = keys + 1 end
 local new_bytes = bytes - old_size + #key + #value
-if new_keys > max_keys or new_bytes > max_bytes then
+local last_sweep = tonumber(redis.call('HGET', KEYS[3], 'swept') or '0')
+if (new_keys > max_keys or new_bytes > max_bytes) and now - last_sweep >= 1000 then
+  -- At most once a second: a sweep reads all the app's keys.
+  redis.call('HSET', KEYS[3], 'swept', now)
   local freed_keys, freed_bytes = sweep(key, now)
   new_keys, new_bytes = new_keys - freed_keys, new_bytes - freed_bytes
 end
