@@ -30,6 +30,14 @@ export function check(condition, what) {
   }
 }
 
+/** The last checks, that no page saw an error, then `PASS`. */
+export function pass(pages) {
+  for (const page of pages) {
+    check(page.errors.length === 0, `no page errors: ${page.errors.join("; ")}`);
+  }
+  console.log("PASS");
+}
+
 /** Debian's Chromium, headless. */
 export function launch(chromium) {
   return chromium.launch({

@@ -162,9 +162,11 @@ async fn presence_spans_two_instances_and_a_killed_one_leaves_within_the_ttl() {
     b.kill().await;
     // Bob had no other connection: he leaves; Ann stays, by her tab on A.
     assert_eq!(notice(&mut ann_a).await, ("leave".into(), "bob".into()));
+    // Within the peer TTL (3 s) and the next check (each second), with
+    // room for a busy machine.
     let took = killed.elapsed();
     assert!(
-        took < std::time::Duration::from_secs(6),
+        took < std::time::Duration::from_secs(10),
         "left after {took:?}"
     );
     assert_eq!(events.recv().await, "/who/c left bob Bob");

@@ -62,18 +62,38 @@ fn texts(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
     range.map(|i| format!("m{i}")).collect()
 }
 
-#[tokio::test]
-async fn a_client_that_missed_100_messages_recovers_them_on_another_instance() {
-    let redis = RedisServer::start().await;
-    let (a, b) = tokio::join!(instance(&redis, &["probe"]), instance(&redis, &["probe"]));
-    let mut client = member(&a, "/log/a").await;
-    push(&b, "/log/a", "m0").await;
+/// Two probe instances on `redis`.
+async fn pair(redis: &RedisServer) -> (Server, Server) {
+    tokio::join!(instance(redis, &["probe"]), instance(redis, &["probe"]))
+}
+
+/// A member of `path` on `on` hears `m0` pushed through `by` (offset 1)
+/// and leaves; the epoch it heard it in.
+async fn heard_first(on: &Server, by: &Server, path: &str) -> String {
+    let mut client = member(on, path).await;
+    push(by, path, "m0").await;
     let ((epoch, offset), text) = kept(&mut client).await;
     assert_eq!((offset, text.as_str()), (1, "m0"));
     client.close().await;
+    epoch
+}
 
+/// A `tina4.v1` client of `path` on `server`, back from offset 1 of `epoch`.
+async fn back(server: &Server, path: &str, epoch: &str) -> Client {
+    framed(
+        server,
+        &format!("{path}?tina4_epoch={epoch}&tina4_offset=1"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_client_that_missed_100_messages_recovers_them_on_another_instance() {
+    let redis = RedisServer::start().await;
+    let (a, b) = pair(&redis).await;
+    let epoch = heard_first(&a, &b, "/log/a").await;
     push_all(&a, "/log/a", &texts(1..=100)).await;
-    let mut again = framed(&b, &format!("/log/a?tina4_epoch={epoch}&tina4_offset=1")).await;
+    let mut again = back(&b, "/log/a", &epoch).await;
     assert!(recovered(&mut again, &epoch, 1, &texts(1..=100)).await);
     push(&a, "/log/a", "live").await;
     assert_eq!(
@@ -85,18 +105,12 @@ async fn a_client_that_missed_100_messages_recovers_them_on_another_instance() {
 #[tokio::test]
 async fn a_client_recovers_after_its_instance_is_killed_and_restarted() {
     let redis = RedisServer::start().await;
-    let (a, b) = tokio::join!(instance(&redis, &["probe"]), instance(&redis, &["probe"]));
-    let mut client = member(&a, "/log/r").await;
-    push(&a, "/log/r", "m0").await;
-    let ((epoch, _), _) = kept(&mut client).await;
+    let (a, b) = pair(&redis).await;
+    let epoch = heard_first(&a, &a, "/log/r").await;
     a.kill().await;
     push_all(&b, "/log/r", &texts(1..=100)).await;
     let restarted = instance(&redis, &["probe"]).await;
-    let mut again = framed(
-        &restarted,
-        &format!("/log/r?tina4_epoch={epoch}&tina4_offset=1"),
-    )
-    .await;
+    let mut again = back(&restarted, "/log/r", &epoch).await;
     assert!(recovered(&mut again, &epoch, 1, &texts(1..=100)).await);
     push(&b, "/log/r", "live").await;
     assert_eq!(kept(&mut again).await, ((epoch, 102), "live".into()));
@@ -105,14 +119,11 @@ async fn a_client_recovers_after_its_instance_is_killed_and_restarted() {
 #[tokio::test]
 async fn beyond_retention_a_client_gets_what_is_kept_and_complete_false() {
     let redis = RedisServer::start().await;
-    let (a, b) = tokio::join!(instance(&redis, &["probe"]), instance(&redis, &["probe"]));
+    let (a, b) = pair(&redis).await;
     // `/kept/{name}` keeps its last 5 messages.
-    let mut client = member(&a, "/kept/x").await;
-    push(&a, "/kept/x", "m0").await;
-    let ((epoch, _), _) = kept(&mut client).await;
-    client.close().await;
+    let epoch = heard_first(&a, &a, "/kept/x").await;
     push_all(&b, "/kept/x", &texts(1..=10)).await;
-    let mut again = framed(&a, &format!("/kept/x?tina4_epoch={epoch}&tina4_offset=1")).await;
+    let mut again = back(&a, "/kept/x", &epoch).await;
     assert!(!recovered(&mut again, &epoch, 6, &texts(6..=10)).await);
     // An epoch Redis never gave is another history altogether.
     let mut stranger = framed(&b, "/kept/x?tina4_epoch=0123456789abcdef&tina4_offset=3").await;
@@ -126,7 +137,7 @@ async fn beyond_retention_a_client_gets_what_is_kept_and_complete_false() {
 #[tokio::test]
 async fn members_on_two_instances_see_one_order_when_both_push_at_once() {
     let redis = RedisServer::start().await;
-    let (a, b) = tokio::join!(instance(&redis, &["probe"]), instance(&redis, &["probe"]));
+    let (a, b) = pair(&redis).await;
     let mut on_a = member(&a, "/log/both").await;
     let mut on_b = member(&b, "/log/both").await;
     let from = |server: &Server, tag: &'static str| {
@@ -192,13 +203,9 @@ async fn on_a_redis_cluster_a_path_s_history_lives_on_its_shard_and_recovers_any
     }
     for name in ["c0", "c1", "c2"] {
         let path = format!("/log/{name}");
-        let mut client = member(&a, &path).await;
-        push(&b, &path, "m0").await;
-        let ((epoch, _), _) = kept(&mut client).await;
-        client.close().await;
+        let epoch = heard_first(&a, &b, &path).await;
         push_all(&a, &path, &texts(1..=3)).await;
-        let query = format!("{path}?tina4_epoch={epoch}&tina4_offset=1");
-        let mut again = framed(&b, &query).await;
+        let mut again = back(&b, &path, &epoch).await;
         assert!(recovered(&mut again, &epoch, 1, &texts(1..=3)).await);
     }
 }
