@@ -179,9 +179,16 @@ impl AppTimers {
     /// Whether this instance fires period `period` of cluster-once timer
     /// `name`.
     async fn claim(&self, name: &str, period: u64, every: Duration) -> bool {
-        let key = format!("{}:{name}:{period}", self.app);
+        let key = lease_key(&self.app, name, period);
         self.delivery.lease(&key, every * 2).await
     }
+}
+
+/// The lease of `period` of `app`'s timer `name`. The app's name cannot
+/// hold a NUL byte (it is a file's), so no name another app gives a timer
+/// can make its lease this app's.
+fn lease_key(app: &str, name: &str, period: u64) -> String {
+    format!("{app}\0{name}\0{period}")
 }
 
 /// The milliseconds since the Unix epoch, by which every instance numbers
@@ -312,6 +319,12 @@ mod tests {
             repeat,
             cluster_once,
         }
+    }
+
+    #[test]
+    fn no_app_can_name_another_app_s_lease() {
+        assert_ne!(lease_key("a", "b:1", 7), lease_key("a:b", "1", 7));
+        assert!(lease_key("a", "x", 7).starts_with("a\0"));
     }
 
     #[tokio::test]
