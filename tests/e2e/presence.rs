@@ -172,3 +172,26 @@ async fn presence_spans_two_instances_and_a_killed_one_leaves_within_the_ttl() {
     assert_eq!(events.recv().await, "/who/c left bob Bob");
     assert_eq!(who(&mut asker).await, [("ann".into(), "Ann".into())]);
 }
+
+#[tokio::test]
+async fn notices_reach_a_tina4_v1_websocket_and_an_event_stream_in_their_own_form() {
+    let server = Server::start(&["probe"]).await;
+    let mut stream = crate::sse::EventStream::open(&server, "/who/n", &[]).await;
+    stream.json().await; // its greeting, as it opened
+    // `tina4.v1` is taken on a path that announces presence.
+    let mut framed = crate::history::framed(&server, "/who/n").await;
+    framed.send("iam:ann Ann").await;
+    let notice = r#"{"presence":"join","key":"ann","value":"Ann"}"#;
+    assert_eq!(
+        crate::history::next(&mut framed).await,
+        ("!presence".to_string(), notice.to_string())
+    );
+    assert_eq!(
+        crate::history::next(&mut framed).await,
+        (String::new(), "Ok(())".to_string())
+    );
+    assert_eq!(
+        stream.next().await,
+        Some(("presence".to_string(), notice.to_string()))
+    );
+}
