@@ -587,6 +587,10 @@ pub(crate) struct Limits {
     /// The most an app's `<app>.toml` may ask for.
     #[command(flatten)]
     pub(crate) ceilings: Ceilings,
+
+    /// Where apps may send HTTP requests, and how far.
+    #[command(flatten)]
+    pub(crate) outbound: crate::outbound::OutboundFlags,
 }
 
 /// The operator's ceilings on what an app's own `<app>.toml` may ask for:

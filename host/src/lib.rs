@@ -25,7 +25,7 @@
 //!                 the Redis backplane
 //!
 //!   leaves        config, router, telemetry, app_files, bundle, hex,
-//!                 storage
+//!                 storage, outbound
 //! ```
 //!
 //! The commands beside `serve` sit on top: [`cli`] parses and dispatches,
@@ -84,6 +84,7 @@ mod delivery;
 mod edge;
 mod hex;
 mod inspect;
+mod outbound;
 mod router;
 mod runtime;
 mod server;

@@ -71,6 +71,9 @@ impl Runtime {
         add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http's outgoing handler")?;
         sleeps::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI sleeps bounded by the event deadline")?;

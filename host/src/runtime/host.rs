@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::tina4::wasm::storage::StorageError as WitStorageError;
 use super::bindings::tina4::wasm::{logging, storage, templates, timers, types, websocket};
@@ -21,6 +22,7 @@ use super::bindings::{GuestApiError, Level};
 use crate::delivery::Delivery;
 use crate::delivery::close;
 use crate::delivery::{ConnectionHandle, PresenceError, RegistryError, Room};
+use crate::outbound::AppOutbound;
 use crate::router::{RequestPath, RoutePattern};
 use crate::runtime::templates::AppTemplates;
 use crate::runtime::timers::{AppTimers, TimerError, TimerSpec};
@@ -58,6 +60,10 @@ pub(crate) struct HostState {
     pub(crate) timers: Arc<AppTimers>,
     /// The server's store and the app's quota in it, if it has a grant.
     pub(crate) storage: Option<(Arc<Storage>, StorageQuota)>,
+    /// The app's outbound HTTP grant, and the hooks that enforce it.
+    pub(crate) outbound: AppOutbound,
+    /// wasi:http's own settings (header size limit).
+    pub(crate) http: WasiHttpCtx,
 }
 
 impl WasiView for HostState {
@@ -65,6 +71,18 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        // A request made now must end by the current call's deadline.
+        self.outbound.deadline = self.deadline;
+        WasiHttpCtxView {
+            hooks: &mut self.outbound,
+            table: &mut self.table,
+            ctx: &mut self.http,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (or take it from the cache), apply its settings, instantiate it and ask
 //! for its routes.
 
+use crate::outbound::OutboundGrant;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,6 +140,10 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("the component does not implement the tina4:wasm/handler world")?;
 
+        let policy_outbound = policy
+            .outbound
+            .clone()
+            .map(|grant| OutboundGrant::new(name.clone(), grant));
         let factory = InstanceFactory {
             app: name.clone(),
             pre,
@@ -156,6 +161,7 @@ impl Runtime {
             metrics: Arc::new(AppMetrics::new(&name)),
             timers: self.timers.of(&name, self.timer_limits(), &self.delivery),
             storage: self.storage.clone(),
+            outbound: policy_outbound,
         };
         if factory.templates.exist() {
             self.prepare_templates();

@@ -20,11 +20,17 @@
 //! token_audience = "chat"      # the `aud` tokens for its secured routes name
 //! hosts = ["chat.example.com", "*.chat.example.org"]  # Host names it serves
 //! hibernate_after_ms = 60_000  # drop the idle instance after this (0: never)
+//! allowed_outbound_hosts = ["https://api.example.com", "http://10.0.0.7:8080"]
 //!
 //! [storage]                    # grants key-value storage (none without it)
 //! max_keys = 1000              # each at most the operator's ceiling,
 //! max_value_bytes = 4096       # which is also the default
 //! max_bytes = 1_048_576
+//!
+//! [outbound]                   # HTTP requests (none without the list above)
+//! timeout_ms = 5000            # each at most the operator's ceiling,
+//! max_response_bytes = 1048576 # which is also the default
+//! max_concurrent = 4
 //! ```
 //!
 //! The file is the tenant's, so nothing in it is taken on trust: a value
@@ -40,6 +46,7 @@ use serde::Deserialize;
 
 use crate::app_files::AppFiles;
 use crate::config::{Limits, OverRate};
+use crate::outbound::{OutboundCeiling, OutboundLimits, OutboundPolicy, allow};
 use crate::router::{HostBinding, HostPattern};
 use crate::storage::StorageQuota;
 
@@ -64,6 +71,18 @@ struct AppConfig {
     hosts: Option<Vec<String>>,
     hibernate_after_ms: Option<u64>,
     storage: Option<StorageConfig>,
+    allowed_outbound_hosts: Option<Vec<String>>,
+    outbound: Option<OutboundConfig>,
+}
+
+/// The `[outbound]` table: limits on the app's HTTP requests, below the
+/// ceilings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboundConfig {
+    timeout_ms: Option<u64>,
+    max_response_bytes: Option<u64>,
+    max_concurrent: Option<u64>,
 }
 
 /// The `[storage]` table: the grant, and quotas below the ceilings.
@@ -111,6 +130,8 @@ pub(crate) struct AppPolicy {
     pub(crate) hibernate_after: Option<Duration>,
     /// Its key-value storage, if granted.
     pub(crate) storage: Option<StorageQuota>,
+    /// Where it may send HTTP requests, if anywhere.
+    pub(crate) outbound: Option<OutboundPolicy>,
 }
 
 /// The most an `<app>.toml` may ask for, resolved from the flags.
@@ -136,6 +157,10 @@ pub(crate) struct Ceilings {
     hibernate_after: Option<Duration>,
     /// [`AppPolicy::storage`]: each quota's most (and default).
     storage: StorageQuota,
+    /// [`AppPolicy::outbound`]: the destinations entries must fall within.
+    outbound_hosts: OutboundCeiling,
+    /// [`AppPolicy::outbound`]: each limit's most (and default).
+    outbound: OutboundLimits,
 }
 
 /// How many messages one connection may send: a steady rate, a burst above
@@ -188,6 +213,8 @@ impl Ceilings {
                 max_value_bytes: limits.storage_max_value_bytes,
                 max_bytes: limits.storage_max_bytes,
             },
+            outbound_hosts: limits.outbound.outbound_hosts.clone(),
+            outbound: limits.outbound.limits(),
         }
     }
 }
@@ -221,6 +248,7 @@ impl AppPolicy {
             hosts: None,
             hibernate_after: millis(limits.hibernate_after_ms),
             storage: None,
+            outbound: None,
         }
     }
 
@@ -395,8 +423,58 @@ impl AppPolicy {
                     )?,
                 }),
             },
+            outbound: outbound_grant(config.allowed_outbound_hosts, config.outbound, ceilings)?,
         })
     }
+}
+
+/// The app's outbound HTTP grant: its entries, each within the operator's
+/// `--outbound-hosts`, and its `[outbound]` limits within theirs.
+fn outbound_grant(
+    hosts: Option<Vec<String>>,
+    asked: Option<OutboundConfig>,
+    ceilings: &Ceilings,
+) -> anyhow::Result<Option<OutboundPolicy>> {
+    let Some(hosts) = hosts.filter(|hosts| !hosts.is_empty()) else {
+        anyhow::ensure!(
+            asked.is_none(),
+            "[outbound] needs allowed_outbound_hosts (no host is allowed without it)"
+        );
+        return Ok(None);
+    };
+    let hosts = allow::parse_all(&hosts)?;
+    if let Some(outside) = hosts
+        .iter()
+        .find(|entry| !ceilings.outbound_hosts.covers(entry))
+    {
+        bail!(
+            "allowed_outbound_hosts: {outside} is outside what the operator allows \
+             (--outbound-hosts; an internal address must be named there too)"
+        );
+    }
+    let asked = asked.unwrap_or_default();
+    let most = ceilings.outbound;
+    let timeout_ms = u64::try_from(most.timeout.as_millis()).unwrap_or(u64::MAX);
+    Ok(Some(OutboundPolicy {
+        hosts,
+        limits: OutboundLimits {
+            timeout: Duration::from_millis(checked(
+                "outbound.timeout_ms",
+                asked.timeout_ms.unwrap_or(timeout_ms),
+                timeout_ms,
+            )?),
+            max_response_bytes: checked(
+                "outbound.max_response_bytes",
+                asked.max_response_bytes.unwrap_or(most.max_response_bytes),
+                most.max_response_bytes,
+            )?,
+            concurrency: checked(
+                "outbound.max_concurrent",
+                asked.max_concurrent.unwrap_or(most.concurrency as u64),
+                most.concurrency as u64,
+            )? as usize,
+        },
+    }))
 }
 
 impl AppPolicy {
@@ -495,6 +573,7 @@ mod tests {
             hosts: None,
             hibernate_after: None,
             storage: None,
+            outbound: None,
         }
     }
 
@@ -514,6 +593,60 @@ mod tests {
                 max_value_bytes: 1000,
                 max_bytes: 10_000,
             },
+            outbound_hosts: OutboundCeiling(
+                allow::parse_all(&["*://*:*", "http://127.0.0.1:*"]).unwrap(),
+            ),
+            outbound: OutboundLimits {
+                timeout: Duration::from_secs(10),
+                max_response_bytes: 1 << 20,
+                concurrency: 8,
+            },
+        }
+    }
+
+    #[test]
+    fn outbound_http_is_granted_by_its_list_within_the_operator_s() {
+        assert_eq!(apply("", false).unwrap().outbound, None);
+        assert_eq!(
+            apply("allowed_outbound_hosts = []", false)
+                .unwrap()
+                .outbound,
+            None
+        );
+        let granted = apply(
+            "allowed_outbound_hosts = [\"https://api.example.com\", \"http://127.0.0.1:9000\"]\n\
+             [outbound]\ntimeout_ms = 2000\nmax_concurrent = 2",
+            false,
+        )
+        .unwrap()
+        .outbound
+        .unwrap();
+        assert_eq!(granted.hosts.len(), 2);
+        assert_eq!(
+            granted.limits,
+            OutboundLimits {
+                timeout: Duration::from_secs(2),
+                max_response_bytes: 1 << 20,
+                concurrency: 2,
+            }
+        );
+        for (text, says) in [
+            (
+                "allowed_outbound_hosts = [\"http://10.0.0.7\"]",
+                "outside what the operator allows",
+            ),
+            (
+                "allowed_outbound_hosts = [\"api.example.com\"]",
+                "no scheme",
+            ),
+            ("[outbound]\ntimeout_ms = 5", "needs allowed_outbound_hosts"),
+            (
+                "allowed_outbound_hosts = [\"https://a.example\"]\n[outbound]\nmax_concurrent = 9",
+                "outbound.max_concurrent = 9 is above",
+            ),
+        ] {
+            let err = format!("{:#}", apply(text, false).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
         }
     }
 

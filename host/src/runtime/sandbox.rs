@@ -17,6 +17,7 @@ use super::policy::AppPolicy;
 use super::templates::AppTemplates;
 use super::timers::AppTimers;
 use crate::delivery::Delivery;
+use crate::outbound::{AppOutbound, OutboundGrant};
 use crate::router::RoutePattern;
 use crate::storage::Storage;
 use crate::telemetry::AppMetrics;
@@ -55,11 +56,14 @@ pub(crate) struct InstanceFactory {
     pub(crate) timers: Arc<AppTimers>,
     /// The server's store, for an app with a storage grant.
     pub(crate) storage: Arc<Storage>,
+    /// Where the app may send HTTP requests, and its requests in flight.
+    pub(crate) outbound: Option<Arc<OutboundGrant>>,
 }
 
 impl InstanceFactory {
     /// A new instance in a new store, with no capabilities beyond the host
-    /// imports: no files, no environment, no network; output to the log.
+    /// imports: no files, no environment, no sockets (HTTP requests only as
+    /// its grant allows); output to the log.
     /// Its start-up code runs under the event deadline, as any call does.
     pub(crate) async fn instantiate(&self) -> wasmtime::Result<Instance> {
         let mut wasi = WasiCtxBuilder::new();
@@ -96,6 +100,11 @@ impl InstanceFactory {
                 .policy
                 .storage
                 .map(|quota| (self.storage.clone(), quota)),
+            outbound: AppOutbound {
+                grant: self.outbound.clone(),
+                deadline: None,
+            },
+            http: Default::default(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);

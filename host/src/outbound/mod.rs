@@ -1,0 +1,133 @@
+//! Outbound HTTP: the requests apps send through `wasi:http/outgoing-handler`.
+//!
+//! Denied unless the app's `<app>.toml` lists `allowed_outbound_hosts`, each
+//! entry within the operator's `--outbound-hosts`. The host sends every
+//! request itself: it resolves the name, refuses internal addresses the
+//! entry does not name, connects to the address it checked (so a name
+//! cannot be re-pointed between the check and the connection), and bounds
+//! the request in time, the response in bytes and the app in requests at
+//! once.
+//!
+//! - [`allow`]: the entries and whether one allows a destination.
+//! - [`address`]: which addresses are internal.
+//! - [`client`]: sending one request, and the hooks wasmtime calls.
+
+pub(crate) mod address;
+pub(crate) mod allow;
+mod client;
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::sync::Semaphore;
+
+pub(crate) use self::allow::HostPattern;
+pub(crate) use self::client::AppOutbound;
+
+/// The operator's bounds on apps' outbound HTTP: each is an app's default
+/// and the most its `[outbound]` table may ask for.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct OutboundFlags {
+    /// Destinations apps may list in `allowed_outbound_hosts`,
+    /// comma-separated entries as `https://*.example.com` or
+    /// `http://10.0.0.7:8080` (`none`: apps send no requests). `*` covers
+    /// every public host but no internal address: those need an entry
+    /// naming them here and in the app's file.
+    #[arg(long, default_value = "*://*:*", env = "TINA4_OUTBOUND_HOSTS", value_parser = parse_ceiling)]
+    pub(crate) outbound_hosts: OutboundCeiling,
+
+    /// Time one outbound request may take, connection to last byte, in ms.
+    /// It also ends by the deadline of the event that sent it.
+    #[arg(long, default_value = "10000", env = "TINA4_OUTBOUND_TIMEOUT_MS")]
+    pub(crate) outbound_timeout_ms: NonZeroU64,
+
+    /// Largest response body an app may receive, in bytes.
+    #[arg(
+        long,
+        default_value = "4194304",
+        env = "TINA4_OUTBOUND_MAX_RESPONSE_BYTES"
+    )]
+    pub(crate) outbound_max_response_bytes: NonZeroU64,
+
+    /// Outbound requests one app may have in flight at once.
+    #[arg(long, default_value = "8", env = "TINA4_OUTBOUND_CONCURRENCY")]
+    pub(crate) outbound_concurrency: NonZeroUsize,
+}
+
+/// The destinations an app's entries must fall within.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboundCeiling(pub(crate) Vec<HostPattern>);
+
+fn parse_ceiling(text: &str) -> Result<OutboundCeiling, String> {
+    if text.trim().eq_ignore_ascii_case("none") || text.trim().is_empty() {
+        return Ok(OutboundCeiling(Vec::new()));
+    }
+    let entries: Vec<&str> = text.split(',').collect();
+    allow::parse_all(&entries)
+        .map(OutboundCeiling)
+        .map_err(|err| err.to_string())
+}
+
+impl OutboundCeiling {
+    /// The ceiling entry that `entry` falls within, if any.
+    pub(crate) fn covers(&self, entry: &HostPattern) -> bool {
+        self.0.iter().any(|ceiling| entry.within(ceiling))
+    }
+}
+
+/// How far one app's requests may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutboundLimits {
+    /// Longest a request may take (the event's deadline may end it sooner).
+    pub(crate) timeout: Duration,
+    /// Largest response body, in bytes.
+    pub(crate) max_response_bytes: u64,
+    /// Requests in flight at once.
+    pub(crate) concurrency: usize,
+}
+
+impl OutboundFlags {
+    /// The defaults (and ceilings) the flags set.
+    pub(crate) fn limits(&self) -> OutboundLimits {
+        OutboundLimits {
+            timeout: Duration::from_millis(self.outbound_timeout_ms.get()),
+            max_response_bytes: self.outbound_max_response_bytes.get(),
+            concurrency: self.outbound_concurrency.get(),
+        }
+    }
+}
+
+/// An app's grant: where it may send requests, and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboundPolicy {
+    /// The entries of `allowed_outbound_hosts`.
+    pub(crate) hosts: Vec<HostPattern>,
+    /// Its limits, within the operator's.
+    pub(crate) limits: OutboundLimits,
+}
+
+/// A grant in force: the policy and the app's count of requests in flight,
+/// shared by its instances.
+#[derive(Debug)]
+pub(crate) struct OutboundGrant {
+    /// The app, for the log.
+    app: Arc<str>,
+    /// Where and how far.
+    policy: OutboundPolicy,
+    /// One permit per request in flight.
+    in_flight: Arc<Semaphore>,
+}
+
+impl OutboundGrant {
+    /// A grant for `app` with nothing in flight.
+    pub(crate) fn new(app: Arc<str>, policy: OutboundPolicy) -> Arc<Self> {
+        let in_flight = Arc::new(Semaphore::new(policy.limits.concurrency));
+        Arc::new(Self {
+            app,
+            policy,
+            in_flight,
+        })
+    }
+}
