@@ -372,6 +372,20 @@ function isPromise(value) {
   return value != null && typeof value.then === "function";
 }
 
+/** True where the engine runs the event loop until an export's promise
+ * settles (SpiderMonkey builds, set by `tina4-wasm build`): there a
+ * handler may `await fetch(...)`. QuickJS builds do not. */
+const AWAITS = typeof TINA4_AWAITS !== "undefined" && TINA4_AWAITS;
+
+/** What an export returns for a handler's result: where the engine awaits,
+ * the promise (its failure logged), else nothing. */
+function settle(returned, where, otherwise) {
+  if (!isPromise(returned)) return undefined;
+  if (AWAITS) return returned.then(undefined, (err) => hostLog("error", `${where}: ${describe(err)}`));
+  otherwise(returned);
+  return undefined;
+}
+
 function describe(err) {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
@@ -496,6 +510,17 @@ export function handleHttp(index, request) {
   try {
     if (!route || route.kind.tag !== "http") throw new Tina4Error("invalid", `no HTTP route ${index}`);
     const returned = route.handler(new Request(request), res);
+    if (isPromise(returned) && AWAITS) {
+      // The engine runs the event loop until this settles, so the answer
+      // may come after an `await`.
+      return returned.then(
+        () => answerOf(res),
+        (err) => {
+          answerError(res, path, err);
+          return answerOf(res);
+        },
+      );
+    }
     if (isPromise(returned)) {
       // The answer is taken when this returns; neither engine runs the
       // jobs an `await` queues before then, so an answer after an `await`
@@ -510,6 +535,10 @@ export function handleHttp(index, request) {
   } catch (err) {
     answerError(res, path, err);
   }
+  return answerOf(res);
+}
+
+function answerOf(res) {
   return { status: res.statusCode, headers: res.headers, body: res.content };
 }
 
@@ -558,7 +587,7 @@ export function onWebsocket(index, conn, event) {
   try {
     const data = event.tag === "binary" ? toBytes(event.val) : event.val;
     const returned = route.handler(new Connection(conn), EVENTS[event.tag], data);
-    if (isPromise(returned)) watchAsync(route, returned);
+    return settle(returned, route.path, () => watchAsync(route, returned));
   } catch (err) {
     hostLog("error", `${route.path}: ${describe(err)}`);
   }
@@ -569,7 +598,7 @@ export function onPresence(index, change) {
   if (!route || !route.onPresence) return;
   try {
     const returned = route.onPresence({ ...change });
-    if (isPromise(returned)) watchAsync(route, returned);
+    return settle(returned, route.path, () => watchAsync(route, returned));
   } catch (err) {
     hostLog("error", `${route.path}: ${describe(err)}`);
   }
@@ -583,7 +612,9 @@ export function onTimer(name, tick) {
   }
   try {
     const returned = handler(Number(tick));
-    if (isPromise(returned)) returned.then(undefined, (err) => hostLog("error", `timer ${name}: ${describe(err)}`));
+    return settle(returned, `timer ${name}`, () =>
+      returned.then(undefined, (err) => hostLog("error", `timer ${name}: ${describe(err)}`)),
+    );
   } catch (err) {
     hostLog("error", `timer ${name}: ${describe(err)}`);
   }

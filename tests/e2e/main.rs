@@ -23,6 +23,7 @@ mod lifecycle;
 mod loading;
 mod notifications;
 mod operations;
+mod outbound;
 mod policy;
 mod presence;
 mod redis_server;

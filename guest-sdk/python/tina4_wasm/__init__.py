@@ -16,7 +16,8 @@ completes at once, so ``await connection.send(...)`` and
 ``connection.send(...)`` do the same; a handler that awaits anything else
 (a sleep, a socket) is an error, since a handler runs to completion.
 Routes are registered when the app module is imported (at build time);
-``tina4-wasm build`` wires :mod:`tina4_wasm.world` to the ``handler`` world.
+``tina4-wasm build`` wires :mod:`tina4_wasm.world` to the ``handler-http``
+world (the ``handler`` world with outgoing HTTP, for :func:`fetch`).
 """
 
 import inspect
@@ -24,14 +25,16 @@ import json
 
 from wit_world.imports import logging as _logging
 from wit_world.imports import templates as _templates
-from wit_world.imports import types as _types
+from wit_world.imports import tina4_wasm_types as _types
 from wit_world.imports import storage as _storage
 from wit_world.imports import timers as _timers
 from wit_world.imports import websocket as _host
 from componentize_py_types import Err as _Err
 
+from .fetch import FetchError, Reply, fetch
+
 __all__ = [
-    "BadRequest", "Connection", "Request", "Response", "Tina4Error",
+    "BadRequest", "Connection", "FetchError", "Reply", "Request", "Response", "Tina4Error", "fetch",
     "after", "cancel_timer", "close_connection", "kv", "delete", "every", "get", "history", "log",
     "members", "on_timer", "patch", "post", "presence", "push_to_websocket", "put",
     "schedule_timer", "secured", "send_to_connection", "sse", "template", "websocket",

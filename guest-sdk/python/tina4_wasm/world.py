@@ -4,7 +4,7 @@ routes the app registered with the decorators."""
 import traceback
 
 import wit_world
-from wit_world.imports import types as _types
+from wit_world.imports import tina4_wasm_types as _types
 
 from . import (
     DECLARED_TIMERS, PRESENCE_HANDLERS, ROUTES, TIMER_HANDLERS, Connection, Request, Response,

@@ -24,6 +24,8 @@ pub enum Error {
     Quota(String),
     /// The store failed; the call may be tried again.
     Unavailable(String),
+    /// An outbound HTTP request got no answer, and why.
+    Fetch(crate::fetch::FetchError),
 }
 
 impl Error {
@@ -52,6 +54,7 @@ impl fmt::Display for Error {
             Self::BadRequest(why) => write!(f, "bad request: {why}"),
             Self::Quota(why) => write!(f, "over quota: {why}"),
             Self::Unavailable(why) => write!(f, "unavailable: {why}"),
+            Self::Fetch(why) => write!(f, "request {why}"),
         }
     }
 }

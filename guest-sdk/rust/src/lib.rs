@@ -31,12 +31,14 @@
 //! - [`presence`]: who is on a path, across the cluster.
 //! - [`timers`]: timers the host keeps and fires.
 //! - [`storage`]: key-value storage of the app's own.
+//! - [`fetch`]: HTTP requests to the hosts the app is allowed to reach.
 //!
 //! Handlers never see the generated WIT bindings; they live in the hidden
 //! `bindings` module for the [`app!`] macro.
 
 pub mod connection;
 pub mod error;
+pub mod fetch;
 pub mod http;
 pub mod log;
 pub mod presence;
@@ -51,8 +53,12 @@ pub mod dispatch;
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "handler",
+        // The handler world with outgoing HTTP: a component imports only
+        // what it uses, so an app that never fetches does not import it.
+        world: "handler-http",
         path: "../../wit",
+        // The WASI interfaces outgoing HTTP uses (streams, pollables).
+        generate_all,
         pub_export_macro: true,
         export_macro_name: "export_handler",
         default_bindings_module: "tina4_guest::bindings",

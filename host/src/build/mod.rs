@@ -268,6 +268,12 @@ fn build_javascript(app: &AppSource, out: &Path, toolchains: &Toolchains) -> any
             "--external:tina4:*",
             "--log-level=warning",
         ])
+        // SpiderMonkey runs the event loop until an export's promise
+        // settles, so the SDK returns handlers' promises there.
+        .arg(format!(
+            "--define:TINA4_AWAITS={}",
+            toolchains.js_engine() == JsEngine::Spidermonkey
+        ))
         .arg(format!("--outfile={}", bundle.display()));
     run(&mut esbuild, "esbuild")?;
     let mut compile = match toolchains.js_engine() {
@@ -278,8 +284,10 @@ fn build_javascript(app: &AppSource, out: &Path, toolchains: &Toolchains) -> any
                 .arg("--wit")
                 .arg(root.join("wit"))
                 .args(["--world-name", "handler"])
-                // The world has no outgoing HTTP; the host grants none.
-                .args(["--disable", "http", "fetch-event", "--out"])
+                // `fetch` is on (the engine imports wasi:http itself; the
+                // host sends only what the app's grant allows); requests
+                // come in through the handler world, not a fetch event.
+                .args(["--disable", "fetch-event", "--out"])
                 .arg(out);
             command
         }
@@ -315,7 +323,8 @@ fn build_python(app: &AppSource, out: &Path, toolchains: &Toolchains) -> anyhow:
         .args(["-c", toolchain::COMPONENTIZE_PY_MAIN])
         .arg("--wit-path")
         .arg(root.join("wit"))
-        .args(["--world", "handler", "componentize"])
+        // With outgoing HTTP, for `tina4_wasm.fetch`.
+        .args(["--world", "handler-http", "componentize"])
         .arg("--python-path")
         .arg(root.join("app"))
         .arg("--python-path")

@@ -9,6 +9,36 @@ pub(crate) type File = (&'static str, &'static str);
 /// The WIT contract (`wit/tina4.wit`).
 pub(crate) const WIT: File = ("wit/tina4.wit", include_str!("../../../wit/tina4.wit"));
 
+/// The standard WASI interfaces the `handler-http` world imports, as
+/// `wit/deps/` beside the contract.
+pub(crate) const WIT_DEPS: &[File] = &[
+    (
+        "wit/deps/cli.wit",
+        include_str!("../../../wit/deps/cli.wit"),
+    ),
+    (
+        "wit/deps/clocks.wit",
+        include_str!("../../../wit/deps/clocks.wit"),
+    ),
+    (
+        "wit/deps/filesystem.wit",
+        include_str!("../../../wit/deps/filesystem.wit"),
+    ),
+    (
+        "wit/deps/http.wit",
+        include_str!("../../../wit/deps/http.wit"),
+    ),
+    ("wit/deps/io.wit", include_str!("../../../wit/deps/io.wit")),
+    (
+        "wit/deps/random.wit",
+        include_str!("../../../wit/deps/random.wit"),
+    ),
+    (
+        "wit/deps/sockets.wit",
+        include_str!("../../../wit/deps/sockets.wit"),
+    ),
+];
+
 /// The `tina4-wasm` npm package, as `node_modules/tina4-wasm`.
 pub(crate) const JAVASCRIPT: &[File] = &[
     (
@@ -34,6 +64,10 @@ pub(crate) const PYTHON: &[File] = &[
     (
         "sdk/tina4_wasm/world.py",
         include_str!("../../../guest-sdk/python/tina4_wasm/world.py"),
+    ),
+    (
+        "sdk/tina4_wasm/fetch.py",
+        include_str!("../../../guest-sdk/python/tina4_wasm/fetch.py"),
     ),
 ];
 
@@ -87,6 +121,10 @@ pub(crate) const RUST: &[File] = &[
         "guest-sdk/rust/src/timers.rs",
         include_str!("../../../guest-sdk/rust/src/timers.rs"),
     ),
+    (
+        "guest-sdk/rust/src/fetch.rs",
+        include_str!("../../../guest-sdk/rust/src/fetch.rs"),
+    ),
 ];
 
 /// Writes the Rust SDK under `root` once per content (a folder named by
@@ -96,7 +134,7 @@ pub(crate) fn rust_crate(root: &std::path::Path) -> anyhow::Result<std::path::Pa
     use anyhow::Context;
     use sha2::Digest;
     let mut hash = sha2::Sha256::new();
-    for (path, contents) in RUST {
+    for (path, contents) in RUST.iter().chain(WIT_DEPS) {
         hash.update(path.as_bytes());
         hash.update(contents.as_bytes());
     }
@@ -108,7 +146,7 @@ pub(crate) fn rust_crate(root: &std::path::Path) -> anyhow::Result<std::path::Pa
     }
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     let fresh = tempfile::tempdir_in(root).context("cannot stage the Rust SDK")?;
-    for (path, contents) in RUST {
+    for (path, contents) in RUST.iter().chain(WIT_DEPS) {
         let target = fresh.path().join(path);
         std::fs::create_dir_all(target.parent().expect("SDK files are in folders"))?;
         std::fs::write(&target, contents)

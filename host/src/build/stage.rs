@@ -111,6 +111,7 @@ fn python_stage(dir: &Path, extra: &[sdk::File], imports: &str) -> anyhow::Resul
     let staging = tempfile::tempdir().context("cannot create a staging folder")?;
     copy_sources(dir, &staging.path().join("app"))?;
     write(staging.path(), &[sdk::WIT])?;
+    write(staging.path(), sdk::WIT_DEPS)?;
     write(staging.path(), sdk::PYTHON)?;
     write(staging.path(), extra)?;
     let entry = format!("{imports}from tina4_wasm.world import WitWorld\n");

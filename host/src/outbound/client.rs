@@ -8,21 +8,18 @@
 //! runtime, so it holds no worker and other apps run meanwhile.
 
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::Scheme;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{Sleep, timeout_at};
+use tokio::time::timeout_at;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -33,8 +30,8 @@ use super::allow::{Destination, HostPattern};
 /// Largest response head (status line and headers) read, in bytes.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// What a sent request resolves to: the response, and the connection's
-/// remaining work (wasmtime runs it beside the body).
+/// What a sent request resolves to: the response, and work to run beside
+/// its body (none: the body is read whole before it is handed over).
 type Sent = (
     http::Response<WasiBody>,
     Box<dyn Future<Output = Result<(), Error>> + Send>,
@@ -57,18 +54,25 @@ impl WasiHttpHooks for AppOutbound {
         _options: Option<RequestOptions>,
         _unused: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = Result<Sent, Error>> + Send> {
-        let grant = self.grant.clone();
-        let until = grant.as_ref().map(|grant| {
-            let timeout = Instant::now() + grant.policy.limits.timeout;
-            self.deadline
-                .map_or(timeout, |deadline| deadline.min(timeout))
-        });
+        let Some(grant) = self.grant.clone() else {
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        };
+        let timeout = Instant::now() + grant.policy.limits.timeout;
+        let until = self
+            .deadline
+            .map_or(timeout, |deadline| deadline.min(timeout));
+        // Taken now, as the guest sends: requests sent together are counted
+        // in the order sent, whatever order their tasks first run in.
+        let permit = grant.in_flight.clone().try_acquire_owned();
         Box::new(async move {
-            let (Some(grant), Some(until)) = (grant, until) else {
-                return Err(Error::HttpRequestDenied);
-            };
             let app = grant.app.clone();
-            let sent = send(grant, request, tokio::time::Instant::from_std(until)).await;
+            let sent = match permit {
+                Ok(permit) => {
+                    let until = tokio::time::Instant::from_std(until);
+                    send(grant, permit, request, until).await
+                }
+                Err(_) => Err(Error::ConnectionLimitReached),
+            };
             if let Err(err) = &sent {
                 tracing::debug!(%app, "outbound request failed: {err}");
             }
@@ -102,9 +106,11 @@ impl WasiHttpHooks for AppOutbound {
     }
 }
 
-/// Sends `request` for the app of `grant`, everything done by `until`.
+/// Sends `request` for the app of `grant`, holding one of its permits,
+/// everything done by `until`.
 async fn send(
     grant: Arc<OutboundGrant>,
+    permit: OwnedSemaphorePermit,
     mut request: http::Request<WasiBody>,
     until: tokio::time::Instant,
 ) -> Result<Sent, Error> {
@@ -115,11 +121,6 @@ async fn send(
         .iter()
         .find(|entry| entry.allows(&to))
         .ok_or(Error::HttpRequestDenied)?;
-    let permit = grant
-        .in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Error::ConnectionLimitReached)?;
     let addresses = timeout_at(until, resolve(&to, entry))
         .await
         .map_err(|_| Error::DnsTimeout)??;
@@ -142,33 +143,29 @@ async fn send(
         .handshake::<_, WasiBody>(TokioIo::new(stream))
         .await
         .map_err(Error::Hyper)?;
-    // The request line names the path only; the host went in `Host`.
-    *request.uri_mut() = request.uri().path_and_query().map_or_else(
-        || http::Uri::from_static("/"),
-        |p| {
-            p.as_str()
-                .parse()
-                .unwrap_or_else(|_| http::Uri::from_static("/"))
-        },
-    );
-
-    let mut conn = Box::pin(conn);
-    let mut response = std::pin::pin!(sender.send_request(request));
-    let waited = timeout_at(until, async {
-        tokio::select! {
-            response = &mut response => (response, false),
-            ended = &mut conn => match ended {
-                // The connection ended first: the response is ready or lost.
-                Ok(()) => ((&mut response).await, true),
-                Err(err) => (Err(err), true),
-            },
+    // The connection runs on its own, holding the app's permit, until the
+    // answer is read (it then ends with the sender), or it is stopped: at
+    // once if the answer is refused or the time is up.
+    let connection = Abort(Some(tokio::spawn(async move {
+        let _permit = permit;
+        if let Err(err) = conn.await {
+            tracing::debug!("outbound connection ended: {err}");
         }
-    })
-    .await
-    .map_err(|_| Error::HttpResponseTimeout)?;
-    let (response, conn_done) = waited;
-    let response = response.map_err(Error::Hyper)?;
+    })));
+    // The request line names the path only; the host went in `Host`.
+    let path = request
+        .uri()
+        .path_and_query()
+        .and_then(|p| p.as_str().parse().ok())
+        .unwrap_or_else(|| http::Uri::from_static("/"));
+    *request.uri_mut() = path;
+    let response = timeout_at(until, sender.send_request(request))
+        .await
+        .map_err(|_| Error::HttpResponseTimeout)?
+        .map_err(Error::Hyper)?;
 
+    // The whole body is read here, within the limit and the time, so that
+    // either refusal reaches the guest as its own error code.
     let max = grant.policy.limits.max_response_bytes;
     let declared = response
         .headers()
@@ -177,28 +174,48 @@ async fn send(
     if declared.is_some_and(|length| length > max) {
         return Err(Error::HttpResponseBodySize(Some(max)));
     }
-    let response = response.map(|body| {
-        BoundedBody {
-            inner: body,
-            received: 0,
-            max,
-            ends: Box::pin(tokio::time::sleep_until(until)),
+    let (head, body) = response.into_parts();
+    let body = timeout_at(until, read_within(body, max))
+        .await
+        .map_err(|_| Error::HttpResponseTimeout)??;
+    connection.keep();
+    let body = Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let done: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+    Ok((http::Response::from_parts(head, body), done))
+}
+
+/// The body whole, or an error once it passes `max` bytes.
+async fn read_within(mut body: Incoming, max: u64) -> Result<Bytes, Error> {
+    let mut read = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(Error::Hyper)?.into_data() {
+            if (read.len() + data.len()) as u64 > max {
+                return Err(Error::HttpResponseBodySize(Some(max)));
+            }
+            read.extend_from_slice(&data);
         }
-        .boxed_unsync()
-    });
-    // The connection runs until the response is read, or the time is up;
-    // the app's permit is held until then.
-    let io = async move {
-        let _permit: OwnedSemaphorePermit = permit;
-        if conn_done {
-            return Ok(());
+    }
+    Ok(read.freeze())
+}
+
+/// A task stopped when this is dropped, unless kept.
+struct Abort(Option<tokio::task::JoinHandle<()>>);
+
+impl Abort {
+    /// Lets the task run to its own end.
+    fn keep(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
         }
-        match timeout_at(until, conn).await {
-            Ok(ended) => ended.map_err(Error::Hyper),
-            Err(_) => Err(Error::HttpResponseTimeout),
-        }
-    };
-    Ok((response, Box::new(io)))
+    }
 }
 
 /// The scheme, host and port the guest addressed.
@@ -300,55 +317,6 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
 /// A plain or TLS connection, as hyper sees it.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
-
-/// A response body cut off past the app's size limit or its time.
-struct BoundedBody {
-    /// The body as it arrives.
-    inner: Incoming,
-    /// Bytes passed on so far.
-    received: u64,
-    /// The app's limit.
-    max: u64,
-    /// When the request's time is up.
-    ends: Pin<Box<Sleep>>,
-}
-
-impl Body for BoundedBody {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.received += data.len() as u64;
-                    if this.received > this.max {
-                        return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(this.max)))));
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Error::Hyper(err)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.ends.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Error::HttpResponseTimeout))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
 
 #[cfg(test)]
 mod tests {

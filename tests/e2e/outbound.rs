@@ -1,0 +1,378 @@
+//! Outbound HTTP: an app reaches a local upstream only where its
+//! `<app>.toml` allows, each refusal and limit gives its own error, and a
+//! guest waiting on a slow upstream stalls neither other apps nor its own
+//! next event past its deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::support::{Server, ServerOptions, component, http, within};
+
+/// A local upstream for apps to call. `GET /hello` answers a greeting,
+/// `/size?n=N` N bytes with their length, `/stream?n=N` N bytes ending at
+/// the close, `/hold` only once released; `POST /echo` its body back. The
+/// test hears each request's line and body as it arrives.
+pub struct Upstream {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Each request, as `METHOD /path body`.
+    seen: mpsc::UnboundedReceiver<String>,
+    /// Set to answer held requests.
+    release: watch::Sender<bool>,
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tell, seen) = mpsc::unbounded_channel();
+        let (release, released) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, tell.clone(), released.clone()));
+            }
+        });
+        Self {
+            port,
+            seen,
+            release,
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The next request it got.
+    pub async fn next(&mut self) -> String {
+        within("a request to reach the upstream", self.seen.recv())
+            .await
+            .expect("the upstream runs")
+    }
+
+    /// Whether no request has reached it yet.
+    fn untouched(&mut self) -> bool {
+        self.seen.try_recv().is_err()
+    }
+
+    /// Lets held requests be answered.
+    fn release(&self) {
+        self.release.send_replace(true);
+    }
+}
+
+/// Answers one request on `socket` (then closes it).
+async fn serve(
+    mut socket: TcpStream,
+    tell: mpsc::UnboundedSender<String>,
+    mut released: watch::Receiver<bool>,
+) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+        if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let line = head.lines().next().unwrap_or_default().to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    let _ = socket.read_exact(&mut body).await;
+    let mut words = line.split(' ');
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let _ = tell.send(format!(
+        "{method} {target} {}",
+        String::from_utf8_lossy(&body)
+    ));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let n: usize = query
+        .strip_prefix("n=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let (length, body) = match path {
+        "/hello" => (true, b"hello from upstream".to_vec()),
+        "/echo" => (true, body),
+        "/size" => (true, vec![b'x'; n]),
+        "/stream" => (false, vec![b'x'; n]),
+        "/hold" => {
+            let _ = released.wait_for(|go| *go).await;
+            (true, b"released".to_vec())
+        }
+        _ => (true, b"no such thing".to_vec()),
+    };
+    let mut answer = "HTTP/1.1 200 OK\r\nconnection: close\r\n".to_string();
+    if length {
+        answer.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    answer.push_str("\r\n");
+    let _ = socket.write_all(answer.as_bytes()).await;
+    let _ = socket.write_all(&body).await;
+    let _ = socket.shutdown().await;
+}
+
+/// The probe with `settings` as its `probe.toml`, a second copy of it
+/// (`other`, on `other.test`) with no grant, and the operator allowing
+/// loopback (`--outbound-hosts`) plus `extra` flags.
+async fn server(settings: String, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--outbound-hosts".to_string(),
+        "*://*:*,http://127.0.0.1:*,http://localhost:*".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        files: vec![
+            ("probe.toml", settings.into_bytes()),
+            ("other.wasm", std::fs::read(component("probe")).unwrap()),
+            ("other.toml", b"hosts = [\"other.test\"]\n".to_vec()),
+        ],
+        args,
+        ..Default::default()
+    })
+    .await
+}
+
+/// The probe's outcome of fetching `url` (on `host`, if given): status and JSON.
+async fn fetch(server: &Server, url: &str, host: Option<&str>) -> (u16, Value) {
+    let mut request = http()
+        .get(server.url("/probe/fetch"))
+        .query(&[("url", url)]);
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+/// The `error` a failed fetch answered with.
+fn error_of(outcome: &(u16, Value)) -> String {
+    assert_eq!(outcome.0, 502, "{outcome:?}");
+    outcome.1["error"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_listed_host_is_reached_and_anything_else_is_denied() {
+    let mut upstream = Upstream::start().await;
+    let settings = format!("allowed_outbound_hosts = [\"{}\"]\n", upstream.url(""));
+    let server = server(settings, &[]).await;
+
+    let reached = fetch(&server, &upstream.url("/hello"), None).await;
+    assert_eq!(
+        reached,
+        (200, json!({"status": 200, "body": "hello from upstream"}))
+    );
+    assert_eq!(upstream.next().await, "GET /hello ");
+    // A body goes out and comes back.
+    let echoed = http()
+        .post(server.url("/probe/fetch"))
+        .query(&[("url", upstream.url("/echo"))])
+        .body("ping ☃")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        echoed.json::<Value>().await.unwrap(),
+        json!({"status": 200, "body": "ping ☃"})
+    );
+    assert_eq!(upstream.next().await, "POST /echo ping ☃");
+
+    // Another address, another port, another scheme: not listed.
+    let port = upstream.port;
+    for url in [
+        format!("http://127.0.0.2:{port}/hello"),
+        format!("http://127.0.0.1:{}/hello", port.wrapping_add(1).max(1)),
+        format!("https://127.0.0.1:{port}/hello"),
+    ] {
+        assert!(
+            error_of(&fetch(&server, &url, None).await).contains("denied"),
+            "{url}"
+        );
+    }
+    // An app without a grant reaches nothing.
+    let other = fetch(&server, &upstream.url("/hello"), Some("other.test")).await;
+    assert!(error_of(&other).contains("denied"), "{other:?}");
+    assert!(upstream.untouched(), "a denied request never left the host");
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_an_internal_address_is_prohibited_unless_the_address_is_listed() {
+    let mut upstream = Upstream::start().await;
+    // `localhost` is listed, but it resolves to loopback, which only an
+    // entry naming the address reaches.
+    let settings = format!(
+        "allowed_outbound_hosts = [\"http://localhost:{}\"]\n",
+        upstream.port
+    );
+    let server = server(settings, &[]).await;
+    let outcome = fetch(
+        &server,
+        &format!("http://localhost:{}/hello", upstream.port),
+        None,
+    )
+    .await;
+    assert!(error_of(&outcome).contains("prohibited"), "{outcome:?}");
+    assert!(
+        upstream.untouched(),
+        "nothing was sent to the internal address"
+    );
+}
+
+#[tokio::test]
+async fn an_entry_outside_the_operator_s_allowance_refuses_the_version() {
+    // Loopback is not within the operator's default `*://*:*`.
+    let settings = "allowed_outbound_hosts = [\"http://127.0.0.1:6379\"]\n".to_string();
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        files: vec![("probe.toml", settings.into_bytes())],
+        ..Default::default()
+    })
+    .await;
+    server
+        .wait_for_log(&[
+            "probe",
+            "http://127.0.0.1:6379 is outside what the operator allows",
+        ])
+        .await;
+    let answer = http()
+        .get(server.url("/probe/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404, "the app is not served");
+}
+
+#[tokio::test]
+async fn a_timeout_an_oversized_response_and_too_many_at_once_each_give_their_error() {
+    let mut upstream = Upstream::start().await;
+    let settings = format!(
+        "allowed_outbound_hosts = [\"{}\"]\n[outbound]\ntimeout_ms = 300\nmax_response_bytes = 1000\nmax_concurrent = 2\n",
+        upstream.url("")
+    );
+    let server = server(settings, &[]).await;
+
+    let held = fetch(&server, &upstream.url("/hold"), None).await;
+    assert!(error_of(&held).contains("timed out"), "{held:?}");
+    assert_eq!(upstream.next().await, "GET /hold ");
+
+    let fits = fetch(&server, &upstream.url("/size?n=1000"), None).await;
+    assert_eq!(fits.0, 200, "{fits:?}");
+    for path in ["/size?n=1001", "/stream?n=5000"] {
+        let outcome = fetch(&server, &upstream.url(path), None).await;
+        assert!(
+            error_of(&outcome).contains("larger than 1000 bytes"),
+            "{path}: {outcome:?}"
+        );
+    }
+
+    // Three at once with two allowed in flight: the third is refused.
+    upstream.release();
+    let outcomes: Value = http()
+        .get(server.url("/probe/fetch-all"))
+        .query(&[("url", upstream.url("/hello")), ("n", "3".into())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        json!(["200", "200", "request too many requests in flight"])
+    );
+}
+
+#[tokio::test]
+async fn a_guest_waiting_on_a_slow_upstream_stalls_no_other_app() {
+    let mut upstream = Upstream::start().await;
+    // A long deadline and timeout: the probe waits until released.
+    let settings = format!(
+        "allowed_outbound_hosts = [\"{}\"]\nevent_timeout_ms = 20000\n[outbound]\ntimeout_ms = 20000\n",
+        upstream.url("")
+    );
+    let server = Arc::new(
+        server(
+            settings,
+            &[
+                "--event-timeout-ms-max",
+                "20000",
+                "--outbound-timeout-ms",
+                "20000",
+            ],
+        )
+        .await,
+    );
+    let waiting = tokio::spawn({
+        let server = server.clone();
+        let url = upstream.url("/hold");
+        async move { fetch(&server, &url, None).await }
+    });
+    assert_eq!(upstream.next().await, "GET /hold ");
+    // While the probe waits, the other app answers, many times over.
+    for _ in 0..20 {
+        let answer = http()
+            .get(server.url("/probe/version"))
+            .header("host", "other.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the probe is still waiting on its upstream"
+    );
+    upstream.release();
+    let outcome = within("the held request", waiting).await.unwrap();
+    assert_eq!(outcome, (200, json!({"status": 200, "body": "released"})));
+}
+
+#[tokio::test]
+async fn waiting_on_the_network_ends_by_the_event_deadline() {
+    let mut upstream = Upstream::start().await;
+    // The request's own timeout is far away; the event's deadline is not.
+    let settings = format!(
+        "allowed_outbound_hosts = [\"{}\"]\nevent_timeout_ms = 500\n[outbound]\ntimeout_ms = 30000\n",
+        upstream.url("")
+    );
+    let server = server(settings, &["--outbound-timeout-ms", "30000"]).await;
+    let started = Instant::now();
+    let answer = http()
+        .get(server.url("/probe/fetch"))
+        .query(&[("url", upstream.url("/hold"))])
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    // The guest either saw the timeout (502) or was stopped at its
+    // deadline (500); either way long before the request's own 30 s.
+    assert!(
+        matches!(answer.status().as_u16(), 500 | 502),
+        "{}",
+        answer.status()
+    );
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    assert_eq!(upstream.next().await, "GET /hold ");
+    // And the app serves its next event.
+    let next = http()
+        .get(server.url("/probe/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 200);
+}
