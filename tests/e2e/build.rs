@@ -10,6 +10,7 @@ use std::process::Output;
 use serde_json::{Value, json};
 
 use crate::auth::{SECRET, token};
+use crate::outbound::Upstream;
 use crate::support::{
     Language, Server, ServerOptions, examples_cache_dir, host_binary, http, repo_root,
 };
@@ -77,14 +78,28 @@ async fn sdk_behaviour(language: &str) {
     let root = tempfile::tempdir().unwrap();
     let apps = root.path().join("apps");
     build_fixture(language, &apps, &[]);
-    // A storage grant, with a quota of two keys.
-    std::fs::write(apps.join("sdk.toml"), "[storage]\nmax_keys = 2\n").unwrap();
+    // A storage grant, with a quota of two keys, and a local upstream the
+    // app may reach.
+    let mut upstream = Upstream::start().await;
+    std::fs::write(
+        apps.join("sdk.toml"),
+        format!(
+            "allowed_outbound_hosts = [\"{}\"]\n[storage]\nmax_keys = 2\n",
+            upstream.url("")
+        ),
+    )
+    .unwrap();
     let data = root.path().join("data");
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps.clone()),
         cache_dir: Some(examples_cache_dir()),
         env: vec![("TINA4_SECRET".into(), SECRET.into())],
-        args: vec!["--data-dir".into(), data.display().to_string()],
+        args: vec![
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--outbound-hosts".into(),
+            "http://127.0.0.1:*".into(),
+        ],
         language: Language::Rust,
         ..Default::default()
     })
@@ -118,18 +133,42 @@ async fn sdk_behaviour(language: &str) {
     assert_eq!(created.status(), 201);
     assert_eq!(created.headers()["x-sdk"], "yes");
     assert_eq!(created.json::<Value>().await.unwrap(), json!({"n": 1}));
-    // An async handler answers after an `await` in Python; in JavaScript
-    // the answer is taken when the handler returns, so it must come first.
+    // An async handler answers after an `await`.
     let later = http().get(server.url("/sdk/later")).send().await.unwrap();
+    assert_eq!(later.status(), 202);
+    assert_eq!(later.json::<Value>().await.unwrap(), json!({"late": true}));
+
+    // Outbound HTTP: the listed upstream answers (`fetch` awaited in
+    // JavaScript); an address not listed is refused with its reason.
+    let fetched = server
+        .get_json(&format!("/sdk/fetch?url={}", upstream.url("/hello")))
+        .await;
+    assert_eq!(
+        fetched,
+        json!({"status": 200, "body": "hello from upstream"})
+    );
+    assert_eq!(upstream.next().await, "GET /hello ");
+    let denied = http()
+        .get(server.url("/sdk/fetch"))
+        .query(&[("url", format!("http://127.0.0.2:{}/hello", upstream.port))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 502);
+    let error = denied.json::<Value>().await.unwrap()["error"].to_string();
     if language == "python" {
-        assert_eq!(later.status(), 202);
-        assert_eq!(later.json::<Value>().await.unwrap(), json!({"late": true}));
+        assert_eq!(error, "\"denied\"");
     } else {
-        assert_eq!(later.status(), 500);
-        server
-            .wait_for_log(&["did not answer before its first `await`"])
-            .await;
+        // JavaScript's fetch says only that it failed; the log says why.
+        assert!(error.contains("NetworkError"), "{error}");
     }
+    server
+        .wait_for_log(&[
+            "outbound",
+            "127.0.0.2",
+            "denied: not in allowed_outbound_hosts",
+        ])
+        .await;
     // A secured route: refused without a token, the claims with one.
     let refused = http().get(server.url("/sdk/secret")).send().await.unwrap();
     assert_eq!(refused.status(), 401);
@@ -227,7 +266,12 @@ async fn sdk_behaviour(language: &str) {
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps),
         cache_dir: Some(examples_cache_dir()),
-        args: vec!["--event-timeout-ms".into(), "60000".into()],
+        args: vec![
+            "--event-timeout-ms".into(),
+            "60000".into(),
+            "--outbound-hosts".into(),
+            "http://127.0.0.1:*".into(),
+        ],
         language: Language::Rust,
         ..Default::default()
     })
@@ -315,6 +359,14 @@ async fn quickjs_builds_of_javascript_apps_serve_too() {
     );
     let hello = server.get_json("/hello/qjs").await;
     assert_eq!(hello["message"], "Hello, qjs!");
+
+    // QuickJS takes an HTTP answer when the handler returns: one that
+    // comes after an `await` is lost, and said so.
+    let later = http().get(server.url("/sdk/later")).send().await.unwrap();
+    assert_eq!(later.status(), 500);
+    server
+        .wait_for_log(&["did not answer before its first `await`"])
+        .await;
 
     // QuickJS never resumes a handler after `await`: said in the log, once.
     let mut client = server.connect("/ws/sdk").await;

@@ -71,6 +71,7 @@ fn javascript_stage(dir: &Path, modules: &[String]) -> anyhow::Result<TempDir> {
         )?;
     }
     write(staging.path(), &[sdk::WIT])?;
+    write(staging.path(), sdk::WIT_DEPS)?;
     write(staging.path(), sdk::JAVASCRIPT)?;
     let mut entry = String::new();
     for module in modules {

@@ -37,14 +37,20 @@ type Sent = (
     Box<dyn Future<Output = Result<(), Error>> + Send>,
 );
 
+/// Where a request's failure is told, for the app's developer: some
+/// guest libraries (JavaScript's `fetch`) keep only that it failed.
+pub(crate) type FailureLog = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The outbound side of one instance: its app's grant, if any, and the
 /// deadline of the call in progress (copied in before each use).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct AppOutbound {
     /// Where the app may send requests; `None`: nowhere.
     pub(crate) grant: Option<Arc<OutboundGrant>>,
     /// When the guest call in progress must end.
     pub(crate) deadline: Option<Instant>,
+    /// Where failed requests are told (the app's rate-limited log).
+    pub(crate) failures: Option<FailureLog>,
 }
 
 impl WasiHttpHooks for AppOutbound {
@@ -54,8 +60,26 @@ impl WasiHttpHooks for AppOutbound {
         _options: Option<RequestOptions>,
         _unused: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = Result<Sent, Error>> + Send> {
+        // Named without its query, which may carry secrets.
+        let target = format!(
+            "{} {}://{}{}",
+            request.method(),
+            request.uri().scheme_str().unwrap_or("?"),
+            request.uri().authority().map_or("", |a| a.as_str()),
+            request.uri().path()
+        );
+        let failures = self.failures.clone();
+        let tell = move |err: &Error| {
+            if let Some(log) = &failures {
+                log(&format!("request {target} failed: {}", reason(err)));
+            }
+        };
         let Some(grant) = self.grant.clone() else {
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+            return Box::new(async move {
+                let err = Error::HttpRequestDenied;
+                tell(&err);
+                Err(err)
+            });
         };
         let timeout = Instant::now() + grant.policy.limits.timeout;
         let until = self
@@ -75,6 +99,7 @@ impl WasiHttpHooks for AppOutbound {
             };
             if let Err(err) = &sent {
                 tracing::debug!(%app, "outbound request failed: {err}");
+                tell(err);
             }
             sent
         })
@@ -103,6 +128,29 @@ impl WasiHttpHooks for AppOutbound {
         } else {
             ErrorCode::TlsProtocolError
         }
+    }
+}
+
+/// Why a request failed, in the words of the app's settings.
+fn reason(err: &Error) -> String {
+    match err {
+        Error::HttpRequestDenied => "denied: not in allowed_outbound_hosts".to_string(),
+        Error::DestinationIpProhibited => {
+            "prohibited: it resolves to an internal address no entry names".to_string()
+        }
+        Error::ConnectionLimitReached => {
+            "too many requests in flight (outbound.max_concurrent)".to_string()
+        }
+        Error::HttpResponseBodySize(Some(max)) => {
+            format!("response larger than {max} bytes (outbound.max_response_bytes)")
+        }
+        Error::DnsTimeout
+        | Error::ConnectionTimeout
+        | Error::HttpResponseTimeout
+        | Error::ConnectionReadTimeout => {
+            "timed out (outbound.timeout_ms, or the event's deadline)".to_string()
+        }
+        other => other.to_string(),
     }
 }
 

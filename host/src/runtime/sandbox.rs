@@ -103,6 +103,10 @@ impl InstanceFactory {
             outbound: AppOutbound {
                 grant: self.outbound.clone(),
                 deadline: None,
+                failures: Some(Arc::new({
+                    let log = self.log.clone();
+                    move |line: &str| log.line(tracing::Level::WARN, "outbound", line)
+                })),
             },
             http: Default::default(),
         };
