@@ -110,7 +110,8 @@ impl Host {
         Ok(Self { child, addr, admin })
     }
 
-    fn pid(&self) -> anyhow::Result<u32> {
+    /// The server's process id.
+    pub fn pid(&self) -> anyhow::Result<u32> {
         self.child.id().context("the server has exited")
     }
 

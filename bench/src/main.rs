@@ -36,6 +36,7 @@ mod languages;
 mod load;
 mod native;
 mod neighbours;
+mod outbound;
 mod plot;
 mod presence;
 mod recovery;
@@ -120,6 +121,9 @@ enum Scenario {
     /// Key-value storage through an app: set, get and increment against a
     /// plain round trip, latency and CPU per call.
     Storage(storage::Options),
+    /// Outbound HTTP through a guest against a native client: latency and
+    /// CPU per request.
+    Outbound(outbound::Options),
     /// Holds idle connections open (a client process of `idle`).
     #[command(hide = true)]
     Hold(idle::Hold),
@@ -164,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Recovery(options) => recovery::run(&options).await,
             Scenario::Presence(options) => presence::run(&options).await,
             Scenario::Storage(options) => storage::run(&options).await,
+            Scenario::Outbound(options) => outbound::run(&options).await,
             Scenario::Native { port } => native::serve(port).await,
             Scenario::Hold(options) => idle::hold(&options).await,
         }
@@ -195,6 +200,7 @@ mod tests {
             "recovery",
             "presence",
             "storage",
+            "outbound",
         ] {
             if let Err(err) = Cli::try_parse_from(["tina4-bench", scenario]) {
                 panic!("{scenario}: {err}");

@@ -81,6 +81,16 @@ pub(crate) fn refused(reason: &'static str) {
     metrics::counter!(REFUSED, "reason" => reason).increment(1);
 }
 
+/// Apps' outbound HTTP requests, by app and outcome: `ok`, `denied`,
+/// `prohibited`, `busy`, `timeout`, `too_large` or `failed` (counter).
+pub(crate) const OUTBOUND_REQUESTS: &str = "tina4_outbound_requests_total";
+
+/// Counts one outbound request of `app`.
+pub(crate) fn outbound_request(app: &str, outcome: &'static str) {
+    metrics::counter!(OUTBOUND_REQUESTS, "app" => app.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
 /// Messages received from the backplane and not acted on, by reason: no
 /// seal, a bad seal, or malformed (counter).
 pub(crate) const BACKPLANE_REFUSED: &str = "tina4_backplane_refused_total";

@@ -288,7 +288,6 @@ mod tests {
     fn an_entry_allows_its_scheme_host_and_port_only() {
         let api = p("https://api.example.com");
         assert!(api.allows(&to("https://api.example.com")));
-        assert!(api.allows(&to("https://API.example.com".to_lowercase().as_str())));
         assert!(!api.allows(&to("http://api.example.com")));
         assert!(!api.allows(&to("https://api.example.com:8443")));
         assert!(!api.allows(&to("https://evil.com")));
@@ -340,10 +339,7 @@ mod tests {
             let err = bad.parse::<HostPattern>().unwrap_err().to_string();
             assert!(err.contains(bad), "{bad}: {err}");
         }
-        assert_eq!(
-            p("HTTPS://Api.Example.COM./").allows(&to("https://api.example.com")),
-            true
-        );
+        assert!(p("HTTPS://Api.Example.COM./").allows(&to("https://api.example.com")));
     }
 
     #[test]

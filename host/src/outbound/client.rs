@@ -26,6 +26,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use super::OutboundGrant;
 use super::address::is_internal;
 use super::allow::{Destination, HostPattern};
+use crate::telemetry;
 
 /// Largest response head (status line and headers) read, in bytes.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -43,8 +44,9 @@ pub(crate) type FailureLog = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The outbound side of one instance: its app's grant, if any, and the
 /// deadline of the call in progress (copied in before each use).
-#[derive(Default)]
 pub(crate) struct AppOutbound {
+    /// The app, for its metrics and the debug log.
+    pub(crate) app: Arc<str>,
     /// Where the app may send requests; `None`: nowhere.
     pub(crate) grant: Option<Arc<OutboundGrant>>,
     /// When the guest call in progress must end.
@@ -74,9 +76,11 @@ impl WasiHttpHooks for AppOutbound {
                 log(&format!("request {target} failed: {}", reason(err)));
             }
         };
+        let app = self.app.clone();
         let Some(grant) = self.grant.clone() else {
             return Box::new(async move {
                 let err = Error::HttpRequestDenied;
+                telemetry::outbound_request(&app, "denied");
                 tell(&err);
                 Err(err)
             });
@@ -89,7 +93,6 @@ impl WasiHttpHooks for AppOutbound {
         // in the order sent, whatever order their tasks first run in.
         let permit = grant.in_flight.clone().try_acquire_owned();
         Box::new(async move {
-            let app = grant.app.clone();
             let sent = match permit {
                 Ok(permit) => {
                     let until = tokio::time::Instant::from_std(until);
@@ -97,6 +100,7 @@ impl WasiHttpHooks for AppOutbound {
                 }
                 Err(_) => Err(Error::ConnectionLimitReached),
             };
+            telemetry::outbound_request(&app, outcome(&sent));
             if let Err(err) = &sent {
                 tracing::debug!(%app, "outbound request failed: {err}");
                 tell(err);
@@ -128,6 +132,24 @@ impl WasiHttpHooks for AppOutbound {
         } else {
             ErrorCode::TlsProtocolError
         }
+    }
+}
+
+/// The outcome of a request, as its metric's label.
+fn outcome<T>(sent: &Result<T, Error>) -> &'static str {
+    match sent {
+        Ok(_) => "ok",
+        Err(Error::HttpRequestDenied) => "denied",
+        Err(Error::DestinationIpProhibited) => "prohibited",
+        Err(Error::ConnectionLimitReached) => "busy",
+        Err(Error::HttpResponseBodySize(_)) => "too_large",
+        Err(
+            Error::DnsTimeout
+            | Error::ConnectionTimeout
+            | Error::HttpResponseTimeout
+            | Error::ConnectionReadTimeout,
+        ) => "timeout",
+        Err(_) => "failed",
     }
 }
 

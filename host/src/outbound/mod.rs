@@ -112,8 +112,6 @@ pub(crate) struct OutboundPolicy {
 /// shared by its instances.
 #[derive(Debug)]
 pub(crate) struct OutboundGrant {
-    /// The app, for the log.
-    app: Arc<str>,
     /// Where and how far.
     policy: OutboundPolicy,
     /// One permit per request in flight.
@@ -121,13 +119,9 @@ pub(crate) struct OutboundGrant {
 }
 
 impl OutboundGrant {
-    /// A grant for `app` with nothing in flight.
-    pub(crate) fn new(app: Arc<str>, policy: OutboundPolicy) -> Arc<Self> {
+    /// A grant with nothing in flight.
+    pub(crate) fn new(policy: OutboundPolicy) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(policy.limits.concurrency));
-        Arc::new(Self {
-            app,
-            policy,
-            in_flight,
-        })
+        Arc::new(Self { policy, in_flight })
     }
 }

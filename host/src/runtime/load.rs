@@ -140,10 +140,7 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("the component does not implement the tina4:wasm/handler world")?;
 
-        let policy_outbound = policy
-            .outbound
-            .clone()
-            .map(|grant| OutboundGrant::new(name.clone(), grant));
+        let policy_outbound = policy.outbound.clone().map(OutboundGrant::new);
         let factory = InstanceFactory {
             app: name.clone(),
             pre,

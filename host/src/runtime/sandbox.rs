@@ -101,6 +101,7 @@ impl InstanceFactory {
                 .storage
                 .map(|quota| (self.storage.clone(), quota)),
             outbound: AppOutbound {
+                app: self.app.clone(),
                 grant: self.outbound.clone(),
                 deadline: None,
                 failures: Some(Arc::new({
