@@ -84,8 +84,11 @@ async fn sdk_behaviour(language: &str) {
     std::fs::write(
         apps.join("sdk.toml"),
         format!(
-            "allowed_outbound_hosts = [\"{}\"]\n[storage]\nmax_keys = 2\n",
-            upstream.url("")
+            "allowed_outbound_hosts = [\"{}\", \"http://localhost:{}\"]\n\
+             [outbound]\ntimeout_ms = 300\nmax_response_bytes = 1000\n\
+             [storage]\nmax_keys = 2\n",
+            upstream.url(""),
+            upstream.port,
         ),
     )
     .unwrap();
@@ -98,7 +101,7 @@ async fn sdk_behaviour(language: &str) {
             "--data-dir".into(),
             data.display().to_string(),
             "--outbound-hosts".into(),
-            "http://127.0.0.1:*".into(),
+            "http://127.0.0.1:*,http://localhost:*".into(),
         ],
         language: Language::Rust,
         ..Default::default()
@@ -148,27 +151,47 @@ async fn sdk_behaviour(language: &str) {
         json!({"status": 200, "body": "hello from upstream"})
     );
     assert_eq!(upstream.next().await, "GET /hello ");
-    let denied = http()
-        .get(server.url("/sdk/fetch"))
-        .query(&[("url", format!("http://127.0.0.2:{}/hello", upstream.port))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), 502);
-    let error = denied.json::<Value>().await.unwrap()["error"].to_string();
-    if language == "python" {
-        assert_eq!(error, "\"denied\"");
-    } else {
-        // JavaScript's fetch says only that it failed; the log says why.
-        assert!(error.contains("NetworkError"), "{error}");
-    }
-    server
-        .wait_for_log(&[
-            "outbound",
-            "127.0.0.2",
+    // Each refusal with its reason: in Python its kind, in JavaScript
+    // (whose fetch says only that it failed) the app's log line.
+    let port = upstream.port;
+    for (url, kind, logged) in [
+        (
+            format!("http://127.0.0.2:{port}/hello"),
+            "denied",
             "denied: not in allowed_outbound_hosts",
-        ])
-        .await;
+        ),
+        (
+            format!("http://localhost:{port}/hello"),
+            "prohibited",
+            "prohibited: it resolves to an internal address",
+        ),
+        (upstream.url("/hold"), "timeout", "timed out"),
+        (
+            upstream.url("/size?n=5000"),
+            "too-large",
+            "response larger than 1000 bytes",
+        ),
+    ] {
+        let refused = http()
+            .get(server.url("/sdk/fetch"))
+            .query(&[("url", &url)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 502, "{url}");
+        let error = refused.json::<Value>().await.unwrap()["error"].to_string();
+        if language == "python" {
+            assert_eq!(error, format!("\"{kind}\""), "{url}");
+        } else {
+            assert!(error.contains("NetworkError"), "{url}: {error}");
+        }
+        // The log names the request without its query.
+        let logged_url = url.split('?').next().unwrap_or_default();
+        server.wait_for_log(&["outbound", logged_url, logged]).await;
+    }
+    // The timed-out and the oversized request did reach the upstream.
+    assert_eq!(upstream.next().await, "GET /hold ");
+    assert_eq!(upstream.next().await, "GET /size?n=5000 ");
     // A secured route: refused without a token, the claims with one.
     let refused = http().get(server.url("/sdk/secret")).send().await.unwrap();
     assert_eq!(refused.status(), 401);
@@ -263,6 +286,17 @@ async fn sdk_behaviour(language: &str) {
     // A greedy one meets the memory cap, which the language reports as its
     // own out-of-memory error: logged, and the app goes on serving. With a
     // deadline far away, so that on a busy machine only that limit is met.
+    // Beside it, another app, and a request timeout as far away.
+    std::fs::write(
+        apps.join("sdk.toml"),
+        format!(
+            "allowed_outbound_hosts = [\"{}\"]\n[outbound]\ntimeout_ms = 60000\n",
+            upstream.url("")
+        ),
+    )
+    .unwrap();
+    std::fs::copy(crate::support::component("probe"), apps.join("other.wasm")).unwrap();
+    std::fs::write(apps.join("other.toml"), "hosts = [\"other.test\"]\n").unwrap();
     let server = Server::start_with(ServerOptions {
         apps_dir: Some(apps),
         cache_dir: Some(examples_cache_dir()),
@@ -271,11 +305,45 @@ async fn sdk_behaviour(language: &str) {
             "60000".into(),
             "--outbound-hosts".into(),
             "http://127.0.0.1:*".into(),
+            "--outbound-timeout-ms".into(),
+            "60000".into(),
         ],
         language: Language::Rust,
         ..Default::default()
     })
     .await;
+
+    // While the app waits on a slow upstream, the other app answers.
+    let waiting = tokio::spawn(
+        http()
+            .get(server.url("/sdk/fetch"))
+            .query(&[("url", upstream.url("/hold"))])
+            .send(),
+    );
+    assert_eq!(upstream.next().await, "GET /hold ");
+    for _ in 0..20 {
+        let answer = http()
+            .get(server.url("/probe/version"))
+            .header("host", "other.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the app is still waiting on its upstream"
+    );
+    upstream.release();
+    let held = crate::support::within("the held request", waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        held.json::<Value>().await.unwrap(),
+        json!({"status": 200, "body": "released"})
+    );
+
     let mut greedy = server.connect("/ws/sdk").await;
     greedy.send("hog").await;
     let out_of_memory = if language == "python" {

@@ -62,7 +62,7 @@ impl Upstream {
     }
 
     /// Lets held requests be answered.
-    fn release(&self) {
+    pub fn release(&self) {
         self.release.send_replace(true);
     }
 }

@@ -222,6 +222,8 @@ async fn send(
             tracing::debug!("outbound connection ended: {err}");
         }
     })));
+    // A HEAD answer declares a length it does not send.
+    let head_only = request.method() == http::Method::HEAD;
     // The request line names the path only; the host went in `Host`.
     let path = request
         .uri()
@@ -241,7 +243,7 @@ async fn send(
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max) {
+    if !head_only && declared.is_some_and(|length| length > max) {
         return Err(Error::HttpResponseBodySize(Some(max)));
     }
     let (head, body) = response.into_parts();
