@@ -7,7 +7,9 @@
 //! 2. a plain route through the probe app (`GET /probe/version`), on a
 //!    kept-alive connection; the server's CPU;
 //! 3. the probe fetching the upstream (`GET /probe/fetch?url=…`), the
-//!    same way; the server's CPU.
+//!    same way; the server's CPU: on a server that keeps idle outbound
+//!    connections (the default), and on one that keeps none
+//!    (`--outbound-idle-connections 0`).
 //!
 //! What an outbound request costs through the guest is (3) less (2),
 //! to compare with (1).
@@ -97,13 +99,11 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         apps.join("probe.toml"),
         format!("allowed_outbound_hosts = [\"http://{}\"]\n", upstream.addr),
     )?;
-    let host = Host::start(
-        &apps,
-        &root.path().join("cache"),
-        &["--outbound-hosts", "http://127.0.0.1:*"],
-    )
-    .await?;
-    let server_pid = host.pid()?;
+    let cache = root.path().join("cache");
+    let outbound = ["--outbound-hosts", "http://127.0.0.1:*"];
+    let host = Host::start(&apps, &cache, &outbound).await?;
+    let unkept = [&outbound[..], &["--outbound-idle-connections", "0"]].concat();
+    let unkept = Host::start(&apps, &cache, &unkept).await?;
     let n = options.requests;
     let upstream_name = upstream.addr.to_string();
 
@@ -118,7 +118,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
 
     let host_name = host.addr.to_string();
     let mut plain_sender = connect(host.addr).await?;
-    let plain = measure(n, server_pid, async || {
+    let plain = measure(n, host.pid()?, async || {
         get(&mut plain_sender, &host_name, "/probe/version")
             .await
             .map(drop)
@@ -127,17 +127,8 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     .context("the plain route")?;
 
     let fetch_path = format!("/probe/fetch?url=http://{}/hello/bench", upstream.addr);
-    let mut fetch_sender = connect(host.addr).await?;
-    let fetched = measure(n, server_pid, async || {
-        let body = get(&mut fetch_sender, &host_name, &fetch_path).await?;
-        anyhow::ensure!(
-            body.starts_with(b"{\"body\":"),
-            "unexpected answer: {body:?}"
-        );
-        Ok(())
-    })
-    .await
-    .context("the fetching route")?;
+    let kept = fetch_through(&host, n, &fetch_path).await?;
+    let fresh = fetch_through(&unkept, n, &fetch_path).await?;
 
     println!(
         "Outbound HTTP: {n} requests of each kind, one in flight; the upstream is the native baseline server"
@@ -157,17 +148,38 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     };
     let (native_p50, native_cpu) = row("native client, new connection", &native, "client");
     let (plain_p50, plain_cpu) = row("plain route through the app", &plain, "server");
-    let (fetch_p50, fetch_cpu) = row("route that fetches the upstream", &fetched, "server");
-    let extra_p50 = fetch_p50.saturating_sub(plain_p50);
-    let extra_cpu = fetch_cpu - plain_cpu;
+    let kept = row("route that fetches, connection kept", &kept, "server");
+    let fresh = row("route that fetches, new connection", &fresh, "server");
     println!();
-    println!(
-        "An outbound request through the guest: +{} at p50 and +{extra_cpu:.1} µs of server CPU \
-         over the plain route; {:.2}× the native client's latency, {:.2}× its CPU.",
-        ms(extra_p50),
-        extra_p50.as_secs_f64() / native_p50.as_secs_f64(),
-        extra_cpu / native_cpu
-    );
+    for (how, (fetch_p50, fetch_cpu)) in [("a kept", kept), ("a new", fresh)] {
+        let extra_p50 = fetch_p50.saturating_sub(plain_p50);
+        let extra_cpu = fetch_cpu - plain_cpu;
+        println!(
+            "An outbound request through the guest on {how} connection: +{} at p50 and \
+             +{extra_cpu:.1} µs of server CPU over the plain route; {:.2}× the native \
+             client's latency, {:.2}× its CPU.",
+            ms(extra_p50),
+            extra_p50.as_secs_f64() / native_p50.as_secs_f64(),
+            extra_cpu / native_cpu
+        );
+    }
     println!();
     Ok(())
+}
+
+/// `n` fetches of `path` through `host`'s probe, on one kept-alive
+/// connection to it.
+async fn fetch_through(host: &Host, n: usize, path: &str) -> anyhow::Result<Measured> {
+    let name = host.addr.to_string();
+    let mut sender = connect(host.addr).await?;
+    measure(n, host.pid()?, async || {
+        let body = get(&mut sender, &name, path).await?;
+        anyhow::ensure!(
+            body.starts_with(b"{\"body\":"),
+            "unexpected answer: {body:?}"
+        );
+        Ok(())
+    })
+    .await
+    .context("the fetching route")
 }

@@ -15,6 +15,7 @@ import { render } from "tina4:wasm/templates@0.1.4";
 import { log as hostLog } from "tina4:wasm/logging@0.1.4";
 import * as timersHost from "tina4:wasm/timers@0.1.4";
 import * as storageHost from "tina4:wasm/storage@0.1.4";
+import { whyFailed } from "tina4:wasm/outbound@0.1.4";
 import { decode, encode } from "./utf8.js";
 
 /** A call the host refused, or a request the app refuses. */
@@ -376,6 +377,39 @@ function isPromise(value) {
  * settles (SpiderMonkey builds, set by `tina4-wasm build`): there a
  * handler may `await fetch(...)`. QuickJS builds do not. */
 const AWAITS = typeof TINA4_AWAITS !== "undefined" && TINA4_AWAITS;
+
+/** A request `fetch` could not complete, and why: `kind` is "denied",
+ * "prohibited", "timeout", "too-large", "busy", "invalid-url" or "failed".
+ * A `TypeError`, as `fetch`'s own failures are. */
+export class FetchError extends TypeError {
+  constructor(kind, message) {
+    super(`request failed: ${message}`);
+    this.name = "FetchError";
+    this.kind = kind;
+  }
+}
+
+/** The engine's `fetch`, its failures given their reason by the host. */
+function typedFetch(engineFetch) {
+  return async function fetch(input, init = undefined) {
+    try {
+      return await engineFetch(input, init);
+    } catch (err) {
+      let why;
+      try {
+        const url = new URL(typeof input === "string" ? input : String(input.url ?? input)).href;
+        const method = String((init && init.method) || (input && input.method) || "GET").toUpperCase();
+        why = whyFailed(method, url);
+      } catch {
+        why = undefined;
+      }
+      if (why) throw new FetchError(why[0], why[1]);
+      throw err;
+    }
+  };
+}
+
+if (typeof globalThis.fetch === "function") globalThis.fetch = typedFetch(globalThis.fetch);
 
 /** What an export returns for a handler's result: where the engine awaits,
  * the promise (its failure logged), else nothing. */

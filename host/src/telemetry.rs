@@ -82,7 +82,8 @@ pub(crate) fn refused(reason: &'static str) {
 }
 
 /// Apps' outbound HTTP requests, by app and outcome: `ok`, `denied`,
-/// `prohibited`, `busy`, `timeout`, `too_large` or `failed` (counter).
+/// `prohibited`, `busy`, `timeout`, `too-large`, `invalid-url` or
+/// `failed` (counter).
 pub(crate) const OUTBOUND_REQUESTS: &str = "tina4_outbound_requests_total";
 
 /// Counts one outbound request of `app`.

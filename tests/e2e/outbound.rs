@@ -4,6 +4,7 @@
 //! next event past its deadline.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,7 +16,8 @@ use crate::support::{Server, ServerOptions, component, http, within};
 
 /// A local upstream for apps to call. `GET /hello` answers a greeting,
 /// `/size?n=N` N bytes with their length, `/stream?n=N` N bytes ending at
-/// the close, `/hold` only once released; `POST /echo` its body back. The
+/// the close, `/hold` only once released; `POST /echo` its body back. It
+/// keeps connections open between requests (but after `/stream`). The
 /// test hears each request's line and body as it arrives.
 pub struct Upstream {
     /// Its port on 127.0.0.1.
@@ -24,6 +26,8 @@ pub struct Upstream {
     seen: mpsc::UnboundedReceiver<String>,
     /// Set to answer held requests.
     release: watch::Sender<bool>,
+    /// Connections it has accepted.
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -32,8 +36,11 @@ impl Upstream {
         let port = listener.local_addr().unwrap().port();
         let (tell, seen) = mpsc::unbounded_channel();
         let (release, released) = watch::channel(false);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(serve(socket, tell.clone(), released.clone()));
             }
         });
@@ -41,6 +48,7 @@ impl Upstream {
             port,
             seen,
             release,
+            accepted,
         }
     }
 
@@ -61,28 +69,108 @@ impl Upstream {
         self.seen.try_recv().is_err()
     }
 
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
     /// Lets held requests be answered.
     pub fn release(&self) {
         self.release.send_replace(true);
     }
 }
 
-/// Answers one request on `socket` (then closes it).
+/// Sends `GET path?url=<upstream>/hold` to the app, and while the
+/// upstream holds it, asks the other app (`other.test`) many times over:
+/// each answers, and the app is still waiting. Then releases it; the
+/// app's answer.
+pub async fn held_while_another_app_answers(
+    server: &Server,
+    upstream: &mut Upstream,
+    path: &str,
+) -> Value {
+    let waiting = tokio::spawn(
+        http()
+            .get(server.url(path))
+            .query(&[("url", upstream.url("/hold"))])
+            .send(),
+    );
+    assert_eq!(upstream.next().await, "GET /hold ");
+    for _ in 0..20 {
+        let answer = http()
+            .get(server.url("/probe/version"))
+            .header("host", "other.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the app is still waiting on its upstream"
+    );
+    upstream.release();
+    let answer = within("the held request", waiting).await.unwrap().unwrap();
+    answer.json().await.unwrap()
+}
+
+/// Answers requests on `socket` until the client closes it, or an answer
+/// that ends at the close (`/stream`).
 async fn serve(
     mut socket: TcpStream,
     tell: mpsc::UnboundedSender<String>,
-    mut released: watch::Receiver<bool>,
+    released: watch::Receiver<bool>,
 ) {
+    while let Some((line, body)) = read_request(&mut socket).await {
+        let mut words = line.split(' ');
+        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let _ = tell.send(format!(
+            "{method} {target} {}",
+            String::from_utf8_lossy(&body)
+        ));
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let n: usize = query
+            .strip_prefix("n=")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let (keep, body) = match path {
+            "/hello" => (true, b"hello from upstream".to_vec()),
+            "/echo" => (true, body),
+            "/size" => (true, vec![b'x'; n]),
+            "/stream" => (false, vec![b'x'; n]),
+            "/hold" => {
+                let _ = released.clone().wait_for(|go| *go).await;
+                (true, b"released".to_vec())
+            }
+            _ => (true, b"no such thing".to_vec()),
+        };
+        let head = if keep {
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
+        } else {
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_string()
+        };
+        if socket.write_all(head.as_bytes()).await.is_err()
+            || socket.write_all(&body).await.is_err()
+            || !keep
+        {
+            break;
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+/// The next request on `socket`: its request line and body (read by its
+/// length); `None` once the client is gone.
+async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
         if socket.read(&mut byte).await.unwrap_or(0) == 0 {
-            return;
+            return None;
         }
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_string();
-    let line = head.lines().next().unwrap_or_default().to_string();
     let length: usize = head
         .lines()
         .find_map(|l| {
@@ -92,37 +180,8 @@ async fn serve(
         })
         .unwrap_or(0);
     let mut body = vec![0u8; length];
-    let _ = socket.read_exact(&mut body).await;
-    let mut words = line.split(' ');
-    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let _ = tell.send(format!(
-        "{method} {target} {}",
-        String::from_utf8_lossy(&body)
-    ));
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let n: usize = query
-        .strip_prefix("n=")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let (length, body) = match path {
-        "/hello" => (true, b"hello from upstream".to_vec()),
-        "/echo" => (true, body),
-        "/size" => (true, vec![b'x'; n]),
-        "/stream" => (false, vec![b'x'; n]),
-        "/hold" => {
-            let _ = released.wait_for(|go| *go).await;
-            (true, b"released".to_vec())
-        }
-        _ => (true, b"no such thing".to_vec()),
-    };
-    let mut answer = "HTTP/1.1 200 OK\r\nconnection: close\r\n".to_string();
-    if length {
-        answer.push_str(&format!("content-length: {}\r\n", body.len()));
-    }
-    answer.push_str("\r\n");
-    let _ = socket.write_all(answer.as_bytes()).await;
-    let _ = socket.write_all(&body).await;
-    let _ = socket.shutdown().await;
+    socket.read_exact(&mut body).await.ok()?;
+    Some((head.lines().next().unwrap_or_default().to_string(), body))
 }
 
 /// The probe with `settings` as its `probe.toml`, a second copy of it
@@ -317,29 +376,8 @@ async fn a_guest_waiting_on_a_slow_upstream_stalls_no_other_app() {
         )
         .await,
     );
-    let waiting = tokio::spawn({
-        let server = server.clone();
-        let url = upstream.url("/hold");
-        async move { fetch(&server, &url, None).await }
-    });
-    assert_eq!(upstream.next().await, "GET /hold ");
-    // While the probe waits, the other app answers, many times over.
-    for _ in 0..20 {
-        let answer = http()
-            .get(server.url("/probe/version"))
-            .header("host", "other.test")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
-    }
-    assert!(
-        !waiting.is_finished(),
-        "the probe is still waiting on its upstream"
-    );
-    upstream.release();
-    let outcome = within("the held request", waiting).await.unwrap();
-    assert_eq!(outcome, (200, json!({"status": 200, "body": "released"})));
+    let outcome = held_while_another_app_answers(&server, &mut upstream, "/probe/fetch").await;
+    assert_eq!(outcome, json!({"status": 200, "body": "released"}));
 }
 
 #[tokio::test]
@@ -375,4 +413,44 @@ async fn waiting_on_the_network_ends_by_the_event_deadline() {
         .await
         .unwrap();
     assert_eq!(next.status(), 200);
+}
+
+#[tokio::test]
+async fn a_connection_is_kept_for_the_app_s_next_request_to_the_same_place() {
+    let mut upstream = Upstream::start().await;
+    let grant = format!("allowed_outbound_hosts = [\"{}\"]\n", upstream.url(""));
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["probe"],
+        files: vec![
+            ("probe.toml", grant.clone().into_bytes()),
+            ("other.wasm", std::fs::read(component("probe")).unwrap()),
+            (
+                "other.toml",
+                format!("hosts = [\"other.test\"]\n{grant}").into_bytes(),
+            ),
+        ],
+        args: vec!["--outbound-hosts".into(), "http://127.0.0.1:*".into()],
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let reached = fetch(&server, &upstream.url("/hello"), None).await;
+        assert_eq!(reached.0, 200, "{reached:?}");
+        assert_eq!(upstream.next().await, "GET /hello ");
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "three requests on one connection"
+    );
+    // Another app gets a connection of its own.
+    let other = fetch(&server, &upstream.url("/hello"), Some("other.test")).await;
+    assert_eq!(other.0, 200, "{other:?}");
+    assert_eq!(upstream.connections(), 2);
+    // A connection its server closes is not used again.
+    let streamed = fetch(&server, &upstream.url("/stream?n=10"), None).await;
+    assert_eq!(streamed.0, 200, "{streamed:?}");
+    let after = fetch(&server, &upstream.url("/hello"), None).await;
+    assert_eq!(after.0, 200, "{after:?}");
+    assert_eq!(upstream.connections(), 3);
 }

@@ -13,7 +13,7 @@
 //! destination in `allowed_outbound_hosts`; everything else is refused
 //! with a [`FetchError`] saying why. A request waits at most until the
 //! app's own timeout, and never past the deadline of the event that sent
-//! it. Crates built on `wasi:http` (such as `wstd` or `waki`) reach the
+//! it. Any crate that speaks `wasi:http/outgoing-handler` reaches the
 //! same host function, under the same rules.
 
 use std::fmt;

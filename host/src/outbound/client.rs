@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http::uri::Scheme;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -26,6 +27,8 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use super::OutboundGrant;
 use super::address::is_internal;
 use super::allow::{Destination, HostPattern};
+use super::failures::RecentFailures;
+use super::pool::PoolKey;
 use crate::telemetry;
 
 /// Largest response head (status line and headers) read, in bytes.
@@ -53,6 +56,8 @@ pub(crate) struct AppOutbound {
     pub(crate) deadline: Option<Instant>,
     /// Where failed requests are told (the app's rate-limited log).
     pub(crate) failures: Option<FailureLog>,
+    /// The instance's recent failures, for the guest to ask about.
+    pub(crate) recent: Arc<RecentFailures>,
 }
 
 impl WasiHttpHooks for AppOutbound {
@@ -70,11 +75,15 @@ impl WasiHttpHooks for AppOutbound {
             request.uri().authority().map_or("", |a| a.as_str()),
             request.uri().path()
         );
+        let (method, url) = (request.method().to_string(), request.uri().to_string());
         let failures = self.failures.clone();
+        let recent = self.recent.clone();
         let tell = move |err: &Error| {
+            let reason = reason(err);
             if let Some(log) = &failures {
-                log(&format!("request {target} failed: {}", reason(err)));
+                log(&format!("request {target} failed: {reason}"));
             }
+            recent.record(&method, &url, kind(err), reason);
         };
         let app = self.app.clone();
         let Some(grant) = self.grant.clone() else {
@@ -96,11 +105,12 @@ impl WasiHttpHooks for AppOutbound {
             let sent = match permit {
                 Ok(permit) => {
                     let until = tokio::time::Instant::from_std(until);
-                    send(grant, permit, request, until).await
+                    send(app.clone(), grant, permit, request, until).await
                 }
                 Err(_) => Err(Error::ConnectionLimitReached),
             };
-            telemetry::outbound_request(&app, outcome(&sent));
+            let outcome = sent.as_ref().map_or_else(kind, |_| "ok");
+            telemetry::outbound_request(&app, outcome);
             if let Err(err) = &sent {
                 tracing::debug!(%app, "outbound request failed: {err}");
                 tell(err);
@@ -135,21 +145,20 @@ impl WasiHttpHooks for AppOutbound {
     }
 }
 
-/// The outcome of a request, as its metric's label.
-fn outcome<T>(sent: &Result<T, Error>) -> &'static str {
-    match sent {
-        Ok(_) => "ok",
-        Err(Error::HttpRequestDenied) => "denied",
-        Err(Error::DestinationIpProhibited) => "prohibited",
-        Err(Error::ConnectionLimitReached) => "busy",
-        Err(Error::HttpResponseBodySize(_)) => "too_large",
-        Err(
-            Error::DnsTimeout
-            | Error::ConnectionTimeout
-            | Error::HttpResponseTimeout
-            | Error::ConnectionReadTimeout,
-        ) => "timeout",
-        Err(_) => "failed",
+/// The kind of a failure: what the SDKs' errors and the metric's label
+/// call it.
+fn kind(err: &Error) -> &'static str {
+    match err {
+        Error::HttpRequestDenied => "denied",
+        Error::DestinationIpProhibited => "prohibited",
+        Error::ConnectionLimitReached => "busy",
+        Error::HttpResponseBodySize(_) => "too-large",
+        Error::HttpRequestUriInvalid => "invalid-url",
+        Error::DnsTimeout
+        | Error::ConnectionTimeout
+        | Error::HttpResponseTimeout
+        | Error::ConnectionReadTimeout => "timeout",
+        _ => "failed",
     }
 }
 
@@ -176,11 +185,12 @@ fn reason(err: &Error) -> String {
     }
 }
 
-/// Sends `request` for the app of `grant`, holding one of its permits,
-/// everything done by `until`.
+/// Sends `request` for `app` under `grant`, holding one of its permits
+/// until the answer is read, everything done by `until`.
 async fn send(
+    app: Arc<str>,
     grant: Arc<OutboundGrant>,
-    permit: OwnedSemaphorePermit,
+    _permit: OwnedSemaphorePermit,
     mut request: http::Request<WasiBody>,
     until: tokio::time::Instant,
 ) -> Result<Sent, Error> {
@@ -191,37 +201,6 @@ async fn send(
         .iter()
         .find(|entry| entry.allows(&to))
         .ok_or(Error::HttpRequestDenied)?;
-    let addresses = timeout_at(until, resolve(&to, entry))
-        .await
-        .map_err(|_| Error::DnsTimeout)??;
-    let stream = timeout_at(until, connect(&addresses))
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
-    let stream: Box<dyn Stream> = if to.tls {
-        let tls = tls_connector().connect(server_name(&to)?, stream);
-        Box::new(
-            timeout_at(until, tls)
-                .await
-                .map_err(|_| Error::ConnectionTimeout)?
-                .map_err(Error::Tls)?,
-        )
-    } else {
-        Box::new(stream)
-    };
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_HEAD_BYTES)
-        .handshake::<_, WasiBody>(TokioIo::new(stream))
-        .await
-        .map_err(Error::Hyper)?;
-    // The connection runs on its own, holding the app's permit, until the
-    // answer is read (it then ends with the sender), or it is stopped: at
-    // once if the answer is refused or the time is up.
-    let connection = Abort(Some(tokio::spawn(async move {
-        let _permit = permit;
-        if let Err(err) = conn.await {
-            tracing::debug!("outbound connection ended: {err}");
-        }
-    })));
     // A HEAD answer declares a length it does not send.
     let head_only = request.method() == http::Method::HEAD;
     // The request line names the path only; the host went in `Host`.
@@ -231,31 +210,88 @@ async fn send(
         .and_then(|p| p.as_str().parse().ok())
         .unwrap_or_else(|| http::Uri::from_static("/"));
     *request.uri_mut() = path;
-    let response = timeout_at(until, sender.send_request(request))
-        .await
-        .map_err(|_| Error::HttpResponseTimeout)?
-        .map_err(Error::Hyper)?;
-
-    // The whole body is read here, within the limit and the time, so that
-    // either refusal reaches the guest as its own error code.
-    let max = grant.policy.limits.max_response_bytes;
-    let declared = response
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if !head_only && declared.is_some_and(|length| length > max) {
-        return Err(Error::HttpResponseBodySize(Some(max)));
-    }
-    let (head, body) = response.into_parts();
-    let body = timeout_at(until, read_within(body, max))
+    let key = PoolKey {
+        app,
+        tls: to.tls,
+        host: to.host.clone(),
+        port: to.port,
+    };
+    let exchange = async {
+        let kept = match grant.pool.take(&key) {
+            Some(mut kept) => kept.ready().await.is_ok().then_some(kept),
+            None => None,
+        };
+        let (mut sender, mut connection) = match kept {
+            Some(kept) => (kept, None),
+            None => open(&to, entry).await.map(|(s, c)| (s, Some(c)))?,
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut failed) => match failed.take_message() {
+                // Not sent: the kept connection had closed. On a new one.
+                Some(request) if connection.is_none() => {
+                    let (fresh, task) = open(&to, entry).await?;
+                    (sender, connection) = (fresh, Some(task));
+                    sender.send_request(request).await.map_err(Error::Hyper)?
+                }
+                _ => return Err(Error::Hyper(failed.into_error())),
+            },
+        };
+        // The whole body is read here, within the limit and the time, so
+        // that either refusal reaches the guest as its own error code.
+        let max = grant.policy.limits.max_response_bytes;
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if !head_only && declared.is_some_and(|length| length > max) {
+            return Err(Error::HttpResponseBodySize(Some(max)));
+        }
+        let (head, body) = response.into_parts();
+        let body = read_within(body, max).await?;
+        if let Some(task) = connection {
+            task.keep();
+        }
+        grant.pool.put(key, sender, grant.policy.limits.concurrency);
+        Ok((head, body))
+    };
+    let (head, body) = timeout_at(until, exchange)
         .await
         .map_err(|_| Error::HttpResponseTimeout)??;
-    connection.keep();
     let body = Full::new(body)
         .map_err(|never| match never {})
         .boxed_unsync();
     let done: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
     Ok((http::Response::from_parts(head, body), done))
+}
+
+/// A new connection to `to` (an address `entry` permits), ready for a
+/// request; its task stops when the guard is dropped, unless kept.
+async fn open(
+    to: &Destination,
+    entry: &HostPattern,
+) -> Result<(SendRequest<WasiBody>, Abort), Error> {
+    let addresses = resolve(to, entry).await?;
+    let stream = connect(&addresses).await?;
+    let stream: Box<dyn Stream> = if to.tls {
+        let tls = tls_connector().connect(server_name(to)?, stream);
+        Box::new(tls.await.map_err(Error::Tls)?)
+    } else {
+        Box::new(stream)
+    };
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD_BYTES)
+        .handshake::<_, WasiBody>(TokioIo::new(stream))
+        .await
+        .map_err(Error::Hyper)?;
+    // Runs until the connection ends: when its sender is dropped (kept
+    // idle a while first) or its server closes it.
+    let task = tokio::spawn(async move {
+        if let Err(err) = conn.await {
+            tracing::debug!("outbound connection ended: {err}");
+        }
+    });
+    Ok((sender, Abort(Some(task))))
 }
 
 /// The body whole, or an error once it passes `max` bytes.

@@ -11,10 +11,14 @@
 //! - [`allow`]: the entries and whether one allows a destination.
 //! - [`address`]: which addresses are internal.
 //! - [`client`]: sending one request, and the hooks wasmtime calls.
+//! - [`failures`]: an instance's recent failures, for the guest to ask why.
+//! - [`pool`]: idle connections kept for apps' next requests.
 
-pub(crate) mod address;
+mod address;
 pub(crate) mod allow;
 mod client;
+mod failures;
+mod pool;
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use tokio::sync::Semaphore;
 
 pub(crate) use self::allow::HostPattern;
 pub(crate) use self::client::AppOutbound;
+pub(crate) use self::pool::ConnectionPool;
 
 /// The operator's bounds on apps' outbound HTTP: each is an app's default
 /// and the most its `[outbound]` table may ask for.
@@ -51,9 +56,15 @@ pub(crate) struct OutboundFlags {
     )]
     pub(crate) outbound_max_response_bytes: NonZeroU64,
 
-    /// Outbound requests one app may have in flight at once.
+    /// Outbound requests one app may have in flight at once (also the
+    /// most idle connections kept for it).
     #[arg(long, default_value = "8", env = "TINA4_OUTBOUND_CONCURRENCY")]
     pub(crate) outbound_concurrency: NonZeroUsize,
+
+    /// Idle outbound connections kept for reuse, in all (0: a new
+    /// connection for every request).
+    #[arg(long, default_value = "256", env = "TINA4_OUTBOUND_IDLE_CONNECTIONS")]
+    pub(crate) outbound_idle_connections: usize,
 }
 
 /// The destinations an app's entries must fall within.
@@ -110,18 +121,23 @@ pub(crate) struct OutboundPolicy {
 
 /// A grant in force: the policy and the app's count of requests in flight,
 /// shared by its instances.
-#[derive(Debug)]
 pub(crate) struct OutboundGrant {
     /// Where and how far.
     policy: OutboundPolicy,
     /// One permit per request in flight.
     in_flight: Arc<Semaphore>,
+    /// The server's idle connections, where the app's are kept.
+    pool: Arc<ConnectionPool>,
 }
 
 impl OutboundGrant {
-    /// A grant with nothing in flight.
-    pub(crate) fn new(policy: OutboundPolicy) -> Arc<Self> {
+    /// A grant with nothing in flight, keeping connections in `pool`.
+    pub(crate) fn new(policy: OutboundPolicy, pool: Arc<ConnectionPool>) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(policy.limits.concurrency));
-        Arc::new(Self { policy, in_flight })
+        Arc::new(Self {
+            policy,
+            in_flight,
+            pool,
+        })
     }
 }

@@ -22,6 +22,7 @@ use super::templates::TemplateEngine;
 use super::timers::TimerBook;
 use crate::config::Limits;
 use crate::delivery::Delivery;
+use crate::outbound::ConnectionPool;
 use crate::storage::Storage;
 
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
@@ -49,6 +50,8 @@ pub(crate) struct Runtime {
     pub(super) timers: TimerBook,
     /// What apps with a storage grant keep.
     pub(super) storage: Arc<Storage>,
+    /// Idle connections kept for apps' outbound requests.
+    pub(super) outbound_pool: Arc<ConnectionPool>,
 }
 
 impl Runtime {
@@ -87,6 +90,7 @@ impl Runtime {
         let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
         let ceilings = Ceilings::from_limits(&limits, &defaults);
         let storage = Arc::new(limits.store().context("the store")?);
+        let outbound_pool = ConnectionPool::new(limits.outbound.outbound_idle_connections);
         Ok(Self {
             templates: Arc::new(TemplateEngine::new(engine.clone())),
             engine,
@@ -98,6 +102,7 @@ impl Runtime {
             ceilings,
             timers: TimerBook::default(),
             storage,
+            outbound_pool,
         })
     }
 

@@ -17,7 +17,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::tina4::wasm::storage::StorageError as WitStorageError;
-use super::bindings::tina4::wasm::{logging, storage, templates, timers, types, websocket};
+use super::bindings::tina4::wasm::{
+    logging, outbound, storage, templates, timers, types, websocket,
+};
 use super::bindings::{GuestApiError, Level};
 use crate::delivery::Delivery;
 use crate::delivery::close;
@@ -409,6 +411,12 @@ impl storage::Host for HostState {
             Err(err) => Err(err),
         };
         counted.map_err(|err| self.storage_failed(err))
+    }
+}
+
+impl outbound::Host for HostState {
+    fn why_failed(&mut self, method: String, url: String) -> Option<(String, String)> {
+        self.outbound.recent.why(&method, &url)
     }
 }
 

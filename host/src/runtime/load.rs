@@ -140,7 +140,10 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("the component does not implement the tina4:wasm/handler world")?;
 
-        let policy_outbound = policy.outbound.clone().map(OutboundGrant::new);
+        let outbound = policy
+            .outbound
+            .clone()
+            .map(|grant| OutboundGrant::new(grant, self.outbound_pool.clone()));
         let factory = InstanceFactory {
             app: name.clone(),
             pre,
@@ -158,7 +161,7 @@ impl Runtime {
             metrics: Arc::new(AppMetrics::new(&name)),
             timers: self.timers.of(&name, self.timer_limits(), &self.delivery),
             storage: self.storage.clone(),
-            outbound: policy_outbound,
+            outbound,
         };
         if factory.templates.exist() {
             self.prepare_templates();

@@ -108,6 +108,7 @@ impl InstanceFactory {
                     let log = self.log.clone();
                     move |line: &str| log.line(tracing::Level::WARN, "outbound", line)
                 })),
+                recent: Default::default(),
             },
             http: Default::default(),
         };
