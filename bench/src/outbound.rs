@@ -2,8 +2,8 @@
 //! native baseline server (its own process) is the upstream. One request
 //! in flight at a time:
 //!
-//! 1. a native client: a new connection per request (as the host makes
-//!    one per app request), `GET /hello/bench`; this process's CPU;
+//! 1. a native client (hyper), `GET /hello/bench`, on a new connection
+//!    per request and on one kept; this process's CPU;
 //! 2. a plain route through the probe app (`GET /probe/version`), on a
 //!    kept-alive connection; the server's CPU;
 //! 3. the probe fetching the upstream (`GET /probe/fetch?url=…`), the
@@ -115,6 +115,14 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
     })
     .await
     .context("the native client")?;
+    let mut native_sender = connect(upstream.addr).await?;
+    let native_kept = measure(n, std::process::id(), async || {
+        get(&mut native_sender, &upstream_name, "/hello/bench")
+            .await
+            .map(drop)
+    })
+    .await
+    .context("the native client, its connection kept")?;
 
     let host_name = host.addr.to_string();
     let mut plain_sender = connect(host.addr).await?;
@@ -128,6 +136,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
 
     let fetch_path = format!("/probe/fetch?url=http://{}/hello/bench", upstream.addr);
     let kept = fetch_through(&host, n, &fetch_path).await?;
+    // A second server, which keeps no idle connections.
     let fresh = fetch_through(&unkept, n, &fetch_path).await?;
 
     println!(
@@ -146,12 +155,16 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
         );
         (summary.median, cpu)
     };
-    let (native_p50, native_cpu) = row("native client, new connection", &native, "client");
+    let native_fresh = row("native client, new connection", &native, "client");
+    let native_kept = row("native client, connection kept", &native_kept, "client");
     let (plain_p50, plain_cpu) = row("plain route through the app", &plain, "server");
     let kept = row("route that fetches, connection kept", &kept, "server");
     let fresh = row("route that fetches, new connection", &fresh, "server");
     println!();
-    for (how, (fetch_p50, fetch_cpu)) in [("a kept", kept), ("a new", fresh)] {
+    for (how, (fetch_p50, fetch_cpu), (native_p50, native_cpu)) in [
+        ("a kept", kept, native_kept),
+        ("a new", fresh, native_fresh),
+    ] {
         let extra_p50 = fetch_p50.saturating_sub(plain_p50);
         let extra_cpu = fetch_cpu - plain_cpu;
         println!(
