@@ -1,5 +1,5 @@
-//! Sending one app request: checked against the app's grant, resolved,
-//! checked again at the address, connected, and bounded.
+//! Sending one app request: checked against the app's grant, on a kept
+//! connection or a new one ([`super::connect`]), and bounded.
 //!
 //! Every step runs before one instant: the request's timeout from when it
 //! was made, or the deadline of the guest call that made it if that comes
@@ -7,32 +7,22 @@
 //! longer than any event may; the wait itself is a future on the async
 //! runtime, so it holds no worker and other apps run meanwhile.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::uri::Scheme;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::timeout_at;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::OutboundGrant;
-use super::address::is_internal;
-use super::allow::{Destination, HostPattern};
+use super::connect::{destination, open};
 use super::failures::RecentFailures;
 use super::pool::PoolKey;
 use crate::telemetry;
-
-/// Largest response head (status line and headers) read, in bytes.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// What a sent request resolves to: the response, and work to run beside
 /// its body (none: the body is read whole before it is handed over).
@@ -265,35 +255,6 @@ async fn send(
     Ok((http::Response::from_parts(head, body), done))
 }
 
-/// A new connection to `to` (an address `entry` permits), ready for a
-/// request; its task stops when the guard is dropped, unless kept.
-async fn open(
-    to: &Destination,
-    entry: &HostPattern,
-) -> Result<(SendRequest<WasiBody>, Abort), Error> {
-    let addresses = resolve(to, entry).await?;
-    let stream = connect(&addresses).await?;
-    let stream: Box<dyn Stream> = if to.tls {
-        let tls = tls_connector().connect(server_name(to)?, stream);
-        Box::new(tls.await.map_err(Error::Tls)?)
-    } else {
-        Box::new(stream)
-    };
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_HEAD_BYTES)
-        .handshake::<_, WasiBody>(TokioIo::new(stream))
-        .await
-        .map_err(Error::Hyper)?;
-    // Runs until the connection ends: when its sender is dropped (kept
-    // idle a while first) or its server closes it.
-    let task = tokio::spawn(async move {
-        if let Err(err) = conn.await {
-            tracing::debug!("outbound connection ended: {err}");
-        }
-    });
-    Ok((sender, Abort(Some(task))))
-}
-
 /// The body whole, or an error once it passes `max` bytes.
 async fn read_within(mut body: Incoming, max: u64) -> Result<Bytes, Error> {
     let mut read = BytesMut::new();
@@ -306,154 +267,4 @@ async fn read_within(mut body: Incoming, max: u64) -> Result<Bytes, Error> {
         }
     }
     Ok(read.freeze())
-}
-
-/// A task stopped when this is dropped, unless kept.
-struct Abort(Option<tokio::task::JoinHandle<()>>);
-
-impl Abort {
-    /// Lets the task run to its own end.
-    fn keep(mut self) {
-        self.0.take();
-    }
-}
-
-impl Drop for Abort {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
-}
-
-/// The scheme, host and port the guest addressed.
-fn destination(uri: &http::Uri) -> Result<Destination, Error> {
-    let tls = match uri.scheme() {
-        Some(scheme) if *scheme == Scheme::HTTPS => true,
-        Some(scheme) if *scheme == Scheme::HTTP => false,
-        _ => return Err(Error::HttpRequestUriInvalid),
-    };
-    let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    if host.is_empty() {
-        return Err(Error::HttpRequestUriInvalid);
-    }
-    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    Ok(Destination { tls, host, port })
-}
-
-/// The addresses `to` may be sent to: its name resolved, less any
-/// internal address `entry` does not name.
-async fn resolve(to: &Destination, entry: &HostPattern) -> Result<Vec<SocketAddr>, Error> {
-    let found: Vec<SocketAddr> = match to.address() {
-        Some(ip) => vec![SocketAddr::new(ip, to.port)],
-        None => tokio::net::lookup_host((to.host.as_str(), to.port))
-            .await
-            .map_err(|err| Error::DnsError {
-                rcode: Some(err.to_string()),
-                info_code: None,
-            })?
-            .collect(),
-    };
-    if found.is_empty() {
-        return Err(Error::DestinationNotFound);
-    }
-    let allowed: Vec<SocketAddr> = found
-        .into_iter()
-        .map(|addr| SocketAddr::new(addr.ip().to_canonical(), addr.port()))
-        .filter(|addr| permitted(addr.ip(), entry))
-        .collect();
-    if allowed.is_empty() {
-        return Err(Error::DestinationIpProhibited);
-    }
-    Ok(allowed)
-}
-
-/// A public address, or an internal one the entry names itself.
-fn permitted(ip: IpAddr, entry: &HostPattern) -> bool {
-    !is_internal(ip) || entry.names_address(ip)
-}
-
-/// A connection to the first of `addresses` that answers.
-async fn connect(addresses: &[SocketAddr]) -> Result<TcpStream, Error> {
-    let mut last = None;
-    for address in addresses {
-        match TcpStream::connect(address).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(last.map_or(Error::DestinationNotFound, Error::Connect))
-}
-
-/// The name the server's certificate must bear.
-fn server_name(to: &Destination) -> Result<rustls::pki_types::ServerName<'static>, Error> {
-    match to.address() {
-        Some(ip) => Ok(ip.into()),
-        None => rustls::pki_types::ServerName::try_from(to.host.clone())
-            .map_err(|_| Error::HttpRequestUriInvalid),
-    }
-}
-
-/// One TLS client configuration for every app: the web's public roots.
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the provider supports TLS 1.2 and 1.3")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(config.clone())
-}
-
-/// A plain or TLS connection, as hyper sees it.
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_destination_is_read_from_the_request_uri() {
-        let uri: http::Uri = "https://API.Example.com./v1?x=1".parse().unwrap();
-        let to = destination(&uri).unwrap();
-        assert_eq!(
-            (to.tls, to.host.as_str(), to.port),
-            (true, "api.example.com", 443)
-        );
-        let uri: http::Uri = "http://[::1]:8080/".parse().unwrap();
-        let to = destination(&uri).unwrap();
-        assert_eq!(
-            (to.tls, to.address(), to.port),
-            (false, Some("::1".parse().unwrap()), 8080)
-        );
-    }
-
-    #[test]
-    fn an_internal_address_is_permitted_only_by_an_entry_naming_it() {
-        let named: HostPattern = "http://127.0.0.1:*".parse().unwrap();
-        let any: HostPattern = "*://*:*".parse().unwrap();
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(permitted(loopback, &named));
-        assert!(!permitted(loopback, &any));
-        assert!(!permitted("10.0.0.1".parse().unwrap(), &named));
-        assert!(permitted("93.184.216.34".parse().unwrap(), &any));
-    }
 }

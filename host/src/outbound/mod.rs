@@ -11,12 +11,14 @@
 //! - [`allow`]: the entries and whether one allows a destination.
 //! - [`address`]: which addresses are internal.
 //! - [`client`]: sending one request, and the hooks wasmtime calls.
+//! - [`connect`]: opening a connection to a checked address.
 //! - [`failures`]: an instance's recent failures, for the guest to ask why.
 //! - [`pool`]: idle connections kept for apps' next requests.
 
 mod address;
 pub(crate) mod allow;
 mod client;
+mod connect;
 mod failures;
 mod pool;
 
