@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::support::{Server, ServerOptions, component, http, within};
@@ -32,6 +33,23 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// An upstream speaking HTTPS with the certificate `ca` signed.
+    async fn start_tls(ca: &TestCa) -> Self {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ca.leaf.clone()], ca.key.clone_key())
+        .unwrap();
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tell, seen) = mpsc::unbounded_channel();
@@ -41,7 +59,18 @@ impl Upstream {
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(socket, tell.clone(), released.clone()));
+                let (tell, released) = (tell.clone(), released.clone());
+                match &tls {
+                    None => drop(tokio::spawn(serve(socket, tell, released))),
+                    Some(tls) => {
+                        let handshake = tls.accept(socket);
+                        tokio::spawn(async move {
+                            if let Ok(socket) = handshake.await {
+                                serve(socket, tell, released).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         Self {
@@ -117,7 +146,7 @@ pub async fn held_while_another_app_answers(
 /// Answers requests on `socket` until the client closes it, or an answer
 /// that ends at the close (`/stream`).
 async fn serve(
-    mut socket: TcpStream,
+    mut socket: impl AsyncRead + AsyncWrite + Unpin,
     tell: mpsc::UnboundedSender<String>,
     released: watch::Receiver<bool>,
 ) {
@@ -161,7 +190,7 @@ async fn serve(
 
 /// The next request on `socket`: its request line and body (read by its
 /// length); `None` once the client is gone.
-async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+async fn read_request(socket: &mut (impl AsyncRead + Unpin)) -> Option<(String, Vec<u8>)> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
@@ -184,13 +213,41 @@ async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     Some((head.lines().next().unwrap_or_default().to_string(), body))
 }
 
+/// A certificate authority of the test's own, and a certificate it signed
+/// for `localhost` and 127.0.0.1.
+struct TestCa {
+    /// The authority's certificate, PEM: what a client is told to trust.
+    pem: String,
+    /// The signed certificate.
+    leaf: CertificateDer<'static>,
+    /// Its private key.
+    key: PrivateKeyDer<'static>,
+}
+
+fn test_ca() -> TestCa {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &*ca)
+        .unwrap();
+    TestCa {
+        pem: ca.pem(),
+        leaf: leaf.der().clone(),
+        key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    }
+}
+
 /// The probe with `settings` as its `probe.toml`, a second copy of it
 /// (`other`, on `other.test`) with no grant, and the operator allowing
 /// loopback (`--outbound-hosts`) plus `extra` flags.
 async fn server(settings: String, extra: &[&str]) -> Server {
     let mut args = vec![
         "--outbound-hosts".to_string(),
-        "*://*:*,http://127.0.0.1:*,http://localhost:*".to_string(),
+        "*://*:*,*://127.0.0.1:*,http://localhost:*".to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     Server::start_with(ServerOptions {
@@ -453,4 +510,41 @@ async fn a_connection_is_kept_for_the_app_s_next_request_to_the_same_place() {
     let after = fetch(&server, &upstream.url("/hello"), None).await;
     assert_eq!(after.0, 200, "{after:?}");
     assert_eq!(upstream.connections(), 3);
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_reached_only_with_a_certificate_from_a_trusted_root() {
+    let ca = test_ca();
+    let mut upstream = Upstream::start_tls(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let url = format!("https://127.0.0.1:{}/hello", upstream.port);
+    let settings = format!(
+        "allowed_outbound_hosts = [\"https://127.0.0.1:{}\"]\n",
+        upstream.port
+    );
+
+    // The operator trusts the test's authority: reached.
+    let trusting = server(
+        settings.clone(),
+        &["--outbound-ca-file", &ca_file.display().to_string()],
+    )
+    .await;
+    let reached = fetch(&trusting, &url, None).await;
+    assert_eq!(
+        reached,
+        (200, json!({"status": 200, "body": "hello from upstream"}))
+    );
+    assert_eq!(upstream.next().await, "GET /hello ");
+    drop(trusting);
+
+    // Without it, the certificate is refused before any request is sent.
+    let default = server(settings, &[]).await;
+    let refused = fetch(&default, &url, None).await;
+    assert!(
+        error_of(&refused).contains("TlsCertificateError"),
+        "{refused:?}"
+    );
+    assert!(upstream.untouched());
 }

@@ -213,14 +213,16 @@ async fn send(
         };
         let (mut sender, mut connection) = match kept {
             Some(kept) => (kept, None),
-            None => open(&to, entry).await.map(|(s, c)| (s, Some(c)))?,
+            None => open(&to, entry, &grant.tls)
+                .await
+                .map(|(s, c)| (s, Some(c)))?,
         };
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
             Err(mut failed) => match failed.take_message() {
                 // Not sent: the kept connection had closed. On a new one.
                 Some(request) if connection.is_none() => {
-                    let (fresh, task) = open(&to, entry).await?;
+                    let (fresh, task) = open(&to, entry, &grant.tls).await?;
                     (sender, connection) = (fresh, Some(task));
                     sender.send_request(request).await.map_err(Error::Hyper)?
                 }

@@ -1,10 +1,15 @@
 //! Opening a connection for an app's request: where the guest addressed
 //! it, the addresses its name resolves to less the internal ones its entry
 //! does not name, TCP to the first that answers, TLS against the web's
-//! public roots, and HTTP/1.1 over it.
+//! public roots (and the operator's), and HTTP/1.1 over it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use http::uri::Scheme;
 use hyper::client::conn::http1::SendRequest;
@@ -24,11 +29,12 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub(super) async fn open(
     to: &Destination,
     entry: &HostPattern,
+    tls: &Arc<rustls::ClientConfig>,
 ) -> Result<(SendRequest<WasiBody>, Abort), Error> {
     let addresses = resolve(to, entry).await?;
     let stream = connect(&addresses).await?;
     let stream: Box<dyn Stream> = if to.tls {
-        let tls = tls_connector().connect(server_name(to)?, stream);
+        let tls = tokio_rustls::TlsConnector::from(tls.clone()).connect(server_name(to)?, stream);
         Box::new(tls.await.map_err(Error::Tls)?)
     } else {
         Box::new(stream)
@@ -143,23 +149,35 @@ fn server_name(to: &Destination) -> Result<rustls::pki_types::ServerName<'static
     }
 }
 
-/// One TLS client configuration for every app: the web's public roots.
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the provider supports TLS 1.2 and 1.3")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(config.clone())
+/// The TLS client configuration of every app's requests: the web's
+/// public roots, and the operator's own (`--outbound-ca-file`) if given.
+pub(crate) fn tls_config(extra_roots: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(file) = extra_roots {
+        let certificates = CertificateDer::pem_file_iter(file)
+            .and_then(|all| all.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading {}", file.display()))?;
+        anyhow::ensure!(
+            !certificates.is_empty(),
+            "{} holds no certificate",
+            file.display()
+        );
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .with_context(|| format!("a certificate in {}", file.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS 1.2 and 1.3")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// A plain or TLS connection, as hyper sees it.
@@ -195,5 +213,18 @@ mod tests {
         assert!(!permitted(loopback, &any));
         assert!(!permitted("10.0.0.1".parse().unwrap(), &named));
         assert!(permitted("93.184.216.34".parse().unwrap(), &any));
+    }
+
+    #[test]
+    fn extra_roots_that_cannot_be_read_are_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = format!("{:#}", tls_config(Some(&missing)).unwrap_err());
+        assert!(err.contains("missing.pem"), "{err}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = format!("{:#}", tls_config(Some(&empty)).unwrap_err());
+        assert!(err.contains("holds no certificate"), "{err}");
+        assert!(tls_config(None).is_ok());
     }
 }

@@ -26,12 +26,13 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use tokio::sync::Semaphore;
 
 pub(crate) use self::allow::HostPattern;
 pub(crate) use self::client::AppOutbound;
-pub(crate) use self::pool::ConnectionPool;
+use self::pool::ConnectionPool;
 
 /// The operator's bounds on apps' outbound HTTP: each is an app's default
 /// and the most its `[outbound]` table may ask for.
@@ -62,6 +63,11 @@ pub(crate) struct OutboundFlags {
     /// most idle connections kept for it).
     #[arg(long, default_value = "8", env = "TINA4_OUTBOUND_CONCURRENCY")]
     pub(crate) outbound_concurrency: NonZeroUsize,
+
+    /// Certificates (PEM) trusted for apps' HTTPS requests beside the
+    /// public web's roots: an internal CA's, say.
+    #[arg(long, env = "TINA4_OUTBOUND_CA_FILE")]
+    pub(crate) outbound_ca_file: Option<std::path::PathBuf>,
 
     /// Idle outbound connections kept for reuse, in all (0: a new
     /// connection for every request).
@@ -130,16 +136,39 @@ pub(crate) struct OutboundGrant {
     in_flight: Arc<Semaphore>,
     /// The server's idle connections, where the app's are kept.
     pool: Arc<ConnectionPool>,
+    /// The server's TLS client configuration.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl OutboundGrant {
-    /// A grant with nothing in flight, keeping connections in `pool`.
-    pub(crate) fn new(policy: OutboundPolicy, pool: Arc<ConnectionPool>) -> Arc<Self> {
+    /// A grant with nothing in flight, on the server's `network`.
+    pub(crate) fn new(policy: OutboundPolicy, network: &Network) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(policy.limits.concurrency));
         Arc::new(Self {
             policy,
             in_flight,
-            pool,
+            pool: network.pool.clone(),
+            tls: network.tls.clone(),
+        })
+    }
+}
+
+/// What every app's requests share: the idle connections and the TLS
+/// client configuration.
+pub(crate) struct Network {
+    /// Idle connections kept for apps' next requests.
+    pool: Arc<ConnectionPool>,
+    /// The roots HTTPS upstreams are checked against.
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Network {
+    /// The network the flags describe.
+    pub(crate) fn new(flags: &OutboundFlags) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool: ConnectionPool::new(flags.outbound_idle_connections),
+            tls: connect::tls_config(flags.outbound_ca_file.as_deref())
+                .context("--outbound-ca-file")?,
         })
     }
 }

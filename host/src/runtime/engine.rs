@@ -22,7 +22,7 @@ use super::templates::TemplateEngine;
 use super::timers::TimerBook;
 use crate::config::Limits;
 use crate::delivery::Delivery;
-use crate::outbound::ConnectionPool;
+use crate::outbound::Network;
 use crate::storage::Storage;
 
 /// How often the engine's epoch advances; the granularity of CPU deadlines.
@@ -50,8 +50,8 @@ pub(crate) struct Runtime {
     pub(super) timers: TimerBook,
     /// What apps with a storage grant keep.
     pub(super) storage: Arc<Storage>,
-    /// Idle connections kept for apps' outbound requests.
-    pub(super) outbound_pool: Arc<ConnectionPool>,
+    /// What apps' outbound requests share (idle connections, TLS roots).
+    pub(super) network: Network,
 }
 
 impl Runtime {
@@ -90,7 +90,7 @@ impl Runtime {
         let defaults = AppPolicy::defaults(&limits, limits.fuel_per_event.map(|f| f.get()));
         let ceilings = Ceilings::from_limits(&limits, &defaults);
         let storage = Arc::new(limits.store().context("the store")?);
-        let outbound_pool = ConnectionPool::new(limits.outbound.outbound_idle_connections);
+        let network = Network::new(&limits.outbound)?;
         Ok(Self {
             templates: Arc::new(TemplateEngine::new(engine.clone())),
             engine,
@@ -102,7 +102,7 @@ impl Runtime {
             ceilings,
             timers: TimerBook::default(),
             storage,
-            outbound_pool,
+            network,
         })
     }
 

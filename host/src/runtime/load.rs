@@ -143,7 +143,7 @@ impl Runtime {
         let outbound = policy
             .outbound
             .clone()
-            .map(|grant| OutboundGrant::new(grant, self.outbound_pool.clone()));
+            .map(|grant| OutboundGrant::new(grant, &self.network));
         let factory = InstanceFactory {
             app: name.clone(),
             pre,
