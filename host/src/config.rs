@@ -644,6 +644,8 @@ pub(crate) enum StoreKind {
     Embedded,
     /// Redis at `--store-url`.
     Redis,
+    /// A Redis Cluster, its seed nodes at `--store-url`, comma-separated.
+    RedisCluster,
 }
 
 impl Limits {
@@ -652,13 +654,18 @@ impl Limits {
         use crate::storage::{Embedded, Shared, Storage};
         Ok(match self.store {
             StoreKind::Embedded => Storage::Embedded(Embedded::at(self.store_file())),
-            StoreKind::Redis => {
+            StoreKind::Redis | StoreKind::RedisCluster => {
                 anyhow::ensure!(
                     !self.store_prefix.contains(['{', '}']),
                     "TINA4_STORE_PREFIX {:?} may not contain braces",
                     self.store_prefix
                 );
-                Storage::Shared(Box::new(Shared::new(&self.store_url, &self.store_prefix)?))
+                let cluster = self.store == StoreKind::RedisCluster;
+                Storage::Shared(Box::new(Shared::new(
+                    &self.store_url,
+                    &self.store_prefix,
+                    cluster,
+                )?))
             }
         })
     }

@@ -123,7 +123,7 @@ impl RedisServer {
     }
 
     /// What `redis-cli` prints for `args` against this server.
-    async fn cli(&self, args: &[&str]) -> String {
+    pub async fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "--raw"])
             .args(args)

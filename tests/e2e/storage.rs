@@ -215,3 +215,57 @@ async fn with_the_store_on_redis_two_instances_share_an_app_s_values_within_its_
     );
     assert!(kv(&mut on_a, "get:").await.starts_with("Err(Invalid("));
 }
+
+#[tokio::test]
+async fn on_a_redis_cluster_two_instances_share_an_app_s_values_kept_on_one_shard() {
+    let cluster = crate::redis_server::RedisCluster::start(3).await;
+    let start = |node: &crate::redis_server::RedisServer| {
+        let url = node.url();
+        Server::start_with(ServerOptions {
+            apps: vec!["probe"],
+            files: vec![
+                ("probe.toml", b"[storage]\nmax_keys = 3\n".to_vec()),
+                ("other.wasm", std::fs::read(component("probe")).unwrap()),
+                (
+                    "other.toml",
+                    b"hosts = [\"other.test\"]\n[storage]\n".to_vec(),
+                ),
+            ],
+            args: ["--store", "redis-cluster", "--store-url", &url]
+                .map(String::from)
+                .to_vec(),
+            ..Default::default()
+        })
+    };
+    // Each instance knows the cluster by a different node.
+    let (a, b) = tokio::join!(start(&cluster.nodes[0]), start(&cluster.nodes[1]));
+    let mut on_a = a.connect("/ws/probe/kv").await;
+    let mut on_b = b.connect("/ws/probe/kv").await;
+    assert_eq!(kv(&mut on_a, "set:greeting hello").await, "Ok(())");
+    assert_eq!(kv(&mut on_b, "get:greeting").await, r#"Ok(Some("hello"))"#);
+    assert_eq!(kv(&mut on_a, "incr:visits 2").await, "Ok(2)");
+    assert_eq!(kv(&mut on_b, "incr:visits 3").await, "Ok(5)");
+    assert_eq!(kv(&mut on_b, "set:third x").await, "Ok(())");
+    assert_eq!(
+        kv(&mut on_a, "set:fourth x").await,
+        r#"Err(Quota("the app may keep at most 3 keys"))"#
+    );
+    assert_eq!(
+        kv(&mut on_a, "keys:").await,
+        r#"Ok(["greeting", "third", "visits"])"#
+    );
+    // Another app, whatever shard it lands on, has its own values.
+    let mut other = connect_as(&b, "other.test", "/ws/probe/kv").await;
+    assert_eq!(kv(&mut other, "get:greeting").await, "Ok(None)");
+    assert_eq!(kv(&mut other, "set:greeting hi").await, "Ok(())");
+    assert_eq!(kv(&mut on_a, "get:greeting").await, r#"Ok(Some("hello"))"#);
+    // All of an app's keys live on one shard.
+    let mut holders = 0;
+    for node in &cluster.nodes {
+        let keys = node.cli(&["KEYS", "tina4:kv:{probe}:*"]).await;
+        if !keys.trim().is_empty() {
+            holders += 1;
+        }
+    }
+    assert_eq!(holders, 1, "the app's keys are on one shard");
+}

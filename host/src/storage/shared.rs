@@ -15,8 +15,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script, Value};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Script, Value};
 use tokio::sync::Mutex;
 
 use super::{MAX_LISTED, StorageError, StorageQuota, check_key, expiry, now_ms};
@@ -158,18 +160,101 @@ return found
 /// The store on one Redis server.
 pub(crate) struct Shared {
     /// Where Redis is.
-    client: Client,
+    client: Link,
     /// Prepended to every key, as the backplane's channels.
     prefix: String,
     /// The connection, made on first use and again after a failure.
-    connection: Mutex<Option<MultiplexedConnection>>,
+    connection: Mutex<Option<Connection>>,
+}
+
+/// A Redis server or a Redis Cluster.
+enum Link {
+    /// One server.
+    Node(Client),
+    /// A cluster: each app's keys share a hash tag, so each script runs on
+    /// the one shard that holds them.
+    Cluster(Box<ClusterClient>),
+}
+
+/// A connection to either.
+#[derive(Clone)]
+enum Connection {
+    /// To one server.
+    Node(MultiplexedConnection),
+    /// To a cluster, routing each command by its keys.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Node(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Link {
+    /// A new connection.
+    async fn connect(&self) -> redis::RedisResult<Connection> {
+        match self {
+            Self::Node(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(TIMEOUT))
+                    .set_response_timeout(Some(TIMEOUT));
+                let connection = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                Ok(Connection::Node(connection))
+            }
+            Self::Cluster(client) => {
+                let connection = tokio::time::timeout(TIMEOUT * 2, client.get_async_connection())
+                    .await
+                    .map_err(|_| {
+                        redis::RedisError::from((redis::ErrorKind::Io, "timed out connecting"))
+                    })??;
+                Ok(Connection::Cluster(connection))
+            }
+        }
+    }
 }
 
 impl Shared {
-    /// The store at `url`, keys under `prefix`; connects on first use.
-    pub(crate) fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
+    /// The store at `url` (with `cluster`, a Redis Cluster's seed nodes,
+    /// comma-separated), keys under `prefix`; connects on first use.
+    pub(crate) fn new(url: &str, prefix: &str, cluster: bool) -> anyhow::Result<Self> {
+        let client = if cluster {
+            let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
+            Link::Cluster(Box::new(
+                ClusterClientBuilder::new(seeds)
+                    .connection_timeout(TIMEOUT)
+                    .response_timeout(TIMEOUT)
+                    .build()?,
+            ))
+        } else {
+            Link::Node(Client::open(url)?)
+        };
         Ok(Self {
-            client: Client::open(url)?,
+            client,
             prefix: prefix.to_string(),
             connection: Mutex::new(None),
         })
@@ -195,12 +280,9 @@ impl Shared {
     ) -> Result<Value, StorageError> {
         let mut held = self.connection.lock().await;
         if held.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(TIMEOUT))
-                .set_response_timeout(Some(TIMEOUT));
             let connection = self
                 .client
-                .get_multiplexed_async_connection_with_config(&config)
+                .connect()
                 .await
                 .map_err(|err| StorageError::Unavailable(format!("Redis: {err}")))?;
             *held = Some(connection);
