@@ -186,7 +186,7 @@ export class Connection extends Routed {
   /** The newest `limit` messages this path keeps (a route's `.history`),
    * oldest first: `{ offset, text }` or `{ offset, data }` (bytes). */
   history(limit = 50) {
-    return call(host.history, this.path, 0n, limit).map(({ offset, message }) =>
+    return call(host.history, this.path, u64(0), limit).map(({ offset, message }) =>
       message.tag === "text"
         ? { offset: Number(offset), text: message.val }
         : { offset: Number(offset), data: toBytes(message.val) },
@@ -373,10 +373,19 @@ function isPromise(value) {
   return value != null && typeof value.then === "function";
 }
 
+/** True in SpiderMonkey builds (set by `tina4-wasm build`), false in
+ * QuickJS ones. */
+const SPIDERMONKEY = typeof TINA4_SPIDERMONKEY !== "undefined" && TINA4_SPIDERMONKEY;
+
 /** True where the engine runs the event loop until an export's promise
- * settles (SpiderMonkey builds, set by `tina4-wasm build`): there a
- * handler may `await fetch(...)`. QuickJS builds do not. */
-const AWAITS = typeof TINA4_AWAITS !== "undefined" && TINA4_AWAITS;
+ * settles (SpiderMonkey): there a handler may `await fetch(...)`. */
+const AWAITS = SPIDERMONKEY;
+
+/** A 64-bit integer argument, as the engine's bindings take it:
+ * SpiderMonkey's a BigInt, QuickJS's a number. */
+function u64(n) {
+  return SPIDERMONKEY ? BigInt(n) : Number(n);
+}
 
 /** A request `fetch` could not complete, and why: `kind` is "denied",
  * "prohibited", "timeout", "too-large", "busy", "invalid-url" or "failed".

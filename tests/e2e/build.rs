@@ -405,6 +405,13 @@ async fn quickjs_builds_of_javascript_apps_serve_too() {
         .wait_for_log(&["did not answer before its first `await`"])
         .await;
 
+    // A path's history reads alike (its offsets are 64-bit on the way).
+    let mut kept = server.connect("/ws/sdk-kept").await;
+    kept.send("say:a").await;
+    assert_eq!(kept.recv().await, "a");
+    kept.send("history").await;
+    assert_eq!(kept.recv_json().await, json!([{"offset": 1, "text": "a"}]));
+
     // QuickJS never resumes a handler after `await`: said in the log, once.
     let mut client = server.connect("/ws/sdk").await;
     client.send("late").await;

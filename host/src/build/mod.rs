@@ -268,10 +268,11 @@ fn build_javascript(app: &AppSource, out: &Path, toolchains: &Toolchains) -> any
             "--external:tina4:*",
             "--log-level=warning",
         ])
-        // SpiderMonkey runs the event loop until an export's promise
-        // settles, so the SDK returns handlers' promises there.
+        // The engines differ: SpiderMonkey runs the event loop until an
+        // export's promise settles (so the SDK returns handlers' promises
+        // there), and takes 64-bit integers as BigInts.
         .arg(format!(
-            "--define:TINA4_AWAITS={}",
+            "--define:TINA4_SPIDERMONKEY={}",
             toolchains.js_engine() == JsEngine::Spidermonkey
         ))
         .arg(format!("--outfile={}", bundle.display()));
