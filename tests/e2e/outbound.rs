@@ -374,10 +374,10 @@ async fn an_entry_outside_the_operator_s_allowance_refuses_the_version() {
 }
 
 #[tokio::test]
-async fn a_timeout_an_oversized_response_and_too_many_at_once_each_give_their_error() {
+async fn a_timeout_and_an_oversized_response_each_give_their_error() {
     let mut upstream = Upstream::start().await;
     let settings = format!(
-        "allowed_outbound_hosts = [\"{}\"]\n[outbound]\ntimeout_ms = 300\nmax_response_bytes = 1000\nmax_concurrent = 2\n",
+        "allowed_outbound_hosts = [\"{}\"]\n[outbound]\ntimeout_ms = 300\nmax_response_bytes = 1000\n",
         upstream.url("")
     );
     let server = server(settings, &[]).await;
@@ -395,12 +395,22 @@ async fn a_timeout_an_oversized_response_and_too_many_at_once_each_give_their_er
             "{path}: {outcome:?}"
         );
     }
+}
 
-    // Three at once with two allowed in flight: the third is refused.
-    upstream.release();
+#[tokio::test]
+async fn a_request_past_the_app_s_requests_in_flight_is_refused_at_once() {
+    let upstream = Upstream::start().await;
+    // Two in flight at most; the upstream holds both until their timeout,
+    // so no permit is free when the guest sends the third.
+    let settings = format!(
+        "allowed_outbound_hosts = [\"{}\"]\nevent_timeout_ms = 5000\n\
+         [outbound]\ntimeout_ms = 1000\nmax_concurrent = 2\n",
+        upstream.url("")
+    );
+    let server = server(settings, &[]).await;
     let outcomes: Value = http()
         .get(server.url("/probe/fetch-all"))
-        .query(&[("url", upstream.url("/hello")), ("n", "3".into())])
+        .query(&[("url", upstream.url("/hold")), ("n", "3".into())])
         .send()
         .await
         .unwrap()
@@ -409,7 +419,11 @@ async fn a_timeout_an_oversized_response_and_too_many_at_once_each_give_their_er
         .unwrap();
     assert_eq!(
         outcomes,
-        json!(["200", "200", "request too many requests in flight"])
+        json!([
+            "request timed out",
+            "request timed out",
+            "request too many requests in flight"
+        ])
     );
 }
 
