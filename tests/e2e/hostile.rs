@@ -2,6 +2,8 @@
 //! clear log line, the app is re-instantiated when it trapped, and another
 //! app's open connection keeps answering throughout.
 
+use tokio_tungstenite::tungstenite::Message;
+
 use crate::support::{Server, ServerOptions, still_answers};
 
 /// A server with the hostile app, a bystander app (echo) and a neighbour
@@ -173,4 +175,33 @@ async fn a_sleep_cannot_outlast_the_event_deadline() {
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "finished");
     still_answers(&mut bystander, "after the sleep").await;
+}
+
+#[tokio::test]
+async fn a_guest_hoarding_wasi_handles_meets_a_bound_and_nobody_else_notices() {
+    let server = arena().await;
+    let mut bystander = server.connect("/ws/echo").await;
+    let mut attacker = server.connect("/ws/hostile").await;
+    // Each handle holds 16,000 bytes of headers in host memory: a million
+    // of them (wasmtime's default bound) would be 16 GB.
+    attacker.send("hoard").await;
+    let mut held = 0;
+    let code = loop {
+        match attacker.next_message().await {
+            Message::Text(text) => {
+                held = text
+                    .strip_prefix("holding ")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("unexpected {text}"));
+            }
+            Message::Close(frame) => break frame.map(|f| u16::from(f.code)),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1011));
+    assert!((1024..4096).contains(&held), "held {held} handles");
+    let line = server.wait_for_log(&["guest failed", "hostile"]).await;
+    assert!(line.contains("resource table"), "{line}");
+    recovered(&server).await;
+    still_answers(&mut bystander, "after the hoard").await;
 }

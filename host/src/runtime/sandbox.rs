@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::Store;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::engine::yield_until_deadline;
 use super::exports::{Exports, ExportsPre};
@@ -21,6 +23,23 @@ use crate::outbound::{AppOutbound, OutboundGrant};
 use crate::router::RoutePattern;
 use crate::storage::Storage;
 use crate::telemetry::AppMetrics;
+
+/// WASI handles one instance may hold at once (streams, pollables, HTTP
+/// headers, requests and bodies): far above what a guest uses, low enough
+/// that what they keep in host memory stays small. Past it, the call that
+/// would make another traps, and the instance is discarded with them.
+const MAX_RESOURCES: usize = 2048;
+
+/// Largest set of HTTP headers (names and values) a guest may build, in
+/// bytes: with [`MAX_RESOURCES`], about 32 MiB at the very most.
+const MAX_FIELDS_BYTES: usize = 16 * 1024;
+
+/// An empty resource table that holds at most [`MAX_RESOURCES`].
+fn resource_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
+    table
+}
 
 /// A live instance: its store and its typed exports.
 pub(crate) struct Instance {
@@ -83,7 +102,7 @@ impl InstanceFactory {
             max_message_bytes: self.policy.max_message_bytes,
             max_attachment_bytes: self.policy.max_attachment_bytes,
             wasi,
-            table: Default::default(),
+            table: resource_table(),
             limits: AppLimiter::new(
                 self.policy.memory_bytes,
                 self.policy.max_instances,
@@ -110,7 +129,11 @@ impl InstanceFactory {
                 })),
                 recent: Default::default(),
             },
-            http: Default::default(),
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(MAX_FIELDS_BYTES);
+                http
+            },
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
