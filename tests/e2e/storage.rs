@@ -172,17 +172,24 @@ async fn on_redis(redis: &crate::redis_server::RedisServer, grant: &str) -> Serv
     .await
 }
 
-#[tokio::test]
-async fn with_the_store_on_redis_two_instances_share_an_app_s_values_within_its_quota() {
-    let redis = crate::redis_server::RedisServer::start().await;
-    let grant = "max_keys = 3\nmax_value_bytes = 8\n";
-    let (a, b) = tokio::join!(on_redis(&redis, grant), on_redis(&redis, grant));
+/// Connects to the probe's storage on `a` and on `b`, and shows that what
+/// one writes the other reads and that their increments add up.
+async fn share_a_value_and_a_count(a: &Server, b: &Server) -> (Client, Client) {
     let mut on_a = a.connect("/ws/probe/kv").await;
     let mut on_b = b.connect("/ws/probe/kv").await;
     assert_eq!(kv(&mut on_a, "set:greeting hello").await, "Ok(())");
     assert_eq!(kv(&mut on_b, "get:greeting").await, r#"Ok(Some("hello"))"#);
     assert_eq!(kv(&mut on_a, "incr:visits 2").await, "Ok(2)");
     assert_eq!(kv(&mut on_b, "incr:visits 3").await, "Ok(5)");
+    (on_a, on_b)
+}
+
+#[tokio::test]
+async fn with_the_store_on_redis_two_instances_share_an_app_s_values_within_its_quota() {
+    let redis = crate::redis_server::RedisServer::start().await;
+    let grant = "max_keys = 3\nmax_value_bytes = 8\n";
+    let (a, b) = tokio::join!(on_redis(&redis, grant), on_redis(&redis, grant));
+    let (mut on_a, mut on_b) = share_a_value_and_a_count(&a, &b).await;
     assert_eq!(
         kv(&mut on_b, "keys:").await,
         r#"Ok(["greeting", "visits"])"#
@@ -239,12 +246,7 @@ async fn on_a_redis_cluster_two_instances_share_an_app_s_values_kept_on_one_shar
     };
     // Each instance knows the cluster by a different node.
     let (a, b) = tokio::join!(start(&cluster.nodes[0]), start(&cluster.nodes[1]));
-    let mut on_a = a.connect("/ws/probe/kv").await;
-    let mut on_b = b.connect("/ws/probe/kv").await;
-    assert_eq!(kv(&mut on_a, "set:greeting hello").await, "Ok(())");
-    assert_eq!(kv(&mut on_b, "get:greeting").await, r#"Ok(Some("hello"))"#);
-    assert_eq!(kv(&mut on_a, "incr:visits 2").await, "Ok(2)");
-    assert_eq!(kv(&mut on_b, "incr:visits 3").await, "Ok(5)");
+    let (mut on_a, mut on_b) = share_a_value_and_a_count(&a, &b).await;
     assert_eq!(kv(&mut on_b, "set:third x").await, "Ok(())");
     assert_eq!(
         kv(&mut on_a, "set:fourth x").await,
