@@ -46,9 +46,13 @@ use serde::Deserialize;
 
 use crate::app_files::AppFiles;
 use crate::config::{Limits, OverRate};
-use crate::outbound::{OutboundCeiling, OutboundLimits, OutboundPolicy, allow};
+use crate::outbound::{OutboundCeiling, OutboundLimits, OutboundPolicy};
 use crate::router::{HostBinding, HostPattern};
 use crate::storage::StorageQuota;
+
+mod grants;
+
+use grants::{OutboundConfig, StorageConfig};
 
 /// What `<app>.toml` may set.
 #[derive(Debug, Default, Deserialize)]
@@ -73,25 +77,6 @@ struct AppConfig {
     storage: Option<StorageConfig>,
     allowed_outbound_hosts: Option<Vec<String>>,
     outbound: Option<OutboundConfig>,
-}
-
-/// The `[outbound]` table: limits on the app's HTTP requests, below the
-/// ceilings.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OutboundConfig {
-    timeout_ms: Option<u64>,
-    max_response_bytes: Option<u64>,
-    max_concurrent: Option<u64>,
-}
-
-/// The `[storage]` table: the grant, and quotas below the ceilings.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StorageConfig {
-    max_keys: Option<u64>,
-    max_value_bytes: Option<usize>,
-    max_bytes: Option<u64>,
 }
 
 /// The limits and grants one app runs with.
@@ -400,81 +385,10 @@ impl AppPolicy {
                 }
                 (Some(ms), None) => millis(ms),
             },
-            storage: match config.storage {
-                None => None,
-                Some(asked) => Some(StorageQuota {
-                    max_keys: checked(
-                        "storage.max_keys",
-                        asked.max_keys.unwrap_or(ceilings.storage.max_keys),
-                        ceilings.storage.max_keys,
-                    )?,
-                    max_value_bytes: checked(
-                        "storage.max_value_bytes",
-                        asked
-                            .max_value_bytes
-                            .unwrap_or(ceilings.storage.max_value_bytes)
-                            as u64,
-                        ceilings.storage.max_value_bytes as u64,
-                    )? as usize,
-                    max_bytes: checked(
-                        "storage.max_bytes",
-                        asked.max_bytes.unwrap_or(ceilings.storage.max_bytes),
-                        ceilings.storage.max_bytes,
-                    )?,
-                }),
-            },
-            outbound: outbound_grant(config.allowed_outbound_hosts, config.outbound, ceilings)?,
+            storage: grants::storage(config.storage, ceilings)?,
+            outbound: grants::outbound(config.allowed_outbound_hosts, config.outbound, ceilings)?,
         })
     }
-}
-
-/// The app's outbound HTTP grant: its entries, each within the operator's
-/// `--outbound-hosts`, and its `[outbound]` limits within theirs.
-fn outbound_grant(
-    hosts: Option<Vec<String>>,
-    asked: Option<OutboundConfig>,
-    ceilings: &Ceilings,
-) -> anyhow::Result<Option<OutboundPolicy>> {
-    let Some(hosts) = hosts.filter(|hosts| !hosts.is_empty()) else {
-        anyhow::ensure!(
-            asked.is_none(),
-            "[outbound] needs allowed_outbound_hosts (no host is allowed without it)"
-        );
-        return Ok(None);
-    };
-    let hosts = allow::parse_all(&hosts)?;
-    if let Some(outside) = hosts
-        .iter()
-        .find(|entry| !ceilings.outbound_hosts.covers(entry))
-    {
-        bail!(
-            "allowed_outbound_hosts: {outside} is outside what the operator allows \
-             (--outbound-hosts; an internal address must be named there too)"
-        );
-    }
-    let asked = asked.unwrap_or_default();
-    let most = ceilings.outbound;
-    let timeout_ms = u64::try_from(most.timeout.as_millis()).unwrap_or(u64::MAX);
-    Ok(Some(OutboundPolicy {
-        hosts,
-        limits: OutboundLimits {
-            timeout: Duration::from_millis(checked(
-                "outbound.timeout_ms",
-                asked.timeout_ms.unwrap_or(timeout_ms),
-                timeout_ms,
-            )?),
-            max_response_bytes: checked(
-                "outbound.max_response_bytes",
-                asked.max_response_bytes.unwrap_or(most.max_response_bytes),
-                most.max_response_bytes,
-            )?,
-            concurrency: checked(
-                "outbound.max_concurrent",
-                asked.max_concurrent.unwrap_or(most.concurrency as u64),
-                most.concurrency as u64,
-            )? as usize,
-        },
-    }))
 }
 
 impl AppPolicy {
@@ -594,7 +508,7 @@ mod tests {
                 max_bytes: 10_000,
             },
             outbound_hosts: OutboundCeiling(
-                allow::parse_all(&["*://*:*", "http://127.0.0.1:*"]).unwrap(),
+                crate::outbound::allow::parse_all(&["*://*:*", "http://127.0.0.1:*"]).unwrap(),
             ),
             outbound: OutboundLimits {
                 timeout: Duration::from_secs(10),
