@@ -114,3 +114,13 @@ async fn the_dashboard_page_shows_the_figure_the_timer_pushes_and_sets_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn frond_js_raises_presence_events_on_a_websocket_and_an_event_stream() {
+    let server = Server::start(&["probe"]).await;
+    let url = format!("http://{}", server.addr);
+    run_script("presence.mjs", &[url], async |step| {
+        panic!("no step {step}")
+    })
+    .await;
+}
