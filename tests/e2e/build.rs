@@ -151,6 +151,18 @@ async fn sdk_behaviour(language: &str) {
         json!({"status": 200, "body": "hello from upstream"})
     );
     assert_eq!(upstream.next().await, "GET /hello ");
+    // Answers whose bodies are never read do not hold the app's requests
+    // in flight (eight): only their bytes count, within a budget.
+    let statuses = server
+        .get_json(&format!(
+            "/sdk/statuses?n=12&url={}",
+            upstream.url("/hello")
+        ))
+        .await;
+    assert_eq!(statuses, json!(vec![200; 12]));
+    for _ in 0..12 {
+        assert_eq!(upstream.next().await, "GET /hello ");
+    }
     // Each refusal with its kind (in JavaScript too, though the engine's
     // fetch says only that it failed), and its reason in the app's log.
     let port = upstream.port;

@@ -205,3 +205,39 @@ async fn a_guest_hoarding_wasi_handles_meets_a_bound_and_nobody_else_notices() {
     recovered(&server).await;
     still_answers(&mut bystander, "after the hoard").await;
 }
+
+#[tokio::test]
+async fn answers_kept_unread_are_held_within_a_budget_in_bytes() {
+    let upstream = crate::outbound::Upstream::start().await;
+    // Answers of at most 1,000 bytes, two in flight: 2,000 bytes unread.
+    let settings = format!(
+        "allowed_outbound_hosts = [\"{}\"]\n\
+         [outbound]\nmax_concurrent = 2\nmax_response_bytes = 1000\n",
+        upstream.url("")
+    );
+    let server = Server::start_with(ServerOptions {
+        apps: vec!["hostile"],
+        files: vec![("hostile.toml", settings.into_bytes())],
+        args: vec!["--outbound-hosts".into(), "*://127.0.0.1:*".into()],
+        ..Default::default()
+    })
+    .await;
+    let mut attacker = server.connect("/ws/hostile").await;
+    let at = |n: usize| format!("keep 127.0.0.1:{}/size?n={n}", upstream.port);
+    let busy = "too many requests in flight";
+    // Each answer, read by the host but not by the guest, stays in host
+    // memory: the answers' bytes, not their number, meet the budget.
+    attacker.send(&at(600)).await;
+    assert_eq!(attacker.recv().await, format!("kept 3 then {busy}"));
+    // Across events too: what is held stays counted.
+    attacker.send(&at(200)).await;
+    assert_eq!(attacker.recv().await, format!("kept 4 then {busy}"));
+    // Let go, the budget is whole again.
+    attacker.send("let-go").await;
+    assert_eq!(attacker.recv().await, "let go");
+    attacker.send(&at(1000)).await;
+    assert_eq!(attacker.recv().await, format!("kept 2 then {busy}"));
+    server
+        .wait_for_log(&["outbound", "failed", "answers kept unread"])
+        .await;
+}

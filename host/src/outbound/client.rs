@@ -160,7 +160,9 @@ fn reason(err: &Error) -> String {
             "prohibited: it resolves to an internal address no entry names".to_string()
         }
         Error::ConnectionLimitReached => {
-            "too many requests in flight (outbound.max_concurrent)".to_string()
+            "too many requests in flight (outbound.max_concurrent), or answers \
+             kept unread holding max_concurrent × max_response_bytes"
+                .to_string()
         }
         Error::HttpResponseBodySize(Some(max)) => {
             format!("response larger than {max} bytes (outbound.max_response_bytes)")
@@ -250,8 +252,18 @@ async fn send(
     let (head, body) = timeout_at(until, exchange)
         .await
         .map_err(|_| Error::HttpResponseTimeout)??;
+    // The body holds its bytes of the app's budget for answers unread
+    // until the guest has read it to the end or let it go.
+    let held = u32::try_from(body.len())
+        .ok()
+        .and_then(|bytes| grant.unread.clone().try_acquire_many_owned(bytes).ok())
+        .ok_or(Error::ConnectionLimitReached)?;
     let body = Full::new(body)
         .map_err(|never| match never {})
+        .map_frame(move |frame| {
+            let _held = &held;
+            frame
+        })
         .boxed_unsync();
     let done: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
     Ok((http::Response::from_parts(head, body), done))

@@ -107,6 +107,19 @@ pub(crate) struct OutboundLimits {
     pub(crate) concurrency: usize,
 }
 
+impl OutboundLimits {
+    /// Bytes of answers the host may hold for the app unread: as much as
+    /// its requests in flight may bring at once.
+    pub(crate) fn unread_bytes(&self) -> usize {
+        let most = u64::try_from(self.concurrency)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(self.max_response_bytes);
+        usize::try_from(most).map_or(Semaphore::MAX_PERMITS, |most| {
+            most.min(Semaphore::MAX_PERMITS)
+        })
+    }
+}
+
 impl OutboundFlags {
     /// The defaults (and ceilings) the flags set.
     pub(crate) fn limits(&self) -> OutboundLimits {
@@ -134,6 +147,10 @@ pub(crate) struct OutboundGrant {
     policy: OutboundPolicy,
     /// One permit per request in flight.
     in_flight: Arc<Semaphore>,
+    /// One permit per byte of the answers the host has read and the guest
+    /// not yet: answers kept unread hold host memory, so they have a
+    /// budget, [`OutboundLimits::unread_bytes`].
+    unread: Arc<Semaphore>,
     /// The server's idle connections, where the app's are kept.
     pool: Arc<ConnectionPool>,
     /// The server's TLS client configuration.
@@ -144,9 +161,11 @@ impl OutboundGrant {
     /// A grant with nothing in flight, on the server's `network`.
     pub(crate) fn new(policy: OutboundPolicy, network: &Network) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(policy.limits.concurrency));
+        let unread = Arc::new(Semaphore::new(policy.limits.unread_bytes()));
         Arc::new(Self {
             policy,
             in_flight,
+            unread,
             pool: network.pool.clone(),
             tls: network.tls.clone(),
         })
@@ -170,5 +189,25 @@ impl Network {
             tls: connect::tls_config(flags.outbound_ca_file.as_deref())
                 .context("--outbound-ca-file")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_answers_may_hold_what_the_requests_in_flight_may_bring() {
+        let limits = |concurrency, max_response_bytes| OutboundLimits {
+            timeout: Duration::from_secs(1),
+            max_response_bytes,
+            concurrency,
+        };
+        assert_eq!(limits(8, 4 << 20).unread_bytes(), 32 << 20);
+        // Past what a semaphore can count, it counts all it can.
+        assert_eq!(
+            limits(usize::MAX, u64::MAX).unread_bytes(),
+            Semaphore::MAX_PERMITS
+        );
     }
 }
