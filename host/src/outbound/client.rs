@@ -19,7 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::OutboundGrant;
-use super::connect::{destination, open};
+use super::connect::{Place, destination, open};
 use super::failures::RecentFailures;
 use super::pool::PoolKey;
 use crate::telemetry;
@@ -178,14 +178,16 @@ fn reason(err: &Error) -> String {
 }
 
 /// Sends `request` for `app` under `grant`, holding one of its permits
-/// until the answer is read, everything done by `until`.
+/// until the answer is read (and a name lookup it started until that
+/// ends), everything done by `until`.
 async fn send(
     app: Arc<str>,
     grant: Arc<OutboundGrant>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     mut request: http::Request<WasiBody>,
     until: tokio::time::Instant,
 ) -> Result<Sent, Error> {
+    let place: Place = Arc::new(permit);
     let to = destination(request.uri())?;
     let entry = grant
         .policy
@@ -215,7 +217,7 @@ async fn send(
         };
         let (mut sender, mut connection) = match kept {
             Some(kept) => (kept, None),
-            None => open(&to, entry, &grant.tls)
+            None => open(&to, entry, &grant.tls, &place)
                 .await
                 .map(|(s, c)| (s, Some(c)))?,
         };
@@ -224,7 +226,7 @@ async fn send(
             Err(mut failed) => match failed.take_message() {
                 // Not sent: the kept connection had closed. On a new one.
                 Some(request) if connection.is_none() => {
-                    let (fresh, task) = open(&to, entry, &grant.tls).await?;
+                    let (fresh, task) = open(&to, entry, &grant.tls, &place).await?;
                     (sender, connection) = (fresh, Some(task));
                     sender.send_request(request).await.map_err(Error::Hyper)?
                 }

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::{future::Future, io};
 
 use anyhow::Context;
 use rustls::pki_types::CertificateDer;
@@ -16,22 +17,29 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime_wasi_http::{Error, WasiBody};
 
 use super::address::is_internal;
 use super::allow::{Destination, HostPattern};
 
+/// A request's place among its app's requests in flight, shared with
+/// work of the request's that may outlive it.
+pub(super) type Place = Arc<OwnedSemaphorePermit>;
+
 /// Largest response head (status line and headers) read, in bytes.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// A new connection to `to` (an address `entry` permits), ready for a
-/// request; its task stops when the guard is dropped, unless kept.
+/// request that holds `place`; its task stops when the guard is dropped,
+/// unless kept.
 pub(super) async fn open(
     to: &Destination,
     entry: &HostPattern,
     tls: &Arc<rustls::ClientConfig>,
+    place: &Place,
 ) -> Result<(SendRequest<WasiBody>, Abort), Error> {
-    let addresses = resolve(to, entry).await?;
+    let addresses = resolve(to, entry, place).await?;
     let stream = connect(&addresses).await?;
     let stream: Box<dyn Stream> = if to.tls {
         let tls = tokio_rustls::TlsConnector::from(tls.clone()).connect(server_name(to)?, stream);
@@ -95,16 +103,27 @@ pub(super) fn destination(uri: &http::Uri) -> Result<Destination, Error> {
 
 /// The addresses `to` may be sent to: its name resolved, less any
 /// internal address `entry` does not name.
-async fn resolve(to: &Destination, entry: &HostPattern) -> Result<Vec<SocketAddr>, Error> {
+async fn resolve(
+    to: &Destination,
+    entry: &HostPattern,
+    place: &Place,
+) -> Result<Vec<SocketAddr>, Error> {
     let found: Vec<SocketAddr> = match to.address() {
         Some(ip) => vec![SocketAddr::new(ip, to.port)],
-        None => tokio::net::lookup_host((to.host.as_str(), to.port))
-            .await
-            .map_err(|err| Error::DnsError {
-                rcode: Some(err.to_string()),
-                info_code: None,
-            })?
-            .collect(),
+        None => {
+            let (host, port) = (to.host.clone(), to.port);
+            let lookup = async move {
+                tokio::net::lookup_host((host.as_str(), port))
+                    .await
+                    .map(Iterator::collect)
+            };
+            held_until_done(place.clone(), lookup)
+                .await
+                .map_err(|err| Error::DnsError {
+                    rcode: Some(err.to_string()),
+                    info_code: None,
+                })?
+        }
     };
     if found.is_empty() {
         return Err(Error::DestinationNotFound);
@@ -118,6 +137,27 @@ async fn resolve(to: &Destination, entry: &HostPattern) -> Result<Vec<SocketAddr
         return Err(Error::DestinationIpProhibited);
     }
     Ok(allowed)
+}
+
+/// Runs `work` in a task of its own that holds `place` until `work` ends,
+/// whether its answer is still awaited or not.
+///
+/// The system resolver cannot be stopped once asked: a name whose servers
+/// never answer keeps one of the runtime's blocking threads through the
+/// resolver's own timeouts, long after the request gave up. Holding the
+/// request's place meanwhile means an app never has more lookups running
+/// than requests it may have in flight.
+async fn held_until_done<T: Send + 'static>(
+    place: Place,
+    work: impl Future<Output = io::Result<T>> + Send + 'static,
+) -> io::Result<T> {
+    tokio::spawn(async move {
+        let done = work.await;
+        drop(place);
+        done
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 /// A public address, or an internal one the entry names itself.
@@ -187,6 +227,26 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_lookup_given_up_on_keeps_its_place_until_it_ends() {
+        let places = Arc::new(tokio::sync::Semaphore::new(1));
+        let place = Arc::new(places.clone().try_acquire_owned().unwrap());
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let mut lookup = Box::pin(held_until_done(place, async move {
+            answered.await.map_err(io::Error::other)
+        }));
+        // Asked once, then given up on.
+        tokio::select! {
+            biased;
+            _ = &mut lookup => panic!("the lookup has no answer yet"),
+            () = std::future::ready(()) => drop(lookup),
+        }
+        assert_eq!(places.available_permits(), 0, "its place is still held");
+        // The resolver answers at last: the place is free.
+        answer.send(()).unwrap();
+        drop(places.acquire().await.unwrap());
+    }
 
     #[test]
     fn a_destination_is_read_from_the_request_uri() {
