@@ -184,6 +184,15 @@ async fn a_guest_hoarding_wasi_handles_meets_a_bound_and_nobody_else_notices() {
     let mut attacker = server.connect("/ws/hostile").await;
     // Each handle holds 16,000 bytes of headers in host memory: a million
     // of them (wasmtime's default bound) would be 16 GB.
+    // A set of headers past 16 KiB is refused outright.
+    attacker.send("wide").await;
+    assert_eq!(attacker.expect_close().await.0, 1011);
+    let line = server.wait_for_log(&["guest failed", "hostile"]).await;
+    assert!(
+        line.contains("total size of fields exceeds limit"),
+        "{line}"
+    );
+    let mut attacker = server.connect("/ws/hostile").await;
     attacker.send("hoard").await;
     let mut held = 0;
     let code = loop {
@@ -200,7 +209,9 @@ async fn a_guest_hoarding_wasi_handles_meets_a_bound_and_nobody_else_notices() {
     };
     assert_eq!(code, Some(1011));
     assert!((1024..4096).contains(&held), "held {held} handles");
-    let line = server.wait_for_log(&["guest failed", "hostile"]).await;
+    let line = server
+        .wait_for_nth_log(&["guest failed", "hostile"], 2)
+        .await;
     assert!(line.contains("resource table"), "{line}");
     recovered(&server).await;
     still_answers(&mut bystander, "after the hoard").await;
@@ -208,10 +219,11 @@ async fn a_guest_hoarding_wasi_handles_meets_a_bound_and_nobody_else_notices() {
 
 #[tokio::test]
 async fn answers_kept_unread_are_held_within_a_budget_in_bytes() {
-    let upstream = crate::outbound::Upstream::start().await;
-    // Answers of at most 1,000 bytes, two in flight: 2,000 bytes unread.
+    let mut upstream = crate::outbound::Upstream::start().await;
+    // Answers of at most 1,000 bytes, two in flight: 2,000 bytes of
+    // answers in all. A request needs room for a whole answer to go out.
     let settings = format!(
-        "allowed_outbound_hosts = [\"{}\"]\n\
+        "allowed_outbound_hosts = [\"{}\"]\nevent_timeout_ms = 5000\n\
          [outbound]\nmax_concurrent = 2\nmax_response_bytes = 1000\n",
         upstream.url("")
     );
@@ -223,21 +235,27 @@ async fn answers_kept_unread_are_held_within_a_budget_in_bytes() {
     })
     .await;
     let mut attacker = server.connect("/ws/hostile").await;
-    let at = |n: usize| format!("keep 127.0.0.1:{}/size?n={n}", upstream.port);
+    let keep = |n: usize| format!("keep 127.0.0.1:{}/size?n={n}", upstream.port);
     let busy = "too many requests in flight";
     // Each answer, read by the host but not by the guest, stays in host
-    // memory: the answers' bytes, not their number, meet the budget.
-    attacker.send(&at(600)).await;
-    assert_eq!(attacker.recv().await, format!("kept 3 then {busy}"));
-    // Across events too: what is held stays counted.
-    attacker.send(&at(200)).await;
-    assert_eq!(attacker.recv().await, format!("kept 4 then {busy}"));
-    // Let go, the budget is whole again.
+    // memory: two of 600 bytes leave no room for a third.
+    attacker.send(&keep(600)).await;
+    assert_eq!(attacker.recv().await, format!("kept 2 then {busy}"));
+    // What is held stays counted at the next event.
+    attacker.send(&keep(100)).await;
+    assert_eq!(attacker.recv().await, format!("kept 2 then {busy}"));
+    // Let go, the room is whole again; its bytes, not the answers' count,
+    // are what runs out: eleven of 100 bytes.
     attacker.send("let-go").await;
     assert_eq!(attacker.recv().await, "let go");
-    attacker.send(&at(1000)).await;
-    assert_eq!(attacker.recv().await, format!("kept 2 then {busy}"));
+    attacker.send(&keep(100)).await;
+    assert_eq!(attacker.recv().await, format!("kept 11 then {busy}"));
     server
-        .wait_for_log(&["outbound", "failed", "answers kept unread"])
+        .wait_for_log(&["outbound", "failed", "kept unread"])
         .await;
+    // A request refused for want of room was never sent.
+    for n in [600, 600].into_iter().chain([100; 11]) {
+        assert_eq!(upstream.next().await, format!("GET /size?n={n} "));
+    }
+    assert!(upstream.untouched(), "no refused request went out");
 }

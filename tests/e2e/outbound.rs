@@ -94,7 +94,7 @@ impl Upstream {
     }
 
     /// Whether no request has reached it yet.
-    fn untouched(&mut self) -> bool {
+    pub fn untouched(&mut self) -> bool {
         self.seen.try_recv().is_err()
     }
 

@@ -89,15 +89,20 @@ impl WasiHttpHooks for AppOutbound {
             .deadline
             .map_or(timeout, |deadline| deadline.min(timeout));
         // Taken now, as the guest sends: requests sent together are counted
-        // in the order sent, whatever order their tasks first run in.
+        // in the order sent, whatever order their tasks first run in. A
+        // request goes out only with a place in flight and room for its
+        // whole answer, so a refusal (`busy`) always means it was not sent.
         let permit = grant.in_flight.clone().try_acquire_owned();
+        let room = grant.answers.clone().try_acquire_many_owned(
+            u32::try_from(grant.policy.limits.max_response_bytes).unwrap_or(u32::MAX),
+        );
         Box::new(async move {
-            let sent = match permit {
-                Ok(permit) => {
+            let sent = match (permit, room) {
+                (Ok(permit), Ok(room)) => {
                     let until = tokio::time::Instant::from_std(until);
-                    send(app.clone(), grant, permit, request, until).await
+                    send(app.clone(), grant, (permit, room), request, until).await
                 }
-                Err(_) => Err(Error::ConnectionLimitReached),
+                _ => Err(Error::ConnectionLimitReached),
             };
             let outcome = sent.as_ref().map_or_else(kind, |_| "ok");
             telemetry::outbound_request(&app, outcome);
@@ -160,8 +165,9 @@ fn reason(err: &Error) -> String {
             "prohibited: it resolves to an internal address no entry names".to_string()
         }
         Error::ConnectionLimitReached => {
-            "too many requests in flight (outbound.max_concurrent), or answers \
-             kept unread holding max_concurrent × max_response_bytes"
+            "too many requests in flight (outbound.max_concurrent), or no room \
+             for another answer beside those kept unread \
+             (max_concurrent × max_response_bytes in all)"
                 .to_string()
         }
         Error::HttpResponseBodySize(Some(max)) => {
@@ -177,17 +183,18 @@ fn reason(err: &Error) -> String {
     }
 }
 
-/// Sends `request` for `app` under `grant`, holding one of its permits
-/// until the answer is read (and a name lookup it started until that
-/// ends), everything done by `until`.
+/// Sends `request` for `app` under `grant`, everything done by `until`.
+/// It holds its place in flight until the answer is read (and a name
+/// lookup it started until that ends), and room for the whole answer, of
+/// which the answer keeps what it takes until the guest has read it.
 async fn send(
     app: Arc<str>,
     grant: Arc<OutboundGrant>,
-    permit: OwnedSemaphorePermit,
+    (place, mut room): (OwnedSemaphorePermit, OwnedSemaphorePermit),
     mut request: http::Request<WasiBody>,
     until: tokio::time::Instant,
 ) -> Result<Sent, Error> {
-    let place: Place = Arc::new(permit);
+    let place: Place = Arc::new(place);
     let to = destination(request.uri())?;
     let entry = grant
         .policy
@@ -254,12 +261,12 @@ async fn send(
     let (head, body) = timeout_at(until, exchange)
         .await
         .map_err(|_| Error::HttpResponseTimeout)??;
-    // The body holds its bytes of the app's budget for answers unread
-    // until the guest has read it to the end or let it go.
-    let held = u32::try_from(body.len())
-        .ok()
-        .and_then(|bytes| grant.unread.clone().try_acquire_many_owned(bytes).ok())
-        .ok_or(Error::ConnectionLimitReached)?;
+    // The body keeps its own bytes of the room until the guest has read it
+    // to the end or let it go; the rest is free again now.
+    let held = room
+        .split(body.len())
+        .ok_or(Error::HttpResponseBodySize(Some(room.num_permits() as u64)))?;
+    drop(room);
     let body = Full::new(body)
         .map_err(|never| match never {})
         .map_frame(move |frame| {

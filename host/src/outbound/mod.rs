@@ -108,9 +108,9 @@ pub(crate) struct OutboundLimits {
 }
 
 impl OutboundLimits {
-    /// Bytes of answers the host may hold for the app unread: as much as
-    /// its requests in flight may bring at once.
-    pub(crate) fn unread_bytes(&self) -> usize {
+    /// Bytes of answers the host may hold for the app, being read or kept
+    /// unread: as much as its requests in flight may bring at once.
+    pub(crate) fn answer_bytes(&self) -> usize {
         let most = u64::try_from(self.concurrency)
             .unwrap_or(u64::MAX)
             .saturating_mul(self.max_response_bytes);
@@ -147,10 +147,11 @@ pub(crate) struct OutboundGrant {
     policy: OutboundPolicy,
     /// One permit per request in flight.
     in_flight: Arc<Semaphore>,
-    /// One permit per byte of the answers the host has read and the guest
-    /// not yet: answers kept unread hold host memory, so they have a
-    /// budget, [`OutboundLimits::unread_bytes`].
-    unread: Arc<Semaphore>,
+    /// One permit per byte of the app's answers the host holds: room for
+    /// each whole answer while it is read, then its bytes until the guest
+    /// has read them, so answers kept unread have a budget
+    /// ([`OutboundLimits::answer_bytes`]).
+    answers: Arc<Semaphore>,
     /// The server's idle connections, where the app's are kept.
     pool: Arc<ConnectionPool>,
     /// The server's TLS client configuration.
@@ -161,11 +162,11 @@ impl OutboundGrant {
     /// A grant with nothing in flight, on the server's `network`.
     pub(crate) fn new(policy: OutboundPolicy, network: &Network) -> Arc<Self> {
         let in_flight = Arc::new(Semaphore::new(policy.limits.concurrency));
-        let unread = Arc::new(Semaphore::new(policy.limits.unread_bytes()));
+        let answers = Arc::new(Semaphore::new(policy.limits.answer_bytes()));
         Arc::new(Self {
             policy,
             in_flight,
-            unread,
+            answers,
             pool: network.pool.clone(),
             tls: network.tls.clone(),
         })
@@ -197,16 +198,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unread_answers_may_hold_what_the_requests_in_flight_may_bring() {
+    fn answers_may_hold_what_the_requests_in_flight_may_bring() {
         let limits = |concurrency, max_response_bytes| OutboundLimits {
             timeout: Duration::from_secs(1),
             max_response_bytes,
             concurrency,
         };
-        assert_eq!(limits(8, 4 << 20).unread_bytes(), 32 << 20);
+        assert_eq!(limits(8, 4 << 20).answer_bytes(), 32 << 20);
         // Past what a semaphore can count, it counts all it can.
         assert_eq!(
-            limits(usize::MAX, u64::MAX).unread_bytes(),
+            limits(usize::MAX, u64::MAX).answer_bytes(),
             Semaphore::MAX_PERMITS
         );
     }
